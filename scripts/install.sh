@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Installs what the platform (or its tests) needs and is missing, and nothing else.
+#
+#   scripts/install.sh platform   hub virtualenv, configurable-http-proxy, Node 24, code-server
+#   scripts/install.sh test       the above, plus test tools and Debian's Chromium
+#
+# Everything lands in $MLOPS_IDE_TOOLS_DIR (default ~/.cache/mlops-ide), in folders named
+# after a hash of what they were built from, so a second run installs nothing, a changed
+# requirements file gets a fresh environment, and every checkout of the same commit
+# (a CI clone included) reuses the same environments.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+tools=${MLOPS_IDE_TOOLS_DIR:-$HOME/.cache/mlops-ide}
+what=${1:-platform}
+case "$what" in platform|test) ;; *) echo "usage: $0 platform|test" >&2; exit 2 ;; esac
+
+NODE24_VERSION=24.21.0
+CODE_SERVER_VERSION=4.139.1
+CHP_VERSION=5.3.0
+
+step=0
+steps=4; [ "$what" = test ] && steps=6
+progress() { step=$((step + 1)); printf '==> [%d/%d] %s\n' "$step" "$steps" "$*"; }
+done_already() { printf '    up to date (%s)\n' "$1"; }
+
+hash_of() { cat "$@" | sha256sum | cut -c1-12; }
+
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -eq 0 ]; then done_already "apt: $*"; return; fi
+  echo "    apt-get install ${missing[*]}"
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: Debian packages ${missing[*]} are missing; install them as root (apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+make_venv() {  # make_venv NAME REQUIREMENTS... ; prints nothing, sets $venv
+  local name=$1; shift
+  venv="$tools/venv-$name-$(hash_of "$@" <(python3 --version))"
+  if [ -x "$venv/bin/python" ] && [ -f "$venv/.complete" ]; then done_already "$venv"; return; fi
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
+  local args=()
+  for r in "$@"; do args+=(-r "$r"); done
+  "$venv/bin/pip" install -q --disable-pip-version-check "${args[@]}" 2> >(grep -v "is ignored: it is neither" >&2)
+  touch "$venv/.complete"
+}
+
+npm_install() {  # npm_install DIR PACKAGE@VERSION [npm flags...]
+  local dir=$1 pkg=$2; shift 2
+  if [ -f "$dir/.complete" ]; then done_already "$dir"; return; fi
+  rm -rf "$dir"; mkdir -p "$dir"
+  npm install --prefix "$dir" --no-save --no-audit --no-fund --loglevel=error "$@" "$pkg" >/dev/null
+  touch "$dir/.complete"
+}
+
+mkdir -p "$tools"
+
+progress "Debian packages for code-server's native modules"
+apt_install libkrb5-dev libxkbfile-dev libsecret-1-dev
+
+progress "hub virtualenv (JupyterHub, jupyter-vscode-proxy, GitPython)"
+make_venv hub "$here/requirements/hub.txt"
+hub_venv=$venv
+
+progress "configurable-http-proxy $CHP_VERSION"
+npm_install "$tools/chp-$CHP_VERSION" "configurable-http-proxy@$CHP_VERSION"
+
+progress "Node $NODE24_VERSION and code-server $CODE_SERVER_VERSION (first time: about 2 minutes)"
+node24="$tools/node-$NODE24_VERSION"
+npm_install "$node24" "node@$NODE24_VERSION"
+# The npm package `node` pulls the real build in as node-linux-<arch>: bin/node and the
+# include/node headers that node-gyp compiles code-server's native modules against.
+node24_home=$(dirname "$(find "$node24/node_modules" -path '*/include/node/common.gypi' | head -n 1)")
+node24_home=$(dirname "$(dirname "$node24_home")")
+cs="$tools/code-server-$CODE_SERVER_VERSION"
+# code-server's postinstall refuses root without unsafe-perm; this machine's npmrc says
+# yes=false (which cancels node-pty's `npx node-gyp`) and points nodedir at Node 20.
+PATH="$node24_home/bin:$PATH" npm_install "$cs" "code-server@$CODE_SERVER_VERSION" \
+  --unsafe-perm=true --yes=true --nodedir="$node24_home"
+
+if [ "$what" = test ]; then
+  progress "Debian's Chromium for browser tests"
+  apt_install chromium
+  progress "test tools (pytest, playwright, ruff)"
+  make_venv hub-test "$here/requirements/hub.txt" "$here/requirements/test.txt"
+  hub_venv=$venv
+fi
+
+# One small file tells everything else where the tools are.
+cat > "$here/.tools.env" <<ENV
+MLOPS_IDE_PYTHON=$hub_venv/bin/python
+MLOPS_IDE_CHP=$tools/chp-$CHP_VERSION/node_modules/.bin/configurable-http-proxy
+MLOPS_IDE_NODE24=$node24_home/bin/node
+MLOPS_IDE_CODE_SERVER=$cs/node_modules/code-server/out/node/entry.js
+ENV
+echo "    tools recorded in .tools.env"

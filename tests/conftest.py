@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.gitrepos import Remote
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user's home with its own global git config, so tests never read or write ours."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for name in (
+        "MLOPS_IDE_GIT_TOKEN",
+        "MLOPS_IDE_GIT_TOKEN_FILE",
+        "MLOPS_IDE_REPO_URL",
+        "MLOPS_IDE_REPO_BRANCH",
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture
+def remote(tmp_path: Path, home: Path) -> Remote:
+    return Remote(tmp_path)
