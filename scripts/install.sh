@@ -2,7 +2,7 @@
 # Installs what the platform (or its tests) needs and is missing, and nothing else.
 #
 #   scripts/install.sh platform   hub virtualenv, configurable-http-proxy, Node 24, code-server
-#   scripts/install.sh test       the above, plus test tools and Debian's Chromium
+#   scripts/install.sh test       the above, plus Debian's Chromium for the browser tests
 #
 # Everything lands in $MLOPS_IDE_TOOLS_DIR (default ~/.cache/mlops-ide), in folders named
 # after a hash of what they were built from, so a second run installs nothing, a changed
@@ -20,7 +20,7 @@ CODE_SERVER_VERSION=4.139.1
 CHP_VERSION=5.3.0
 
 step=0
-steps=4; [ "$what" = test ] && steps=6
+steps=4; [ "$what" = test ] && steps=5
 progress() { step=$((step + 1)); printf '==> [%d/%d] %s\n' "$step" "$steps" "$*"; }
 done_already() { printf '    up to date (%s)\n' "$1"; }
 
@@ -65,8 +65,10 @@ mkdir -p "$tools"
 progress "Debian packages for code-server's native modules"
 apt_install libkrb5-dev libxkbfile-dev libsecret-1-dev
 
-progress "hub virtualenv (JupyterHub, jupyter-vscode-proxy, GitPython)"
-make_venv hub "$here/requirements/hub.txt"
+progress "hub virtualenv (JupyterHub, jupyter-vscode-proxy, GitPython; pytest, playwright, ruff)"
+# One environment for the hub, the user servers and the tests: what the tests run is
+# what the platform runs. The test tools cost ~150 MB; a second environment, far more.
+make_venv hub "$here/requirements/hub.txt" "$here/requirements/test.txt"
 hub_venv=$venv
 
 progress "configurable-http-proxy $CHP_VERSION"
@@ -88,9 +90,6 @@ PATH="$node24_home/bin:$PATH" npm_install "$cs" "code-server@$CODE_SERVER_VERSIO
 if [ "$what" = test ]; then
   progress "Debian's Chromium for browser tests"
   apt_install chromium
-  progress "test tools (pytest, playwright, ruff)"
-  make_venv hub-test "$here/requirements/hub.txt" "$here/requirements/test.txt"
-  hub_venv=$venv
 fi
 
 # One small file tells everything else where the tools are.

@@ -1,0 +1,28 @@
+# The two commands of the README: `make up` and `make test`. Both install what is
+# missing first (scripts/install.sh) and nothing when nothing changed.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTEST_ARGS ?=
+
+.PHONY: help up test lint bench
+
+help:
+	@echo "make up     install what is missing, then run the platform (Ctrl-C stops it)"
+	@echo "make test   install what is missing, then run the linters and every test"
+	@echo "make bench  run the benchmarks in bench/ and print their figures"
+
+up:
+	@bash scripts/install.sh platform
+	@. ./.tools.env && PYTHONPATH="$(CURDIR)/src:$(CURDIR)" exec "$$MLOPS_IDE_PYTHON" -m mlops_ide.up
+
+test:
+	@bash scripts/install.sh test
+	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m ruff check . && "$$MLOPS_IDE_PYTHON" -m ruff format --check . \
+		&& "$$MLOPS_IDE_PYTHON" -m pytest $(PYTEST_ARGS)
+
+lint:
+	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m ruff check . && "$$MLOPS_IDE_PYTHON" -m ruff format --check .
+
+bench:
+	@bash scripts/install.sh test
+	@. ./.tools.env && for b in bench/*.py; do echo "== $$b"; PYTHONPATH="$(CURDIR):$(CURDIR)/src" "$$MLOPS_IDE_PYTHON" "$$b" || exit 1; done

@@ -1,0 +1,69 @@
+"""JupyterHub for mlops-ide: `jupyterhub -f jupyterhub_config.py`.
+
+Reads like a table of settings, one block per concern; the settings come from the
+environment (MLOPS_IDE_*, see README) through mlops_ide.settings, and the logic lives in
+small tested modules under src/mlops_ide/.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+
+from mlops_ide import local_state  # noqa: E402
+from mlops_ide.settings import SettingsError, load  # noqa: E402
+
+c = get_config()  # noqa: F821 - provided by JupyterHub when it reads this file
+
+try:
+    settings = load()
+    tools = local_state.Tools.load()
+except (SettingsError, local_state.StateError) as problem:
+    sys.exit(f"mlops-ide: cannot start the hub:\n{problem}")
+
+state = local_state.ensure_folder(settings.home)
+password, _ = local_state.ensure_password(settings)
+remote, _ = local_state.ensure_local_remote(settings) if settings.repo_url is None else (None, "")
+bin_dir = local_state.write_code_server_shim(settings, tools)
+
+# -- where the hub listens, and its state ---------------------------------------------------
+c.JupyterHub.ip = settings.ip
+c.JupyterHub.port = settings.port
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = settings.hub_port
+c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+
+# -- proxy: configurable-http-proxy from npm, started and stopped by the hub ------------------
+c.ConfigurableHTTPProxy.command = [str(tools.chp)]
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+c.ConfigurableHTTPProxy.pid_file = str(state / "jupyterhub-proxy.pid")
+
+# -- login: one shared password (any username); admins use it too ------------------------------
+c.JupyterHub.authenticator_class = "mlops_ide.local_hub.LocalPasswordAuthenticator"
+c.SharedPasswordAuthenticator.user_password = password
+c.Authenticator.allow_all = True
+c.Authenticator.admin_users = set(settings.admin_users)
+
+# -- user servers: local processes, homes in the state folder, VS Code first --------------------
+c.JupyterHub.spawner_class = "mlops_ide.local_hub.LocalVSCodeSpawner"
+c.SimpleLocalProcessSpawner.home_dir_template = str(settings.homes / "{username}")
+c.Spawner.cmd = [str(tools.python), "-m", "startup.start"]  # sync the repo, then jupyterhub-singleuser
+c.Spawner.default_url = "/vscode/"
+# Every local user server runs as the hub's own OS user; Jupyter refuses root unless told.
+c.Spawner.args = ["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 90
+c.Spawner.environment = {
+    "PATH": f"{bin_dir}:{tools.python.parent}:/usr/local/bin:/usr/bin:/bin",
+    "PYTHONPATH": str(ROOT),  # for startup.start only; it drops this before the server starts
+    "MLOPS_IDE_REPO_URL": settings.effective_repo_url,
+    "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
+    **settings.git_credentials,  # a token for a private MLOPS_IDE_REPO_URL
+}
+
+# -- the hub's home page: links to the tools, with their health ---------------------------------
+c.JupyterHub.template_paths = [str(ROOT / "src" / "mlops_ide" / "templates")]
+c.JupyterHub.template_vars = {"platform_name": "mlops-ide"}

@@ -1,0 +1,47 @@
+"""The hub's classes for local mode: one shared password, and user servers whose whole
+process tree (code-server and its helpers included) ends when they stop."""
+
+from __future__ import annotations
+
+from hmac import compare_digest
+
+from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+
+from mlops_ide.processes import end_processes, session_members
+
+
+class LocalPasswordAuthenticator(SharedPasswordAuthenticator):
+    """JupyterHub's shared-password check, with one password for everyone: the names in
+    ``admin_users`` log in with it too and are admins (the base class would demand a
+    second, admin-only password). Local mode is one trusted machine; Kubernetes mode
+    logs people in with GitHub instead."""
+
+    def check_allow_config(self) -> None:
+        """The base class warns that admins cannot log in without an admin password;
+        here they can, so only the checks of Authenticator itself apply."""
+        super(SharedPasswordAuthenticator, self).check_allow_config()
+
+    async def authenticate(self, handler, data):
+        username = self.normalize_username(data["username"])
+        if not self.user_password or not compare_digest(data["password"], self.user_password):
+            return None
+        return {"name": username, "admin": username in self.admin_users, "groups": []}
+
+
+class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
+    """SimpleLocalProcessSpawner that, on stop, also ends every process left in the
+    server's session (each server starts a session of its own): code-server's extension
+    host and file watcher would otherwise outlive it by up to a minute."""
+
+    async def stop(self, now: bool = False) -> None:
+        session = self.pid
+        await super().stop(now=now)
+        if session:
+            leftovers = session_members(session)
+            if leftovers:
+                killed = end_processes(leftovers, grace=3.0)
+                self.log.info(
+                    "Ended %d leftover process(es) of %s's server (%d needed SIGKILL)",
+                    len(leftovers), self.user.name, len(killed),
+                )

@@ -1,0 +1,104 @@
+"""The local mode's state folder (MLOPS_IDE_HOME): secrets, the bare git remote, the
+tools the single-user servers find on their PATH. Every step keeps what is already there."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops_ide.settings import CHECKOUT, Settings
+
+TOOLS_FILE = CHECKOUT / ".tools.env"
+
+
+class StateError(RuntimeError):
+    """The state folder cannot be prepared; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Tools:
+    """Where scripts/install.sh put what the platform runs (recorded in .tools.env)."""
+
+    python: Path
+    chp: Path
+    node24: Path
+    code_server: Path  # code-server's entry.js, run by Node 24
+
+    @classmethod
+    def load(cls, path: Path = TOOLS_FILE) -> Tools:
+        if not path.exists():
+            raise StateError(f"{path} is missing: run `make up` (or scripts/install.sh platform) first.")
+        values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+        tools = cls(
+            python=Path(values.get("MLOPS_IDE_PYTHON", "")),
+            chp=Path(values.get("MLOPS_IDE_CHP", "")),
+            node24=Path(values.get("MLOPS_IDE_NODE24", "")),
+            code_server=Path(values.get("MLOPS_IDE_CODE_SERVER", "")),
+        )
+        missing = [str(p) for p in (tools.python, tools.chp, tools.node24, tools.code_server) if not p.is_file()]
+        if missing:
+            raise StateError(f"installed tools are missing ({', '.join(missing)}): run `make up` again.")
+        return tools
+
+
+def ensure_folder(path: Path, mode: int = 0o700) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    return path
+
+
+def ensure_secret(path: Path, make: callable) -> tuple[str, bool]:
+    """The secret stored at ``path`` (mode 0600), made once; returns (value, made_now)."""
+    if path.exists():
+        path.chmod(0o600)
+        return path.read_text().strip(), False
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
+    return value, True
+
+
+def ensure_password(settings: Settings) -> tuple[str, bool]:
+    """MLOPS_IDE_PASSWORD, or one generated once and kept in the state folder."""
+    if settings.password:
+        return settings.password, False
+    return ensure_secret(settings.home / "password", lambda: secrets.token_urlsafe(12))
+
+
+def ensure_local_remote(settings: Settings, checkout: Path = CHECKOUT) -> tuple[Path, str]:
+    """The bare repository users clone and push to. Made once, seeded from the checkout's
+    committed HEAD as branch main; after that it belongs to its users and is kept."""
+    remote = settings.local_remote
+    if (remote / "HEAD").exists():
+        return remote, "kept"
+    head = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=checkout, capture_output=True, text=True)
+    if head.returncode:
+        raise StateError(f"{checkout} has no commit to seed the local git remote from: commit first.")
+    partial = remote.with_name(remote.name + ".partial")
+    subprocess.run(["rm", "-rf", str(partial)], check=True)
+    ensure_folder(partial.parent)
+    run_git(["init", "--quiet", "--bare", "--initial-branch", settings.repo_branch, str(partial)], checkout)
+    run_git(["push", "--quiet", str(partial), f"HEAD:refs/heads/{settings.repo_branch}"], checkout)
+    os.rename(partial, remote)
+    return remote, f"seeded from {head.stdout.strip()[:12]}"
+
+
+def write_code_server_shim(settings: Settings, tools: Tools) -> Path:
+    """A `code-server` on the user servers' PATH that runs the npm build on Node 24
+    (jupyter-vscode-proxy looks it up by name)."""
+    bin_dir = ensure_folder(settings.home / "bin", 0o755)
+    shim = bin_dir / "code-server"
+    text = f'#!/bin/sh\nexec "{tools.node24}" "{tools.code_server}" "$@"\n'
+    if not shim.exists() or shim.read_text() != text:
+        shim.write_text(text)
+        shim.chmod(0o755)
+    return bin_dir
+
+
+def run_git(args: list[str], cwd: Path) -> None:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode:
+        raise StateError(f"git {args[0]} failed in {cwd}: {result.stderr.strip()}")

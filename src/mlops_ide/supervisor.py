@@ -1,0 +1,125 @@
+"""Start the platform's services, restart any that dies, and stop them all, leaving no
+process behind.
+
+Each service runs in a session of its own, so a Ctrl-C in the terminal reaches only the
+supervisor, which then stops the services in reverse order (the hub stops its user
+servers and proxy itself). The supervisor is a child subreaper: whatever a service leaves
+orphaned is re-parented to it, and a final sweep ends every descendant still alive.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlops_ide.processes import become_subreaper, descendants, end_processes, reap_zombie_children
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    log: Path
+    ready_url: str | None = None  # answers 2xx once the service is usable
+    stop_signal: int = signal.SIGTERM
+    stop_grace: float = 20.0
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+    restarts: int = 0
+    next_start: float = 0.0  # when a dead service is due to start again (0: not dead)
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def is_ready(self) -> bool:
+        if self.ready_url is None:
+            return self.proc is not None and self.proc.poll() is None
+        try:
+            with urllib.request.urlopen(self.ready_url, timeout=2) as response:
+                return 200 <= response.status < 300
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(self.stop_signal)
+        try:
+            self.proc.wait(self.stop_grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Supervisor:
+    def __init__(self, services: list[Service], say: Callable[[str], None] = print):
+        self.services = services
+        self.say = say
+        self.stopping = threading.Event()
+
+    def handle_signals(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda *_: self.stopping.set())
+
+    def start(self, ready_timeout: float = 90.0) -> bool:
+        """Start every service in order, each once the one before is ready."""
+        become_subreaper()
+        for service in self.services:
+            started = time.monotonic()
+            service.start()
+            while not service.is_ready():
+                if self.stopping.is_set():
+                    return False
+                if service.proc.poll() is not None:
+                    self.say(f"!! {service.name} exited with {service.proc.returncode} while starting; "
+                             f"see {service.log}")
+                    return False
+                if time.monotonic() - started > ready_timeout:
+                    self.say(f"!! {service.name} not ready after {ready_timeout:.0f} s; see {service.log}")
+                    return False
+                time.sleep(0.2)
+            self.say(f"   {service.name} ready in {time.monotonic() - started:.1f} s")
+        return True
+
+    def watch(self, poll: float = 0.5) -> None:
+        """Until a stop is asked for: restart any service that died, with a back-off."""
+        while not self.stopping.wait(poll):
+            reap_zombie_children(keep={s.proc.pid for s in self.services if s.proc})
+            now = time.monotonic()
+            for service in self.services:
+                if service.proc.poll() is None:
+                    continue
+                if service.next_start == 0.0:  # just found dead: wait 0, 1, 3, 7, 15, then 30 s
+                    delay = min(30.0, 2.0 ** min(service.restarts, 5) - 1)
+                    service.next_start = now + delay
+                    self.say(f"!! {service.name} exited with {service.proc.returncode}; "
+                             f"restarting in {delay:.0f} s (see {service.log})")
+                elif now >= service.next_start:
+                    service.restarts += 1
+                    service.next_start = 0.0
+                    service.start()
+                    self.say(f"   {service.name} restarted")
+
+    def stop(self) -> None:
+        """Stop the services in reverse order, then end anything they left behind."""
+        for service in reversed(self.services):
+            service.stop()
+        leftovers = descendants(os.getpid())
+        if leftovers:
+            killed = end_processes(leftovers, grace=5.0)
+            self.say(f"   ended {len(leftovers)} leftover process(es) ({len(killed)} needed SIGKILL)")
+        reap_zombie_children()

@@ -1,0 +1,109 @@
+"""`make up`: prepare the local state, start the platform in the foreground, stop it all
+on Ctrl-C or SIGTERM.
+
+    python -m mlops_ide.up
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from mlops_ide import local_state
+from mlops_ide.settings import CHECKOUT, Settings, SettingsError, load
+from mlops_ide.supervisor import Service, Supervisor
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def check_ports_free(settings: Settings) -> list[str]:
+    """One message per port that something else already listens on."""
+    wanted = [
+        (settings.ip, settings.port, "MLOPS_IDE_PORT, the hub's address"),
+        ("127.0.0.1", settings.hub_port, "MLOPS_IDE_PORT+1, the hub's internal API"),
+        ("127.0.0.1", settings.proxy_api_port, "MLOPS_IDE_PORT+2, the proxy's API"),
+    ]
+    problems = []
+    for host, port, what in wanted:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                reason = "in use" if error.errno == errno.EADDRINUSE else error.strerror
+                problems.append(
+                    f"port {port} on {host} ({what}) is {reason}: stop what uses it "
+                    f"(`ss -ltnp | grep :{port}`) or set MLOPS_IDE_PORT to another port."
+                )
+    return problems
+
+
+def hub_service(settings: Settings, tools: local_state.Tools) -> Service:
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["PATH"] = f"{tools.python.parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    return Service(
+        name="JupyterHub",
+        argv=[str(tools.python), "-m", "jupyterhub", "-f", str(CHECKOUT / "jupyterhub_config.py")],
+        env=env,
+        cwd=settings.home,
+        log=settings.home / "logs" / "jupyterhub.log",
+        # Through the proxy: it answers 404 until the hub has added its own route.
+        ready_url=f"{settings.public_url.replace('0.0.0.0', '127.0.0.1')}hub/api",
+    )
+
+
+def main() -> int:
+    try:
+        settings = load()
+        tools = local_state.Tools.load()
+    except (SettingsError, local_state.StateError) as problem:
+        say(f"mlops-ide: cannot start:\n{problem}")
+        return 2
+    problems = check_ports_free(settings)
+    if problems:
+        say("mlops-ide: cannot start:\n" + "\n".join(problems))
+        return 2
+
+    say(f"==> Preparing the state folder {settings.home}")
+    local_state.ensure_folder(settings.home)
+    password, made = local_state.ensure_password(settings)
+    if settings.repo_url is None:
+        remote, how = local_state.ensure_local_remote(settings)
+        say(f"   local git remote {remote} ({how})")
+    else:
+        say(f"   pipeline repository {settings.repo_url} (MLOPS_IDE_REPO_URL)")
+
+    say("==> Starting the platform")
+    started = time.monotonic()
+    supervisor = Supervisor([hub_service(settings, tools)], say=say)
+    supervisor.handle_signals()
+    try:
+        if not supervisor.start():
+            return 1
+        where = (
+            f"generated{' now' if made else ''}, kept in {settings.home / 'password'}"
+            if settings.password is None
+            else "from MLOPS_IDE_PASSWORD"
+        )
+        say("")
+        say(f"mlops-ide is up in {time.monotonic() - started:.1f} s: {settings.public_url}")
+        say(f"   log in with any username and the password: {password}")
+        say(f"   ({where}; admins: {', '.join(settings.admin_users)})")
+        say(f"   logs: {settings.home / 'logs'}    stop: Ctrl-C")
+        supervisor.watch()
+    finally:
+        say("==> Stopping the platform")
+        supervisor.stop()
+        say("   stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The single-user start wrapper: sync the pipeline repository, prepare VS Code, then
+become `jupyterhub-singleuser`.
+
+    python -m startup.start [jupyterhub-singleuser arguments]
+
+A failed sync never stops the server from starting: the user gets VS Code with whatever
+is there, and the status file says what went wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from startup import vscode
+from startup.sync import STATUS_FILE_NAME, repo_name, sync
+
+SINGLEUSER = "jupyterhub-singleuser"
+
+
+def sync_repository(home: Path) -> Path | None:
+    """Clone or update the repository; return its folder when there is one."""
+    url = os.environ.get("MLOPS_IDE_REPO_URL", "").strip()
+    if not url:
+        print("mlops-ide start: MLOPS_IDE_REPO_URL is not set; no repository to sync", file=sys.stderr)
+        return None
+    try:
+        dest = home / repo_name(url)
+        sync(
+            url,
+            os.environ.get("MLOPS_IDE_REPO_BRANCH") or "main",
+            dest,
+            timeout=float(os.environ.get("MLOPS_IDE_SYNC_TIMEOUT") or 60),
+            user=os.environ.get("JUPYTERHUB_USER"),
+            status_file=home / STATUS_FILE_NAME,
+        )
+    except Exception:  # the server must start whatever happens here
+        traceback.print_exc()
+        return None
+    return dest if (dest / ".git").exists() else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    home = Path(os.environ.get("HOME") or Path.home())
+    repository = sync_repository(home)
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # it pointed at this checkout for us, not for the user's code
+    try:
+        env.update(vscode.prepare(home, repository or home))
+    except OSError:
+        traceback.print_exc()
+    os.execvpe(SINGLEUSER, [SINGLEUSER, *args], env)
+
+
+if __name__ == "__main__":
+    main()
