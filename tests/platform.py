@@ -1,0 +1,106 @@
+"""The real platform for tests: `python -m mlops_ide.up` on free ports with its own state
+folder, and an HTTP client that logs in the way a browser does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port_base() -> int:
+    """A port with the next two free as well (the hub's API and the proxy's API)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base > 65000:
+            continue
+        taken = False
+        for port in (base, base + 1, base + 2):
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    taken = True
+        if not taken:
+            return base
+    raise RuntimeError("no three free ports in a row")
+
+
+def platform_env(home: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_IDE_")}
+    env.update(MLOPS_IDE_HOME=str(home), MLOPS_IDE_PORT=str(port), PYTHONPATH=f"{ROOT}/src:{ROOT}")
+    env.update(extra)
+    return env
+
+
+class Platform:
+    """`make up` minus the install step, in a session of its own."""
+
+    def __init__(self, home: Path, **settings: str):
+        self.home = home
+        self.port = free_port_base()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = platform_env(home, self.port, **settings)
+        self.output = home.parent / f"up-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90) -> Platform:
+        self.home.mkdir(parents=True, exist_ok=True)
+        out = open(self.output, "ab")  # noqa: SIM115 - stays open for the process's life
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlops_ide.up"], cwd=ROOT, env=self.env,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while "mlops-ide is up" not in self.log():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"platform did not come up:\n{self.log()}")
+            time.sleep(0.2)
+        return self
+
+    def log(self) -> str:
+        return self.output.read_text() if self.output.exists() else ""
+
+    @property
+    def password(self) -> str:
+        return (self.home / "password").read_text().strip()
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def login(self, username: str, password: str | None = None) -> requests.Session:
+        session = requests.Session()
+        session.get(f"{self.url}/hub/login", timeout=30)
+        response = session.post(
+            f"{self.url}/hub/login",
+            data={"username": username, "password": password or self.password,
+                  "_xsrf": session.cookies.get("_xsrf")},
+            allow_redirects=False, timeout=30,
+        )
+        assert response.status_code == 302, f"login of {username} failed: {response.status_code}"
+        return session
+
+    def open_vscode(self, session: requests.Session, username: str, timeout: float = 120) -> requests.Response:
+        """Start the user's server if needed and return VS Code's workbench page."""
+        deadline = time.monotonic() + timeout
+        session.get(f"{self.url}/hub/spawn/{username}", timeout=timeout)
+        while True:
+            response = session.get(f"{self.url}/user/{username}/vscode/", timeout=60)
+            if response.status_code == 200 and "/user/" in response.url and "workbench" in response.text:
+                return response
+            if time.monotonic() > deadline:
+                raise AssertionError(f"VS Code of {username} not ready: {response.status_code} {response.url}")
+            time.sleep(0.3)

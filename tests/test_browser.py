@@ -1,0 +1,105 @@
+"""What a person sees, in headless Chromium (Debian's) driven by Playwright.
+Few and sharp: each costs a browser and a code-server."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from mlops_ide.processes import descendants, is_alive
+from tests.gitrepos import git
+from tests.platform import ROOT, Platform
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+# Without these, Chromium keeps trying to reach the network this machine does not have.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Browser:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
+    running = Platform(tmp_path_factory.mktemp("browser") / "state").start()
+    yield running
+    running.stop()
+
+
+def log_in(page: Page, platform: Platform, username: str) -> None:
+    page.goto(f"{platform.url}/hub/login")
+    page.fill("#username_input", username)
+    page.fill("#password_input", platform.password)
+    page.click("#login_submit")
+
+
+def explorer_entries(page: Page) -> list[str]:
+    rows = page.locator(".explorer-folders-view .monaco-list-row")
+    rows.first.wait_for(timeout=60_000)
+    return [text.strip() for text in rows.all_inner_texts()]
+
+
+def test_login_shows_the_workbench_with_the_repository_in_the_explorer(
+    browser: Browser, platform: Platform
+) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+
+    log_in(page, platform, "carol")
+    page.wait_for_selector(".monaco-workbench", timeout=90_000)
+    entries = explorer_entries(page)
+
+    clone = platform.home / "homes" / "carol" / "pipelines"
+    top_level = set(git(clone, "ls-tree", "--name-only", "HEAD").splitlines())
+    assert "startup" in entries and set(entries) <= top_level, entries
+    # Trusted, quiet and offline: no editor open (no welcome page), no trust dialog, no chat.
+    assert page.locator(".tabs-container .tab").count() == 0
+    assert page.get_by_text("Do you trust the authors").count() == 0
+    assert page.locator(".interactive-session").count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "vscode-workbench.png"))
+    page.close()
+
+
+def test_home_page_shows_each_tool_healthy(browser: Browser, platform: Platform) -> None:
+    page = browser.new_page()
+    log_in(page, platform, "dave")
+    page.wait_for_selector(".monaco-workbench", timeout=90_000)
+
+    page.goto(f"{platform.url}/hub/home")
+    badges = page.locator(".tool-health")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.tool-health')].every(b => b.textContent.trim() !== 'checking…')",
+        timeout=30_000,
+    )
+
+    assert badges.all_inner_texts() == ["healthy", "healthy"]
+    page.screenshot(path=str(ARTIFACTS / "hub-home.png"))
+    page.close()
+
+
+def test_stopping_with_a_workbench_open_leaves_no_process(browser: Browser, tmp_path: Path) -> None:
+    platform = Platform(tmp_path / "state").start()
+    page = browser.new_page()
+    log_in(page, platform, "erin")
+    page.wait_for_selector(".monaco-workbench", timeout=90_000)
+    explorer_entries(page)  # the extension host and file watcher are up by now
+    started = descendants(platform.proc.pid)
+
+    assert platform.stop() == 0
+
+    deadline = time.monotonic() + 10
+    while [pid for pid in started if is_alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [pid for pid in started if is_alive(pid)] == []
+    page.close()
