@@ -58,8 +58,12 @@ class Platform:
         self.home.mkdir(parents=True, exist_ok=True)
         out = open(self.output, "ab")  # noqa: SIM115 - stays open for the process's life
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlops_ide.up"], cwd=ROOT, env=self.env,
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "mlops_ide.up"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while "mlops-ide is up" not in self.log():
@@ -86,14 +90,20 @@ class Platform:
         session.get(f"{self.url}/hub/login", timeout=30)
         response = session.post(
             f"{self.url}/hub/login",
-            data={"username": username, "password": password or self.password,
-                  "_xsrf": session.cookies.get("_xsrf")},
-            allow_redirects=False, timeout=30,
+            data={
+                "username": username,
+                "password": password or self.password,
+                "_xsrf": session.cookies.get("_xsrf"),
+            },
+            allow_redirects=False,
+            timeout=30,
         )
         assert response.status_code == 302, f"login of {username} failed: {response.status_code}"
         return session
 
-    def open_vscode(self, session: requests.Session, username: str, timeout: float = 120) -> requests.Response:
+    def open_vscode(
+        self, session: requests.Session, username: str, timeout: float = 120
+    ) -> requests.Response:
         """Start the user's server if needed and return VS Code's workbench page."""
         deadline = time.monotonic() + timeout
         session.get(f"{self.url}/hub/spawn/{username}", timeout=timeout)
@@ -102,5 +112,7 @@ class Platform:
             if response.status_code == 200 and "/user/" in response.url and "workbench" in response.text:
                 return response
             if time.monotonic() > deadline:
-                raise AssertionError(f"VS Code of {username} not ready: {response.status_code} {response.url}")
+                raise AssertionError(
+                    f"VS Code of {username} not ready: {response.status_code} {response.url}"
+                )
             time.sleep(0.3)

@@ -17,8 +17,15 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 # Without these, Chromium keeps trying to reach the network this machine does not have.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -79,7 +86,8 @@ def test_home_page_shows_each_tool_healthy(browser: Browser, platform: Platform)
     page.goto(f"{platform.url}/hub/home")
     badges = page.locator(".tool-health")
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.tool-health')].every(b => b.textContent.trim() !== 'checking…')",
+        "() => [...document.querySelectorAll('.tool-health')]"
+        ".every(b => b.textContent.trim() !== 'checking…')",
         timeout=30_000,
     )
 

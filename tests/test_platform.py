@@ -38,7 +38,9 @@ def test_login_lands_in_vscode_with_the_repository_open(platform: Platform, alic
     assert response.url.endswith(f"?folder={clone}")
     assert 'id="vscode-workbench-web-configuration"' in response.text
     assert git(clone, "rev-parse", "--abbrev-ref", "HEAD") == "main"
-    assert git(clone, "rev-parse", "HEAD") == git(platform.home / "remote" / "pipelines.git", "rev-parse", "main")
+    assert git(clone, "rev-parse", "HEAD") == git(
+        platform.home / "remote" / "pipelines.git", "rev-parse", "main"
+    )
     assert "# Pipeline repository: ready" in (clone.parent / "sync-status.md").read_text()
 
 
@@ -51,10 +53,7 @@ def test_the_default_url_after_login_is_vscode(platform: Platform, alice: reques
 
 def test_code_server_listens_on_a_private_unix_socket(platform: Platform, alice: requests.Session) -> None:
     home = platform.home / "homes" / "alice"
-    procs = [
-        pid for pid in os.listdir("/proc")
-        if pid.isdigit() and code_server_of(pid, home)
-    ]
+    procs = [pid for pid in os.listdir("/proc") if pid.isdigit() and code_server_of(pid, home)]
     assert procs, "no code-server process for alice"
     args = Path(f"/proc/{procs[0]}/cmdline").read_bytes().split(b"\0")
     socket_path = args[args.index(b"--socket") + 1].decode()
@@ -69,7 +68,9 @@ def code_server_of(pid: str, home: Path) -> bool:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return any(a.endswith(b"code-server/out/node/entry.js") for a in args) and str(home).encode() in b" ".join(args)
+    return any(a.endswith(b"code-server/out/node/entry.js") for a in args) and str(
+        home
+    ).encode() in b" ".join(args)
 
 
 def test_vscode_settings_keep_it_offline_and_quiet(platform: Platform, alice: requests.Session) -> None:
@@ -77,8 +78,12 @@ def test_vscode_settings_keep_it_offline_and_quiet(platform: Platform, alice: re
     config = (home / ".config" / "mlops-ide" / "code-server.yaml").read_text()
     settings = (home / ".local" / "share" / "code-server" / "User" / "settings.json").read_text()
 
-    for flag in ("disable-telemetry", "disable-update-check", "disable-workspace-trust",
-                 "disable-getting-started-override"):
+    for flag in (
+        "disable-telemetry",
+        "disable-update-check",
+        "disable-workspace-trust",
+        "disable-getting-started-override",
+    ):
         assert f"{flag}: true" in config
     assert '"workbench.startupEditor": "none"' in settings
     assert '"chat.disableAIFeatures": true' in settings
@@ -91,13 +96,16 @@ def test_jupyterlab_stays_reachable(platform: Platform, alice: requests.Session)
     assert "JupyterLab" in response.text
 
 
-def test_user_pushes_to_the_local_remote_without_credentials(platform: Platform, alice: requests.Session) -> None:
+def test_user_pushes_to_the_local_remote_without_credentials(
+    platform: Platform, alice: requests.Session
+) -> None:
     clone = platform.home / "homes" / "alice" / "pipelines"
     env = {**os.environ, "HOME": str(clone.parent), "GIT_TERMINAL_PROMPT": "0"}
     mine = user_commit(clone, {"dags/hello.py": "# hello\n"}, "hello from alice")
 
-    push = subprocess.run(["git", "push", "--quiet", "origin", "main"], cwd=clone, env=env,
-                          capture_output=True, text=True)
+    push = subprocess.run(
+        ["git", "push", "--quiet", "origin", "main"], cwd=clone, env=env, capture_output=True, text=True
+    )
 
     assert push.returncode == 0, push.stderr
     assert git(platform.home / "remote" / "pipelines.git", "rev-parse", "main") == mine

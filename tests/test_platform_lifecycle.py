@@ -81,8 +81,11 @@ def test_second_start_keeps_homes_remote_and_password(tmp_path: Path) -> None:
 def test_hub_killed_is_restarted_by_the_platform(tmp_path: Path) -> None:
     platform = Platform(tmp_path / "state").start()
     try:
-        hub = next(pid for pid in descendants(platform.proc.pid)
-                   if b"jupyterhub_config.py" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        hub = next(
+            pid
+            for pid in descendants(platform.proc.pid)
+            if b"jupyterhub_config.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        )
         os.kill(hub, signal.SIGKILL)
         killed = time.monotonic()
 
@@ -103,14 +106,19 @@ def test_hub_killed_is_restarted_by_the_platform(tmp_path: Path) -> None:
 
 def run_up(tmp_path: Path, port: int, **settings: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mlops_ide.up"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "mlops_ide.up"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env=platform_env(tmp_path / "state", port, **settings),
     )
 
 
 def test_bad_settings_stop_the_platform_naming_each_variable(tmp_path: Path) -> None:
-    result = run_up(tmp_path, 8000, MLOPS_IDE_PORT="eighty", MLOPS_IDE_MODE="cloud",
-                    MLOPS_IDE_ADMIN_USERS="ok,Not Valid")
+    result = run_up(
+        tmp_path, 8000, MLOPS_IDE_PORT="eighty", MLOPS_IDE_MODE="cloud", MLOPS_IDE_ADMIN_USERS="ok,Not Valid"
+    )
 
     assert result.returncode == 2
     assert "MLOPS_IDE_PORT='eighty' is not a port" in result.stdout
@@ -125,7 +133,11 @@ def test_the_hub_alone_refuses_bad_settings_too(tmp_path: Path) -> None:
 
     result = subprocess.run(
         [sys.executable, "-m", "jupyterhub", "-f", str(ROOT / "jupyterhub_config.py")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
 
     assert result.returncode != 0

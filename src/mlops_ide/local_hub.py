@@ -43,5 +43,7 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
                 killed = end_processes(leftovers, grace=3.0)
                 self.log.info(
                     "Ended %d leftover process(es) of %s's server (%d needed SIGKILL)",
-                    len(leftovers), self.user.name, len(killed),
+                    len(leftovers),
+                    self.user.name,
+                    len(killed),
                 )

@@ -38,7 +38,9 @@ class Tools:
             node24=Path(values.get("MLOPS_IDE_NODE24", "")),
             code_server=Path(values.get("MLOPS_IDE_CODE_SERVER", "")),
         )
-        missing = [str(p) for p in (tools.python, tools.chp, tools.node24, tools.code_server) if not p.is_file()]
+        missing = [
+            str(p) for p in (tools.python, tools.chp, tools.node24, tools.code_server) if not p.is_file()
+        ]
         if missing:
             raise StateError(f"installed tools are missing ({', '.join(missing)}): run `make up` again.")
         return tools
@@ -74,7 +76,9 @@ def ensure_local_remote(settings: Settings, checkout: Path = CHECKOUT) -> tuple[
     remote = settings.local_remote
     if (remote / "HEAD").exists():
         return remote, "kept"
-    head = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=checkout, capture_output=True, text=True)
+    head = subprocess.run(
+        ["git", "rev-parse", "--verify", "HEAD"], cwd=checkout, capture_output=True, text=True
+    )
     if head.returncode:
         raise StateError(f"{checkout} has no commit to seed the local git remote from: commit first.")
     partial = remote.with_name(remote.name + ".partial")

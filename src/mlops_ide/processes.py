@@ -7,6 +7,7 @@ start must end with us, so we find every process by its session or its ancestry.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -81,10 +82,8 @@ def is_alive(pid: int) -> bool:
 
 
 def send(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def reap_zombie_children(keep: set[int] = frozenset()) -> None:
@@ -101,10 +100,8 @@ def reap_zombie_children(keep: set[int] = frozenset()) -> None:
         except OSError:
             continue
         if fields[0] == "Z" and int(fields[1]) == me:
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(int(entry), os.WNOHANG)
-            except ChildProcessError:
-                pass
 
 
 def become_subreaper() -> None:

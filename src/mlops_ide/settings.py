@@ -88,7 +88,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     if not home.is_absolute():
         home = (Path.cwd() / home).resolve()
     if home.exists() and not home.is_dir():
-        problems.append(f"MLOPS_IDE_HOME={str(home)!r} is a file: set it to a folder (it is created if missing).")
+        problems.append(
+            f"MLOPS_IDE_HOME={str(home)!r} is a file: set it to a folder (it is created if missing)."
+        )
 
     ip = get("MLOPS_IDE_IP", "127.0.0.1")
     try:
@@ -105,10 +107,14 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 
     password = env.get("MLOPS_IDE_PASSWORD") or None
     if password is not None and len(password) < 8:
-        problems.append("MLOPS_IDE_PASSWORD is shorter than 8 characters: set a longer one, or unset it "
-                        "to have one generated.")
+        problems.append(
+            "MLOPS_IDE_PASSWORD is shorter than 8 characters: set a longer one, or unset it "
+            "to have one generated."
+        )
 
-    admins = tuple(name.strip().lower() for name in get("MLOPS_IDE_ADMIN_USERS", "admin").split(",") if name.strip())
+    admins = tuple(
+        name.strip().lower() for name in get("MLOPS_IDE_ADMIN_USERS", "admin").split(",") if name.strip()
+    )
     bad = [name for name in admins if not USERNAME.match(name)]
     if bad:
         problems.append(
@@ -118,12 +124,16 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 
     branch = get("MLOPS_IDE_REPO_BRANCH", "main")
     if not is_branch_name(branch):
-        problems.append(f"MLOPS_IDE_REPO_BRANCH={branch!r} is not a valid git branch name: set one such as main.")
+        problems.append(
+            f"MLOPS_IDE_REPO_BRANCH={branch!r} is not a valid git branch name: set one such as main."
+        )
 
     repo_url = env.get("MLOPS_IDE_REPO_URL", "").strip() or None
     if repo_url and re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", repo_url):
-        problems.append("MLOPS_IDE_REPO_URL contains a password or token: remove it and set "
-                        "MLOPS_IDE_GIT_TOKEN (or MLOPS_IDE_GIT_TOKEN_FILE) instead.")
+        problems.append(
+            "MLOPS_IDE_REPO_URL contains a password or token: remove it and set "
+            "MLOPS_IDE_GIT_TOKEN (or MLOPS_IDE_GIT_TOKEN_FILE) instead."
+        )
 
     git_credentials = {
         name: env[name]
@@ -132,8 +142,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     }
     token_file = git_credentials.get("MLOPS_IDE_GIT_TOKEN_FILE")
     if token_file and not Path(token_file).is_file():
-        problems.append(f"MLOPS_IDE_GIT_TOKEN_FILE={token_file!r} is not a file: set it to the file "
-                        "that holds the token, or unset it.")
+        problems.append(
+            f"MLOPS_IDE_GIT_TOKEN_FILE={token_file!r} is not a file: set it to the file "
+            "that holds the token, or unset it."
+        )
 
     airflow_port = port("MLOPS_IDE_AIRFLOW_PORT", 8080)
     mlflow_port = port("MLOPS_IDE_MLFLOW_PORT", 5000)

@@ -41,8 +41,13 @@ class Service:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def is_ready(self) -> bool:
@@ -85,8 +90,10 @@ class Supervisor:
                 if self.stopping.is_set():
                     return False
                 if service.proc.poll() is not None:
-                    self.say(f"!! {service.name} exited with {service.proc.returncode} while starting; "
-                             f"see {service.log}")
+                    self.say(
+                        f"!! {service.name} exited with {service.proc.returncode} while starting; "
+                        f"see {service.log}"
+                    )
                     return False
                 if time.monotonic() - started > ready_timeout:
                     self.say(f"!! {service.name} not ready after {ready_timeout:.0f} s; see {service.log}")
@@ -106,8 +113,10 @@ class Supervisor:
                 if service.next_start == 0.0:  # just found dead: wait 0, 1, 3, 7, 15, then 30 s
                     delay = min(30.0, 2.0 ** min(service.restarts, 5) - 1)
                     service.next_start = now + delay
-                    self.say(f"!! {service.name} exited with {service.proc.returncode}; "
-                             f"restarting in {delay:.0f} s (see {service.log})")
+                    self.say(
+                        f"!! {service.name} exited with {service.proc.returncode}; "
+                        f"restarting in {delay:.0f} s (see {service.log})"
+                    )
                 elif now >= service.next_start:
                     service.restarts += 1
                     service.next_start = 0.0
