@@ -7,6 +7,7 @@ runs), medians of:
   - login -> server ready (the hub's API says so)            HTTP
   - login -> VS Code workbench HTML 200                      HTTP
   - login -> workbench visible with the repo in the Explorer  headless Chromium
+    (cold: first visit, empty browser cache; warm: the same browser profile again)
 and the PSS of one user's processes (single-user server + code-server and its helpers)
 with one browser tab open. Targets on 2 cores: HTML <= 3 s, browser cold <= 6 s,
 warm <= 2 s, <= 600 MiB per active user. Prints figures; asserts nothing.
@@ -48,8 +49,9 @@ def http_login_to_vscode(platform: Platform, user: str) -> tuple[float, float]:
     return ready, time.perf_counter() - started
 
 
-def browser_login_to_explorer(browser, platform: Platform, user: str) -> tuple[float, object]:
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+def browser_login_to_explorer(context, platform: Platform, user: str) -> tuple[float, object]:
+    page = context.new_page()
+    page.goto(f"{platform.url}/hub/logout")  # a returning user logs in again
     started = time.perf_counter()
     log_in(page, platform, user)
     page.wait_for_selector(".monaco-workbench", timeout=120_000)
@@ -110,18 +112,26 @@ def main() -> None:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 browser_users = [f"web{n}" for n in range(runs)]
+                # One browser profile per user: cold is a first visit (empty cache, server
+                # starts); warm is the same profile coming back while the server runs.
+                contexts = {user: browser.new_context(viewport={"width": 1400, "height": 900})
+                            for user in browser_users}
                 cold_browser, memory = [], []
                 for user in browser_users:
-                    seconds, page = browser_login_to_explorer(browser, platform, user)
+                    seconds, page = browser_login_to_explorer(contexts[user], platform, user)
                     cold_browser.append(seconds)
                     time.sleep(5)  # let the extension host and language servers settle
                     memory.append(pss_mib(server_pid(platform, user)))
                     page.close()
-                warm_browser = []
+                warm_browser, warm_fresh_profile = [], []
                 for user in browser_users:
-                    seconds, page = browser_login_to_explorer(browser, platform, user)
+                    seconds, page = browser_login_to_explorer(contexts[user], platform, user)
                     warm_browser.append(seconds)
                     page.close()
+                    fresh = browser.new_context(viewport={"width": 1400, "height": 900})
+                    seconds, page = browser_login_to_explorer(fresh, platform, user)
+                    warm_fresh_profile.append(seconds)
+                    fresh.close()
                 browser.close()
         finally:
             platform.stop()
@@ -132,6 +142,7 @@ def main() -> None:
     print(f"login -> VS Code HTML 200, warm:          {med([v for _, v in warm_http])}   target <= 3 s")
     print(f"login -> workbench + Explorer (Chromium), cold: {med(cold_browser)}   target <= 6 s")
     print(f"login -> workbench + Explorer (Chromium), warm: {med(warm_browser)}   target <= 2 s")
+    print(f"  the same, warm server but a new browser profile: {med(warm_fresh_profile)}")
     print(
         f"PSS per active user (server + code-server, one tab): median {statistics.median(memory):.0f} MiB "
         f"(min {min(memory):.0f}, max {max(memory):.0f})   target <= 600 MiB"
