@@ -156,3 +156,22 @@ def test_port_in_use_is_named(tmp_path: Path, offset: int, what: str) -> None:
     assert result.returncode == 2
     assert f"port {port + offset} on 127.0.0.1" in result.stdout
     assert what in result.stdout and "is in use" in result.stdout
+
+
+def test_connections_lingering_from_a_previous_run_do_not_block_the_port() -> None:
+    from mlops_ide.settings import load
+    from mlops_ide.up import check_ports_free
+
+    port = free_port_base()
+    with socket.socket() as server:  # a previous run: served a request, then went away
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first and keeps the port in TIME_WAIT
+        client.close()
+    assert "TIME-WAIT" in subprocess.run(["ss", "-tan", f"sport = :{port}"], capture_output=True,
+                                         text=True).stdout
+
+    assert check_ports_free(load({"MLOPS_IDE_PORT": str(port)})) == []

@@ -33,6 +33,9 @@ def check_ports_free(settings: Settings) -> list[str]:
     for host, port, what in wanted:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As the hub and the proxy bind: connections of a previous run that linger in
+            # TIME_WAIT do not stop them, so they must not stop us either.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError as error:
