@@ -12,7 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from mlops_ide import local_state  # noqa: E402
+from mlops_ide import airflow_local, local_state  # noqa: E402
+from mlops_ide.local_hub import PlatformHealthHandler  # noqa: E402
 from mlops_ide.settings import SettingsError, load  # noqa: E402
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it reads this file
@@ -63,7 +64,24 @@ c.Spawner.environment = {
     "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
     **settings.git_credentials,  # a token for a private MLOPS_IDE_REPO_URL
 }
+if "mlflow" in settings.services:
+    c.Spawner.environment["MLFLOW_TRACKING_URI"] = airflow_local.mlflow_url(settings)
 
 # -- the hub's home page: links to the tools, with their health ---------------------------------
+services = {
+    "Airflow": (
+        airflow_local.airflow_url(settings) + "/",
+        airflow_local.airflow_url(settings) + "/api/v2/monitor/health",
+    ),
+    "MLflow": (airflow_local.mlflow_url(settings) + "/", airflow_local.mlflow_url(settings) + "/health"),
+}
+services = {name: urls for name, urls in services.items() if name.lower() in settings.services}
 c.JupyterHub.template_paths = [str(ROOT / "src" / "mlops_ide" / "templates")]
-c.JupyterHub.template_vars = {"platform_name": "mlops-ide"}
+c.JupyterHub.template_vars = {"platform_services": {name: url for name, (url, _) in services.items()}}
+c.JupyterHub.extra_handlers = [
+    (
+        r"/platform/health",
+        PlatformHealthHandler,
+        {"checks": {name: health for name, (_, health) in services.items()}},
+    ),
+]

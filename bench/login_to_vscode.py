@@ -114,8 +114,10 @@ def main() -> None:
                 browser_users = [f"web{n}" for n in range(runs)]
                 # One browser profile per user: cold is a first visit (empty cache, server
                 # starts); warm is the same profile coming back while the server runs.
-                contexts = {user: browser.new_context(viewport={"width": 1400, "height": 900})
-                            for user in browser_users}
+                contexts = {
+                    user: browser.new_context(viewport={"width": 1400, "height": 900})
+                    for user in browser_users
+                }
                 cold_browser, memory = [], []
                 for user in browser_users:
                     seconds, page = browser_login_to_explorer(contexts[user], platform, user)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the platform (or its tests) needs and is missing, and nothing else.
 #
-#   scripts/install.sh platform   hub virtualenv, configurable-http-proxy, Node 24, code-server
+#   scripts/install.sh platform   hub virtualenv, configurable-http-proxy, Node 24, code-server,
+#                                 the Airflow + MLflow virtualenv
 #   scripts/install.sh test       the above, plus Debian's Chromium for the browser tests
 #
 # Everything lands in $MLOPS_IDE_TOOLS_DIR (default ~/.cache/mlops-ide), in folders named
@@ -20,7 +21,7 @@ CODE_SERVER_VERSION=4.139.1
 CHP_VERSION=5.3.0
 
 step=0
-steps=4; [ "$what" = test ] && steps=5
+steps=5; [ "$what" = test ] && steps=6
 progress() { step=$((step + 1)); printf '==> [%d/%d] %s\n' "$step" "$steps" "$*"; }
 done_already() { printf '    up to date (%s)\n' "$1"; }
 
@@ -94,6 +95,10 @@ cs="$tools/code-server-$CODE_SERVER_VERSION"
 PATH="$node24_home/bin:$PATH" npm_install "$cs" "code-server@$CODE_SERVER_VERSION" \
   --unsafe-perm=true --yes=true --nodedir="$node24_home"
 
+progress "Airflow 3 and MLflow virtualenv (first time: a few minutes)"
+make_venv airflow "$here/requirements/airflow.txt"
+airflow_venv=$venv
+
 if [ "$what" = test ]; then
   progress "Debian's Chromium for browser tests"
   apt_install chromium
@@ -105,5 +110,6 @@ MLOPS_IDE_PYTHON=$hub_venv/bin/python
 MLOPS_IDE_CHP=$tools/chp-$CHP_VERSION/node_modules/.bin/configurable-http-proxy
 MLOPS_IDE_NODE24=$node24_home/bin/node
 MLOPS_IDE_CODE_SERVER=$cs/node_modules/code-server/out/node/entry.js
+MLOPS_IDE_AIRFLOW_PYTHON=$airflow_venv/bin/python
 ENV
 echo "    tools recorded in .tools.env"

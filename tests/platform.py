@@ -37,9 +37,18 @@ def free_port_base() -> int:
 
 
 def platform_env(home: Path, port: int, **extra: str) -> dict[str, str]:
+    """The hub alone unless a test asks for MLOPS_IDE_SERVICES; free ports for each."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_IDE_")}
-    env.update(MLOPS_IDE_HOME=str(home), MLOPS_IDE_PORT=str(port), PYTHONPATH=f"{ROOT}/src:{ROOT}")
+    env.update(
+        MLOPS_IDE_HOME=str(home),
+        MLOPS_IDE_PORT=str(port),
+        PYTHONPATH=f"{ROOT}/src:{ROOT}",
+        MLOPS_IDE_SERVICES="none",
+    )
     env.update(extra)
+    if env["MLOPS_IDE_SERVICES"] != "none":
+        env.setdefault("MLOPS_IDE_AIRFLOW_PORT", str(free_port_base()))
+        env.setdefault("MLOPS_IDE_MLFLOW_PORT", str(free_port_base()))
     return env
 
 

@@ -171,7 +171,9 @@ def test_connections_lingering_from_a_previous_run_do_not_block_the_port() -> No
         accepted, _ = server.accept()
         accepted.close()  # the server side closes first and keeps the port in TIME_WAIT
         client.close()
-    assert "TIME-WAIT" in subprocess.run(["ss", "-tan", f"sport = :{port}"], capture_output=True,
-                                         text=True).stdout
+    assert (
+        "TIME-WAIT"
+        in subprocess.run(["ss", "-tan", f"sport = :{port}"], capture_output=True, text=True).stdout
+    )
 
     assert check_ports_free(load({"MLOPS_IDE_PORT": str(port)})) == []

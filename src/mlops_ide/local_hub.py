@@ -3,10 +3,14 @@ process tree (code-server and its helpers included) ends when they stop."""
 
 from __future__ import annotations
 
+import asyncio
 from hmac import compare_digest
 
 from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
+from jupyterhub.handlers import BaseHandler
 from jupyterhub.spawner import SimpleLocalProcessSpawner
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from mlops_ide.processes import end_processes, session_members
 
@@ -47,3 +51,29 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
                     self.user.name,
                     len(killed),
                 )
+
+
+class PlatformHealthHandler(BaseHandler):
+    """GET /hub/platform/health: {"<service>": "healthy" | "<what is wrong>"} for the
+    services beside the hub. Checked by the hub, because the browser cannot reach them
+    across origins; for logged-in users only."""
+
+    def initialize(self, checks: dict[str, str]) -> None:
+        self.checks = checks  # service name -> health URL
+
+    @web.authenticated
+    async def get(self) -> None:
+        names = list(self.checks)
+        results = await asyncio.gather(*(check_health(self.checks[name]) for name in names))
+        self.set_header("Content-Type", "application/json")
+        self.write(dict(zip(names, results, strict=True)))
+
+
+async def check_health(url: str) -> str:
+    try:
+        response = await AsyncHTTPClient().fetch(url, request_timeout=3, connect_timeout=2)
+    except HTTPClientError as error:
+        return f"error {error.code}"
+    except OSError:
+        return "unreachable"
+    return "healthy" if response.code == 200 else f"error {response.code}"

@@ -26,6 +26,7 @@ class Tools:
     chp: Path
     node24: Path
     code_server: Path  # code-server's entry.js, run by Node 24
+    airflow_python: Path  # the Airflow + MLflow virtualenv
 
     @classmethod
     def load(cls, path: Path = TOOLS_FILE) -> Tools:
@@ -37,10 +38,9 @@ class Tools:
             chp=Path(values.get("MLOPS_IDE_CHP", "")),
             node24=Path(values.get("MLOPS_IDE_NODE24", "")),
             code_server=Path(values.get("MLOPS_IDE_CODE_SERVER", "")),
+            airflow_python=Path(values.get("MLOPS_IDE_AIRFLOW_PYTHON", "")),
         )
-        missing = [
-            str(p) for p in (tools.python, tools.chp, tools.node24, tools.code_server) if not p.is_file()
-        ]
+        missing = [str(p) for p in vars(tools).values() if not p.is_file()]
         if missing:
             raise StateError(f"installed tools are missing ({', '.join(missing)}): run `make up` again.")
         return tools

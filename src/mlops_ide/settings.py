@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[2]
+SERVICES = ("airflow", "mlflow")  # run beside the hub in local mode
 MODES = ("local",)  # "kubernetes" arrives with KubeSpawner and GitHub login
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -36,6 +37,7 @@ class Settings:
     airflow_port: int
     mlflow_port: int
     git_credentials: Mapping[str, str]  # MLOPS_IDE_GIT_* passed on to user servers
+    services: tuple[str, ...] = SERVICES
 
     @property
     def hub_port(self) -> int:
@@ -147,6 +149,19 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "that holds the token, or unset it."
         )
 
+    raw_services = get("MLOPS_IDE_SERVICES", ",".join(SERVICES)).lower()
+    services = (
+        ()
+        if raw_services == "none"
+        else tuple(name.strip() for name in raw_services.split(",") if name.strip())
+    )
+    unknown = [name for name in services if name not in SERVICES]
+    if unknown:
+        problems.append(
+            f"MLOPS_IDE_SERVICES has unknown services ({', '.join(unknown)}): list some of "
+            f"{', '.join(SERVICES)} (comma-separated), or 'none' for the hub alone."
+        )
+
     airflow_port = port("MLOPS_IDE_AIRFLOW_PORT", 8080)
     mlflow_port = port("MLOPS_IDE_MLFLOW_PORT", 5000)
 
@@ -164,6 +179,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         airflow_port=airflow_port,
         mlflow_port=mlflow_port,
         git_credentials=git_credentials,
+        services=services,
     )
 
 

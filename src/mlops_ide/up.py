@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlops_ide import local_state
+from mlops_ide import airflow_local, local_state
 from mlops_ide.settings import CHECKOUT, Settings, SettingsError, load
 from mlops_ide.supervisor import Service, Supervisor
 
@@ -24,13 +24,27 @@ def say(line: str) -> None:
 
 def check_ports_free(settings: Settings) -> list[str]:
     """One message per port that something else already listens on."""
-    wanted = [
-        (settings.ip, settings.port, "MLOPS_IDE_PORT, the hub's address"),
-        ("127.0.0.1", settings.hub_port, "MLOPS_IDE_PORT+1, the hub's internal API"),
-        ("127.0.0.1", settings.proxy_api_port, "MLOPS_IDE_PORT+2, the proxy's API"),
+    wanted = [  # (host, port, the setting that moves it, what it is for)
+        (settings.ip, settings.port, "MLOPS_IDE_PORT", "the hub's address"),
+        ("127.0.0.1", settings.hub_port, "MLOPS_IDE_PORT", "MLOPS_IDE_PORT+1, the hub's internal API"),
+        ("127.0.0.1", settings.proxy_api_port, "MLOPS_IDE_PORT", "MLOPS_IDE_PORT+2, the proxy's API"),
     ]
+    if "airflow" in settings.services:
+        port = settings.airflow_port
+        wanted += [
+            ("127.0.0.1", port, "MLOPS_IDE_AIRFLOW_PORT", "Airflow's API and UI"),
+            ("0.0.0.0", port + 1, "MLOPS_IDE_AIRFLOW_PORT", "MLOPS_IDE_AIRFLOW_PORT+1, Airflow's task logs"),
+            (
+                "0.0.0.0",
+                port + 2,
+                "MLOPS_IDE_AIRFLOW_PORT",
+                "MLOPS_IDE_AIRFLOW_PORT+2, Airflow's trigger logs",
+            ),
+        ]
+    if "mlflow" in settings.services:
+        wanted.append(("127.0.0.1", settings.mlflow_port, "MLOPS_IDE_MLFLOW_PORT", "MLflow"))
     problems = []
-    for host, port, what in wanted:
+    for host, port, setting, what in wanted:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             # As the hub and the proxy bind: connections of a previous run that linger in
@@ -40,9 +54,10 @@ def check_ports_free(settings: Settings) -> list[str]:
                 probe.bind((host, port))
             except OSError as error:
                 reason = "in use" if error.errno == errno.EADDRINUSE else error.strerror
+                label = what if what.startswith(setting) else f"{setting}, {what}"
                 problems.append(
-                    f"port {port} on {host} ({what}) is {reason}: stop what uses it "
-                    f"(`ss -ltnp | grep :{port}`) or set MLOPS_IDE_PORT to another port."
+                    f"port {port} on {host} ({label}) is {reason}: stop what uses it "
+                    f"(`ss -ltnp | grep :{port}`) or set {setting} to another port."
                 )
     return problems
 
@@ -82,9 +97,20 @@ def main() -> int:
     else:
         say(f"   pipeline repository {settings.repo_url} (MLOPS_IDE_REPO_URL)")
 
+    services = [hub_service(settings, tools)]
+    if "mlflow" in settings.services:
+        services.append(airflow_local.mlflow_service(settings, tools))
+    if "airflow" in settings.services:
+        env = airflow_local.airflow_env(settings, tools, password)
+        say("   Airflow database (first start: about 20 s)")
+        airflow_local.migrate_airflow_db(env, tools, settings.home / "logs" / "airflow-db-migrate.log")
+        services += airflow_local.airflow_services(settings, tools, env)
+        if settings.repo_url is None:
+            airflow_local.install_push_hook(settings, tools)
+
     say("==> Starting the platform")
     started = time.monotonic()
-    supervisor = Supervisor([hub_service(settings, tools)], say=say)
+    supervisor = Supervisor(services, say=say)
     supervisor.handle_signals()
     try:
         if not supervisor.start():
@@ -98,6 +124,10 @@ def main() -> int:
         say(f"mlops-ide is up in {time.monotonic() - started:.1f} s: {settings.public_url}")
         say(f"   log in with any username and the password: {password}")
         say(f"   ({where}; admins: {', '.join(settings.admin_users)})")
+        if "airflow" in settings.services:
+            say(f"   Airflow: {airflow_local.airflow_url(settings)}/  (user admin, the same password)")
+        if "mlflow" in settings.services:
+            say(f"   MLflow:  {airflow_local.mlflow_url(settings)}/")
         say(f"   logs: {settings.home / 'logs'}    stop: Ctrl-C")
         supervisor.watch()
     finally:
