@@ -32,7 +32,6 @@ class Service:
     log: Path
     ready_url: str | None = None  # answers 2xx once the service is usable
     stop_signal: int = signal.SIGTERM
-    stop_grace: float = 20.0
     proc: subprocess.Popen | None = field(default=None, repr=False)
     restarts: int = 0
     next_start: float = 0.0  # when a dead service is due to start again (0: not dead)
@@ -59,12 +58,16 @@ class Service:
         except (urllib.error.URLError, OSError):
             return False
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+    def ask_to_stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(self.stop_signal)
+
+    def wait_stopped(self, deadline: float) -> None:
+        """Wait for the exit asked for; past ``deadline``, kill it."""
+        if self.proc is None:
             return
-        self.proc.send_signal(self.stop_signal)
         try:
-            self.proc.wait(self.stop_grace)
+            self.proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -123,10 +126,14 @@ class Supervisor:
                     service.start()
                     self.say(f"   {service.name} restarted")
 
-    def stop(self) -> None:
-        """Stop the services in reverse order, then end anything they left behind."""
+    def stop(self, grace: float = 20.0) -> None:
+        """Ask every service to stop at once (they do not depend on each other to stop),
+        wait for them, then end anything they left behind."""
         for service in reversed(self.services):
-            service.stop()
+            service.ask_to_stop()
+        deadline = time.monotonic() + grace
+        for service in self.services:
+            service.wait_stopped(deadline)
         leftovers = descendants(os.getpid())
         if leftovers:
             killed = end_processes(leftovers, grace=5.0)
