@@ -19,11 +19,11 @@ from airflow.sdk import dag, task
 )
 def platform_smoke_test():
     @task
-    def report_bundle_version(**context) -> str:
+    def report_bundle_version(ti=None) -> str:
         """Log and return the commit this run's DAG code came from."""
-        version = context["dag_run"].bundle_version
+        version = ti.bundle_instance.version or ""
         print(f"running DAG code from commit {version}")
-        return version or ""
+        return version
 
     report_bundle_version()
 

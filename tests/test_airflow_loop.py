@@ -86,8 +86,10 @@ def test_pushed_dag_appears_runs_and_records_its_commit(airflow: AirflowAPI, clo
 
 
 def test_broken_dags_are_import_errors_and_the_rest_keeps_working(airflow: AirflowAPI, clone: Path) -> None:
-    push(clone, {"dags/broken_syntax.py": "def broken(:\n",
-                 "dags/missing_import.py": "import module_that_is_not_installed\n"}, "two broken DAGs")
+    # Real DAG files: Airflow's discovery skips files that mention neither "airflow" nor "dag".
+    push(clone, {"dags/broken_syntax.py": "from airflow.sdk import dag\n\n@dag(schedule=None\ndef broken(:\n",
+                 "dags/missing_import.py": "from airflow.sdk import dag\nimport module_that_is_not_installed\n"},
+         "two broken DAGs")
 
     errors = wait_for(lambda: (lambda e: e if len(e) >= 2 else None)(airflow.import_errors()), 30,
                       "both import errors")
