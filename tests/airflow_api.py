@@ -14,8 +14,9 @@ T = TypeVar("T")
 class AirflowAPI:
     def __init__(self, url: str, password: str, username: str = "admin"):
         self.url = url.rstrip("/")
-        response = requests.post(f"{self.url}/auth/token", json={"username": username, "password": password},
-                                 timeout=30)
+        response = requests.post(
+            f"{self.url}/auth/token", json={"username": username, "password": password}, timeout=30
+        )
         response.raise_for_status()
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
@@ -32,8 +33,9 @@ class AirflowAPI:
         return {error["filename"]: error["stack_trace"] for error in errors}
 
     def trigger(self, dag_id: str) -> str:
-        response = self.session.post(f"{self.url}/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None},
-                                     timeout=30)
+        response = self.session.post(
+            f"{self.url}/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None}, timeout=30
+        )
         assert response.status_code == 200, response.text
         return response.json()["dag_run_id"]
 

@@ -17,7 +17,7 @@ from tests.airflow_api import AirflowAPI, wait_for
 from tests.gitrepos import git
 from tests.platform import Platform
 
-HELLO_DAG = '''
+HELLO_DAG = """
 from airflow.sdk import dag, task
 
 
@@ -31,15 +31,20 @@ def hello_push():
 
 
 hello_push()
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
-    running = Platform(tmp_path_factory.mktemp("airflow") / "state",
-                       MLOPS_IDE_SERVICES="airflow,mlflow", MLOPS_IDE_ADMIN_USERS="admin,ops").start(timeout=180)
+    running = Platform(
+        tmp_path_factory.mktemp("airflow") / "state",
+        MLOPS_IDE_SERVICES="airflow,mlflow",
+        MLOPS_IDE_ADMIN_USERS="admin,ops",
+    ).start(timeout=180)
     yield running
-    running.stop()
+    started = descendants(running.proc.pid)  # LocalExecutor workers and uvicorn's included
+    assert running.stop() == 0
+    assert wait_for(lambda: not [pid for pid in started if is_alive(pid)], 15, "every process to end")
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +69,26 @@ def push(clone: Path, files: dict[str, str | None], message: str) -> str:
         else:
             (clone / name).write_text(text)
             git(clone, "add", name)
-    git(clone, "-c", "user.name=Alice", "-c", "user.email=alice@example.com", "commit", "--quiet", "-m", message)
+    git(
+        clone,
+        "-c",
+        "user.name=Alice",
+        "-c",
+        "user.email=alice@example.com",
+        "commit",
+        "--quiet",
+        "-m",
+        message,
+    )
     env = {**os.environ, "HOME": str(clone.parent)}
-    result = subprocess.run(["git", "push", "--quiet", "origin", "main"], cwd=clone, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["git", "push", "--quiet", "origin", "main"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return git(clone, "rev-parse", "HEAD")
 
@@ -87,16 +108,23 @@ def test_pushed_dag_appears_runs_and_records_its_commit(airflow: AirflowAPI, clo
 
 def test_broken_dags_are_import_errors_and_the_rest_keeps_working(airflow: AirflowAPI, clone: Path) -> None:
     # Real DAG files: Airflow's discovery skips files that mention neither "airflow" nor "dag".
-    push(clone, {"dags/broken_syntax.py": "from airflow.sdk import dag\n\n@dag(schedule=None\ndef broken(:\n",
-                 "dags/missing_import.py": "from airflow.sdk import dag\nimport module_that_is_not_installed\n"},
-         "two broken DAGs")
+    push(
+        clone,
+        {
+            "dags/broken_syntax.py": "from airflow.sdk import dag\n\n@dag(schedule=None\ndef broken(:\n",
+            "dags/missing_import.py": "from airflow.sdk import dag\nimport module_that_is_not_installed\n",
+        },
+        "two broken DAGs",
+    )
 
-    errors = wait_for(lambda: (lambda e: e if len(e) >= 2 else None)(airflow.import_errors()), 30,
-                      "both import errors")
+    errors = wait_for(
+        lambda: (lambda e: e if len(e) >= 2 else None)(airflow.import_errors()), 30, "both import errors"
+    )
 
     assert "SyntaxError" in next(text for name, text in errors.items() if name.endswith("broken_syntax.py"))
     assert "module_that_is_not_installed" in next(
-        text for name, text in errors.items() if name.endswith("missing_import.py"))
+        text for name, text in errors.items() if name.endswith("missing_import.py")
+    )
     assert airflow.dag("platform_smoke_test") is not None
     run = airflow.wait_for_run("platform_smoke_test", airflow.trigger("platform_smoke_test"))
     assert run["state"] == "success"
@@ -113,25 +141,44 @@ def test_deleted_dag_is_marked_stale(airflow: AirflowAPI, clone: Path) -> None:
 def test_hub_admins_log_in_to_airflow_with_the_hub_password(platform: Platform, airflow: AirflowAPI) -> None:
     url = airflow.url + "/auth/token"
 
-    assert requests.post(url, json={"username": "ops", "password": platform.password}, timeout=30).status_code == 201
-    assert requests.post(url, json={"username": "admin", "password": "wrong-password"}, timeout=30).status_code == 401
+    assert (
+        requests.post(url, json={"username": "ops", "password": platform.password}, timeout=30).status_code
+        == 201
+    )
+    assert (
+        requests.post(url, json={"username": "admin", "password": "wrong-password"}, timeout=30).status_code
+        == 401
+    )
     assert requests.get(airflow.url + "/api/v2/dags", timeout=30).status_code == 401
 
 
 def test_user_server_sees_mlflow_and_logs_a_run(platform: Platform, clone: Path) -> None:
-    server = next(pid for pid in descendants(platform.proc.pid)
-                  if b"jupyterhub-singleuser" in Path(f"/proc/{pid}/cmdline").read_bytes()
-                  and f"HOME={clone.parent}".encode() in Path(f"/proc/{pid}/environ").read_bytes())
-    environ = dict(item.split("=", 1) for item in
-                   Path(f"/proc/{server}/environ").read_text().split("\0") if "=" in item)
+    server = next(
+        pid
+        for pid in descendants(platform.proc.pid)
+        if b"jupyterhub-singleuser" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and f"HOME={clone.parent}".encode() in Path(f"/proc/{pid}/environ").read_bytes()
+    )
+    environ = dict(
+        item.split("=", 1) for item in Path(f"/proc/{server}/environ").read_text().split("\0") if "=" in item
+    )
     tracking = environ["MLFLOW_TRACKING_URI"]
     api = f"{tracking}/api/2.0/mlflow"
 
     experiment = requests.post(f"{api}/experiments/create", json={"name": "alice-first"}, timeout=30).json()
-    run = requests.post(f"{api}/runs/create", json={"experiment_id": experiment["experiment_id"]},
-                        timeout=30).json()["run"]["info"]
-    requests.post(f"{api}/runs/log-metric", timeout=30, json={
-        "run_id": run["run_id"], "key": "accuracy", "value": 0.93, "timestamp": int(time.time() * 1000)})
+    run = requests.post(
+        f"{api}/runs/create", json={"experiment_id": experiment["experiment_id"]}, timeout=30
+    ).json()["run"]["info"]
+    requests.post(
+        f"{api}/runs/log-metric",
+        timeout=30,
+        json={
+            "run_id": run["run_id"],
+            "key": "accuracy",
+            "value": 0.93,
+            "timestamp": int(time.time() * 1000),
+        },
+    )
 
     stored = requests.get(f"{api}/runs/get", params={"run_id": run["run_id"]}, timeout=30).json()
     assert tracking == f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}"
@@ -144,21 +191,28 @@ def test_home_page_health_covers_airflow_and_mlflow(platform: Platform) -> None:
     health = session.get(f"{platform.url}/hub/platform/health", timeout=30)
 
     assert health.json() == {"Airflow": "healthy", "MLflow": "healthy"}
-    assert requests.get(f"{platform.url}/hub/platform/health", allow_redirects=False, timeout=30).status_code in (
-        302, 403)
+    assert requests.get(
+        f"{platform.url}/hub/platform/health", allow_redirects=False, timeout=30
+    ).status_code in (302, 403)
 
 
-@pytest.mark.parametrize("name, marker, health_path", [
-    ("MLflow", b"mlflow", "/health"),
-    ("Airflow API server", b"api-server", "/api/v2/monitor/health"),
-])
+@pytest.mark.parametrize(
+    "name, marker, health_path",
+    [
+        ("MLflow", b"mlflow", "/health"),
+        ("Airflow API server", b"api_server", "/api/v2/monitor/health"),  # its process title
+    ],
+)
 def test_a_killed_service_is_restarted_within_seconds(
     platform: Platform, airflow: AirflowAPI, name: str, marker: bytes, health_path: str
 ) -> None:
     port = platform.env["MLOPS_IDE_MLFLOW_PORT" if name == "MLflow" else "MLOPS_IDE_AIRFLOW_PORT"]
-    service = next(pid for pid in descendants(platform.proc.pid)
-                   if Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[1] == str(platform.proc.pid)
-                   and marker in Path(f"/proc/{pid}/cmdline").read_bytes())
+    service = next(
+        pid
+        for pid in descendants(platform.proc.pid)
+        if Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[1] == str(platform.proc.pid)
+        and marker in Path(f"/proc/{pid}/cmdline").read_bytes()
+    )
 
     os.kill(service, signal.SIGKILL)
     killed = time.monotonic()
@@ -170,6 +224,7 @@ def test_a_killed_service_is_restarted_within_seconds(
             return False
 
     assert wait_for(lambda: not is_alive(service), 10, f"{name} to die")
+    wait_for(lambda: f"!! {name} exited with -9" in platform.log(), 10, "the platform to notice")
+    wait_for(lambda: f"   {name} restarted" in platform.log(), 10, "the platform to restart it")
     wait_for(healthy, 60, f"{name} to answer again")
-    assert f"!! {name} exited with -9" in platform.log()
     assert time.monotonic() - killed < 60

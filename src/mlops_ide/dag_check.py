@@ -43,9 +43,8 @@ def block_database() -> None:
 
 
 def check(dags_dir: Path) -> list[dict]:
-    from airflow.dag_processing.dagbag import DagBag
-
     import airflow.sdk  # noqa: F401 - paid once here, so each file's figure is its own body
+    from airflow.dag_processing.dagbag import DagBag
 
     results = []
     for path in sorted(dags_dir.glob("*.py")):
@@ -53,12 +52,14 @@ def check(dags_dir: Path) -> list[dict]:
         bag = DagBag(dag_folder=path, safe_mode=False, bundle_path=dags_dir, load_op_links=False)
         seconds = time.perf_counter() - started
         errors = list(bag.import_errors.values())
-        results.append({
-            "file": path.name,
-            "dags": sorted(bag.dag_ids),
-            "error": errors[0].strip().splitlines()[-1] if errors else None,
-            "body_seconds": round(seconds, 4),
-        })
+        results.append(
+            {
+                "file": path.name,
+                "dags": sorted(bag.dag_ids),
+                "error": errors[0].strip().splitlines()[-1] if errors else None,
+                "body_seconds": round(seconds, 4),
+            }
+        )
     return results
 
 

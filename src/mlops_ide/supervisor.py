@@ -20,7 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlops_ide.processes import become_subreaper, descendants, end_processes, reap_zombie_children
+from mlops_ide.processes import (
+    become_subreaper,
+    descendants,
+    end_processes,
+    reap_zombie_children,
+    session_members,
+)
 
 
 @dataclass
@@ -114,6 +120,9 @@ class Supervisor:
                 if service.proc.poll() is None:
                     continue
                 if service.next_start == 0.0:  # just found dead: wait 0, 1, 3, 7, 15, then 30 s
+                    # Its children (mlflow's and Airflow's servers fork workers) would hold the
+                    # port and make the restart fail: end what is left of its session first.
+                    end_processes(session_members(service.proc.pid), grace=3.0)
                     delay = min(30.0, 2.0 ** min(service.restarts, 5) - 1)
                     service.next_start = now + delay
                     self.say(
