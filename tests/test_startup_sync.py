@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -265,33 +263,6 @@ def test_same_remote_spelled_differently_is_recognised() -> None:
 
 
 # 10. remote unreachable ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def silent_port() -> int:
-    """A port that accepts connections and never answers: a remote that hangs."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
 
 
 def test_hanging_remote_ends_within_the_timeout_and_keeps_the_copy(

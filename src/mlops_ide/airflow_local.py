@@ -90,6 +90,9 @@ def airflow_env(settings: Settings, tools: Tools, password: str) -> dict[str, st
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": airflow_url(settings) + "/execution/",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_port + 1),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_port + 2),
+            # An edited DAG is parsed within a second of its push, but by default its new
+            # serialization is written at most every 30 s: a push would look ignored that long.
+            "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
             f"AIRFLOW_CONN_{GIT_CONN_ID.upper()}": json.dumps(
@@ -182,11 +185,13 @@ def install_push_hook(settings: Settings, tools: Tools) -> Path:
     hook.write_text(
         "#!/bin/sh\n"
         "# Written by mlops-ide at every start: tell Airflow about the push now rather than\n"
-        "# at its next bundle refresh (300 s). In the background: the push is not slowed.\n"
-        f'grep -q " refs/heads/{settings.repo_branch}$" || exit 0\n'
-        f'nohup "{tools.python}" "{refresh}" --airflow-url "{airflow_url(settings)}" '
+        "# at its next bundle refresh. In the background: the push is not slowed.\n"
+        "while read -r old new ref; do\n"
+        f'  [ "$ref" = "refs/heads/{settings.repo_branch}" ] || continue\n'
+        f'  nohup "{tools.python}" "{refresh}" --airflow-url "{airflow_url(settings)}" '
         f'--passwords-file "{settings.home / "airflow" / "passwords.json"}" --dag "{ANCHOR_DAG}" '
         f'>> "{log}" 2>&1 < /dev/null &\n'
+        "done\n"
     )
     hook.chmod(0o755)
     return hook

@@ -1,12 +1,15 @@
 """Ask Airflow to re-parse the DAG bundle now (run by the git remote's post-receive hook).
 
-Airflow 3 has no "refresh bundle" call, but re-parsing any one file of a bundle refreshes
-the whole bundle first; so we name a small always-valid DAG of the bundle (the anchor)
-and ask for its file to be parsed:
+Airflow 3 has no "refresh bundle" call, but a request to re-parse any one file of a
+bundle refreshes the whole bundle first, and new files go to the front of the queue. So
+we name a small always-valid DAG of the bundle (the anchor) and ask for its file:
 
-    POST /auth/token                       -> a token for the admin user
-    GET  /api/v2/dags/<anchor>/details     -> the anchor's file_token
-    PUT  /api/v2/parseDagFile/<file_token> -> the bundle is refreshed and parsed
+    POST /auth/token                        -> a token for the admin user
+    GET  /api/v2/dags/<anchor>/details      -> the anchor's file_token
+    PUT  /api/v2/parseDagFile/<file_token>  -> the bundle is refreshed and parsed
+
+(Edited files show within a second too, because the platform sets Airflow's
+min_serialized_dag_update_interval to 0; see airflow_local.py.)
 
 Standard library only: git runs it as a script. One log line per push.
 """

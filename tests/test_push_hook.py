@@ -1,0 +1,62 @@
+"""The local remote's post-receive hook never holds up or breaks a push."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlops_ide import airflow_local
+from mlops_ide.local_state import Tools, ensure_local_remote
+from mlops_ide.settings import load
+from tests.gitrepos import git, user_commit
+from tests.platform import ROOT, free_port_base
+
+
+def test_push_is_not_held_while_airflow_hangs(tmp_path: Path, silent_port: int) -> None:
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state"), "MLOPS_IDE_AIRFLOW_PORT": str(silent_port)})
+    remote, _ = ensure_local_remote(settings)
+    (settings.home / "logs").mkdir()
+    airflow_local.write_airflow_passwords(settings, "a-password")
+    airflow_local.install_push_hook(settings, Tools.load())
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "--quiet", str(remote), str(clone))
+    mine = user_commit(clone, {"dags/new.py": "# new\n"}, "new")
+
+    started = time.monotonic()
+    git(clone, "-c", "user.name=t", "push", "--quiet", "origin", "main")
+    pushed_in = time.monotonic() - started
+
+    assert git(remote, "rev-parse", "main") == mine
+    assert pushed_in < 2.0, "the hook must not hold the push while it reaches Airflow"
+    log = settings.home / "logs" / "post-receive.log"
+    deadline = time.monotonic() + 30  # the hook gives up after its 10 s timeout
+    while "could not ask" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "could not ask Airflow to re-parse" in log.read_text()
+    assert "timed out" in log.read_text() and "next bundle refresh" in log.read_text()
+
+
+def test_refresh_names_the_problem_when_airflow_refuses(tmp_path: Path) -> None:
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text('{"admin": "x"}')
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "src" / "mlops_ide" / "dag_refresh.py"),
+            "--airflow-url",
+            f"http://127.0.0.1:{free_port_base()}",
+            "--passwords-file",
+            str(passwords),
+            "--dag",
+            "d",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 1
+    assert "could not ask Airflow to re-parse" in result.stdout and "Connection refused" in result.stdout
