@@ -107,6 +107,40 @@ def test_pushed_dag_appears_runs_and_records_its_commit(
     assert "Airflow re-parsing the bundle" in hook_log and "could not ask" not in hook_log
 
 
+ENV_PROBE_DAG = """
+import os
+
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="mlflow_env_probe", schedule=None, tags=["test"])
+def mlflow_env_probe():
+    @task
+    def tracking_uri() -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI", "")
+
+    tracking_uri()
+
+
+mlflow_env_probe()
+"""
+
+
+def test_airflow_tasks_see_the_mlflow_tracking_uri(
+    platform: Platform, airflow: AirflowAPI, clone: Path
+) -> None:
+    push(clone, {"dags/mlflow_env_probe.py": ENV_PROBE_DAG}, "env probe")
+    wait_for(lambda: airflow.dag("mlflow_env_probe"), 30, "mlflow_env_probe to appear")
+
+    run_id = airflow.trigger("mlflow_env_probe")
+    assert airflow.wait_for_run("mlflow_env_probe", run_id)["state"] == "success"
+    xcom = airflow.get(
+        f"dags/mlflow_env_probe/dagRuns/{run_id}/taskInstances/tracking_uri/xcomEntries/return_value"
+    )
+
+    assert xcom.json()["value"] == f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}"
+
+
 def test_broken_dags_are_import_errors_and_the_rest_keeps_working(airflow: AirflowAPI, clone: Path) -> None:
     # Real DAG files: Airflow's discovery skips files that mention neither "airflow" nor "dag".
     push(
