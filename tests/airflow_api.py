@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import TypeVar
-
 import requests
 
-T = TypeVar("T")
+from tests.platform import wait_for
 
 
 class AirflowAPI:
@@ -45,14 +41,3 @@ class AirflowAPI:
             return run if run["state"] in ("success", "failed") else None
 
         return wait_for(finished, timeout, f"run {run_id} of {dag_id} to finish")
-
-
-def wait_for(check: Callable[[], T | None], timeout: float, what: str, step: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:.0f} s for {what}")
-        time.sleep(step)

@@ -9,11 +9,37 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 
+from mlops_ide.processes import descendants
+
+T = TypeVar("T")
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, step: float = 0.1) -> T:
+    """Poll ``check`` until it returns something true; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:.0f} s for {what}")
+        time.sleep(step)
+
+
+def answers(url: str) -> bool:
+    """True when ``url`` answers 200 now."""
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def free_port_base() -> int:
@@ -80,6 +106,18 @@ class Platform:
                 raise AssertionError(f"platform did not come up:\n{self.log()}")
             time.sleep(0.2)
         return self
+
+    def service_pid(self, marker: bytes) -> int:
+        """The pid of the platform's own child whose command line contains ``marker``."""
+        for pid in descendants(self.proc.pid):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if stat.rsplit(")", 1)[1].split()[1] == str(self.proc.pid) and marker in cmdline:
+                return pid
+        raise AssertionError(f"no service of the platform runs {marker!r}")
 
     def log(self) -> str:
         return self.output.read_text() if self.output.exists() else ""

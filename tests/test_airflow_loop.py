@@ -13,9 +13,9 @@ import pytest
 import requests
 
 from mlops_ide.processes import descendants, is_alive
-from tests.airflow_api import AirflowAPI, wait_for
+from tests.airflow_api import AirflowAPI
 from tests.gitrepos import git
-from tests.platform import Platform
+from tests.platform import Platform, answers, wait_for
 
 HELLO_DAG = """
 from airflow.sdk import dag, task
@@ -242,24 +242,13 @@ def test_a_killed_service_is_restarted_within_seconds(
     platform: Platform, airflow: AirflowAPI, name: str, marker: bytes, health_path: str
 ) -> None:
     port = platform.env["MLOPS_IDE_MLFLOW_PORT" if name == "MLflow" else "MLOPS_IDE_AIRFLOW_PORT"]
-    service = next(
-        pid
-        for pid in descendants(platform.proc.pid)
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[1] == str(platform.proc.pid)
-        and marker in Path(f"/proc/{pid}/cmdline").read_bytes()
-    )
+    service = platform.service_pid(marker)
 
     os.kill(service, signal.SIGKILL)
     killed = time.monotonic()
 
-    def healthy() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}{health_path}", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
     assert wait_for(lambda: not is_alive(service), 10, f"{name} to die")
     wait_for(lambda: f"!! {name} exited with -9" in platform.log(), 10, "the platform to notice")
     wait_for(lambda: f"   {name} restarted" in platform.log(), 10, "the platform to restart it")
-    wait_for(healthy, 60, f"{name} to answer again")
+    wait_for(lambda: answers(f"http://127.0.0.1:{port}{health_path}"), 60, f"{name} to answer again")
     assert time.monotonic() - killed < 60

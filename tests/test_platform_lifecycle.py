@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from mlops_ide.processes import descendants, is_alive
 from tests.gitrepos import git
-from tests.platform import ROOT, Platform, free_port_base, platform_env
+from tests.platform import ROOT, Platform, answers, free_port_base, platform_env, wait_for
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -31,15 +30,6 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def wait_until(check, timeout: float, step: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
-
-
 def test_sigterm_stops_every_process_the_platform_started(tmp_path: Path) -> None:
     platform = Platform(tmp_path / "state").start()
     for user in ("alice", "bob"):
@@ -49,9 +39,10 @@ def test_sigterm_stops_every_process_the_platform_started(tmp_path: Path) -> Non
 
     assert platform.stop() == 0
 
-    assert wait_until(lambda: not [pid for pid in started if is_alive(pid)], timeout=10), [
-        Path(f"/proc/{pid}/cmdline").read_bytes()[:120] for pid in started if is_alive(pid)
-    ]
+    def leftovers() -> list[int]:
+        return [pid for pid in started if is_alive(pid)]
+
+    wait_for(lambda: not leftovers(), 10, "every process to end")
     assert processes_mentioning(str(platform.home)) == []
     assert "==> Stopping the platform" in platform.log()
 
@@ -81,22 +72,12 @@ def test_second_start_keeps_homes_remote_and_password(tmp_path: Path) -> None:
 def test_hub_killed_is_restarted_by_the_platform(tmp_path: Path) -> None:
     platform = Platform(tmp_path / "state").start()
     try:
-        hub = next(
-            pid
-            for pid in descendants(platform.proc.pid)
-            if b"jupyterhub_config.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        )
+        hub = platform.service_pid(b"jupyterhub_config.py")
         os.kill(hub, signal.SIGKILL)
         killed = time.monotonic()
 
-        def answers() -> bool:
-            try:
-                return requests.get(f"{platform.url}/hub/api", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        assert wait_until(lambda: not is_alive(hub), timeout=5)
-        assert wait_until(answers, timeout=30), platform.log()
+        wait_for(lambda: not is_alive(hub), 5, "the hub to die")
+        wait_for(lambda: answers(f"{platform.url}/hub/api"), 30, "the hub to answer again")
         assert "JupyterHub exited with -9" in platform.log()
         assert time.monotonic() - killed < 30
         platform.login("alice")

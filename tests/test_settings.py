@@ -130,22 +130,17 @@ def test_password_from_the_setting_is_not_stored(tmp_path: Path) -> None:
     assert not (tmp_path / "password").exists()
 
 
+def empty_commit(repo: Path, message: str) -> None:
+    git(
+        repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "--allow-empty", "-m", message
+    )
+
+
 def test_local_remote_is_seeded_from_the_checkout_once_then_kept(tmp_path: Path) -> None:
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     git(checkout, "init", "--quiet", "--initial-branch", "work")
-    git(
-        checkout,
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "--quiet",
-        "--allow-empty",
-        "-m",
-        "one",
-    )
+    empty_commit(checkout, "one")
     settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
 
     remote, how = local_state.ensure_local_remote(settings, checkout)
@@ -153,18 +148,7 @@ def test_local_remote_is_seeded_from_the_checkout_once_then_kept(tmp_path: Path)
     assert git(remote, "rev-parse", "main") == git(checkout, "rev-parse", "HEAD")
     assert git(remote, "symbolic-ref", "HEAD") == "refs/heads/main"
 
-    git(
-        checkout,
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "--quiet",
-        "--allow-empty",
-        "-m",
-        "two",
-    )
+    empty_commit(checkout, "two")
     _, how = local_state.ensure_local_remote(settings, checkout)
     assert how == "kept"
     assert git(remote, "rev-parse", "main") != git(checkout, "rev-parse", "HEAD")
