@@ -2,7 +2,7 @@
 # Installs what the platform (or its tests) needs and is missing, and nothing else.
 #
 #   scripts/install.sh platform   hub virtualenv, configurable-http-proxy, Node 24, code-server,
-#                                 the Airflow + MLflow virtualenv
+#                                 the Airflow + MLflow virtualenv, the pipeline virtualenv
 #   scripts/install.sh test       the above, plus Debian's Chromium for the browser tests
 #
 # Everything lands in $MLOPS_IDE_TOOLS_DIR (default ~/.cache/mlops-ide), in folders named
@@ -21,7 +21,7 @@ CODE_SERVER_VERSION=4.139.1
 CHP_VERSION=5.3.0
 
 step=0
-steps=5; [ "$what" = test ] && steps=6
+steps=6; [ "$what" = test ] && steps=7
 progress() { step=$((step + 1)); printf '==> [%d/%d] %s\n' "$step" "$steps" "$*"; }
 done_already() { printf '    up to date (%s)\n' "$1"; }
 
@@ -99,6 +99,10 @@ progress "Airflow 3 and MLflow virtualenv (first time: a few minutes)"
 make_venv airflow "$here/requirements/airflow.txt"
 airflow_venv=$venv
 
+progress "skin-lesion pipeline virtualenv (Keras 3 on PyTorch CPU, MLflow client)"
+make_venv pipeline "$here/requirements/pipeline.txt" "$here/requirements/pipeline-test.txt"
+pipeline_venv=$venv
+
 if [ "$what" = test ]; then
   progress "Debian's Chromium for browser tests"
   apt_install chromium
@@ -111,5 +115,6 @@ MLOPS_IDE_CHP=$tools/chp-$CHP_VERSION/node_modules/.bin/configurable-http-proxy
 MLOPS_IDE_NODE24=$node24_home/bin/node
 MLOPS_IDE_CODE_SERVER=$cs/node_modules/code-server/out/node/entry.js
 MLOPS_IDE_AIRFLOW_PYTHON=$airflow_venv/bin/python
+MLOPS_IDE_PIPELINE_PYTHON=$pipeline_venv/bin/python
 ENV
 echo "    tools recorded in .tools.env"
