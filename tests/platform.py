@@ -16,6 +16,7 @@ from typing import TypeVar
 import requests
 
 from mlops_ide.processes import descendants
+from tests.platform_tools import start_logged
 
 T = TypeVar("T")
 
@@ -91,15 +92,7 @@ class Platform:
 
     def start(self, timeout: float = 90) -> Platform:
         self.home.mkdir(parents=True, exist_ok=True)
-        out = open(self.output, "ab")  # noqa: SIM115 - stays open for the process's life
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlops_ide.up"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.proc = start_logged([sys.executable, "-m", "mlops_ide.up"], self.env, self.output, cwd=ROOT)
         deadline = time.monotonic() + timeout
         while "mlops-ide is up" not in self.log():
             if self.proc.poll() is not None or time.monotonic() > deadline:

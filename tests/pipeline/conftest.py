@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from skin_cancer.synthetic import generate
-from tests.platform_tools import free_port, tools_file_value
+from tests.platform_tools import free_port, start_logged, stop, tools_file_value, wait_until_healthy
 
 
 @pytest.fixture(scope="session")
@@ -32,37 +29,24 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> str:
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "PATH": f"{mlflow.parent}:{os.environ['PATH']}",
     }
-    server = subprocess.Popen(
-        [
-            str(mlflow),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{home / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(home / "artifacts"),
-        ],
-        env=env,
-        stdout=open(home / "server.log", "wb"),  # noqa: SIM115 - open for the server's life
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    log = home / "server.log"
+    argv = [
+        str(mlflow),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{home / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(home / "artifacts"),
+    ]
+    server = start_logged(argv, env, log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((home / "server.log").read_text()[-2000:]) from None
-            time.sleep(0.2)
+    wait_until_healthy(f"{url}/health", server, log, timeout=60)
     os.environ["MLFLOW_TRACKING_URI"] = url
     yield url
-    os.killpg(server.pid, 15)
-    server.wait(30)
+    stop(server)
