@@ -1,0 +1,66 @@
+"""Check the served champion: send held-out test images to the serving API and fail on a
+missing answer or on fewer than `min_accuracy` right. Runs where the workflow's steps run
+(MLOPS_IDE_PIPELINE_RUNNER), with the same step functions (src/skin_cancer/tasks.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from airflow.sdk import dag, task
+
+RUNNER = os.environ.get("MLOPS_IDE_PIPELINE_RUNNER", "local")
+PIPELINE_PYTHON = os.environ.get("MLOPS_IDE_PIPELINE_PYTHON", "python3")
+PIPELINE_IMAGE = os.environ.get("MLOPS_IDE_PIPELINE_IMAGE", "ghcr.io/mlops-ide/pipeline:main")
+DATA_ROOT = os.environ.get("MLOPS_IDE_DATA_ROOT", "/data/skin-lesions")
+SERVING_URL = os.environ.get("MLOPS_IDE_SERVING_URL", "http://127.0.0.1:8500")
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def run_step(src: str, step: str, arguments: dict):
+    """In the pipeline's interpreter: put this commit's src/ first and run one step."""
+    import sys
+
+    sys.path.insert(0, src)
+    from skin_cancer.tasks import STEPS
+
+    return STEPS[step](**arguments)
+
+
+@dag(
+    dag_id="cnn_skin_cancer_test_inference",
+    schedule=None,
+    catchup=False,
+    tags=["skin-cancer", "serving", "test"],
+    doc_md=__doc__,
+    params={"images": 20, "min_accuracy": 0.9},
+    render_template_as_native_obj=True,
+)
+def cnn_skin_cancer_test_inference():
+    arguments = {
+        "serving_url": SERVING_URL,
+        "data_root": DATA_ROOT,
+        "limit": "{{ params.images }}",
+        "min_accuracy": "{{ params.min_accuracy }}",
+    }
+    if RUNNER == "kubernetes":
+        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+        KubernetesPodOperator(
+            task_id="check_serving",
+            name="check-serving",
+            image=PIPELINE_IMAGE,
+            cmds=["python", "-m", "skin_cancer.tasks", "check_serving", json.dumps(arguments)],
+            do_xcom_push=True,
+            get_logs=True,
+            on_finish_action="delete_succeeded_pod",
+        )
+    else:
+        task.external_python(task_id="check_serving", python=PIPELINE_PYTHON, expect_airflow=False)(run_step)(
+            SRC, "check_serving", arguments
+        )
+
+
+cnn_skin_cancer_test_inference()
