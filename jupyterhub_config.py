@@ -74,6 +74,10 @@ services = {
         airflow_local.airflow_url(settings) + "/api/v2/monitor/health",
     ),
     "MLflow": (airflow_local.mlflow_url(settings) + "/", airflow_local.mlflow_url(settings) + "/health"),
+    "Serving": (
+        airflow_local.serving_url(settings) + "/docs",
+        airflow_local.serving_url(settings) + "/health",
+    ),
 }
 services = {name: urls for name, urls in services.items() if name.lower() in settings.services}
 c.JupyterHub.template_paths = [str(ROOT / "src" / "mlops_ide" / "templates")]

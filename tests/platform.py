@@ -76,6 +76,7 @@ def platform_env(home: Path, port: int, **extra: str) -> dict[str, str]:
     if env["MLOPS_IDE_SERVICES"] != "none":
         env.setdefault("MLOPS_IDE_AIRFLOW_PORT", str(free_port_base()))
         env.setdefault("MLOPS_IDE_MLFLOW_PORT", str(free_port_base()))
+        env.setdefault("MLOPS_IDE_SERVING_PORT", str(free_port_base()))
     return env
 
 

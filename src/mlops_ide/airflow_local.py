@@ -34,6 +34,10 @@ def mlflow_url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.mlflow_port}"
 
 
+def serving_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.serving_port}"
+
+
 def airflow_users(settings: Settings) -> list[str]:
     return sorted({"admin", *settings.admin_users})
 
@@ -102,6 +106,15 @@ def airflow_env(settings: Settings, tools: Tools, password: str) -> dict[str, st
     )
     if "mlflow" in settings.services:
         env["MLFLOW_TRACKING_URI"] = mlflow_url(settings)
+    env.update(
+        {  # read by the skin-lesion DAGs at parse time (environment only, no I/O)
+            "MLOPS_IDE_PIPELINE_RUNNER": "local",
+            "MLOPS_IDE_PIPELINE_PYTHON": str(tools.pipeline_python),
+            "MLOPS_IDE_DATA_ROOT": str(settings.dataset),
+            "MLOPS_IDE_WORK_ROOT": str(settings.home / "pipeline-runs"),
+            "MLOPS_IDE_SERVING_URL": serving_url(settings),
+        }
+    )
     return env
 
 
@@ -172,6 +185,39 @@ def mlflow_service(settings: Settings, tools: Tools) -> Service:
         cwd=home,
         log=settings.home / "logs" / "mlflow.log",
         ready_url=f"{mlflow_url(settings)}/health",
+    )
+
+
+def seed_dataset(settings: Settings, tools: Tools) -> str:
+    """A small synthetic dataset for the demo, once; a real one put there is kept."""
+    if (settings.dataset / "train").exists():
+        return "kept"
+    subprocess.run(
+        [str(tools.pipeline_python), "-m", "skin_cancer.synthetic", "--out", str(settings.dataset)],
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT / "src")},
+        check=True,
+        capture_output=True,
+    )
+    return "seeded with synthetic images"
+
+
+def serving_service(settings: Settings, tools: Tools) -> Service:
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "KERAS_BACKEND")}
+    env.update(
+        {
+            "PYTHONPATH": str(CHECKOUT / "src"),
+            "MLFLOW_TRACKING_URI": mlflow_url(settings),
+            "PATH": f"{tools.pipeline_python.parent}:{env.get('PATH', '/usr/bin:/bin')}",
+        }
+    )
+    return Service(
+        name="Serving",
+        argv=[str(tools.pipeline_python), "-m", "skin_cancer.serving", "--port", str(settings.serving_port)],
+        env=env,
+        cwd=settings.home,
+        log=settings.home / "logs" / "serving.log",
+        # Ready once it answers at all: /health says 503 until a champion exists.
+        ready_url=f"{serving_url(settings)}/openapi.json",
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-SERVICES = ("airflow", "mlflow")  # run beside the hub in local mode
+SERVICES = ("airflow", "mlflow", "serving")  # run beside the hub in local mode
 MODES = ("local",)  # "kubernetes" arrives with KubeSpawner and GitHub login
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -36,6 +36,7 @@ class Settings:
     repo_branch: str
     airflow_port: int
     mlflow_port: int
+    serving_port: int
     git_credentials: Mapping[str, str]  # MLOPS_IDE_GIT_* passed on to user servers
     services: tuple[str, ...] = SERVICES
 
@@ -61,6 +62,11 @@ class Settings:
     @property
     def effective_repo_url(self) -> str:
         return self.repo_url or str(self.local_remote)
+
+    @property
+    def dataset(self) -> Path:
+        """The skin-lesion dataset the workflow trains on (seeded with synthetic images)."""
+        return self.home / "data" / "skin-lesions"
 
     @property
     def homes(self) -> Path:
@@ -164,6 +170,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 
     airflow_port = port("MLOPS_IDE_AIRFLOW_PORT", 8080)
     mlflow_port = port("MLOPS_IDE_MLFLOW_PORT", 5000)
+    serving_port = port("MLOPS_IDE_SERVING_PORT", 8500)
 
     if problems:
         raise SettingsError("\n".join(problems))
@@ -178,6 +185,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         repo_branch=branch,
         airflow_port=airflow_port,
         mlflow_port=mlflow_port,
+        serving_port=serving_port,
         git_credentials=git_credentials,
         services=services,
     )

@@ -43,6 +43,8 @@ def check_ports_free(settings: Settings) -> list[str]:
         ]
     if "mlflow" in settings.services:
         wanted.append(("127.0.0.1", settings.mlflow_port, "MLOPS_IDE_MLFLOW_PORT", "MLflow"))
+    if "serving" in settings.services:
+        wanted.append(("127.0.0.1", settings.serving_port, "MLOPS_IDE_SERVING_PORT", "the model-serving API"))
     problems = []
     for host, port, setting, what in wanted:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -100,6 +102,10 @@ def main() -> int:
     services = [hub_service(settings, tools)]
     if "mlflow" in settings.services:
         services.append(airflow_local.mlflow_service(settings, tools))
+    if "serving" in settings.services:
+        services.append(airflow_local.serving_service(settings, tools))
+    if {"airflow", "serving"} & set(settings.services):
+        say(f"   skin-lesion dataset {settings.dataset} ({airflow_local.seed_dataset(settings, tools)})")
     if "airflow" in settings.services:
         env = airflow_local.airflow_env(settings, tools, password)
         say("   Airflow database (first start: about 20 s)")
@@ -128,6 +134,8 @@ def main() -> int:
             say(f"   Airflow: {airflow_local.airflow_url(settings)}/  (user admin, the same password)")
         if "mlflow" in settings.services:
             say(f"   MLflow:  {airflow_local.mlflow_url(settings)}/")
+        if "serving" in settings.services:
+            say(f"   Serving: {airflow_local.serving_url(settings)}/docs  (the champion model's API)")
         say(f"   logs: {settings.home / 'logs'}    stop: Ctrl-C")
         supervisor.watch()
     finally:

@@ -37,7 +37,9 @@ def preprocess_step(data_root: str, work_root: str, run_id: str, image_size: int
 def train_step(kind: str, arrays: str, run_id: str, params: dict | None = None) -> dict:
     """Train and register one model kind; returns its version and test accuracy."""
     mlflow.set_experiment(EXPERIMENT)
-    result = train(kind, Path(arrays), replace(TrainParams(), **(params or {})), tags={"airflow_run_id": run_id})
+    result = train(
+        kind, Path(arrays), replace(TrainParams(), **(params or {})), tags={"airflow_run_id": run_id}
+    )
     return asdict(result)
 
 
@@ -81,10 +83,17 @@ def post_image(url: str, path: str) -> dict:
         data = handle.read()
     boundary = "skin-cancer-boundary"
     content_type = "image/png" if path.lower().endswith(".png") else "image/jpeg"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{Path(path).name}\"\r\n"
-            f"Content-Type: {content_type}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{Path(path).name}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
 
@@ -105,8 +114,10 @@ STEPS = {
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] not in STEPS:
-        print(f"usage: python -m skin_cancer.tasks {{{','.join(STEPS)}}} '<json keyword arguments>'",
-              file=sys.stderr)
+        print(
+            f"usage: python -m skin_cancer.tasks {{{','.join(STEPS)}}} '<json keyword arguments>'",
+            file=sys.stderr,
+        )
         return 2
     result = STEPS[args[0]](**json.loads(args[1]))
     print(json.dumps(result))

@@ -1,0 +1,81 @@
+"""The use case end to end on the real platform: Airflow runs the workflow DAG on the
+seeded synthetic dataset, MLflow registers three models and names a champion, serving
+answers with it, and the test-inference DAG passes."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests.airflow_api import AirflowAPI
+from tests.platform import Platform, wait_for
+
+MODEL = "skin_cancer_cnn"
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
+    running = Platform(
+        tmp_path_factory.mktemp("usecase") / "state", MLOPS_IDE_SERVICES="airflow,mlflow,serving"
+    ).start(timeout=240)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def airflow(platform: Platform) -> AirflowAPI:
+    api = AirflowAPI(f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}", platform.password)
+    wait_for(lambda: api.dag("cnn_skin_cancer_workflow"), 120, "the use-case DAGs to be parsed")
+    return api
+
+
+@pytest.fixture(scope="module")
+def workflow_run(airflow: AirflowAPI) -> dict:
+    return airflow.wait_for_run(
+        "cnn_skin_cancer_workflow", airflow.trigger("cnn_skin_cancer_workflow"), timeout=420
+    )
+
+
+def test_the_workflow_dag_succeeds(workflow_run: dict) -> None:
+    assert workflow_run["state"] == "success"
+
+
+def test_three_models_are_registered_and_the_best_is_champion(platform: Platform, workflow_run: dict) -> None:
+    mlflow = f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}/api/2.0/mlflow"
+    versions = requests.get(
+        f"{mlflow}/model-versions/search", params={"filter": f"name='{MODEL}'"}, timeout=30
+    ).json()["model_versions"]
+    champion = requests.get(
+        f"{mlflow}/registered-models/alias", params={"name": MODEL, "alias": "champion"}, timeout=30
+    ).json()["model_version"]
+
+    kinds = {version["tags"][0]["value"] if version.get("tags") else None for version in versions}
+    assert len(versions) == 3
+    assert {tag["value"] for v in versions for tag in v.get("tags", []) if tag["key"] == "model_kind"} == {
+        "basic_cnn",
+        "crossval",
+        "resnet50",
+    }, kinds
+    accuracies = {
+        v["version"]: float(next(t["value"] for t in v["tags"] if t["key"] == "test_accuracy"))
+        for v in versions
+    }
+    assert accuracies[champion["version"]] == max(accuracies.values())
+
+
+def test_serving_answers_with_the_new_champion(platform: Platform, workflow_run: dict) -> None:
+    serving = f"http://127.0.0.1:{platform.env['MLOPS_IDE_SERVING_PORT']}"
+    mlflow = f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}/api/2.0/mlflow"
+    champion = requests.get(
+        f"{mlflow}/registered-models/alias", params={"name": MODEL, "alias": "champion"}, timeout=30
+    ).json()["model_version"]
+
+    assert requests.get(f"{serving}/model", timeout=30).json()["version"] == champion["version"]
+
+
+def test_the_test_inference_dag_passes(airflow: AirflowAPI, workflow_run: dict) -> None:
+    run = airflow.wait_for_run(
+        "cnn_skin_cancer_test_inference", airflow.trigger("cnn_skin_cancer_test_inference")
+    )
+
+    assert run["state"] == "success"
