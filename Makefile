@@ -20,7 +20,9 @@ test:
 	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m ruff check . && "$$MLOPS_IDE_PYTHON" -m ruff format --check . \
 		&& "$$MLOPS_IDE_PYTHON" -m pytest $(PYTEST_ARGS) \
 		&& echo "== the pipeline's tests, in its own virtualenv (Keras, PyTorch)" \
-		&& "$$MLOPS_IDE_PIPELINE_PYTHON" -m pytest tests/pipeline -W ignore::DeprecationWarning $(PYTEST_ARGS)
+		&& "$$MLOPS_IDE_PIPELINE_PYTHON" -m pytest tests/pipeline -W ignore::DeprecationWarning $(PYTEST_ARGS) \
+		&& echo "== the app's tests, in its own virtualenv (Streamlit)" \
+		&& "$$MLOPS_IDE_APP_PYTHON" -m pytest tests/app $(PYTEST_ARGS)
 
 lint:
 	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m ruff check . && "$$MLOPS_IDE_PYTHON" -m ruff format --check .

@@ -21,7 +21,7 @@ CODE_SERVER_VERSION=4.139.1
 CHP_VERSION=5.3.0
 
 step=0
-steps=6; [ "$what" = test ] && steps=7
+steps=7; [ "$what" = test ] && steps=8
 progress() { step=$((step + 1)); printf '==> [%d/%d] %s\n' "$step" "$steps" "$*"; }
 done_already() { printf '    up to date (%s)\n' "$1"; }
 
@@ -103,6 +103,10 @@ progress "skin-lesion pipeline virtualenv (Keras 3 on PyTorch CPU, MLflow client
 make_venv pipeline "$here/requirements/pipeline.txt" "$here/requirements/pipeline-test.txt"
 pipeline_venv=$venv
 
+progress "Streamlit app virtualenv"
+make_venv app "$here/requirements/app.txt"
+app_venv=$venv
+
 if [ "$what" = test ]; then
   progress "Debian's Chromium for browser tests"
   apt_install chromium
@@ -116,5 +120,6 @@ MLOPS_IDE_NODE24=$node24_home/bin/node
 MLOPS_IDE_CODE_SERVER=$cs/node_modules/code-server/out/node/entry.js
 MLOPS_IDE_AIRFLOW_PYTHON=$airflow_venv/bin/python
 MLOPS_IDE_PIPELINE_PYTHON=$pipeline_venv/bin/python
+MLOPS_IDE_APP_PYTHON=$app_venv/bin/python
 ENV
 echo "    tools recorded in .tools.env"

@@ -11,7 +11,12 @@ from tests.gitrepos import Remote
 
 # tests/pipeline run in the pipeline's own virtualenv (Keras, PyTorch): `make test` runs
 # them there; any other virtualenv leaves them out.
-collect_ignore = [] if importlib.util.find_spec("keras") else ["pipeline"]
+# tests/app likewise in the app's (Streamlit).
+collect_ignore = [
+    name
+    for name, module in (("pipeline", "keras"), ("app", "streamlit"))
+    if not importlib.util.find_spec(module)
+]
 
 
 @pytest.fixture

@@ -77,6 +77,7 @@ def platform_env(home: Path, port: int, **extra: str) -> dict[str, str]:
         env.setdefault("MLOPS_IDE_AIRFLOW_PORT", str(free_port_base()))
         env.setdefault("MLOPS_IDE_MLFLOW_PORT", str(free_port_base()))
         env.setdefault("MLOPS_IDE_SERVING_PORT", str(free_port_base()))
+        env.setdefault("MLOPS_IDE_APP_PORT", str(free_port_base()))
     return env
 
 

@@ -16,7 +16,7 @@ MODEL = "skin_cancer_cnn"
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
     running = Platform(
-        tmp_path_factory.mktemp("usecase") / "state", MLOPS_IDE_SERVICES="airflow,mlflow,serving"
+        tmp_path_factory.mktemp("usecase") / "state", MLOPS_IDE_SERVICES="airflow,mlflow,serving,app"
     ).start(timeout=240)
     yield running
     running.stop()
@@ -79,3 +79,9 @@ def test_the_test_inference_dag_passes(airflow: AirflowAPI, workflow_run: dict) 
     )
 
     assert run["state"] == "success"
+
+
+def test_the_home_page_reports_every_service_healthy(platform: Platform, workflow_run: dict) -> None:
+    health = platform.login("alice").get(f"{platform.url}/hub/platform/health", timeout=30).json()
+
+    assert health == {"Airflow": "healthy", "MLflow": "healthy", "Serving": "healthy", "App": "healthy"}

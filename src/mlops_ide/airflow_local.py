@@ -221,6 +221,37 @@ def serving_service(settings: Settings, tools: Tools) -> Service:
     )
 
 
+def app_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.app_port}"
+
+
+def app_service(settings: Settings, tools: Tools) -> Service:
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["SKIN_CANCER_API_URL"] = serving_url(settings)
+    return Service(
+        name="App",
+        argv=[
+            str(tools.app_python),
+            "-m",
+            "streamlit",
+            "run",
+            str(CHECKOUT / "src" / "skin_cancer" / "app.py"),
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(settings.app_port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        env=env,
+        cwd=settings.home,
+        log=settings.home / "logs" / "app.log",
+        ready_url=f"{app_url(settings)}/_stcore/health",
+    )
+
+
 def install_push_hook(settings: Settings, tools: Tools) -> Path:
     """The local remote's post-receive hook: after a push to the tracked branch, ask
     Airflow to re-parse the bundle, in the background so the push is not slowed.

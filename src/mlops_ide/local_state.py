@@ -28,6 +28,7 @@ class Tools:
     code_server: Path  # code-server's entry.js, run by Node 24
     airflow_python: Path  # the Airflow + MLflow virtualenv
     pipeline_python: Path  # the skin-lesion pipeline's virtualenv (Keras, PyTorch)
+    app_python: Path  # the Streamlit app's virtualenv
 
     @classmethod
     def load(cls, path: Path = TOOLS_FILE) -> Tools:
@@ -41,6 +42,7 @@ class Tools:
             code_server=Path(values.get("MLOPS_IDE_CODE_SERVER", "")),
             airflow_python=Path(values.get("MLOPS_IDE_AIRFLOW_PYTHON", "")),
             pipeline_python=Path(values.get("MLOPS_IDE_PIPELINE_PYTHON", "")),
+            app_python=Path(values.get("MLOPS_IDE_APP_PYTHON", "")),
         )
         missing = [str(p) for p in vars(tools).values() if not p.is_file()]
         if missing:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-SERVICES = ("airflow", "mlflow", "serving")  # run beside the hub in local mode
+SERVICES = ("airflow", "mlflow", "serving", "app")  # run beside the hub in local mode
 MODES = ("local",)  # "kubernetes" arrives with KubeSpawner and GitHub login
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -37,6 +37,7 @@ class Settings:
     airflow_port: int
     mlflow_port: int
     serving_port: int
+    app_port: int
     git_credentials: Mapping[str, str]  # MLOPS_IDE_GIT_* passed on to user servers
     services: tuple[str, ...] = SERVICES
 
@@ -171,6 +172,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     airflow_port = port("MLOPS_IDE_AIRFLOW_PORT", 8080)
     mlflow_port = port("MLOPS_IDE_MLFLOW_PORT", 5000)
     serving_port = port("MLOPS_IDE_SERVING_PORT", 8500)
+    app_port = port("MLOPS_IDE_APP_PORT", 8501)
 
     if problems:
         raise SettingsError("\n".join(problems))
@@ -186,6 +188,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         airflow_port=airflow_port,
         mlflow_port=mlflow_port,
         serving_port=serving_port,
+        app_port=app_port,
         git_credentials=git_credentials,
         services=services,
     )

@@ -45,6 +45,8 @@ def check_ports_free(settings: Settings) -> list[str]:
         wanted.append(("127.0.0.1", settings.mlflow_port, "MLOPS_IDE_MLFLOW_PORT", "MLflow"))
     if "serving" in settings.services:
         wanted.append(("127.0.0.1", settings.serving_port, "MLOPS_IDE_SERVING_PORT", "the model-serving API"))
+    if "app" in settings.services:
+        wanted.append(("127.0.0.1", settings.app_port, "MLOPS_IDE_APP_PORT", "the Streamlit app"))
     problems = []
     for host, port, setting, what in wanted:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -104,6 +106,8 @@ def main() -> int:
         services.append(airflow_local.mlflow_service(settings, tools))
     if "serving" in settings.services:
         services.append(airflow_local.serving_service(settings, tools))
+    if "app" in settings.services:
+        services.append(airflow_local.app_service(settings, tools))
     if {"airflow", "serving"} & set(settings.services):
         say(f"   skin-lesion dataset {settings.dataset} ({airflow_local.seed_dataset(settings, tools)})")
     if "airflow" in settings.services:
@@ -136,6 +140,8 @@ def main() -> int:
             say(f"   MLflow:  {airflow_local.mlflow_url(settings)}/")
         if "serving" in settings.services:
             say(f"   Serving: {airflow_local.serving_url(settings)}/docs  (the champion model's API)")
+        if "app" in settings.services:
+            say(f"   App:     {airflow_local.app_url(settings)}/  (upload an image, see the prediction)")
         say(f"   logs: {settings.home / 'logs'}    stop: Ctrl-C")
         supervisor.watch()
     finally:
