@@ -68,24 +68,13 @@ if "mlflow" in settings.services:
     c.Spawner.environment["MLFLOW_TRACKING_URI"] = airflow_local.mlflow_url(settings)
 
 # -- the hub's home page: links to the tools, with their health ---------------------------------
-services = {
-    "Airflow": (
-        airflow_local.airflow_url(settings) + "/",
-        airflow_local.airflow_url(settings) + "/api/v2/monitor/health",
-    ),
-    "MLflow": (airflow_local.mlflow_url(settings) + "/", airflow_local.mlflow_url(settings) + "/health"),
-    "Serving": (
-        airflow_local.serving_url(settings) + "/docs",
-        airflow_local.serving_url(settings) + "/health",
-    ),
-}
-services = {name: urls for name, urls in services.items() if name.lower() in settings.services}
+links = airflow_local.service_links(settings)  # name -> (address, health check)
 c.JupyterHub.template_paths = [str(ROOT / "src" / "mlops_ide" / "templates")]
-c.JupyterHub.template_vars = {"platform_services": {name: url for name, (url, _) in services.items()}}
+c.JupyterHub.template_vars = {"platform_services": {name: url for name, (url, _) in links.items()}}
 c.JupyterHub.extra_handlers = [
     (
         r"/platform/health",
         PlatformHealthHandler,
-        {"checks": {name: health for name, (_, health) in services.items()}},
+        {"checks": {name: health for name, (_, health) in links.items()}},
     ),
 ]

@@ -161,3 +161,15 @@ def test_checkout_without_commits_cannot_seed_the_remote(tmp_path: Path) -> None
     with pytest.raises(local_state.StateError, match="commit first"):
         local_state.ensure_local_remote(settings, tmp_path)
     assert not settings.local_remote.exists()
+
+
+def test_the_home_page_links_only_the_services_that_run() -> None:
+    from mlops_ide.airflow_local import service_links
+
+    links = service_links(load({"MLOPS_IDE_SERVICES": "mlflow,app", "MLOPS_IDE_APP_PORT": "9501"}))
+
+    assert links == {
+        "MLflow": ("http://127.0.0.1:5000/", "http://127.0.0.1:5000/health"),
+        "App": ("http://127.0.0.1:9501/", "http://127.0.0.1:9501/_stcore/health"),
+    }
+    assert service_links(load({"MLOPS_IDE_SERVICES": "none"})) == {}

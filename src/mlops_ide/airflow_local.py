@@ -252,6 +252,17 @@ def app_service(settings: Settings, tools: Tools) -> Service:
     )
 
 
+def service_links(settings: Settings) -> dict[str, tuple[str, str]]:
+    """For the hub's home page: each running service's address and health check."""
+    links = {
+        "airflow": ("Airflow", airflow_url(settings) + "/", airflow_url(settings) + "/api/v2/monitor/health"),
+        "mlflow": ("MLflow", mlflow_url(settings) + "/", mlflow_url(settings) + "/health"),
+        "serving": ("Serving", serving_url(settings) + "/docs", serving_url(settings) + "/health"),
+        "app": ("App", app_url(settings) + "/", app_url(settings) + "/_stcore/health"),
+    }
+    return {name: (url, health) for key, (name, url, health) in links.items() if key in settings.services}
+
+
 def install_push_hook(settings: Settings, tools: Tools) -> Path:
     """The local remote's post-receive hook: after a push to the tracked branch, ask
     Airflow to re-parse the bundle, in the background so the push is not slowed.
