@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from mlops_ide.processes import process_table  # noqa: E402
-from tests.platform import Platform  # noqa: E402
+from tests.local_platform import Platform  # noqa: E402
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, explorer_entries, log_in  # noqa: E402
 
 

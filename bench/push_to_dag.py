@@ -29,7 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from tests.airflow_api import AirflowAPI  # noqa: E402
 from tests.gitrepos import git  # noqa: E402
-from tests.platform import Platform, wait_for  # noqa: E402
+from tests.local_platform import Platform, wait_for  # noqa: E402
 
 DAG = '''from airflow.sdk import dag, task
 

@@ -36,28 +36,29 @@ def run_step(src: str, step: str, arguments: dict):
     tags=["skin-cancer", "serving", "test"],
     doc_md=__doc__,
     params={"images": 20, "min_accuracy": 0.9},
-    render_template_as_native_obj=True,
+    # Locally, "{{ params.images }}" must arrive as 20, not "20"; a pod gets JSON text.
+    render_template_as_native_obj=RUNNER != "kubernetes",
 )
 def cnn_skin_cancer_test_inference():
-    arguments = {
-        "serving_url": SERVING_URL,
-        "data_root": DATA_ROOT,
-        "limit": "{{ params.images }}",
-        "min_accuracy": "{{ params.min_accuracy }}",
-    }
+    fixed = {"serving_url": SERVING_URL, "data_root": DATA_ROOT}
     if RUNNER == "kubernetes":
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
+        arguments = (
+            json.dumps(fixed)[:-1]
+            + ', "limit": {{ params.images }}, "min_accuracy": {{ params.min_accuracy }}}'
+        )
         KubernetesPodOperator(
             task_id="check_serving",
             name="check-serving",
             image=PIPELINE_IMAGE,
-            cmds=["python", "-m", "skin_cancer.tasks", "check_serving", json.dumps(arguments)],
+            cmds=["python", "-m", "skin_cancer.tasks", "check_serving", arguments],
             do_xcom_push=True,
             get_logs=True,
             on_finish_action="delete_succeeded_pod",
         )
     else:
+        arguments = {**fixed, "limit": "{{ params.images }}", "min_accuracy": "{{ params.min_accuracy }}"}
         task.external_python(task_id="check_serving", python=PIPELINE_PYTHON, expect_airflow=False)(run_step)(
             SRC, "check_serving", arguments
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.platform import wait_for
+from tests.local_platform import wait_for
 
 
 class AirflowAPI:

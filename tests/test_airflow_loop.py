@@ -15,7 +15,7 @@ import requests
 from mlops_ide.processes import descendants, is_alive
 from tests.airflow_api import AirflowAPI
 from tests.gitrepos import git
-from tests.platform import Platform, answers, wait_for
+from tests.local_platform import Platform, answers, wait_for
 
 HELLO_DAG = """
 from airflow.sdk import dag, task

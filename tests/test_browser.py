@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from mlops_ide.processes import descendants, is_alive
 from tests.gitrepos import git
-from tests.platform import ROOT, Platform
+from tests.local_platform import ROOT, Platform
 
 pytestmark = pytest.mark.browser
 

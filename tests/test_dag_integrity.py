@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlops_ide.local_state import Tools
-from tests.platform import ROOT
+from tests.local_platform import ROOT
 
 DAGS = ROOT / "dags"
 CHECKER = ROOT / "src" / "mlops_ide" / "dag_check.py"
@@ -83,3 +83,40 @@ def test_the_check_catches_work_at_import(bad_dags: dict[str, dict], name: str) 
     found = bad_dags[f"{name}.py"]["error"]
 
     assert found is not None and BAD_DAG_FILES[name][1] in found
+
+
+def test_every_pod_step_gets_valid_json_arguments_on_kubernetes() -> None:
+    result = subprocess.run(
+        [str(Tools.load().airflow_python), str(ROOT / "tests" / "render_pod_arguments.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    pods = json.loads(result.stdout)
+
+    assert set(pods) == {
+        "cnn_skin_cancer_workflow.preprocess",
+        "cnn_skin_cancer_workflow.train_basic_cnn",
+        "cnn_skin_cancer_workflow.train_crossval",
+        "cnn_skin_cancer_workflow.train_resnet50",
+        "cnn_skin_cancer_workflow.compare",
+        "cnn_skin_cancer_workflow.reload_serving",
+        "cnn_skin_cancer_test_inference.check_serving",
+    }
+    assert pods["cnn_skin_cancer_workflow.preprocess"]["arguments"]["image_size"] == 64
+    train = pods["cnn_skin_cancer_workflow.train_crossval"]
+    assert train["step"] == "train"
+    assert train["arguments"] == {
+        "kind": "crossval",
+        "arrays": "/work/preprocess/arrays",
+        "run_id": "manual__test",
+        "params": {"epochs": 10},
+    }
+    assert [r["kind"] for r in pods["cnn_skin_cancer_workflow.compare"]["arguments"]["results"]] == [
+        "train_basic_cnn",
+        "train_crossval",
+        "train_resnet50",
+    ]
+    check = pods["cnn_skin_cancer_test_inference.check_serving"]["arguments"]
+    assert (check["limit"], check["min_accuracy"]) == (20, 0.9)

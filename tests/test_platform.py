@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.gitrepos import git, user_commit
-from tests.platform import Platform
+from tests.local_platform import Platform
 
 
 @pytest.fixture(scope="module")

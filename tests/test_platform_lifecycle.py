@@ -14,7 +14,7 @@ import pytest
 
 from mlops_ide.processes import descendants, is_alive
 from tests.gitrepos import git
-from tests.platform import ROOT, Platform, answers, free_port_base, platform_env, wait_for
+from tests.local_platform import ROOT, Platform, answers, free_port_base, platform_env, wait_for
 
 
 def processes_mentioning(text: str) -> list[int]:

@@ -11,7 +11,7 @@ from mlops_ide import airflow_local
 from mlops_ide.local_state import Tools, ensure_local_remote
 from mlops_ide.settings import load
 from tests.gitrepos import git, user_commit
-from tests.platform import ROOT, free_port_base
+from tests.local_platform import ROOT, free_port_base
 
 
 def test_push_is_not_held_while_airflow_hangs(tmp_path: Path, silent_port: int) -> None:

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.airflow_api import AirflowAPI
-from tests.platform import Platform, wait_for
+from tests.local_platform import Platform, wait_for
 
 MODEL = "skin_cancer_cnn"
 
