@@ -38,9 +38,9 @@ class Remote:
     def commit(self, files: dict[str, str | None], message: str, branch: str | None = None) -> str:
         """Write (or, for None, delete) files as the teammate, commit and push."""
         branch = branch or self.branch
-        if git(self.teammate, "branch", "--list", branch) or not git(self.teammate, "branch", "--list"):
-            git(self.teammate, "checkout", "--quiet", "-B", branch)
-        else:
+        if git(self.teammate, "branch", "--list", branch):
+            git(self.teammate, "checkout", "--quiet", branch)
+        else:  # a new branch, or the first commit of an empty clone
             git(self.teammate, "checkout", "--quiet", "-b", branch)
         for name, text in files.items():
             path = self.teammate / name
