@@ -32,12 +32,16 @@ apt_install() {
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -eq 0 ]; then done_already "apt: $*"; return; fi
   echo "    apt-get install ${missing[*]}"
+  local as_root=()
   if [ "$(id -u)" != 0 ]; then
-    echo "error: Debian packages ${missing[*]} are missing; install them as root (apt-get install ${missing[*]})" >&2
-    exit 1
+    if ! sudo -n true 2>/dev/null; then
+      echo "error: Debian packages ${missing[*]} are missing; install them as root (apt-get install ${missing[*]})" >&2
+      exit 1
+    fi
+    as_root=(sudo -n)  # a CI runner's user with passwordless sudo
   fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 make_venv() {  # make_venv NAME REQUIREMENTS... ; prints nothing, sets $venv
@@ -104,7 +108,7 @@ make_venv pipeline "$here/requirements/pipeline.txt" "$here/requirements/pipelin
 pipeline_venv=$venv
 
 progress "Streamlit app virtualenv"
-make_venv app "$here/requirements/app.txt"
+make_venv app "$here/requirements/app.txt" "$here/requirements/app-test.txt"
 app_venv=$venv
 
 if [ "$what" = test ]; then

@@ -1,0 +1,66 @@
+"""Images and GitHub workflows, checked without Docker or GitHub: hadolint and actionlint
+(both shipped in their wheels), and the rules we hold them to."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.local_platform import ROOT
+
+BIN = Path(sys.executable).parent
+DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
+INSTALL_SCRIPT = (ROOT / "scripts" / "install.sh").read_text()
+
+
+def test_there_are_images() -> None:
+    assert {path.parent.name for path in DOCKERFILES} >= {"pipeline", "serving", "app"}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_dockerfile_passes_hadolint(dockerfile: Path) -> None:
+    result = subprocess.run([str(BIN / "hadolint"), str(dockerfile)], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_image_pins_its_base_and_runs_as_a_non_root_user(dockerfile: Path) -> None:
+    text = dockerfile.read_text()
+    bases = re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE)
+    users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
+
+    assert bases and all(re.search(r":\S*\d", base) and not base.endswith(":latest") for base in bases), bases
+    assert users and users[-1] not in ("root", "0"), users
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_image_installs_the_requirements_the_local_platform_uses(dockerfile: Path) -> None:
+    installed = re.findall(r"-r (requirements/[\w-]+\.txt)", dockerfile.read_text())
+
+    assert installed, "an image installs its Python packages from a requirements file"
+    for name in installed:
+        assert (ROOT / name).is_file()
+        assert f'"$here/{name}"' in INSTALL_SCRIPT, f"{name} is not what a local virtualenv is made from"
+        assert "pytest" not in (ROOT / name).read_text(), f"{name} carries test tools into the image"
+
+
+def test_workflows_pass_actionlint() -> None:
+    result = subprocess.run([str(BIN / "actionlint")], cwd=ROOT, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_workflow_runs_the_readme_test_command() -> None:
+    readme_command = re.search(r"^make test\b", (ROOT / "README.md").read_text(), re.MULTILINE)
+    ci_run = (ROOT / ".ci" / "run").read_text()
+    workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+
+    assert readme_command is not None
+    assert re.search(r"^make test\b", ci_run, re.MULTILINE)
+    assert re.search(r"run: bash \.ci/run$", workflow, re.MULTILINE)
+    assert "permissions:\n  contents: read" in workflow
