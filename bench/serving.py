@@ -31,6 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mlops_ide.airflow_local import mlflow_server_process  # noqa: E402
 from skin_cancer import CHAMPION  # noqa: E402
 from skin_cancer.data import decode_image  # noqa: E402
 from skin_cancer.preprocess import preprocess  # noqa: E402
@@ -74,30 +75,8 @@ def main() -> None:
         tmp = Path(tmp)
         mlflow_port, ours_port, theirs_port = free_port(), free_port(), free_port()
         mlflow_bin = Path(tools_file_value("MLOPS_IDE_AIRFLOW_PYTHON")).parent / "mlflow"
-        env = {
-            **os.environ,
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-            "PATH": f"{mlflow_bin.parent}:{os.environ['PATH']}",
-        }
-        tracking = start(
-            [
-                str(mlflow_bin),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(mlflow_port),
-                "--workers",
-                "1",
-                "--backend-store-uri",
-                f"sqlite:///{tmp / 'm.db'}",
-                "--artifacts-destination",
-                str(tmp / "artifacts"),
-            ],
-            env,
-            f"http://127.0.0.1:{mlflow_port}/health",
-            tmp / "mlflow.log",
-        )
+        argv, env = mlflow_server_process(mlflow_bin, mlflow_port, tmp)
+        tracking = start(argv, env, f"http://127.0.0.1:{mlflow_port}/health", tmp / "mlflow.log")
         processes = [tracking]
         try:
             os.environ["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{mlflow_port}"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mlops_ide.airflow_local import mlflow_server_process
 from tests.platform_tools import ROOT, free_port, start_logged, stop, tools_file_value, wait_until_healthy
 
 
@@ -31,29 +32,8 @@ def serving_api(tmp_path_factory: pytest.TempPathFactory) -> str:
     mlflow_bin = Path(tools_file_value("MLOPS_IDE_AIRFLOW_PYTHON")).parent / "mlflow"
     pipeline = tools_file_value("MLOPS_IDE_PIPELINE_PYTHON")
     tracking_port, serving_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "PATH": f"{mlflow_bin.parent}:{os.environ['PATH']}",
-    }
-    tracking = start_logged(
-        [
-            str(mlflow_bin),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(tracking_port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{work / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(work / "artifacts"),
-        ],
-        env,
-        work / "mlflow.log",
-    )
+    argv, env = mlflow_server_process(mlflow_bin, tracking_port, work)
+    tracking = start_logged(argv, env, work / "mlflow.log")
     processes = [tracking]
     try:
         wait_until_healthy(f"http://127.0.0.1:{tracking_port}/health", tracking, work / "mlflow.log", 60)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mlops_ide.airflow_local import mlflow_server_process
 from skin_cancer.synthetic import generate
 from tests.platform_tools import free_port, start_logged, stop, tools_file_value, wait_until_healthy
 
@@ -24,26 +25,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> str:
     home = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     mlflow = Path(tools_file_value("MLOPS_IDE_AIRFLOW_PYTHON")).parent / "mlflow"
-    env = {
-        **os.environ,
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "PATH": f"{mlflow.parent}:{os.environ['PATH']}",
-    }
     log = home / "server.log"
-    argv = [
-        str(mlflow),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{home / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(home / "artifacts"),
-    ]
+    argv, env = mlflow_server_process(mlflow, port, home)
     server = start_logged(argv, env, log)
     url = f"http://127.0.0.1:{port}"
     wait_until_healthy(f"{url}/health", server, log, timeout=60)
