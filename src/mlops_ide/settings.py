@@ -6,6 +6,8 @@ variable and what to set, so the hub (and `make up`) stop before anything starts
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import re
@@ -13,11 +15,20 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 SERVICES = ("airflow", "mlflow", "serving", "app")  # run beside the hub in local mode
-MODES = ("local",)  # "kubernetes" arrives with KubeSpawner and GitHub login
+MODES = ("local", "kubernetes")
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# An image reference with a tag or a digest: registry[:port]/path:tag or ...@sha256:<hex>.
+IMAGE = re.compile(
+    r"^[a-z0-9][a-z0-9._/:-]*?(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@sha256:[0-9a-f]{64})$"
+)
+# A Kubernetes quantity for storage: 10Gi, 500Mi, 1Ti ...
+STORAGE = re.compile(r"^[1-9][0-9]*(Mi|Gi|Ti)$")
+# GitHub: an organization, or organization:team (team slug), as oauthenticator takes them.
+GITHUB_ORG = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?::[A-Za-z0-9_.-]{1,100})?$")
 
 
 class SettingsError(ValueError):
@@ -40,6 +51,7 @@ class Settings:
     app_port: int
     git_credentials: Mapping[str, str]  # MLOPS_IDE_GIT_* passed on to user servers
     services: tuple[str, ...] = SERVICES
+    kubernetes: KubernetesSettings | None = None  # set in kubernetes mode only
 
     @property
     def hub_port(self) -> int:
@@ -74,6 +86,27 @@ class Settings:
         return self.home / "homes"
 
 
+@dataclass(frozen=True)
+class KubernetesSettings:
+    """What the hub needs to run on Kubernetes: KubeSpawner, GitHub login, culling."""
+
+    singleuser_image: str
+    hub_port: int
+    hub_connect_url: str  # how user pods reach the hub's API (the hub's Service)
+    proxy_api_url: str  # configurable-http-proxy's API (its own Deployment)
+    db_url: str  # default: SQLite in MLOPS_IDE_HOME (the hub's volume)
+    github_url: str  # https://github.com, or a GitHub Enterprise Server
+    github_client_id: str
+    github_client_secret: str
+    github_callback_url: str
+    allowed_organizations: tuple[str, ...]  # "org" or "org:team"
+    allowed_users: tuple[str, ...]
+    storage_class: str | None  # None: the cluster's default StorageClass
+    storage_size: str
+    mlflow_url: str
+    idle_timeout: int  # seconds; 0 turns culling off
+
+
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from the environment; raise SettingsError listing every problem."""
     env = os.environ if environ is None else environ
@@ -91,7 +124,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 
     mode = get("MLOPS_IDE_MODE", "local").lower()
     if mode not in MODES:
-        problems.append(f"MLOPS_IDE_MODE={mode!r} is not a mode this release runs: set 'local'.")
+        problems.append(f"MLOPS_IDE_MODE={mode!r} is not a mode: set 'local' or 'kubernetes'.")
 
     home = Path(get("MLOPS_IDE_HOME", str(CHECKOUT / ".mlops-ide"))).expanduser()
     if not home.is_absolute():
@@ -101,7 +134,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             f"MLOPS_IDE_HOME={str(home)!r} is a file: set it to a folder (it is created if missing)."
         )
 
-    ip = get("MLOPS_IDE_IP", "127.0.0.1")
+    ip = get("MLOPS_IDE_IP", "0.0.0.0" if mode == "kubernetes" else "127.0.0.1")
     try:
         ipaddress.ip_address(ip)
     except ValueError:
@@ -121,8 +154,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "to have one generated."
         )
 
+    # On Kubernetes names are GitHub logins: no default admin (a stranger could own "admin").
+    default_admins = "admin" if mode == "local" else ""
     admins = tuple(
-        name.strip().lower() for name in get("MLOPS_IDE_ADMIN_USERS", "admin").split(",") if name.strip()
+        name.strip().lower()
+        for name in get("MLOPS_IDE_ADMIN_USERS", default_admins).split(",")
+        if name.strip()
     )
     bad = [name for name in admins if not USERNAME.match(name)]
     if bad:
@@ -174,6 +211,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     serving_port = port("MLOPS_IDE_SERVING_PORT", 8500)
     app_port = port("MLOPS_IDE_APP_PORT", 8501)
 
+    kubernetes = load_kubernetes(env, problems, repo_url, home) if mode == "kubernetes" else None
+
     if problems:
         raise SettingsError("\n".join(problems))
     return Settings(
@@ -191,7 +230,176 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         app_port=app_port,
         git_credentials=git_credentials,
         services=services,
+        kubernetes=kubernetes,
     )
+
+
+def load_kubernetes(
+    env: Mapping[str, str], problems: list[str], repo_url: str | None, home: Path
+) -> KubernetesSettings:
+    """The kubernetes-mode settings; every problem is appended to `problems`."""
+
+    def get(name: str, default: str = "") -> str:
+        return env.get(name, "").strip() or default
+
+    def required(name: str, what: str) -> str:
+        value = get(name)
+        if not value:
+            problems.append(f"{name} is not set: set it to {what} (required in kubernetes mode).")
+        return value
+
+    def names(name: str) -> tuple[str, ...]:
+        return tuple(item.strip() for item in get(name).split(",") if item.strip())
+
+    def url(name: str, default: str, what: str) -> str:
+        value = get(name, default).rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(f"{name}={value!r} is not an http(s) URL: set it to {what}.")
+        return value
+
+    # Local-mode settings that would contradict GitHub login and per-user tokens.
+    if env.get("MLOPS_IDE_PASSWORD"):
+        problems.append("MLOPS_IDE_PASSWORD is set, but kubernetes mode logs users in with GitHub: unset it.")
+    for name in ("MLOPS_IDE_GIT_TOKEN", "MLOPS_IDE_GIT_TOKEN_FILE"):
+        if env.get(name, "").strip():
+            problems.append(
+                f"{name} is set, but in kubernetes mode each user clones and pushes with their own "
+                "GitHub token: unset it (one shared token would push as one person for everyone)."
+            )
+
+    if repo_url is None:
+        problems.append(
+            "MLOPS_IDE_REPO_URL is not set: set it to the team's pipeline repository, e.g. "
+            "https://github.com/your-org/pipelines.git (required in kubernetes mode)."
+        )
+
+    image = required(
+        "MLOPS_IDE_SINGLEUSER_IMAGE",
+        "the single-user image with a tag, e.g. ghcr.io/your-org/mlops-ide-singleuser:sha-<commit>",
+    )
+    match = IMAGE.match(image) if image else None
+    if image and (match is None or match.group("tag") == "latest"):
+        problems.append(
+            f"MLOPS_IDE_SINGLEUSER_IMAGE={image!r} has no fixed tag: name a version or commit tag "
+            "(or an @sha256 digest), never :latest, so every user gets the same image."
+        )
+
+    hub_port_raw = get("MLOPS_IDE_HUB_PORT", "8081")
+    hub_port = int(hub_port_raw) if hub_port_raw.isdigit() and 1 <= int(hub_port_raw) <= 65535 else 8081
+    if str(hub_port) != hub_port_raw:
+        problems.append(
+            f"MLOPS_IDE_HUB_PORT={hub_port_raw!r} is not a port: set a whole number from 1 to 65535."
+        )
+
+    client_id = required("MLOPS_IDE_GITHUB_CLIENT_ID", "the client id of the team's GitHub OAuth app")
+    client_secret = required(
+        "MLOPS_IDE_GITHUB_CLIENT_SECRET", "the client secret of that OAuth app (from a Kubernetes Secret)"
+    )
+    callback = required("MLOPS_IDE_GITHUB_CALLBACK_URL", "https://<your hub's host>/hub/oauth_callback")
+    if callback and not (
+        urlsplit(callback).scheme in ("http", "https") and callback.endswith("/hub/oauth_callback")
+    ):
+        problems.append(
+            f"MLOPS_IDE_GITHUB_CALLBACK_URL={callback!r} is not the hub's callback: set "
+            "https://<your hub's host>/hub/oauth_callback (and the same in the GitHub OAuth app)."
+        )
+
+    organizations = names("MLOPS_IDE_GITHUB_ALLOWED_ORGS")
+    bad = [org for org in organizations if not GITHUB_ORG.match(org)]
+    if bad:
+        problems.append(
+            f"MLOPS_IDE_GITHUB_ALLOWED_ORGS has entries that are not 'org' or 'org:team' ({', '.join(bad)}): "
+            "list GitHub organizations or organization:team-slug, separated by commas."
+        )
+    users = tuple(name.lower() for name in names("MLOPS_IDE_GITHUB_ALLOWED_USERS"))
+    bad = [name for name in users if not USERNAME.match(name)]
+    if bad:
+        problems.append(
+            f"MLOPS_IDE_GITHUB_ALLOWED_USERS has names that are not GitHub logins ({', '.join(bad)}): "
+            "list logins separated by commas."
+        )
+    if not organizations and not users:
+        problems.append(
+            "Nobody may log in: set MLOPS_IDE_GITHUB_ALLOWED_ORGS (organizations or org:team) "
+            "and/or MLOPS_IDE_GITHUB_ALLOWED_USERS (GitHub logins)."
+        )
+
+    crypt_key = env.get("JUPYTERHUB_CRYPT_KEY", "").strip()
+    if not crypt_key:
+        problems.append(
+            "JUPYTERHUB_CRYPT_KEY is not set: the users' GitHub tokens are kept encrypted with it; "
+            "set it to the output of `openssl rand -hex 32` (from a Kubernetes Secret)."
+        )
+    elif not all(is_crypt_key(key) for key in crypt_key.split(";") if key):
+        problems.append(
+            "JUPYTERHUB_CRYPT_KEY is not a 32-byte key: set it to the output of `openssl rand -hex 32`."
+        )
+    if not env.get("CONFIGPROXY_AUTH_TOKEN", "").strip():
+        problems.append(
+            "CONFIGPROXY_AUTH_TOKEN is not set: the hub and configurable-http-proxy share it; "
+            "set both from the same Kubernetes Secret (`openssl rand -hex 32`)."
+        )
+
+    storage_size = get("MLOPS_IDE_STORAGE_SIZE", "10Gi")
+    if not STORAGE.match(storage_size):
+        problems.append(
+            f"MLOPS_IDE_STORAGE_SIZE={storage_size!r} is not a size: set one such as 10Gi or 500Mi."
+        )
+
+    idle_raw = get("MLOPS_IDE_IDLE_TIMEOUT", "3600")
+    if not idle_raw.isdigit() or (0 < int(idle_raw) < 300):
+        problems.append(
+            f"MLOPS_IDE_IDLE_TIMEOUT={idle_raw!r} is not a timeout: set seconds, 300 or more "
+            "(or 0 to never stop idle servers)."
+        )
+
+    return KubernetesSettings(
+        singleuser_image=image,
+        hub_port=hub_port,
+        hub_connect_url=url(
+            "MLOPS_IDE_HUB_CONNECT_URL",
+            f"http://hub:{hub_port}",
+            "how user pods reach the hub, e.g. http://hub:8081",
+        ),
+        proxy_api_url=url(
+            "MLOPS_IDE_PROXY_API_URL",
+            "http://proxy-api:8001",
+            "configurable-http-proxy's API, e.g. http://proxy-api:8001",
+        ),
+        db_url=get("MLOPS_IDE_HUB_DB_URL", f"sqlite:///{home / 'jupyterhub.sqlite'}"),
+        github_url=url(
+            "MLOPS_IDE_GITHUB_URL",
+            "https://github.com",
+            "https://github.com or your GitHub Enterprise Server",
+        ),
+        github_client_id=client_id,
+        github_client_secret=client_secret,
+        github_callback_url=callback,
+        allowed_organizations=organizations,
+        allowed_users=users,
+        storage_class=get("MLOPS_IDE_STORAGE_CLASS") or None,
+        storage_size=storage_size,
+        mlflow_url=url(
+            "MLOPS_IDE_MLFLOW_URL",
+            "http://mlflow:5000",
+            "the MLflow tracking server, e.g. http://mlflow:5000",
+        ),
+        idle_timeout=int(idle_raw) if idle_raw.isdigit() else 3600,
+    )
+
+
+def is_crypt_key(key: str) -> bool:
+    """JupyterHub takes 32-byte keys, hex or base64 (`openssl rand -hex 32`)."""
+    try:
+        raw = (
+            bytes.fromhex(key)
+            if re.fullmatch(r"[0-9a-fA-F]{64}", key)
+            else base64.b64decode(key, validate=True)
+        )
+    except (binascii.Error, ValueError):
+        return False
+    return len(raw) == 32
 
 
 def is_branch_name(name: str) -> bool:

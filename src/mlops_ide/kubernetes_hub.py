@@ -1,0 +1,238 @@
+"""Kubernetes mode: KubeSpawner user pods from the single-user image, logged in with GitHub.
+
+The user's GitHub token (from the encrypted auth state) reaches the pod as a file from a
+Kubernetes Secret made for that pod and owned by it (deleted with it), never as a plain
+value in the pod spec; the startup hook's credential helper reads the file when git asks.
+
+Everything here builds plain data (traits for the config, manifests) so that tests can
+build the exact pod KubeSpawner would create and validate it against Kubernetes' schema.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from jupyterhub.utils import exponential_backoff
+from kubernetes_asyncio.client import V1ObjectMeta, V1Secret
+from kubespawner import KubeSpawner
+from kubespawner.objects import make_owner_reference
+from traitlets import default
+
+from mlops_ide.settings import KubernetesSettings, Settings
+
+HOME = "/home/jovyan"  # the docker-stacks user's home: the user's volume is mounted here
+UID, GID = 1000, 100  # jovyan:users in the docker-stacks images
+GIT_TOKEN_DIR = "/var/run/secrets/mlops-ide/git"
+GIT_TOKEN_KEY = "token"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+# (slug, name, description, guarantees, limits, GPUs); requests = guarantees.
+PROFILES = (
+    ("small", "Small (CPU)", "2 CPU, 4 GB: editing, git, small experiments", (0.5, "1G"), (2, "4G"), 0),
+    ("large", "Large (CPU)", "8 CPU, 32 GB: training on CPU", (4, "16G"), (8, "32G"), 0),
+    ("gpu", "GPU", "1 NVIDIA GPU, 8 CPU, 48 GB: training on GPU", (4, "24G"), (8, "48G"), 1),
+)
+
+
+def profile_list() -> list[dict[str, Any]]:
+    """KubeSpawner's profile_list: the first profile is the default."""
+    profiles = []
+    for index, (slug, name, description, (cpu_req, mem_req), (cpu_lim, mem_lim), gpus) in enumerate(PROFILES):
+        override: dict[str, Any] = {
+            "cpu_guarantee": cpu_req,
+            "mem_guarantee": mem_req,
+            "cpu_limit": cpu_lim,
+            "mem_limit": mem_lim,
+        }
+        if gpus:
+            override["extra_resource_guarantees"] = {GPU_RESOURCE: str(gpus)}
+            override["extra_resource_limits"] = {GPU_RESOURCE: str(gpus)}
+            # GPU nodes are usually tainted so that only pods asking for GPUs land there.
+            override["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+        profiles.append(
+            {
+                "slug": slug,
+                "display_name": name,
+                "description": description,
+                "default": index == 0,
+                "kubespawner_override": override,
+            }
+        )
+    return profiles
+
+
+def spawner_traits(settings: Settings) -> dict[str, Any]:
+    """Traits for GitHubKubeSpawner (applied as c.KubeSpawner.<name> in jupyterhub_config.py)."""
+    kube = _kube(settings)
+    traits: dict[str, Any] = {
+        "image": kube.singleuser_image,
+        "image_pull_policy": "IfNotPresent",
+        "default_url": "/vscode/",
+        "profile_list": profile_list(),
+        # docker-stacks' start script runs our start hook, then jupyterhub-singleuser
+        "cmd": ["start-notebook.py"],
+        "uid": UID,
+        "gid": GID,
+        "fs_gid": GID,
+        "allow_privilege_escalation": False,
+        "container_security_context": {
+            "runAsNonRoot": True,
+            "runAsUser": UID,
+            "runAsGroup": GID,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        # user code gets no Kubernetes credentials
+        "automount_service_account_token": False,
+        "storage_pvc_ensure": True,
+        "pvc_name_template": "claim-{user_server}",
+        "storage_capacity": kube.storage_size,
+        "storage_access_modes": ["ReadWriteOnce"],
+        "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}],
+        "volume_mounts": [{"name": "home", "mountPath": HOME}],
+        "environment": {
+            "MLFLOW_TRACKING_URI": kube.mlflow_url,
+            "MLOPS_IDE_REPO_URL": settings.effective_repo_url,
+            "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
+        },
+        "start_timeout": 600,  # the first pull of the image on a new node takes minutes
+        "http_timeout": 120,
+    }
+    if kube.storage_class:
+        traits["storage_class"] = kube.storage_class
+    return traits
+
+
+def authenticator_traits(settings: Settings) -> dict[str, Any]:
+    """Traits for GitHubOAuthenticator (c.GitHubOAuthenticator.<name>)."""
+    kube = _kube(settings)
+    return {
+        "client_id": kube.github_client_id,
+        "client_secret": kube.github_client_secret,
+        "oauth_callback_url": kube.github_callback_url,
+        "github_url": kube.github_url,
+        "allowed_organizations": set(kube.allowed_organizations),
+        "allowed_users": set(kube.allowed_users),
+        "admin_users": set(settings.admin_users),
+        # read:org: private memberships count; repo: clone and push the team's private repository
+        "scope": ["read:org", "repo"],
+        "enable_auth_state": True,  # the token, encrypted with JUPYTERHUB_CRYPT_KEY
+        "refresh_pre_spawn": False,
+    }
+
+
+def idle_culler(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """jupyterhub-idle-culler as a hub service, and the role it needs ([] when turned off)."""
+    timeout = _kube(settings).idle_timeout
+    if timeout == 0:
+        return [], []
+    service = {
+        "name": "idle-culler",
+        "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={timeout}"],
+    }
+    role = {
+        "name": "idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": ["idle-culler"],
+    }
+    return [service], [role]
+
+
+def git_token_secret(
+    name: str, token: str, labels: dict[str, str], owner_reference: Any | None = None
+) -> V1Secret:
+    """The Secret that carries one user's GitHub token into their pod (as a file)."""
+    return V1Secret(
+        api_version="v1",
+        kind="Secret",
+        metadata=V1ObjectMeta(
+            name=name,
+            labels=labels,
+            owner_references=[owner_reference] if owner_reference is not None else None,
+        ),
+        type="Opaque",
+        string_data={GIT_TOKEN_KEY: token},
+    )
+
+
+class GitHubKubeSpawner(KubeSpawner):
+    """KubeSpawner that hands the user's GitHub token to the pod through a Secret."""
+
+    git_token: str | None = None
+    github_user: dict[str, Any] | None = None
+
+    @property
+    def git_secret_name(self) -> str:
+        return f"{self.pod_name}-git"
+
+    async def run_auth_state_hook(self, auth_state: dict[str, Any] | None) -> None:
+        await super().run_auth_state_hook(auth_state)
+        auth_state = auth_state or {}
+        self.git_token = auth_state.get("access_token") or None
+        self.github_user = auth_state.get("github_user") or None
+
+    def get_env(self) -> dict[str, Any]:
+        env = super().get_env()
+        user = self.github_user or {}
+        if user.get("login"):
+            env["MLOPS_IDE_GIT_USERNAME"] = user["login"]
+        name = user.get("name") or user.get("login")
+        email = user.get("email") or (
+            f"{user['id']}+{user['login']}@users.noreply.github.com" if user.get("id") else None
+        )
+        if name and email:
+            env.update(
+                GIT_AUTHOR_NAME=name,
+                GIT_COMMITTER_NAME=name,
+                GIT_AUTHOR_EMAIL=email,
+                GIT_COMMITTER_EMAIL=email,
+            )
+        if self.git_token:
+            env["MLOPS_IDE_GIT_TOKEN_FILE"] = f"{GIT_TOKEN_DIR}/{GIT_TOKEN_KEY}"
+        return env
+
+    async def get_pod_manifest(self):
+        pod = await super().get_pod_manifest()
+        if self.git_token:
+            # The kubelet holds the container until the Secret (made right after the pod) exists.
+            pod.spec.volumes.append(
+                {
+                    "name": "git-token",
+                    "secret": {"secretName": self.git_secret_name, "defaultMode": 0o440, "optional": False},
+                }
+            )
+            pod.spec.containers[0].volume_mounts.append(
+                {"name": "git-token", "mountPath": GIT_TOKEN_DIR, "readOnly": True}
+            )
+        return pod
+
+    def git_token_secret_manifest(self, owner_reference: Any | None) -> V1Secret:
+        labels = self._build_common_labels(self._expand_all(self.extra_labels))
+        return git_token_secret(self.git_secret_name, self.git_token or "", labels, owner_reference)
+
+    async def create_git_token_secret(self, pod: dict[str, Any]) -> None:
+        """after_pod_created_hook: the pod owns the Secret, so Kubernetes deletes it with the pod."""
+        if not self.git_token:
+            return
+        owner = make_owner_reference(self.pod_name, pod["metadata"]["uid"])
+        secret = self.git_token_secret_manifest(owner)
+        await exponential_backoff(
+            lambda: self._ensure_not_exists("secret", self.git_secret_name),
+            f"Could not remove the old secret {self.git_secret_name}",
+        )
+        await exponential_backoff(
+            lambda: self._make_create_resource_request("secret", secret),
+            f"Could not create the secret {self.git_secret_name}",
+        )
+
+    @default("after_pod_created_hook")
+    def _create_git_token_secret_after_the_pod(self):
+        return GitHubKubeSpawner.create_git_token_secret
+
+
+def _kube(settings: Settings) -> KubernetesSettings:
+    if settings.kubernetes is None:
+        raise ValueError("kubernetes settings are only loaded with MLOPS_IDE_MODE=kubernetes")
+    return settings.kubernetes
