@@ -82,7 +82,8 @@ class GitHubStandIn(_Server):
         self.tokens: dict[str, str] = {}  # access token -> login
 
     def issued_token(self, login: str) -> str:
-        return next(token for token, owner in self.tokens.items() if owner == login)
+        """The token GitHub issued to `login` at their latest login."""
+        return [token for token, owner in self.tokens.items() if owner == login][-1]
 
     def handle(self, method, path, query, headers, body):
         if path == "/login/oauth/authorize":
