@@ -1,7 +1,12 @@
 """The single-user start wrapper: sync the pipeline repository, prepare VS Code, then
 become `jupyterhub-singleuser`.
 
-    python -m startup.start [jupyterhub-singleuser arguments]
+    python -m startup.start [jupyterhub-singleuser arguments]   (local mode)
+    eval "$(python -m startup.start --export)"                    (the image's start hook)
+
+With --export it does the same work and prints the server's environment as `export`
+lines for the shell that sources it (docker-stacks' start.sh runs the hooks in
+before-notebook.d, then starts the server itself); its messages go to stderr.
 
 A failed sync never stops the server from starting: the user gets VS Code with whatever
 is there, and the status file says what went wrong.
@@ -10,6 +15,7 @@ is there, and the status file says what went wrong.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -42,16 +48,35 @@ def sync_repository(home: Path) -> Path | None:
     return dest if (dest / ".git").exists() else None
 
 
+def prepare(home: Path) -> dict[str, str]:
+    """Sync the repository and write VS Code's config; return the variables the server needs."""
+    repository = sync_repository(home)
+    try:
+        return vscode.prepare(home, repository or home)
+    except OSError:
+        traceback.print_exc()
+        return {}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     home = Path(os.environ.get("HOME") or Path.home())
-    repository = sync_repository(home)
+    if args == ["--export"]:
+        # Only the export lines may reach stdout (the shell evals it): git and every other
+        # child write to stderr meanwhile.
+        stdout = os.dup(1)
+        os.dup2(2, 1)
+        try:
+            env = prepare(home)
+        finally:
+            sys.stdout.flush()
+            os.dup2(stdout, 1)
+        for name, value in env.items():
+            print(f"export {name}={shlex.quote(value)}")
+        return
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # it pointed at this checkout for us, not for the user's code
-    try:
-        env.update(vscode.prepare(home, repository or home))
-    except OSError:
-        traceback.print_exc()
+    env.update(prepare(home))
     os.execvpe(SINGLEUSER, [SINGLEUSER, *args], env)
 
 

@@ -18,7 +18,26 @@ INSTALL_SCRIPT = (ROOT / "scripts" / "install.sh").read_text()
 
 
 def test_there_are_images() -> None:
-    assert {path.parent.name for path in DOCKERFILES} >= {"pipeline", "serving", "app"}
+    assert {path.parent.name for path in DOCKERFILES} == {"singleuser", "hub", "pipeline", "serving", "app"}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_image_bakes_in_no_secrets(dockerfile: Path) -> None:
+    settings = re.findall(r"^(?:ENV|ARG)\s+(.+)$", dockerfile.read_text(), re.MULTILINE)
+
+    assert not [
+        line for line in settings if re.search(r"TOKEN|SECRET|PASSWORD|CRYPT_KEY", line, re.IGNORECASE)
+    ]
+
+
+def test_singleuser_image_runs_the_start_hook_and_the_local_code_server_version() -> None:
+    text = (ROOT / "images" / "singleuser" / "Dockerfile").read_text()
+    local_version = re.search(r"^CODE_SERVER_VERSION=(\S+)$", INSTALL_SCRIPT, re.MULTILINE).group(1)
+
+    assert f"ARG CODE_SERVER_VERSION={local_version}\n" in text
+    assert "COPY images/singleuser/mlops-ide-start-hook.sh /usr/local/bin/before-notebook.d/" in text
+    assert re.search(r"^FROM quay\.io/jupyter/base-notebook:\d{4}-\d{2}-\d{2}$", text, re.MULTILINE)
+    assert "postStart" not in text and "COPY startup /opt/mlops-ide/startup" in text
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
