@@ -15,7 +15,9 @@ RUNNER = os.environ.get("MLOPS_IDE_PIPELINE_RUNNER", "local")
 PIPELINE_PYTHON = os.environ.get("MLOPS_IDE_PIPELINE_PYTHON", "python3")
 PIPELINE_IMAGE = os.environ.get("MLOPS_IDE_PIPELINE_IMAGE", "ghcr.io/mlops-ide/pipeline:main")
 DATA_ROOT = os.environ.get("MLOPS_IDE_DATA_ROOT", "/data/skin-lesions")
-SERVING_URL = os.environ.get("MLOPS_IDE_SERVING_URL", "http://127.0.0.1:8500")
+SERVING_URL = os.environ.get(
+    "MLOPS_IDE_SERVING_URL", "http://serving:8500" if RUNNER == "kubernetes" else "http://127.0.0.1:8500"
+)
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
@@ -27,6 +29,34 @@ def run_step(src: str, step: str, arguments: dict):
     from skin_cancer.tasks import STEPS
 
     return STEPS[step](**arguments)
+
+
+def pipeline_pod_settings() -> dict:
+    """What every pipeline pod gets: MLflow, the shared data volume, limits, non-root.
+    (Kept in step with the copy in cnn_skin_cancer_workflow.py.)"""
+    from kubernetes.client import models as k8s
+
+    return {
+        "namespace": os.environ.get("MLOPS_IDE_PIPELINE_NAMESPACE") or None,
+        "env_vars": {"MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", "http://mlflow:5000")},
+        "volumes": [
+            k8s.V1Volume(
+                name="pipeline-data",
+                persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+                    claim_name=os.environ.get("MLOPS_IDE_PIPELINE_CLAIM", "pipeline-data")
+                ),
+            )
+        ],
+        "volume_mounts": [k8s.V1VolumeMount(name="pipeline-data", mount_path="/data")],
+        "container_resources": k8s.V1ResourceRequirements(
+            requests={"cpu": "1", "memory": "2Gi"}, limits={"cpu": "4", "memory": "8Gi"}
+        ),
+        "security_context": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+        "container_security_context": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
 
 
 @dag(
@@ -56,6 +86,7 @@ def cnn_skin_cancer_test_inference():
             do_xcom_push=True,
             get_logs=True,
             on_finish_action="delete_succeeded_pod",
+            **pipeline_pod_settings(),
         )
     else:
         arguments = {**fixed, "limit": "{{ params.images }}", "min_accuracy": "{{ params.min_accuracy }}"}

@@ -1,6 +1,7 @@
 """Run in Airflow's virtualenv by test_dag_integrity: load the DAGs with
 MLOPS_IDE_PIPELINE_RUNNER=kubernetes and render every pod task's JSON arguments with
-stand-in XCom values. Prints {"<dag>.<task>": {"step": ..., "arguments": ...}}."""
+stand-in XCom values, and build the pod each task would create. Prints
+{"<dag>.<task>": {"step": ..., "arguments": ..., "image": ..., "pod": {...}}}."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ["MLOPS_IDE_PIPELINE_RUNNER"] = "kubernetes"
+os.environ["MLOPS_IDE_PIPELINE_NAMESPACE"] = "pipelines"  # else the hook asks a connection
 
 from mlops_ide.dag_check import block_database, block_network  # noqa: E402
 
@@ -22,6 +24,7 @@ block_network()
 
 import jinja2  # noqa: E402
 from airflow.dag_processing.dagbag import DagBag  # noqa: E402
+from kubernetes.client import ApiClient  # noqa: E402
 
 
 class StandInTaskInstance:
@@ -49,6 +52,8 @@ for dag in bag.dags.values():
             "step": task.cmds[-2],
             "arguments": json.loads(text),
             "image": task.image,
+            # the pod KubernetesPodOperator would create (dry run: no cluster, no connection)
+            "pod": ApiClient().sanitize_for_serialization(task.build_pod_request_obj(None, dry_run=True)),
         }
 result.write(json.dumps(rendered) + "\n")
 result.flush()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlops_ide.local_state import Tools
+from tests.kubernetes_hub_tools import KUBERNETES_VERSIONS, validate
 from tests.local_platform import ROOT
 
 DAGS = ROOT / "dags"
@@ -85,7 +86,8 @@ def test_the_check_catches_work_at_import(bad_dags: dict[str, dict], name: str) 
     assert found is not None and BAD_DAG_FILES[name][1] in found
 
 
-def test_every_pod_step_gets_valid_json_arguments_on_kubernetes() -> None:
+@pytest.fixture(scope="module")
+def pods() -> dict[str, dict]:
     result = subprocess.run(
         [str(Tools.load().airflow_python), str(ROOT / "tests" / "render_pod_arguments.py")],
         capture_output=True,
@@ -93,7 +95,27 @@ def test_every_pod_step_gets_valid_json_arguments_on_kubernetes() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    pods = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_every_pipeline_pod_is_valid_for_kubernetes(pods: dict[str, dict]) -> None:
+    for name, rendered in pods.items():
+        pod = rendered["pod"]
+        for version in KUBERNETES_VERSIONS:
+            validate(pod, version)
+        spec = pod["spec"]
+        (step,) = [container for container in spec["containers"] if container["name"] == "base"]
+        assert {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"} in step["env"], name
+        assert {"mountPath": "/data", "name": "pipeline-data"} in step["volumeMounts"], name
+        claims = [
+            v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v
+        ]
+        assert claims == ["pipeline-data"], name
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert step["resources"]["limits"]["memory"] == "8Gi", name
+
+
+def test_every_pod_step_gets_valid_json_arguments_on_kubernetes(pods: dict[str, dict]) -> None:
 
     assert set(pods) == {
         "cnn_skin_cancer_workflow.preprocess",
