@@ -52,6 +52,14 @@ def test_kubernetes_settings_load(tmp_path: Path) -> None:
     assert (kube.storage_size, kube.idle_timeout, kube.github_url) == ("10Gi", 3600, "https://github.com")
 
 
+def test_callback_url_follows_the_hub_host(tmp_path: Path) -> None:
+    settings = load(
+        kubernetes_env(tmp_path, MLOPS_IDE_GITHUB_CALLBACK_URL=None, MLOPS_IDE_HUB_HOST="hub.team.org")
+    )
+
+    assert settings.kubernetes.github_callback_url == "https://hub.team.org/hub/oauth_callback"
+
+
 def test_kubernetes_mode_has_no_default_admin(tmp_path: Path) -> None:
     settings = load(kubernetes_env(tmp_path, MLOPS_IDE_ADMIN_USERS=None))
 
@@ -67,6 +75,8 @@ def test_kubernetes_mode_has_no_default_admin(tmp_path: Path) -> None:
         ({"MLOPS_IDE_REPO_URL": None}, "MLOPS_IDE_REPO_URL is not set"),
         ({"MLOPS_IDE_GITHUB_CLIENT_SECRET": None}, "MLOPS_IDE_GITHUB_CLIENT_SECRET is not set"),
         ({"MLOPS_IDE_GITHUB_CALLBACK_URL": "https://hub.example.org/"}, "is not the hub's callback"),
+        ({"MLOPS_IDE_GITHUB_CALLBACK_URL": None}, "MLOPS_IDE_HUB_HOST is not set"),
+        ({"MLOPS_IDE_HUB_HOST": "https://hub.example.org"}, "is not a host name"),
         ({"MLOPS_IDE_GITHUB_ALLOWED_ORGS": None}, "Nobody may log in"),
         ({"MLOPS_IDE_GITHUB_ALLOWED_ORGS": "team/ml"}, "not 'org' or 'org:team'"),
         ({"JUPYTERHUB_CRYPT_KEY": None}, "openssl rand -hex 32"),
@@ -115,7 +125,7 @@ def test_hub_stops_naming_every_missing_setting(tmp_path: Path) -> None:
         "MLOPS_IDE_REPO_URL",
         "MLOPS_IDE_GITHUB_CLIENT_ID",
         "MLOPS_IDE_GITHUB_CLIENT_SECRET",
-        "MLOPS_IDE_GITHUB_CALLBACK_URL",
+        "MLOPS_IDE_HUB_HOST",
         "MLOPS_IDE_GITHUB_ALLOWED_ORGS",
         "JUPYTERHUB_CRYPT_KEY",
         "CONFIGPROXY_AUTH_TOKEN",

@@ -296,7 +296,15 @@ def load_kubernetes(
     client_secret = required(
         "MLOPS_IDE_GITHUB_CLIENT_SECRET", "the client secret of that OAuth app (from a Kubernetes Secret)"
     )
-    callback = required("MLOPS_IDE_GITHUB_CALLBACK_URL", "https://<your hub's host>/hub/oauth_callback")
+    host = get("MLOPS_IDE_HUB_HOST")  # the public host name (in deploy/: the Ingress)
+    if host and not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", host):
+        problems.append(f"MLOPS_IDE_HUB_HOST={host!r} is not a host name: set one such as hub.example.org.")
+    callback = get("MLOPS_IDE_GITHUB_CALLBACK_URL", f"https://{host}/hub/oauth_callback" if host else "")
+    if not callback:
+        problems.append(
+            "MLOPS_IDE_HUB_HOST is not set: set it to the hub's public host name, e.g. hub.example.org "
+            "(or set MLOPS_IDE_GITHUB_CALLBACK_URL to https://<host>/hub/oauth_callback)."
+        )
     if callback and not (
         urlsplit(callback).scheme in ("http", "https") and callback.endswith("/hub/oauth_callback")
     ):
