@@ -19,7 +19,12 @@ from airflow.sdk import dag, task
 
 RUNNER = os.environ.get("MLOPS_IDE_PIPELINE_RUNNER", "local")
 PIPELINE_PYTHON = os.environ.get("MLOPS_IDE_PIPELINE_PYTHON", "python3")
-PIPELINE_IMAGE = os.environ.get("MLOPS_IDE_PIPELINE_IMAGE", "ghcr.io/mlops-ide/pipeline:main")
+# images/pipeline as .github/workflows/images.yml names it: <prefix>-pipeline:<tag>
+# (MLOPS_IDE_IMAGE_PREFIX and MLOPS_IDE_IMAGE_TAG from deploy/settings.env).
+PIPELINE_IMAGE = os.environ.get("MLOPS_IDE_PIPELINE_IMAGE") or "{}-pipeline:{}".format(
+    os.environ.get("MLOPS_IDE_IMAGE_PREFIX", "ghcr.io/mlops-ide/mlops-ide"),
+    os.environ.get("MLOPS_IDE_IMAGE_TAG", "main"),
+)
 DATA_ROOT = os.environ.get("MLOPS_IDE_DATA_ROOT", "/data/skin-lesions")
 # Pods share one volume (MLOPS_IDE_PIPELINE_CLAIM, at /data): the arrays go there.
 WORK_ROOT = os.environ.get(

@@ -3,7 +3,8 @@
 #
 #   scripts/install.sh platform   hub virtualenv, configurable-http-proxy, Node 24, code-server,
 #                                 the Airflow + MLflow virtualenv, the pipeline virtualenv
-#   scripts/install.sh test       the above, plus Debian's Chromium for the browser tests
+#   scripts/install.sh test       the above, plus Debian's Chromium for the browser tests and
+#                                 kubectl (Debian's kubernetes-client) for `kubectl kustomize`
 #
 # Everything lands in $MLOPS_IDE_TOOLS_DIR (default ~/.cache/mlops-ide), in folders named
 # after a hash of what they were built from, so a second run installs nothing, a changed
@@ -112,8 +113,9 @@ make_venv app "$here/requirements/app.txt" "$here/requirements/app-test.txt"
 app_venv=$venv
 
 if [ "$what" = test ]; then
-  progress "Debian's Chromium for browser tests"
+  progress "Debian's Chromium for browser tests; kubectl to build deploy/'s kustomization"
   apt_install chromium
+  if command -v kubectl >/dev/null; then done_already "kubectl"; else apt_install kubernetes-client; fi
 fi
 
 # One small file tells everything else where the tools are.

@@ -18,7 +18,14 @@ INSTALL_SCRIPT = (ROOT / "scripts" / "install.sh").read_text()
 
 
 def test_there_are_images() -> None:
-    assert {path.parent.name for path in DOCKERFILES} == {"singleuser", "hub", "pipeline", "serving", "app"}
+    assert {path.parent.name for path in DOCKERFILES} == {
+        "singleuser",
+        "hub",
+        "pipeline",
+        "serving",
+        "app",
+        "airflow",
+    }
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)

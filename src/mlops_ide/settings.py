@@ -274,10 +274,15 @@ def load_kubernetes(
             "https://github.com/your-org/pipelines.git (required in kubernetes mode)."
         )
 
-    image = required(
-        "MLOPS_IDE_SINGLEUSER_IMAGE",
-        "the single-user image with a tag, e.g. ghcr.io/your-org/mlops-ide-singleuser:sha-<commit>",
-    )
+    # Images as .github/workflows/images.yml names them: <prefix>-<name>:<tag>.
+    prefix, tag = get("MLOPS_IDE_IMAGE_PREFIX"), get("MLOPS_IDE_IMAGE_TAG")
+    image = get("MLOPS_IDE_SINGLEUSER_IMAGE", f"{prefix}-singleuser:{tag}" if prefix and tag else "")
+    if not image:
+        problems.append(
+            "MLOPS_IDE_SINGLEUSER_IMAGE is not set: set MLOPS_IDE_IMAGE_PREFIX and MLOPS_IDE_IMAGE_TAG "
+            "(e.g. ghcr.io/your-org/mlops-ide and sha-<commit>), or the full image name "
+            "(required in kubernetes mode)."
+        )
     match = IMAGE.match(image) if image else None
     if image and (match is None or match.group("tag") == "latest"):
         problems.append(
