@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.local_platform import ROOT
 
@@ -90,3 +91,42 @@ def test_ci_workflow_runs_the_readme_test_command() -> None:
     assert re.search(r"^make test\b", ci_run, re.MULTILINE)
     assert re.search(r"run: bash \.ci/run$", workflow, re.MULTILINE)
     assert "permissions:\n  contents: read" in workflow
+
+
+def test_images_workflow_builds_every_image_and_pushes_only_from_main_and_tags() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "images.yml").read_text())
+    job = workflow["jobs"]["build"]
+    steps = {step.get("name") or step["uses"].split("@")[0]: step for step in job["steps"]}
+    triggers = workflow[True]  # YAML reads the key `on` as True
+
+    assert set(job["strategy"]["matrix"]["image"]) == {path.parent.name for path in DOCKERFILES}
+    assert triggers["push"] == {"branches": ["main"], "tags": ["v*"]} and "pull_request" in triggers
+    build = steps["Build (and push outside pull requests)"]["with"]
+    assert build["push"] == "${{ github.event_name != 'pull_request' }}"
+    assert build["file"] == "images/${{ matrix.image }}/Dockerfile"
+    assert steps["Log in to GHCR"]["if"] == "github.event_name != 'pull_request'"
+    tags = steps["Image name and tags"]["with"]
+    assert "type=sha" in tags["tags"] and "type=semver" in tags["tags"] and tags["flavor"] == "latest=false"
+    # least privilege: read-only by default, package writes only in the build job
+    assert workflow["permissions"] == {"contents": "read"}
+    assert job["permissions"] == {"contents": "read", "packages": "write"}
+
+
+@pytest.mark.parametrize(
+    "workflow", sorted((ROOT / ".github" / "workflows").glob("*.yml")), ids=lambda p: p.name
+)
+def test_workflow_actions_are_pinned_to_versions(workflow: Path) -> None:
+    uses = re.findall(r"uses: (\S+)", workflow.read_text())
+
+    assert uses and all(re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+\.\d+\.\d+", action) for action in uses), uses
+
+
+def test_pre_commit_runs_the_same_linters_as_make_test() -> None:
+    hooks = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())["repos"][0]["hooks"]
+    pinned = set(
+        re.findall(r"^([\w-]+==\S+)$", (ROOT / "requirements" / "test.txt").read_text(), re.MULTILINE)
+    )
+
+    assert {hook["id"] for hook in hooks} == {"ruff-check", "ruff-format", "hadolint", "actionlint"}
+    for hook in hooks:
+        assert set(hook["additional_dependencies"]) <= pinned, hook["id"]
