@@ -4,17 +4,24 @@ cluster (only its kube config loading is replaced, pointing it at a stand-in).""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import requests
 from kubernetes_asyncio.client import ApiClient, Configuration
 from traitlets.config import Config, PyFileConfigLoader
 
 from tests.local_platform import ROOT
+from tests.platform_tools import free_port, start_logged, stop, tools_file_value, wait_until_healthy
+from tests.standins import GitHubStandIn, KubernetesApiStandIn
 
 KUBERNETES_VERSIONS = ("1.29", "1.33", "1.37")
 IMAGE = "ghcr.io/mlops-ide/singleuser:sha-0123456789ab"
@@ -85,3 +92,96 @@ async def as_dict(obj: Any) -> dict[str, Any]:
 def validate(manifest: dict[str, Any], version: str) -> None:
     """Kubernetes' OpenAPI schema, strict: unknown fields are errors too."""
     kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def write_kubeconfig(path: Path, server: str, namespace: str) -> Path:
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: standin\n"
+        f"clusters:\n- name: standin\n  cluster:\n    server: {server}\n"
+        "users:\n- name: hub\n  user:\n    token: standin-token\n"
+        "contexts:\n- name: standin\n  context:\n    cluster: standin\n    user: hub\n"
+        f"    namespace: {namespace}\n"
+    )
+    return path
+
+
+class RunningHub:
+    """The hub in kubernetes mode (jupyterhub_config.py) behind its own proxy process."""
+
+    def __init__(self, url: str, github: GitHubStandIn, env: dict[str, str], log: Path) -> None:
+        self.url, self.github, self.env, self.log = url, github, env, log
+
+    def log_in(self, login: str) -> tuple[requests.Session, requests.Response]:
+        """The browser's path: hub -> GitHub (signed in as `login`) -> hub callback -> hub."""
+        self.github.signed_in = login
+        session = requests.Session()
+        response = session.get(f"{self.url}/hub/oauth_login", timeout=30)
+        return session, response
+
+    def api(
+        self, session: requests.Session, path: str, method: str = "GET", **kwargs: Any
+    ) -> requests.Response:
+        xsrf = session.cookies.get("_xsrf", path="/hub/")
+        headers = {"X-XSRFToken": xsrf or ""}
+        return session.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=60, **kwargs)
+
+
+@contextlib.contextmanager
+def running_hub(
+    tmp: Path,
+    github: GitHubStandIn,
+    kube_api: KubernetesApiStandIn,
+    client_secret: str,
+    settings: dict[str, str],
+    hub_args: tuple[str, ...] = (),
+) -> Iterator[RunningHub]:
+    """Start configurable-http-proxy and the hub (as deploy/ runs them, on loopback);
+    GitHub and the Kubernetes API are the stand-ins. `settings`: extra MLOPS_IDE_* values."""
+    proxy_port, proxy_api_port, hub_port = free_port(), free_port(), free_port()
+    public = f"http://127.0.0.1:{proxy_port}"
+    proxy_token = secrets.token_hex(32)
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(tmp),
+        **kubernetes_env(
+            tmp / "hub",
+            MLOPS_IDE_IP="127.0.0.1",
+            MLOPS_IDE_HUB_PORT=str(hub_port),
+            MLOPS_IDE_HUB_CONNECT_URL=f"http://127.0.0.1:{hub_port}",
+            MLOPS_IDE_PROXY_API_URL=f"http://127.0.0.1:{proxy_api_port}",
+            MLOPS_IDE_GITHUB_URL=github.url,
+            MLOPS_IDE_GITHUB_CLIENT_ID=github.client_id,
+            MLOPS_IDE_GITHUB_CLIENT_SECRET=client_secret,
+            MLOPS_IDE_GITHUB_CALLBACK_URL=f"{public}/hub/oauth_callback",
+            JUPYTERHUB_CRYPT_KEY=secrets.token_hex(32),
+            CONFIGPROXY_AUTH_TOKEN=proxy_token,
+            **settings,
+        ),
+        # KubeSpawner loads a kube config when the hub makes a user's spawner (at login):
+        # outside a cluster that is $KUBECONFIG, here pointing at the API stand-in.
+        "KUBECONFIG": str(write_kubeconfig(tmp / "kubeconfig", kube_api.url, "team")),
+    }
+    proxy_log, hub_log = tmp / "proxy.log", tmp / "hub.log"
+    proxy = start_logged(
+        [
+            tools_file_value("MLOPS_IDE_CHP"),
+            *("--ip", "127.0.0.1", "--port", str(proxy_port)),
+            *("--api-ip", "127.0.0.1", "--api-port", str(proxy_api_port)),
+            *("--default-target", f"http://127.0.0.1:{hub_port}"),
+            *("--error-target", f"http://127.0.0.1:{hub_port}/hub/error"),
+        ],
+        {**env, "CONFIGPROXY_AUTH_TOKEN": proxy_token},
+        proxy_log,
+    )
+    process = start_logged(
+        [sys.executable, "-m", "jupyterhub", "-f", str(ROOT / "jupyterhub_config.py"), *hub_args],
+        env,
+        hub_log,
+        cwd=tmp,
+    )
+    try:
+        wait_until_healthy(f"{public}/hub/api", process, hub_log, timeout=60)
+        yield RunningHub(public, github, env, hub_log)
+    finally:
+        stop(process)
+        stop(proxy)
