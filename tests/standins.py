@@ -1,14 +1,16 @@
 """HTTP stand-ins on loopback for what cannot exist on this machine: GitHub (OAuth and the
 REST endpoints GitHubOAuthenticator calls, GitHub Enterprise layout: /api/v3) and the
-few Kubernetes API endpoints the spawner's Secret handling uses. Both keep a log."""
+parts of the Kubernetes API KubeSpawner uses (with an optional local "kubelet"). Both keep a log."""
 
 from __future__ import annotations
 
 import json
 import secrets
 import threading
+import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 
@@ -49,6 +51,18 @@ class _Server:
                 status, extra_headers, payload = server.handle(
                     self.command, parts.path, query, self.headers, body
                 )
+                if isinstance(payload, Iterator):  # a watch: JSON lines until the generator ends
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    try:
+                        for line in payload:
+                            self.wfile.write(json.dumps(line).encode() + b"\n")
+                            self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # the client stopped watching
+                    return
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 for name, value in extra_headers.items():
@@ -123,33 +137,113 @@ class GitHubStandIn(_Server):
         return self.tokens.get(token)
 
 
-class KubernetesApiStandIn(_Server):
-    """Namespaced create/read/delete of core/v1 objects (secrets), keeping what it was sent."""
+class Kubelet(Protocol):
+    """Runs a pod's container on this machine (see tests/test_kubernetes_spawn.py)."""
 
-    def __init__(self) -> None:
+    def start(self, api: KubernetesApiStandIn, pod: dict[str, Any]) -> None: ...
+
+    def stop(self, pod: dict[str, Any]) -> None: ...
+
+
+class KubernetesApiStandIn(_Server):
+    """The core/v1 API as KubeSpawner uses it: namespaced create, read, delete and list
+    (with label selectors), and watches that stream events as JSON lines. Objects keep
+    what the client sent. With a `kubelet`, a created pod is started by it (in a thread)
+    and deleting the pod stops it; Secrets owned by a deleted pod are deleted with it,
+    as Kubernetes' garbage collector does."""
+
+    def __init__(self, kubelet: Kubelet | None = None) -> None:
         super().__init__()
+        self.kubelet = kubelet
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind, ns, name) -> body
+        self.events: list[tuple[int, str, str, dict[str, Any]]] = []  # (version, kind, type, object)
+        self.version = 0
+        self.changed = threading.Condition()
+        self.closing = False
+
+    def __exit__(self, *exc: object) -> None:
+        with self.changed:
+            self.closing = True
+            self.changed.notify_all()
+        super().__exit__(*exc)
+
+    def record(self, kind: str, event: str, obj: dict[str, Any]) -> None:
+        with self.changed:
+            self.version += 1
+            obj["metadata"]["resourceVersion"] = str(self.version)
+            self.events.append((self.version, kind, event, json.loads(json.dumps(obj))))
+            self.changed.notify_all()
+
+    def update_pod_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        pod = self.objects.get(("pods", namespace, name))
+        if pod is not None:
+            pod["status"] = status
+            self.record("pods", "MODIFIED", pod)
 
     def handle(self, method, path, query, headers, body):
         parts = path.strip("/").split("/")  # api v1 namespaces <ns> <kind> [<name>]
         if parts[:3] != ["api", "v1", "namespaces"] or len(parts) not in (5, 6):
             return 404, {}, self._status(404, f"no such path {path}")
         namespace, kind = parts[3], parts[4]
+        if len(parts) == 5 and method == "GET":
+            selector = dict(item.split("=", 1) for item in query.get("labelSelector", "").split(",") if item)
+            if query.get("watch", "").lower() in ("true", "1"):
+                since = int(query.get("resourceVersion") or 0)
+                timeout = float(query.get("timeoutSeconds") or 30)
+                return 200, {}, self._watch(kind, namespace, selector, since, timeout)
+            items = [
+                obj
+                for (k, ns, _), obj in self.objects.items()
+                if k == kind and ns == namespace and self._selected(obj, selector)
+            ]
+            listed = {"resourceVersion": str(self.version)}
+            return 200, {}, {"kind": "List", "apiVersion": "v1", "metadata": listed, "items": items}
         if method == "POST" and len(parts) == 5:
             manifest = json.loads(body)
             key = (kind, namespace, manifest["metadata"]["name"])
             if key in self.objects:
                 return 409, {}, self._status(409, "AlreadyExists")
-            manifest["metadata"].setdefault("uid", secrets.token_hex(8))
+            manifest["metadata"].update(namespace=namespace, uid=secrets.token_hex(8))
+            if kind == "pods":
+                manifest["status"] = {"phase": "Pending"}
             self.objects[key] = manifest
+            self.record(kind, "ADDED", manifest)
+            if kind == "pods" and self.kubelet is not None:
+                threading.Thread(target=self.kubelet.start, args=(self, manifest), daemon=True).start()
             return 201, {}, manifest
         key = (kind, namespace, parts[5]) if len(parts) == 6 else None
         if key is None or key not in self.objects:
             return 404, {}, self._status(404, "NotFound")
         if method == "DELETE":
-            self.objects.pop(key)
+            gone = self.objects.pop(key)
+            if kind == "pods" and self.kubelet is not None:
+                self.kubelet.stop(gone)
+            self.record(kind, "DELETED", gone)
+            for owned_key, owned in list(self.objects.items()):
+                owners = owned["metadata"].get("ownerReferences") or []
+                if any(owner.get("uid") == gone["metadata"]["uid"] for owner in owners):
+                    self.objects.pop(owned_key)
+                    self.record(owned_key[0], "DELETED", owned)
             return 200, {}, self._status(200, "Success")
         return 200, {}, self.objects[key]
+
+    def _watch(self, kind: str, namespace: str, selector: dict[str, str], since: int, timeout: float):
+        deadline = time.monotonic() + timeout
+        sent = since
+        while not self.closing and time.monotonic() < deadline:
+            with self.changed:
+                self.changed.wait(0.2)
+                fresh = [event for event in self.events if event[0] > sent]
+            for version, event_kind, event_type, obj in fresh:
+                sent = version
+                namespace_matches = obj["metadata"].get("namespace") == namespace
+                if event_kind == kind and namespace_matches and self._selected(obj, selector):
+                    yield {"type": event_type, "object": obj}
+
+    @staticmethod
+    def _selected(obj: dict[str, Any], selector: dict[str, str]) -> bool:
+        labels = obj["metadata"].get("labels") or {}
+        return all(labels.get(key) == value for key, value in selector.items())
 
     @staticmethod
     def _status(code: int, reason: str) -> dict[str, Any]:
