@@ -122,8 +122,10 @@ def configure_kubernetes() -> None:
 
     # -- idle culling: stop servers nobody used for MLOPS_IDE_IDLE_TIMEOUT seconds ----------------
     services, roles = kubernetes_hub.idle_culler(settings)
-    c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
+
+    # -- GitHub push webhook: a push makes Airflow re-parse now (with MLOPS_IDE_GITHUB_WEBHOOK_SECRET)
+    c.JupyterHub.services = services + kubernetes_hub.push_webhook(settings)
 
 
 if settings.mode == "kubernetes":

@@ -155,9 +155,13 @@ def test_network_policies_select_the_pods_that_exist(built: list[dict], user_pod
     assert selects(policies["hub"]["podSelector"], template_labels(built, "hub"))
     assert selects(policies["proxy"]["podSelector"], template_labels(built, "proxy"))
     # the hub accepts the user servers and the proxy on its API port
-    (hub_rule,) = policies["hub"]["ingress"]
+    hub_rule, webhook_rule = policies["hub"]["ingress"]
+    assert hub_rule["ports"] == [{"port": 8081}]
     assert any(selects(peer["podSelector"], user_pod_labels) for peer in hub_rule["from"])
     assert any(selects(peer["podSelector"], template_labels(built, "proxy")) for peer in hub_rule["from"])
+    # the push webhook (port 8090) only from the proxy, not from user pods
+    assert webhook_rule["ports"] == [{"port": 8090}]
+    assert all(not selects(peer["podSelector"], user_pod_labels) for peer in webhook_rule["from"])
 
 
 def test_user_pods_cannot_reach_the_proxy_api_or_cloud_metadata(

@@ -8,6 +8,8 @@ lands in the encrypted auth state, and from there in the Secret the spawner make
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import time
 from collections.abc import Iterator
@@ -15,11 +17,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from tests.kubernetes_hub_tools import RunningHub, hub_config, make_spawner, point_kube_client_at, running_hub
+from tests.local_platform import wait_for
+from tests.platform_tools import free_port
 from tests.standins import GitHubStandIn, KubernetesApiStandIn
 
 CLIENT_ID, CLIENT_SECRET = "mlops-ide-client", "mlops-ide-client-secret"
+WEBHOOK_SECRET = "webhook-secret-for-the-login-tests"
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +40,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
     settings = {
         "MLOPS_IDE_GITHUB_ALLOWED_ORGS": "mlops-team,other-org:ml",
         "MLOPS_IDE_GITHUB_ALLOWED_USERS": "alice",
+        "MLOPS_IDE_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "MLOPS_IDE_AIRFLOW_PASSWORD": "airflow-admin-password",
+        "MLOPS_IDE_WEBHOOK_PORT": str(free_port()),
     }
     with (
         github,
@@ -112,3 +121,22 @@ def test_the_issued_token_reaches_the_spawners_secret(
     secret = kube_api.objects[("secrets", "team", "jupyter-alice-git")]
     assert secret["stringData"]["token"] == hub.github.issued_token("alice") == auth_state["access_token"]
     assert os.environ.get("MLOPS_IDE_GIT_TOKEN") is None
+
+
+def test_the_push_webhook_is_served_through_the_proxy(hub: RunningHub) -> None:
+    url = f"{hub.url}/services/push-webhook/"
+    body = b"{}"
+    ping = {
+        "X-GitHub-Event": "ping",
+        "X-Hub-Signature-256": "sha256="
+        + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest(),
+    }
+
+    def pong() -> requests.Response | None:
+        response = requests.post(url, data=body, headers=ping, timeout=10)
+        return response if response.status_code == 200 else None  # the route comes with the service
+
+    answered = wait_for(pong, 30, "the webhook behind the proxy", step=0.2)
+
+    assert answered.json() == {"message": "pong"}
+    assert requests.post(url, data=body, headers={"X-GitHub-Event": "push"}, timeout=10).status_code == 401

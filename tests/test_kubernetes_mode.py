@@ -86,6 +86,12 @@ def test_kubernetes_mode_has_no_default_admin(tmp_path: Path) -> None:
         ({"MLOPS_IDE_IDLE_TIMEOUT": "60"}, "300 or more"),
         ({"MLOPS_IDE_PROXY_API_URL": "proxy-api:8001"}, "MLOPS_IDE_PROXY_API_URL='proxy-api:8001'"),
         ({"MLOPS_IDE_HUB_PORT": "80a"}, "MLOPS_IDE_HUB_PORT='80a' is not a port"),
+        ({"MLOPS_IDE_GITHUB_WEBHOOK_SECRET": "short"}, "shorter than 16 characters"),
+        (
+            {"MLOPS_IDE_GITHUB_WEBHOOK_SECRET": "a-long-enough-webhook-secret"},
+            "MLOPS_IDE_AIRFLOW_PASSWORD is not",
+        ),
+        ({"MLOPS_IDE_WEBHOOK_PORT": "x"}, "MLOPS_IDE_WEBHOOK_PORT='x' is not a port"),
         # contradictions with the per-user GitHub login
         ({"MLOPS_IDE_PASSWORD": "a-long-password"}, "MLOPS_IDE_PASSWORD is set, but kubernetes mode"),
         ({"MLOPS_IDE_GIT_TOKEN": "ghp_shared"}, "MLOPS_IDE_GIT_TOKEN is set, but in kubernetes mode"),
@@ -152,6 +158,32 @@ def test_hub_config_in_kubernetes_mode(tmp_path: Path, monkeypatch: pytest.Monke
     (culler,) = c.JupyterHub.services
     assert culler["command"][1:] == ["-m", "jupyterhub_idle_culler", "--timeout=1800"]
     assert {"delete:servers", "read:users:activity"} <= set(c.JupyterHub.load_roles[0]["scopes"])
+
+
+def test_push_webhook_runs_as_a_hub_service_when_it_has_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = kubernetes_env(
+        tmp_path,
+        MLOPS_IDE_GITHUB_WEBHOOK_SECRET="a-long-enough-webhook-secret",
+        MLOPS_IDE_AIRFLOW_PASSWORD="airflow-password",
+    )
+    c = hub_config(monkeypatch, env)
+
+    webhook = next(service for service in c.JupyterHub.services if service["name"] == "push-webhook")
+    assert webhook["url"] == "http://hub:8090"  # where the proxy reaches the hub's pod
+    assert webhook["command"][1:] == ["-m", "mlops_ide.push_webhook"]
+    assert webhook["environment"]["MLOPS_IDE_GITHUB_WEBHOOK_SECRET"] == "a-long-enough-webhook-secret"
+    assert webhook["environment"]["MLOPS_IDE_AIRFLOW_URL"] == "http://airflow-api-server:8080"
+    assert "a-long-enough-webhook-secret" not in " ".join(webhook["command"])  # not in process arguments
+
+
+def test_without_a_webhook_secret_there_is_no_webhook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = hub_config(monkeypatch, kubernetes_env(tmp_path))
+
+    assert [service["name"] for service in c.JupyterHub.services] == ["idle-culler"]
 
 
 def test_idle_timeout_zero_turns_culling_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

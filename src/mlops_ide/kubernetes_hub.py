@@ -11,7 +11,9 @@ build the exact pod KubeSpawner would create and validate it against Kubernetes'
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jupyterhub.utils import exponential_backoff
 from kubernetes_asyncio.client import V1ObjectMeta, V1Secret
@@ -138,6 +140,31 @@ def idle_culler(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str
         "services": ["idle-culler"],
     }
     return [service], [role]
+
+
+def push_webhook(settings: Settings) -> list[dict[str, Any]]:
+    """The GitHub push webhook as a hub service at /services/push-webhook/ ([] when no
+    secret is set: Airflow then picks pushes up at its bundle refresh)."""
+    kube = _kube(settings)
+    if kube.webhook_secret is None:
+        return []
+    host = urlsplit(kube.hub_connect_url).hostname  # the proxy reaches it where it reaches the hub
+    return [
+        {
+            "name": "push-webhook",
+            "url": f"http://{host}:{kube.webhook_port}",
+            "command": [sys.executable, "-m", "mlops_ide.push_webhook"],
+            "environment": {
+                "PYTHONPATH": str(Path(__file__).resolve().parents[1]),  # src/, for mlops_ide
+                "MLOPS_IDE_WEBHOOK_IP": settings.ip,
+                "MLOPS_IDE_GITHUB_WEBHOOK_SECRET": kube.webhook_secret,
+                "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
+                "MLOPS_IDE_AIRFLOW_URL": kube.airflow_url,
+                "MLOPS_IDE_AIRFLOW_USERNAME": kube.airflow_username,
+                "MLOPS_IDE_AIRFLOW_PASSWORD": kube.airflow_password or "",
+            },
+        }
+    ]
 
 
 def git_token_secret(

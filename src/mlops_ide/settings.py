@@ -105,6 +105,12 @@ class KubernetesSettings:
     storage_size: str
     mlflow_url: str
     idle_timeout: int  # seconds; 0 turns culling off
+    # GitHub push webhook -> Airflow re-parses now (None: Airflow's bundle refresh only)
+    webhook_secret: str | None = None
+    webhook_port: int = 8090
+    airflow_url: str = "http://airflow-api-server:8080"
+    airflow_username: str = "admin"
+    airflow_password: str | None = None
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -367,6 +373,28 @@ def load_kubernetes(
             "(or 0 to never stop idle servers)."
         )
 
+    webhook_secret = env.get("MLOPS_IDE_GITHUB_WEBHOOK_SECRET", "").strip() or None
+    airflow_password = env.get("MLOPS_IDE_AIRFLOW_PASSWORD", "").strip() or None
+    if webhook_secret and len(webhook_secret) < 16:
+        problems.append(
+            "MLOPS_IDE_GITHUB_WEBHOOK_SECRET is shorter than 16 characters: set a longer one "
+            "(`openssl rand -hex 20`), the same in the repository's GitHub webhook."
+        )
+    if webhook_secret and not airflow_password:
+        problems.append(
+            "MLOPS_IDE_GITHUB_WEBHOOK_SECRET is set but MLOPS_IDE_AIRFLOW_PASSWORD is not: the webhook "
+            "logs in to Airflow's API to ask for a re-parse; set the password of MLOPS_IDE_AIRFLOW_USERNAME "
+            "(default admin), or unset the secret to rely on the bundle's refresh."
+        )
+    webhook_port_raw = get("MLOPS_IDE_WEBHOOK_PORT", "8090")
+    webhook_port = (
+        int(webhook_port_raw) if webhook_port_raw.isdigit() and 1 <= int(webhook_port_raw) <= 65535 else 8090
+    )
+    if str(webhook_port) != webhook_port_raw:
+        problems.append(
+            f"MLOPS_IDE_WEBHOOK_PORT={webhook_port_raw!r} is not a port: set a whole number from 1 to 65535."
+        )
+
     return KubernetesSettings(
         singleuser_image=image,
         hub_port=hub_port,
@@ -399,6 +427,11 @@ def load_kubernetes(
             "the MLflow tracking server, e.g. http://mlflow:5000",
         ),
         idle_timeout=int(idle_raw) if idle_raw.isdigit() else 3600,
+        webhook_secret=webhook_secret,
+        webhook_port=webhook_port,
+        airflow_url=url("MLOPS_IDE_AIRFLOW_URL", "http://airflow-api-server:8080", "Airflow's API server"),
+        airflow_username=get("MLOPS_IDE_AIRFLOW_USERNAME", "admin"),
+        airflow_password=airflow_password,
     )
 
 
