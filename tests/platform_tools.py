@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,3 +62,31 @@ def stop(process: subprocess.Popen, timeout: float = 30) -> None:
     """SIGTERM to the process's session, then wait."""
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout)
+
+
+def github_signature(secret: bytes, body: bytes) -> str:
+    """X-Hub-Signature-256 as GitHub computes it."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+@contextlib.contextmanager
+def running_push_webhook(log: Path, secret: str, airflow_url: str, password: str) -> Iterator[str]:
+    """`python -m mlops_ide.push_webhook` on a free port, as the hub runs it; yields its URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "MLOPS_IDE_WEBHOOK_IP": "127.0.0.1",
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
+        "JUPYTERHUB_SERVICE_PREFIX": "/services/push-webhook/",
+        "MLOPS_IDE_GITHUB_WEBHOOK_SECRET": secret,
+        "MLOPS_IDE_AIRFLOW_URL": airflow_url,
+        "MLOPS_IDE_AIRFLOW_PASSWORD": password,
+    }
+    process = start_logged([sys.executable, "-m", "mlops_ide.push_webhook"], env, log)
+    url = f"http://127.0.0.1:{port}/services/push-webhook/"
+    try:
+        wait_until_healthy(url, process, log, timeout=30)
+        yield url
+    finally:
+        stop(process)

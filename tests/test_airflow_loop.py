@@ -3,13 +3,10 @@ pinned to its commit, and is tracked in a real MLflow. One platform for the modu
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,8 +16,8 @@ import requests
 from mlops_ide.processes import descendants, is_alive
 from tests.airflow_api import AirflowAPI
 from tests.gitrepos import git
-from tests.local_platform import ROOT, Platform, answers, wait_for
-from tests.platform_tools import free_port
+from tests.local_platform import Platform, answers, wait_for
+from tests.platform_tools import github_signature, running_push_webhook
 
 HELLO_DAG = """
 from airflow.sdk import dag, task
@@ -193,38 +190,18 @@ def test_github_push_webhook_makes_airflow_reparse(
         commit = push(clone, {"dags/hello_webhook.py": WEBHOOK_DAG}, "add hello_webhook")
     finally:
         hook.with_suffix(".off").rename(hook)
-    port = free_port()
     log = tmp_path / "webhook.log"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT / "src"),
-        "MLOPS_IDE_WEBHOOK_IP": "127.0.0.1",
-        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
-        "MLOPS_IDE_GITHUB_WEBHOOK_SECRET": secret,
-        "MLOPS_IDE_AIRFLOW_URL": f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}",
-        "MLOPS_IDE_AIRFLOW_PASSWORD": platform.password,
-    }
-    with open(log, "wb") as out:
-        webhook = subprocess.Popen(
-            [sys.executable, "-m", "mlops_ide.push_webhook"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}/services/push-webhook/"
-    try:
-        wait_for(lambda: answers(url), 30, "the webhook to listen")
+    airflow_url = f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}"
+    with running_push_webhook(log, secret, airflow_url, platform.password) as url:
         body = json.dumps({"ref": "refs/heads/main", "after": commit}).encode()
-        signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        headers = {"X-Hub-Signature-256": github_signature(secret.encode(), body), "X-GitHub-Event": "push"}
 
-        delivered = requests.post(
-            url, data=body, headers={"X-Hub-Signature-256": signature, "X-GitHub-Event": "push"}, timeout=10
-        )
+        delivered = requests.post(url, data=body, headers=headers, timeout=10)
 
         assert delivered.status_code == 202, delivered.text
         # well inside the bundle's own 60 s refresh
         wait_for(lambda: airflow.dag("hello_webhook"), 15, "hello_webhook to appear")
         assert "Airflow re-parsing the bundle" in log.read_text()
-    finally:
-        webhook.terminate()
-        webhook.wait(10)
 
 
 def test_hub_admins_log_in_to_airflow_with_the_hub_password(platform: Platform, airflow: AirflowAPI) -> None:

@@ -8,8 +8,6 @@ lands in the encrypted auth state, and from there in the Secret the spawner make
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import os
 import time
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ import requests
 
 from tests.kubernetes_hub_tools import RunningHub, hub_config, make_spawner, point_kube_client_at, running_hub
 from tests.local_platform import wait_for
-from tests.platform_tools import free_port
+from tests.platform_tools import free_port, github_signature
 from tests.standins import GitHubStandIn, KubernetesApiStandIn
 
 CLIENT_ID, CLIENT_SECRET = "mlops-ide-client", "mlops-ide-client-secret"
@@ -128,8 +126,7 @@ def test_the_push_webhook_is_served_through_the_proxy(hub: RunningHub) -> None:
     body = b"{}"
     ping = {
         "X-GitHub-Event": "ping",
-        "X-Hub-Signature-256": "sha256="
-        + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest(),
+        "X-Hub-Signature-256": github_signature(WEBHOOK_SECRET.encode(), body),
     }
 
     def pong() -> requests.Response | None:
