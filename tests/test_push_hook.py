@@ -24,13 +24,12 @@ def test_push_is_not_held_while_airflow_hangs(tmp_path: Path, silent_port: int) 
     git(tmp_path, "clone", "--quiet", str(remote), str(clone))
     mine = user_commit(clone, {"dags/new.py": "# new\n"}, "new")
 
-    started = time.monotonic()
     git(clone, "-c", "user.name=t", "push", "--quiet", "origin", "main")
-    pushed_in = time.monotonic() - started
 
     assert git(remote, "rev-parse", "main") == mine
-    assert pushed_in < 2.0, "the hook must not hold the push while it reaches Airflow"
     log = settings.home / "logs" / "post-receive.log"
+    # the push came back while the hook was still waiting on the hung Airflow (10 s timeout)
+    assert "could not ask" not in (log.read_text() if log.exists() else "")
     deadline = time.monotonic() + 30  # the hook gives up after its 10 s timeout
     while "could not ask" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
         time.sleep(0.1)
