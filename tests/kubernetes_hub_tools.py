@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,5 +184,13 @@ def running_hub(
         wait_until_healthy(f"{public}/hub/api", process, hub_log, timeout=60)
         yield RunningHub(public, github, env, hub_log)
     finally:
-        stop(process)
+        # SIGTERM to the hub alone: it stops its services (culler, webhook) itself. A signal to
+        # the whole group would kill them first, and the hub would wait out its stop timeouts
+        # on their unreaped processes (20 s each).
+        process.terminate()
+        try:
+            process.wait(60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # anything left behind
         stop(proxy)

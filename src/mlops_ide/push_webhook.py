@@ -128,7 +128,10 @@ def main() -> None:
         url.port,
         env.get("MLOPS_IDE_REPO_BRANCH", "main"),
     )
-    IOLoop.current().start()
+    try:
+        IOLoop.current().start()
+    except KeyboardInterrupt:  # the hub stops its services with SIGINT
+        log.info("stopped")
 
 
 if __name__ == "__main__":
