@@ -8,6 +8,7 @@ import contextlib
 import os
 import secrets
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,13 +185,13 @@ def running_hub(
         wait_until_healthy(f"{public}/hub/api", process, hub_log, timeout=60)
         yield RunningHub(public, github, env, hub_log)
     finally:
-        # SIGTERM to the hub alone: it stops its services (culler, webhook) itself. A signal to
-        # the whole group would kill them first, and the hub would wait out its stop timeouts
-        # on their unreaped processes (20 s each).
+        # SIGTERM to the hub alone, as Kubernetes does: it stops its services (culler, webhook)
+        # itself. Its shutdown sometimes waits up to 60 s on them under load; Kubernetes would
+        # SIGKILL after the grace period, and so do we here.
         process.terminate()
-        try:
-            process.wait(60)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # anything left behind
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever is left
+        process.wait(15)
         stop(proxy)
