@@ -36,11 +36,23 @@ def tools_file_value(name: str) -> str:
 def start_logged(
     argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
 ) -> subprocess.Popen:
-    """A process in a session of its own, its output appended to `log`."""
+    """A process in a session of its own, its output appended to `log`. SIGINT is reset to
+    its default: a test run started in the background (`cmd &`) ignores it, the child would
+    inherit that, and the hub stops its services with SIGINT."""
     with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_default_sigint,
         )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:

@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -102,6 +103,8 @@ def main() -> None:
     JUPYTERHUB_SERVICE_URL (its port) and JUPYTERHUB_SERVICE_PREFIX, set by the hub."""
     from tornado.ioloop import IOLoop
 
+    # The hub stops its services with SIGINT; make sure it is not inherited as ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s push-webhook] %(message)s")
     env = os.environ
     airflow_url = env.get("MLOPS_IDE_AIRFLOW_URL", "http://airflow-api-server:8080").rstrip("/")
