@@ -8,13 +8,14 @@ import json
 import secrets
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 
-class _Server:
+class _Server(ABC):
     def __init__(self) -> None:
         self.requests: list[str] = []
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -33,8 +34,10 @@ class _Server:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    @abstractmethod
     def handle(self, method: str, path: str, query: dict[str, str], headers: Any, body: bytes):
-        raise NotImplementedError
+        """(status, extra headers, payload): payload is bytes, JSON-able, or an iterator of
+        JSON-able lines (a watch)."""
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self

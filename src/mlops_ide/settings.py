@@ -122,11 +122,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         return env.get(name, "").strip() or default
 
     def port(name: str, default: int) -> int:
-        raw = get(name, str(default))
-        if raw.isdigit() and 1 <= int(raw) <= 65535:
-            return int(raw)
-        problems.append(f"{name}={raw!r} is not a port: set a whole number from 1 to 65535.")
-        return default
+        return read_port(env, name, default, problems)
 
     mode = get("MLOPS_IDE_MODE", "local").lower()
     if mode not in MODES:
@@ -296,12 +292,7 @@ def load_kubernetes(
             "(or an @sha256 digest), never :latest, so every user gets the same image."
         )
 
-    hub_port_raw = get("MLOPS_IDE_HUB_PORT", "8081")
-    hub_port = int(hub_port_raw) if hub_port_raw.isdigit() and 1 <= int(hub_port_raw) <= 65535 else 8081
-    if str(hub_port) != hub_port_raw:
-        problems.append(
-            f"MLOPS_IDE_HUB_PORT={hub_port_raw!r} is not a port: set a whole number from 1 to 65535."
-        )
+    hub_port = read_port(env, "MLOPS_IDE_HUB_PORT", 8081, problems)
 
     client_id = required("MLOPS_IDE_GITHUB_CLIENT_ID", "the client id of the team's GitHub OAuth app")
     client_secret = required(
@@ -386,14 +377,7 @@ def load_kubernetes(
             "logs in to Airflow's API to ask for a re-parse; set the password of MLOPS_IDE_AIRFLOW_USERNAME "
             "(default admin), or unset the secret to rely on the bundle's refresh."
         )
-    webhook_port_raw = get("MLOPS_IDE_WEBHOOK_PORT", "8090")
-    webhook_port = (
-        int(webhook_port_raw) if webhook_port_raw.isdigit() and 1 <= int(webhook_port_raw) <= 65535 else 8090
-    )
-    if str(webhook_port) != webhook_port_raw:
-        problems.append(
-            f"MLOPS_IDE_WEBHOOK_PORT={webhook_port_raw!r} is not a port: set a whole number from 1 to 65535."
-        )
+    webhook_port = read_port(env, "MLOPS_IDE_WEBHOOK_PORT", 8090, problems)
 
     return KubernetesSettings(
         singleuser_image=image,
@@ -433,6 +417,15 @@ def load_kubernetes(
         airflow_username=get("MLOPS_IDE_AIRFLOW_USERNAME", "admin"),
         airflow_password=airflow_password,
     )
+
+
+def read_port(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
+    """The port in `name` (default when unset); a problem is appended when it is not one."""
+    raw = env.get(name, "").strip() or str(default)
+    if raw.isdigit() and 1 <= int(raw) <= 65535:
+        return int(raw)
+    problems.append(f"{name}={raw!r} is not a port: set a whole number from 1 to 65535.")
+    return default
 
 
 def is_crypt_key(key: str) -> bool:
