@@ -88,7 +88,7 @@ def running_push_webhook(log: Path, secret: str, airflow_url: str, password: str
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "src"),
-        "MLOPS_IDE_WEBHOOK_IP": "127.0.0.1",
+        "MLOPS_IDE_IP": "127.0.0.1",
         "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
         "JUPYTERHUB_SERVICE_PREFIX": "/services/push-webhook/",
         "MLOPS_IDE_GITHUB_WEBHOOK_SECRET": secret,

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops_ide import airflow_local
-from mlops_ide.settings import load
+from mlops_ide.modes import load
+from mlops_ide.services import airflow
 from tests.kubernetes_hub_tools import (
     KUBERNETES_VERSIONS,
     as_dict,
@@ -105,12 +105,9 @@ def test_the_settings_file_is_one_the_hub_accepts(tmp_path: Path) -> None:
 
     loaded = load({**settings, **secrets, "MLOPS_IDE_MODE": "kubernetes", "MLOPS_IDE_HOME": str(tmp_path)})
 
-    assert (
-        loaded.kubernetes.github_callback_url
-        == f"https://{settings['MLOPS_IDE_HUB_HOST']}/hub/oauth_callback"
-    )
+    assert loaded.github_callback_url == f"https://{settings['MLOPS_IDE_HUB_HOST']}/hub/oauth_callback"
     prefix, tag = settings["MLOPS_IDE_IMAGE_PREFIX"], settings["MLOPS_IDE_IMAGE_TAG"]
-    assert loaded.kubernetes.singleuser_image == f"{prefix}-singleuser:{tag}"
+    assert loaded.singleuser_image == f"{prefix}-singleuser:{tag}"
 
 
 def test_hub_role_lets_kubespawner_do_its_work_and_no_more(built: list[dict]) -> None:
@@ -214,13 +211,11 @@ def test_airflow_chart_values_agree_with_local_mode() -> None:
     assert values["executor"] == "KubernetesExecutor"
     assert values["dags"]["gitSync"]["enabled"] is False
     (bundle,) = json.loads(values["config"]["dag_processor"]["dag_bundle_config_list"])
-    assert bundle["name"] == airflow_local.BUNDLE_NAME
+    assert bundle["name"] == airflow.BUNDLE_NAME
     assert bundle["classpath"] == "airflow.providers.git.bundles.git.GitDagBundle"
-    assert bundle["kwargs"]["git_conn_id"] == airflow_local.GIT_CONN_ID
+    assert bundle["kwargs"]["git_conn_id"] == airflow.GIT_CONN_ID
     assert bundle["kwargs"]["subdir"] == "dags" and bundle["kwargs"]["refresh_interval"] <= 60
-    assert [item["envName"] for item in values["secret"]] == [
-        f"AIRFLOW_CONN_{airflow_local.GIT_CONN_ID.upper()}"
-    ]
+    assert [item["envName"] for item in values["secret"]] == [f"AIRFLOW_CONN_{airflow.GIT_CONN_ID.upper()}"]
     env = {item["name"]: item["value"] for item in values["env"]}
     assert env["MLOPS_IDE_PIPELINE_RUNNER"] == "kubernetes"
     assert "mlops-ide-settings" in values["extraEnvFrom"]

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from mlops_ide import kubernetes_hub
-from mlops_ide.settings import SettingsError, load
+from mlops_ide.modes import load
+from mlops_ide.settings import SettingsError
 from tests.kubernetes_hub_tools import (
     IMAGE,
     KUBERNETES_VERSIONS,
@@ -42,7 +43,7 @@ AUTH_STATE = {
 def test_kubernetes_settings_load(tmp_path: Path) -> None:
     settings = load(kubernetes_env(tmp_path, MLOPS_IDE_GITHUB_ALLOWED_USERS="Bob,carol"))
 
-    kube = settings.kubernetes
+    kube = settings
     assert settings.mode == "kubernetes" and settings.ip == "0.0.0.0"
     assert settings.admin_users == ("alice",)
     assert kube.singleuser_image == IMAGE
@@ -57,7 +58,7 @@ def test_callback_url_follows_the_hub_host(tmp_path: Path) -> None:
         kubernetes_env(tmp_path, MLOPS_IDE_GITHUB_CALLBACK_URL=None, MLOPS_IDE_HUB_HOST="hub.team.org")
     )
 
-    assert settings.kubernetes.github_callback_url == "https://hub.team.org/hub/oauth_callback"
+    assert settings.github_callback_url == "https://hub.team.org/hub/oauth_callback"
 
 
 def test_kubernetes_mode_has_no_default_admin(tmp_path: Path) -> None:
@@ -111,7 +112,7 @@ def test_accepted_images_and_keys(tmp_path: Path) -> None:
         settings = load(
             kubernetes_env(tmp_path, MLOPS_IDE_SINGLEUSER_IMAGE=image, JUPYTERHUB_CRYPT_KEY=base64_key)
         )
-        assert settings.kubernetes.singleuser_image == image
+        assert settings.singleuser_image == image
 
 
 def test_hub_stops_naming_every_missing_setting(tmp_path: Path) -> None:
@@ -339,4 +340,5 @@ def test_local_mode_is_unchanged_by_kubernetes_settings(
 ) -> None:
     use_environment(monkeypatch, {"MLOPS_IDE_HOME": str(tmp_path)})
 
-    assert load().kubernetes is None
+    with pytest.raises(AttributeError, match="'singleuser_image' is not a setting of local mode"):
+        load().singleuser_image  # noqa: B018

@@ -140,7 +140,7 @@ def test_port_in_use_is_named(tmp_path: Path, offset: int, what: str) -> None:
 
 
 def test_connections_lingering_from_a_previous_run_do_not_block_the_port() -> None:
-    from mlops_ide.settings import load
+    from mlops_ide.modes import load
     from mlops_ide.up import check_ports_free
 
     port = free_port_base()

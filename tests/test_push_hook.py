@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from mlops_ide import airflow_local
 from mlops_ide.local_state import Tools, ensure_local_remote
-from mlops_ide.settings import load
+from mlops_ide.modes import load
+from mlops_ide.services import Platform, airflow
 from tests.gitrepos import git, user_commit
 from tests.local_platform import ROOT, free_port_base
 
@@ -18,8 +18,8 @@ def test_push_is_not_held_while_airflow_hangs(tmp_path: Path, silent_port: int) 
     settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state"), "MLOPS_IDE_AIRFLOW_PORT": str(silent_port)})
     remote, _ = ensure_local_remote(settings)
     (settings.home / "logs").mkdir()
-    airflow_local.write_airflow_passwords(settings, "a-password")
-    airflow_local.install_push_hook(settings, Tools.load())
+    airflow.write_passwords(settings, "a-password")
+    airflow.install_push_hook(Platform(settings, Tools.load(), "a-password"))
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "--quiet", str(remote), str(clone))
     mine = user_commit(clone, {"dags/new.py": "# new\n"}, "new")

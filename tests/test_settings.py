@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from mlops_ide import local_state
-from mlops_ide.settings import CHECKOUT, SettingsError, load
+from mlops_ide.modes import load
+from mlops_ide.settings import CHECKOUT, SettingsError
 from tests.gitrepos import git
 
 
@@ -104,7 +105,7 @@ def test_git_token_settings_are_passed_on(tmp_path: Path) -> None:
 
     settings = load({"MLOPS_IDE_GIT_TOKEN_FILE": str(token_file), "MLOPS_IDE_GIT_USERNAME": "bot"})
 
-    assert settings.git_credentials == {
+    assert local_state.git_credentials(settings) == {
         "MLOPS_IDE_GIT_TOKEN_FILE": str(token_file),
         "MLOPS_IDE_GIT_USERNAME": "bot",
     }
@@ -164,7 +165,7 @@ def test_checkout_without_commits_cannot_seed_the_remote(tmp_path: Path) -> None
 
 
 def test_the_home_page_links_only_the_services_that_run() -> None:
-    from mlops_ide.airflow_local import service_links
+    from mlops_ide.services import links as service_links
 
     links = service_links(load({"MLOPS_IDE_SERVICES": "mlflow,app", "MLOPS_IDE_APP_PORT": "9501"}))
 

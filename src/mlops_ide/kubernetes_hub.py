@@ -21,7 +21,8 @@ from kubespawner import KubeSpawner
 from kubespawner.objects import make_owner_reference
 from traitlets import default
 
-from mlops_ide.settings import KubernetesSettings, Settings
+from mlops_ide.push_webhook import settings_rows as push_webhook_settings
+from mlops_ide.settings import Settings
 
 HOME = "/home/jovyan"  # the docker-stacks user's home: the user's volume is mounted here
 UID, GID = 1000, 100  # jovyan:users in the docker-stacks images
@@ -66,9 +67,8 @@ def profile_list() -> list[dict[str, Any]]:
 
 def spawner_traits(settings: Settings) -> dict[str, Any]:
     """Traits for GitHubKubeSpawner (applied as c.KubeSpawner.<name> in jupyterhub_config.py)."""
-    kube = _kube(settings)
     traits: dict[str, Any] = {
-        "image": kube.singleuser_image,
+        "image": settings.singleuser_image,
         "image_pull_policy": "IfNotPresent",
         "default_url": "/vscode/",
         "profile_list": profile_list(),
@@ -90,33 +90,33 @@ def spawner_traits(settings: Settings) -> dict[str, Any]:
         "automount_service_account_token": False,
         "storage_pvc_ensure": True,
         "pvc_name_template": "claim-{user_server}",
-        "storage_capacity": kube.storage_size,
+        "storage_capacity": settings.storage_size,
         "storage_access_modes": ["ReadWriteOnce"],
         "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}],
         "volume_mounts": [{"name": "home", "mountPath": HOME}],
         "environment": {
-            "MLFLOW_TRACKING_URI": kube.mlflow_url,
+            "MLFLOW_TRACKING_URI": settings.mlflow_url,
             "MLOPS_IDE_REPO_URL": settings.effective_repo_url,
             "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
+            "MLOPS_IDE_SYNC_TIMEOUT": str(settings.sync_timeout),
         },
         "start_timeout": 600,  # the first pull of the image on a new node takes minutes
         "http_timeout": 120,
     }
-    if kube.storage_class:
-        traits["storage_class"] = kube.storage_class
+    if settings.storage_class:
+        traits["storage_class"] = settings.storage_class
     return traits
 
 
 def authenticator_traits(settings: Settings) -> dict[str, Any]:
     """Traits for GitHubOAuthenticator (c.GitHubOAuthenticator.<name>)."""
-    kube = _kube(settings)
     return {
-        "client_id": kube.github_client_id,
-        "client_secret": kube.github_client_secret,
-        "oauth_callback_url": kube.github_callback_url,
-        "github_url": kube.github_url,
-        "allowed_organizations": set(kube.allowed_organizations),
-        "allowed_users": set(kube.allowed_users),
+        "client_id": settings.github_client_id,
+        "client_secret": settings.github_client_secret,
+        "oauth_callback_url": settings.github_callback_url,
+        "github_url": settings.github_url,
+        "allowed_organizations": set(settings.allowed_organizations),
+        "allowed_users": set(settings.allowed_users),
         "admin_users": set(settings.admin_users),
         # read:org: private memberships count; repo: clone and push the team's private repository
         "scope": ["read:org", "repo"],
@@ -127,7 +127,7 @@ def authenticator_traits(settings: Settings) -> dict[str, Any]:
 
 def idle_culler(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """jupyterhub-idle-culler as a hub service, and the role it needs ([] when turned off)."""
-    timeout = _kube(settings).idle_timeout
+    timeout = settings.idle_timeout
     if timeout == 0:
         return [], []
     service = {
@@ -145,23 +145,17 @@ def idle_culler(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str
 def push_webhook(settings: Settings) -> list[dict[str, Any]]:
     """The GitHub push webhook as a hub service at /services/push-webhook/ ([] when no
     secret is set: Airflow then picks pushes up at its bundle refresh)."""
-    kube = _kube(settings)
-    if kube.webhook_secret is None:
+    if settings.webhook_secret is None:
         return []
-    host = urlsplit(kube.hub_connect_url).hostname  # the proxy reaches it where it reaches the hub
+    host = urlsplit(settings.hub_connect_url).hostname  # the proxy reaches it where it reaches the hub
     return [
         {
             "name": "push-webhook",
-            "url": f"http://{host}:{kube.webhook_port}",
+            "url": f"http://{host}:{settings.webhook_port}",
             "command": [sys.executable, "-m", "mlops_ide.push_webhook"],
             "environment": {
                 "PYTHONPATH": str(Path(__file__).resolve().parents[1]),  # src/, for mlops_ide
-                "MLOPS_IDE_WEBHOOK_IP": settings.ip,
-                "MLOPS_IDE_GITHUB_WEBHOOK_SECRET": kube.webhook_secret,
-                "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
-                "MLOPS_IDE_AIRFLOW_URL": kube.airflow_url,
-                "MLOPS_IDE_AIRFLOW_USERNAME": kube.airflow_username,
-                "MLOPS_IDE_AIRFLOW_PASSWORD": kube.airflow_password or "",
+                **{row.name: str(getattr(settings, row.attr) or "") for row in push_webhook_settings()},
             },
         }
     ]
@@ -257,9 +251,3 @@ class GitHubKubeSpawner(KubeSpawner):
     @default("after_pod_created_hook")
     def _create_git_token_secret_after_the_pod(self):
         return GitHubKubeSpawner.create_git_token_secret
-
-
-def _kube(settings: Settings) -> KubernetesSettings:
-    if settings.kubernetes is None:
-        raise ValueError("kubernetes settings are only loaded with MLOPS_IDE_MODE=kubernetes")
-    return settings.kubernetes

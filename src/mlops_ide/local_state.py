@@ -12,6 +12,15 @@ from pathlib import Path
 from mlops_ide.settings import CHECKOUT, Settings
 
 TOOLS_FILE = CHECKOUT / ".tools.env"
+TOOLS_FILE_KEYS = {  # Tools attribute -> the line scripts/install.sh writes for it
+    "python": "MLOPS_IDE_PYTHON",
+    "chp": "MLOPS_IDE_CHP",
+    "node24": "MLOPS_IDE_NODE24",
+    "code_server": "MLOPS_IDE_CODE_SERVER",
+    "airflow_python": "MLOPS_IDE_AIRFLOW_PYTHON",
+    "pipeline_python": "MLOPS_IDE_PIPELINE_PYTHON",
+    "app_python": "MLOPS_IDE_APP_PYTHON",
+}
 
 
 class StateError(RuntimeError):
@@ -35,15 +44,7 @@ class Tools:
         if not path.exists():
             raise StateError(f"{path} is missing: run `make up` (or scripts/install.sh platform) first.")
         values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-        tools = cls(
-            python=Path(values.get("MLOPS_IDE_PYTHON", "")),
-            chp=Path(values.get("MLOPS_IDE_CHP", "")),
-            node24=Path(values.get("MLOPS_IDE_NODE24", "")),
-            code_server=Path(values.get("MLOPS_IDE_CODE_SERVER", "")),
-            airflow_python=Path(values.get("MLOPS_IDE_AIRFLOW_PYTHON", "")),
-            pipeline_python=Path(values.get("MLOPS_IDE_PIPELINE_PYTHON", "")),
-            app_python=Path(values.get("MLOPS_IDE_APP_PYTHON", "")),
-        )
+        tools = cls(**{attr: Path(values.get(key, "")) for attr, key in TOOLS_FILE_KEYS.items()})
         missing = [str(p) for p in vars(tools).values() if not p.is_file()]
         if missing:
             raise StateError(f"installed tools are missing ({', '.join(missing)}): run `make up` again.")
@@ -74,6 +75,29 @@ def ensure_password(settings: Settings) -> tuple[str, bool]:
     return ensure_secret(settings.home / "password", lambda: secrets.token_urlsafe(12))
 
 
+def read_password(settings: Settings) -> str:
+    """The password `ensure_password` set up; the hub reads it, it never makes one."""
+    if settings.password:
+        return settings.password
+    try:
+        return (settings.home / "password").read_text().strip()
+    except FileNotFoundError:
+        raise StateError(
+            f"{settings.home / 'password'} is missing: start the platform with `make up` "
+            "(python -m mlops_ide.up), which prepares the state folder, or set MLOPS_IDE_PASSWORD."
+        ) from None
+
+
+def git_credentials(settings: Settings) -> dict[str, str]:
+    """The MLOPS_IDE_GIT_* settings that are set, passed on to user servers as they are."""
+    values = {
+        "MLOPS_IDE_GIT_TOKEN": settings.git_token,
+        "MLOPS_IDE_GIT_TOKEN_FILE": settings.git_token_file,
+        "MLOPS_IDE_GIT_USERNAME": settings.git_username,
+    }
+    return {name: value for name, value in values.items() if value}
+
+
 def ensure_local_remote(settings: Settings, checkout: Path = CHECKOUT) -> tuple[Path, str]:
     """The bare repository users clone and push to. Made once, seeded from the checkout's
     committed HEAD as branch main; after that it belongs to its users and is kept."""
@@ -94,10 +118,14 @@ def ensure_local_remote(settings: Settings, checkout: Path = CHECKOUT) -> tuple[
     return remote, f"seeded from {head.stdout.strip()[:12]}"
 
 
+def code_server_bin(settings: Settings) -> Path:
+    return settings.home / "bin"
+
+
 def write_code_server_shim(settings: Settings, tools: Tools) -> Path:
     """A `code-server` on the user servers' PATH that runs the npm build on Node 24
     (jupyter-vscode-proxy looks it up by name)."""
-    bin_dir = ensure_folder(settings.home / "bin", 0o755)
+    bin_dir = ensure_folder(code_server_bin(settings), 0o755)
     shim = bin_dir / "code-server"
     text = f'#!/bin/sh\nexec "{tools.node24}" "{tools.code_server}" "$@"\n'
     if not shim.exists() or shim.read_text() != text:

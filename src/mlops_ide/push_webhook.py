@@ -26,8 +26,21 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from mlops_ide.dag_refresh import refresh
+from mlops_ide.settings import Setting, SettingsError, read, table
 
 log = logging.getLogger("mlops_ide.push_webhook")
+
+
+def settings_rows() -> tuple[Setting, ...]:
+    """The settings the webhook reads; the hub hands them on (kubernetes_hub.push_webhook)."""
+    return table.select(
+        "MLOPS_IDE_IP",
+        "MLOPS_IDE_REPO_BRANCH",
+        "MLOPS_IDE_GITHUB_WEBHOOK_SECRET",
+        "MLOPS_IDE_AIRFLOW_URL",
+        "MLOPS_IDE_AIRFLOW_USERNAME",
+        "MLOPS_IDE_AIRFLOW_PASSWORD",
+    )
 
 
 @dataclass(frozen=True)
@@ -97,40 +110,38 @@ def make_app(secret: bytes, branch: str, prefix: str, ask_airflow: Callable[[], 
 
 
 def main() -> None:
-    """Settings (the hub passes them to its service): MLOPS_IDE_GITHUB_WEBHOOK_SECRET,
-    MLOPS_IDE_REPO_BRANCH, MLOPS_IDE_AIRFLOW_URL, MLOPS_IDE_AIRFLOW_USERNAME,
-    MLOPS_IDE_AIRFLOW_PASSWORD, MLOPS_IDE_AIRFLOW_ANCHOR_DAG; where to listen:
-    JUPYTERHUB_SERVICE_URL (its port) and JUPYTERHUB_SERVICE_PREFIX, set by the hub."""
+    """Its settings come from the hub (settings_rows()), read through the settings table;
+    where to listen: JUPYTERHUB_SERVICE_URL (its port) and JUPYTERHUB_SERVICE_PREFIX."""
     from tornado.ioloop import IOLoop
+
+    from mlops_ide.services.airflow import ANCHOR_DAG
 
     # The hub stops its services with SIGINT; make sure it is not inherited as ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s push-webhook] %(message)s")
-    env = os.environ
-    airflow_url = env.get("MLOPS_IDE_AIRFLOW_URL", "http://airflow-api-server:8080").rstrip("/")
-
-    def ask_airflow() -> None:
-        refresh(
-            airflow_url,
-            env.get("MLOPS_IDE_AIRFLOW_USERNAME", "admin"),
-            env["MLOPS_IDE_AIRFLOW_PASSWORD"],
-            env.get("MLOPS_IDE_AIRFLOW_ANCHOR_DAG", "platform_smoke_test"),
+    try:
+        settings = read(settings_rows(), "kubernetes")
+    except SettingsError as problem:
+        raise SystemExit(f"push-webhook: cannot start:\n{problem}") from None
+    if not settings.webhook_secret or not settings.airflow_password:
+        raise SystemExit(
+            "push-webhook: cannot start: set MLOPS_IDE_GITHUB_WEBHOOK_SECRET and MLOPS_IDE_AIRFLOW_PASSWORD"
         )
 
+    def ask_airflow() -> None:
+        refresh(settings.airflow_url, settings.airflow_username, settings.airflow_password, ANCHOR_DAG)
+
+    env = os.environ
     app = make_app(
-        env["MLOPS_IDE_GITHUB_WEBHOOK_SECRET"].encode(),
-        env.get("MLOPS_IDE_REPO_BRANCH") or "main",
+        settings.webhook_secret.encode(),
+        settings.repo_branch,
         env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/push-webhook/"),
         ask_airflow,
     )
     url = urlsplit(env.get("JUPYTERHUB_SERVICE_URL", "http://0.0.0.0:8090"))
     # The proxy reaches the service through the hub's Service name; listen on every address.
-    app.listen(url.port or 80, env.get("MLOPS_IDE_WEBHOOK_IP", "0.0.0.0"))
-    log.info(
-        "listening on port %s for GitHub push events to %s",
-        url.port,
-        env.get("MLOPS_IDE_REPO_BRANCH", "main"),
-    )
+    app.listen(url.port or 80, settings.ip)
+    log.info("listening on port %s for GitHub push events to %s", url.port, settings.repo_branch)
     try:
         IOLoop.current().start()
     except KeyboardInterrupt:  # the hub stops its services with SIGINT

@@ -1,0 +1,79 @@
+"""Kubernetes mode: user pods from the single-user image (KubeSpawner), GitHub login with
+the token kept encrypted for the pod, idle culling, and the GitHub push webhook. The proxy,
+MLflow, serving and Airflow run as their own Deployments (deploy/, Airflow's Helm chart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from mlops_ide.settings import Settings, Values, read, table
+
+NAME = "kubernetes"
+
+
+def callback_needs_a_host(values: Values, env: Mapping[str, str]) -> Iterable[str]:
+    if not values.get("github_callback_url") and not env.get("MLOPS_IDE_HUB_HOST", "").strip():
+        yield (
+            "MLOPS_IDE_HUB_HOST is not set: set it to the hub's public host name, e.g. hub.example.org "
+            "(or set MLOPS_IDE_GITHUB_CALLBACK_URL to https://<host>/hub/oauth_callback)."
+        )
+
+
+def somebody_may_log_in(values: Values, env: Mapping[str, str]) -> Iterable[str]:
+    if not values.get("allowed_organizations") and not values.get("allowed_users"):
+        yield (
+            "Nobody may log in: set MLOPS_IDE_GITHUB_ALLOWED_ORGS (organizations or org:team) "
+            "and/or MLOPS_IDE_GITHUB_ALLOWED_USERS (GitHub logins)."
+        )
+
+
+def webhook_can_reach_airflow(values: Values, env: Mapping[str, str]) -> Iterable[str]:
+    if values.get("webhook_secret") and not values.get("airflow_password"):
+        yield (
+            "MLOPS_IDE_GITHUB_WEBHOOK_SECRET is set but MLOPS_IDE_AIRFLOW_PASSWORD is not: the webhook "
+            "logs in to Airflow's API to ask for a re-parse; set the password of MLOPS_IDE_AIRFLOW_USERNAME "
+            "(default admin), or unset the secret to rely on the bundle's refresh."
+        )
+
+
+RULES = (callback_needs_a_host, somebody_may_log_in, webhook_can_reach_airflow)
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    return read(table.rows(), NAME, RULES, environ)
+
+
+def configure(c: Any, settings: Settings) -> None:
+    """The hub's configuration for Kubernetes, one block per concern."""
+    from mlops_ide import kubernetes_hub
+
+    # -- the hub's API, reached by the proxy and the user pods through the hub's Service ----------
+    c.JupyterHub.hub_ip = settings.ip
+    c.JupyterHub.hub_port = settings.hub_port
+    c.JupyterHub.hub_connect_url = settings.hub_connect_url
+    c.JupyterHub.db_url = settings.db_url
+    c.JupyterHub.cookie_secret_file = str(settings.home / "jupyterhub_cookie_secret")
+    c.JupyterHub.cleanup_servers = False  # user pods outlive a hub restart or upgrade
+
+    # -- proxy: configurable-http-proxy in its own Deployment (CONFIGPROXY_AUTH_TOKEN shared) -----
+    c.ConfigurableHTTPProxy.should_start = False
+    c.ConfigurableHTTPProxy.api_url = settings.proxy_api_url
+
+    # -- login: GitHub; the token is kept encrypted (JUPYTERHUB_CRYPT_KEY) and given to the pod -----
+    c.JupyterHub.authenticator_class = "github"
+    for name, value in kubernetes_hub.authenticator_traits(settings).items():
+        setattr(c.GitHubOAuthenticator, name, value)
+
+    # -- user servers: pods from our single-user image, a volume per user, three sizes ------------
+    c.JupyterHub.spawner_class = "mlops_ide.kubernetes_hub.GitHubKubeSpawner"
+    for name, value in kubernetes_hub.spawner_traits(settings).items():
+        setattr(c.KubeSpawner, name, value)
+
+    # -- idle culling: stop servers nobody used for MLOPS_IDE_IDLE_TIMEOUT seconds ----------------
+    services, roles = kubernetes_hub.idle_culler(settings)
+    c.JupyterHub.load_roles = roles
+
+    # -- GitHub push webhook: a push makes Airflow re-parse now (with MLOPS_IDE_GITHUB_WEBHOOK_SECRET)
+    c.JupyterHub.services = services + kubernetes_hub.push_webhook(settings)

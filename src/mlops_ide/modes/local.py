@@ -1,0 +1,88 @@
+"""Local mode: everything on this machine. The hub starts user servers as local processes
+(homes in the state folder, VS Code first) behind its own configurable-http-proxy, logs
+people in with one password, and links the services `make up` runs beside it.
+
+`configure()` only sets configuration: `make up` (mlops_ide.up) prepares the state folder
+(password, git remote, code-server shim) before it starts the hub.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from mlops_ide import local_state, services
+from mlops_ide.settings import CHECKOUT, Settings, Values, read, table
+
+NAME = "local"
+
+
+def room_for_the_internal_ports(values: Values, env: Mapping[str, str]) -> Iterable[str]:
+    if values.get("port") and values["port"] > 65533:
+        yield (
+            f"MLOPS_IDE_PORT={values['port']} leaves no room for the hub's two internal ports "
+            "(port+1, port+2): set 65533 or lower."
+        )
+
+
+RULES = (room_for_the_internal_ports,)
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    return read(table.rows(), NAME, RULES, environ)
+
+
+def configure(c: Any, settings: Settings) -> None:
+    """The hub's configuration for local mode, one block per concern."""
+    from mlops_ide.local_hub import PlatformHealthHandler
+
+    tools = local_state.Tools.load()
+    password = local_state.read_password(settings)
+    state = settings.home
+
+    # -- where the hub listens, and its state ---------------------------------------------------
+    c.JupyterHub.ip = settings.ip
+    c.JupyterHub.port = settings.port
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = settings.hub_port
+    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+
+    # -- proxy: configurable-http-proxy from npm, started and stopped by the hub ------------------
+    c.ConfigurableHTTPProxy.command = [str(tools.chp)]
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+    c.ConfigurableHTTPProxy.pid_file = str(state / "jupyterhub-proxy.pid")
+
+    # -- login: one shared password (any username); admins use it too ------------------------------
+    c.JupyterHub.authenticator_class = "mlops_ide.local_hub.LocalPasswordAuthenticator"
+    c.SharedPasswordAuthenticator.user_password = password
+    c.Authenticator.allow_all = True
+    c.Authenticator.admin_users = set(settings.admin_users)
+
+    # -- user servers: local processes, homes in the state folder, VS Code first --------------------
+    c.JupyterHub.spawner_class = "mlops_ide.local_hub.LocalVSCodeSpawner"
+    c.SimpleLocalProcessSpawner.home_dir_template = str(settings.homes / "{username}")
+    c.Spawner.cmd = [str(tools.python), "-m", "startup.start"]  # sync the repo, then jupyterhub-singleuser
+    c.Spawner.default_url = "/vscode/"
+    # Every local user server runs as the hub's own OS user; Jupyter refuses root unless told.
+    c.Spawner.args = ["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []
+    c.Spawner.start_timeout = 120
+    c.Spawner.http_timeout = 90
+    c.Spawner.environment = {
+        "PATH": f"{local_state.code_server_bin(settings)}:{tools.python.parent}:/usr/local/bin:/usr/bin:/bin",
+        "PYTHONPATH": str(CHECKOUT),  # for startup.start only; it drops this before the server starts
+        "MLOPS_IDE_REPO_URL": settings.effective_repo_url,
+        "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
+        "MLOPS_IDE_SYNC_TIMEOUT": str(settings.sync_timeout),
+        **local_state.git_credentials(settings),  # a token for a private MLOPS_IDE_REPO_URL
+        **services.client_env(settings),  # MLFLOW_TRACKING_URI, when MLflow runs
+    }
+
+    # -- the hub's home page: links to the tools, with their health ---------------------------------
+    links = services.links(settings)  # title -> (page, health check)
+    c.JupyterHub.template_paths = [str(CHECKOUT / "src" / "mlops_ide" / "templates")]
+    c.JupyterHub.template_vars = {"platform_services": {title: page for title, (page, _) in links.items()}}
+    c.JupyterHub.extra_handlers = [
+        (r"/platform/health", PlatformHealthHandler, {"checks": {t: h for t, (_, h) in links.items()}}),
+    ]

@@ -1,0 +1,171 @@
+"""The platform's services in local mode, one module each: the hub, MLflow, serving, the
+app, Airflow. Each module declares one `SERVICE`: its name, its settings (ports), where it
+listens, its address and health check, its banner line, its one-shot preparation and the
+processes the supervisor runs. `make up`, the port check, the hub's home page and its
+health handler loop over `REGISTRY`; nothing else names a service.
+
+Adding a service: write `services/<name>.py` with a `SERVICE` (see mlflow.py, the
+smallest), and its requirements line; the registry finds the module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlops_ide.local_state import Tools
+from mlops_ide.settings import Invalid, Setting, Settings, parsers
+from mlops_ide.supervisor import Service
+
+
+@dataclass(frozen=True)
+class Port:
+    """A port a service listens on, and the setting that moves it."""
+
+    host: str
+    port: int
+    setting: str
+    what: str
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What a service is built from: the settings, the installed tools, the login password."""
+
+    settings: Settings
+    tools: Tools
+    password: str
+
+
+@dataclass(frozen=True)
+class PlatformService:
+    name: str  # as MLOPS_IDE_SERVICES lists it
+    title: str  # as people read it: on the home page and in the banner
+    order: int  # start order: a service starts once those before it are ready
+    processes: Callable[[Platform], list[Service]]
+    ports: Callable[[Settings], list[Port]]
+    settings: tuple[Setting, ...] = ()  # its own rows of the settings table
+    optional: bool = True  # False: runs whatever MLOPS_IDE_SERVICES says (the hub)
+    url: Callable[[Settings], str] | None = None  # its address, None: not linked
+    link: str = "/"  # the page the home page and the banner link to, under `url`
+    health: str | None = None  # the path that answers 200 when it is healthy
+    banner: str = ""  # after the address in `make up`'s banner
+    prepare: Callable[[Platform], list[str]] | None = None  # one-shot steps; lines to say
+    client_env: Callable[[Settings], dict[str, str]] = field(default=lambda settings: {})
+    # ^ what a client needs to find it: set in user servers and in Airflow's tasks
+
+
+def port_setting(name: str, attr: str, what: str, default: int) -> Setting:
+    """A service's port in local mode: a row of the settings table, `what` listens there."""
+    return Setting(
+        name, attr, f"{what}, on 127.0.0.1", default=str(default), parse=parsers.port, modes=("local",)
+    )
+
+
+def process(
+    platform: Platform,
+    name: str,
+    argv: list[str],
+    ready_url: str | None,
+    env: dict[str, str] | None = None,
+    drop: tuple[str, ...] = ("PYTHONPATH",),
+    log: str | None = None,
+    cwd: Path | None = None,
+    **extra: Any,
+) -> Service:
+    """One process of a service as the supervisor runs it: this environment less `drop`,
+    plus `env`; in the state folder, its output in logs/<log or name>.log."""
+    environ = {key: value for key, value in os.environ.items() if key not in drop}
+    environ.update(env or {})
+    home = platform.settings.home
+    log_name = log or name.lower().replace(" ", "-")
+    return Service(
+        name=name,
+        argv=argv,
+        env=environ,
+        cwd=cwd or home,
+        log=home / "logs" / f"{log_name}.log",
+        ready_url=ready_url,
+        **extra,
+    )
+
+
+def discover(package: str = __name__) -> tuple[PlatformService, ...]:
+    """Every module of `package` that declares a SERVICE, in start order."""
+    found = []
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        service = getattr(importlib.import_module(f"{package}.{module.name}"), "SERVICE", None)
+        if isinstance(service, PlatformService):
+            found.append(service)
+    names = [service.name for service in found]
+    if len(names) != len(set(names)):
+        raise ValueError(f"two services of {package} have the same name: {sorted(names)}")
+    return tuple(sorted(found, key=lambda service: service.order))
+
+
+REGISTRY = discover()
+OPTIONAL = tuple(service.name for service in REGISTRY if service.optional)
+
+
+def parse_selection(raw: str) -> tuple[str, ...]:
+    if raw.lower() == "none":
+        return ()
+    chosen = tuple(name.lower() for name in parsers.names(raw))
+    unknown = [name for name in chosen if name not in OPTIONAL]
+    if unknown:
+        raise Invalid(
+            f"has unknown services ({', '.join(unknown)}): list some of {', '.join(OPTIONAL)} "
+            "(comma-separated), or 'none' for the hub alone.",
+            show_value=False,
+        )
+    return chosen
+
+
+SELECTION = Setting(
+    "MLOPS_IDE_SERVICES",
+    "services",
+    f"what runs beside the hub: some of {', '.join(f'`{name}`' for name in OPTIONAL)}, or `none`",
+    default=",".join(OPTIONAL),
+    parse=parse_selection,
+    modes=("local",),
+)
+
+
+def running(settings: Settings) -> list[PlatformService]:
+    """The services this platform runs: the hub, and those MLOPS_IDE_SERVICES names."""
+    return [s for s in REGISTRY if not s.optional or s.name in settings.services]
+
+
+def is_running(settings: Settings, name: str) -> bool:
+    return any(service.name == name for service in running(settings))
+
+
+def client_env(settings: Settings) -> dict[str, str]:
+    """The variables that point a client (a user's server, a pipeline task) at the services."""
+    env: dict[str, str] = {}
+    for service in running(settings):
+        env.update(service.client_env(settings))
+    return env
+
+
+def links(settings: Settings) -> dict[str, tuple[str, str]]:
+    """For the hub's home page: each linked service's page and health check, by title."""
+    return {
+        service.title: (service.url(settings) + service.link, service.url(settings) + service.health)
+        for service in running(settings)
+        if service.url is not None and service.health is not None
+    }
+
+
+def settings_rows() -> tuple[Setting, ...]:
+    """The registry's own setting (MLOPS_IDE_SERVICES), then each service's."""
+    return (SELECTION, *(row for service in REGISTRY for row in service.settings))
+
+
+def by_name(name: str) -> PlatformService:
+    return next(service for service in REGISTRY if service.name == name)

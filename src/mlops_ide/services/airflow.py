@@ -1,0 +1,208 @@
+"""Airflow 3 (API server, scheduler, DAG processor, triggerer; LocalExecutor, SQLite).
+
+It reads its DAGs from the same git remote the users push to (a GitDagBundle, the
+connection given by environment) and lets `admin` and the hub's admins in with the hub's
+password. The local remote's post-receive hook asks it to re-parse at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from mlops_ide import services
+from mlops_ide.local_state import ensure_folder, ensure_secret
+from mlops_ide.services import Platform, PlatformService, Port, port_setting, serving
+from mlops_ide.settings import CHECKOUT, Settings
+from mlops_ide.supervisor import Service
+
+BUNDLE_NAME = "pipelines"
+GIT_CONN_ID = "mlops_ide_pipelines"
+ANCHOR_DAG = "platform_smoke_test"  # always valid; the push hook names it (see dags/)
+AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+PORT = port_setting(
+    "MLOPS_IDE_AIRFLOW_PORT",
+    "airflow_port",
+    "Airflow's API and UI (its log servers: `PORT+1`, `PORT+2`)",
+    8080,
+)
+
+
+def url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.airflow_port}"
+
+
+def ports(settings: Settings) -> list[Port]:
+    port = settings.airflow_port
+    return [
+        Port("127.0.0.1", port, PORT.name, "Airflow's API and UI"),
+        # serve-logs binds every interface, whatever it is told
+        Port("0.0.0.0", port + 1, PORT.name, "MLOPS_IDE_AIRFLOW_PORT+1, Airflow's task logs"),
+        Port("0.0.0.0", port + 2, PORT.name, "MLOPS_IDE_AIRFLOW_PORT+2, Airflow's trigger logs"),
+    ]
+
+
+def users(settings: Settings) -> list[str]:
+    return sorted({"admin", *settings.admin_users})
+
+
+def passwords_file(settings: Settings) -> Path:
+    return settings.home / "airflow" / "passwords.json"
+
+
+def write_passwords(settings: Settings, password: str) -> Path:
+    """The simple auth manager's users file: every Airflow user has the hub's password."""
+    path = passwords_file(settings)
+    ensure_folder(path.parent)
+    partial = path.with_name(".passwords.json.tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(dict.fromkeys(users(settings), password), out)
+    os.replace(partial, path)
+    return path
+
+
+def environment(platform: Platform) -> dict[str, str]:
+    """Every Airflow process's environment: configuration, the bundle, the DAGs' settings."""
+    settings, tools = platform.settings, platform.tools
+    home = ensure_folder(settings.home / "airflow")
+    jwt_secret, _ = ensure_secret(home / "jwt_secret", lambda: secrets.token_urlsafe(64))
+    api_secret, _ = ensure_secret(home / "api_secret_key", lambda: secrets.token_urlsafe(32))
+    bundle = {
+        "name": BUNDLE_NAME,
+        "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
+        "kwargs": {
+            "git_conn_id": GIT_CONN_ID,
+            "tracking_ref": settings.repo_branch,
+            "subdir": "dags",
+            "refresh_interval": 60,  # a safety net; pushes refresh at once
+        },
+    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "PYTHONPATH"))}
+    env.update(
+        {
+            "PATH": f"{tools.airflow_python.parent}:{env.get('PATH', '/usr/bin:/bin')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",  # the default 32 starts 32 idle workers on 2 cores
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",  # pushed means meant to run
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:admin" for u in users(settings)),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
+                write_passwords(settings, platform.password)
+            ),
+            "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
+            "AIRFLOW__API__SECRET_KEY": api_secret,
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(settings.airflow_port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__BASE_URL": url(settings) + "/",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": url(settings) + "/execution/",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_port + 1),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_port + 2),
+            # An edited DAG is parsed within a second of its push, but by default its new
+            # serialization is written at most every 30 s: a push would look ignored that long.
+            "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
+            f"AIRFLOW_CONN_{GIT_CONN_ID.upper()}": json.dumps(
+                {"conn_type": "git", "host": settings.effective_repo_url}
+            ),
+            # read by the skin-lesion DAGs at parse time (environment only, no I/O)
+            "MLOPS_IDE_PIPELINE_RUNNER": "local",
+            "MLOPS_IDE_PIPELINE_PYTHON": str(tools.pipeline_python),
+            "MLOPS_IDE_DATA_ROOT": str(settings.dataset),
+            "MLOPS_IDE_WORK_ROOT": str(settings.home / "pipeline-runs"),
+            "MLOPS_IDE_SERVING_URL": serving.url(settings),
+        }
+    )
+    env.update(services.client_env(settings))  # MLflow, when it runs
+    return env
+
+
+def prepare(platform: Platform) -> list[str]:
+    """The dataset the DAGs train on, Airflow's database, the push hook on the local remote."""
+    lines = serving.seed_dataset(platform)
+    started = time.monotonic()
+    log = platform.settings.home / "logs" / "airflow-db-migrate.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        subprocess.run(
+            [str(platform.tools.airflow_python.parent / "airflow"), "db", "migrate"],
+            env=environment(platform),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
+    lines.append(f"Airflow database ready in {time.monotonic() - started:.1f} s")
+    if platform.settings.repo_url is None:
+        lines.append(f"push hook {install_push_hook(platform)}")
+    return lines
+
+
+def processes(platform: Platform) -> list[Service]:
+    settings = platform.settings
+    env = environment(platform)
+    airflow = str(platform.tools.airflow_python.parent / "airflow")
+
+    def process(name: str, command: str, **extra: object) -> Service:
+        return Service(
+            name=f"Airflow {name}",
+            argv=[airflow, command],
+            env=env,
+            cwd=settings.home / "airflow",
+            log=settings.home / "logs" / f"airflow-{command}.log",
+            **extra,
+        )
+
+    return [
+        process("API server", "api-server", ready_url=f"{url(settings)}/api/v2/monitor/health"),
+        # SIGINT: the scheduler stops its LocalExecutor workers too (SIGTERM leaves them).
+        process("scheduler", "scheduler", stop_signal=signal.SIGINT),
+        process("DAG processor", "dag-processor", stop_signal=signal.SIGINT),
+        process("triggerer", "triggerer", stop_signal=signal.SIGINT),
+    ]
+
+
+def install_push_hook(platform: Platform) -> Path:
+    """The local remote's post-receive hook: after a push to the tracked branch, ask
+    Airflow to re-parse the bundle, in the background so the push is not slowed.
+    Rewritten at every start: the file is ours."""
+    settings = platform.settings
+    hook = settings.local_remote / "hooks" / "post-receive"
+    log = settings.home / "logs" / "post-receive.log"
+    refresh = CHECKOUT / "src" / "mlops_ide" / "dag_refresh.py"
+    hook.write_text(
+        "#!/bin/sh\n"
+        "# Written by mlops-ide at every start: tell Airflow about the push now rather than\n"
+        "# at its next bundle refresh. In the background: the push is not slowed.\n"
+        "while read -r old new ref; do\n"
+        f'  [ "$ref" = "refs/heads/{settings.repo_branch}" ] || continue\n'
+        f'  nohup "{platform.tools.python}" "{refresh}" --airflow-url "{url(settings)}" '
+        f'--passwords-file "{passwords_file(settings)}" --dag "{ANCHOR_DAG}" '
+        f'>> "{log}" 2>&1 < /dev/null &\n'
+        "done\n"
+    )
+    hook.chmod(0o755)
+    return hook
+
+
+SERVICE = PlatformService(
+    name="airflow",
+    title="Airflow",
+    order=40,
+    settings=(PORT,),
+    processes=processes,
+    ports=ports,
+    url=url,
+    health="/api/v2/monitor/health",
+    banner="(user admin, the same password)",
+    prepare=prepare,
+)

@@ -1,0 +1,36 @@
+"""The Streamlit app (its own light virtualenv): upload an image, see the prediction."""
+
+from __future__ import annotations
+
+from mlops_ide.services import Platform, PlatformService, Port, port_setting, process, serving
+from mlops_ide.settings import CHECKOUT, Settings
+from mlops_ide.supervisor import Service
+
+PORT = port_setting("MLOPS_IDE_APP_PORT", "app_port", "the Streamlit app", 8501)
+
+
+def url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.app_port}"
+
+
+def processes(platform: Platform) -> list[Service]:
+    settings = platform.settings
+    app = CHECKOUT / "src" / "skin_cancer" / "app.py"
+    argv = [str(platform.tools.app_python), "-m", "streamlit", "run", str(app)]
+    argv += ["--server.address", "127.0.0.1", "--server.port", str(settings.app_port)]
+    argv += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    ready = f"{url(settings)}/_stcore/health"
+    return [process(platform, "App", argv, ready, env={"SKIN_CANCER_API_URL": serving.url(settings)})]
+
+
+SERVICE = PlatformService(
+    name="app",
+    title="App",
+    order=30,
+    settings=(PORT,),
+    processes=processes,
+    ports=lambda settings: [Port("127.0.0.1", settings.app_port, PORT.name, "the Streamlit app")],
+    url=url,
+    health="/_stcore/health",
+    banner="(upload an image, see the prediction)",
+)

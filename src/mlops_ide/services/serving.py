@@ -1,0 +1,67 @@
+"""The model-serving API (FastAPI, `python -m skin_cancer.serving`) in the pipeline's
+virtualenv: it serves MLflow's `champion` and follows the alias without a restart."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from mlops_ide.services import Platform, PlatformService, Port, mlflow, port_setting, process
+from mlops_ide.settings import CHECKOUT, Settings
+from mlops_ide.supervisor import Service
+
+PORT = port_setting("MLOPS_IDE_SERVING_PORT", "serving_port", "the model-serving API", 8500)
+
+
+def url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.serving_port}"
+
+
+def seed_dataset(platform: Platform) -> list[str]:
+    """A small synthetic skin-lesion dataset for the demo, once; a real one put there is kept."""
+    settings = platform.settings
+    if (settings.dataset / "train").exists():
+        how = "kept"
+    else:
+        subprocess.run(
+            [
+                str(platform.tools.pipeline_python),
+                "-m",
+                "skin_cancer.synthetic",
+                "--out",
+                str(settings.dataset),
+            ],
+            env={**os.environ, "PYTHONPATH": str(CHECKOUT / "src")},
+            check=True,
+            capture_output=True,
+        )
+        how = "seeded with synthetic images"
+    return [f"skin-lesion dataset {settings.dataset} ({how})"]
+
+
+def processes(platform: Platform) -> list[Service]:
+    settings, python = platform.settings, platform.tools.pipeline_python
+    env = {
+        "PYTHONPATH": str(CHECKOUT / "src"),
+        "MLFLOW_TRACKING_URI": mlflow.url(settings),
+        "PATH": f"{python.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+    }
+    argv = [str(python), "-m", "skin_cancer.serving", "--port", str(settings.serving_port)]
+    # Ready once it answers at all: /health says 503 until a champion exists.
+    ready = f"{url(settings)}/openapi.json"
+    return [process(platform, "Serving", argv, ready, env=env, drop=("PYTHONPATH", "KERAS_BACKEND"))]
+
+
+SERVICE = PlatformService(
+    name="serving",
+    title="Serving",
+    order=20,
+    settings=(PORT,),
+    processes=processes,
+    ports=lambda settings: [Port("127.0.0.1", settings.serving_port, PORT.name, "the model-serving API")],
+    url=url,
+    link="/docs",
+    health="/health",
+    banner="(the champion model's API)",
+    prepare=seed_dataset,
+)

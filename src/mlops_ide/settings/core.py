@@ -1,0 +1,430 @@
+"""The platform's own settings, one row each (services declare theirs in services/).
+
+Order matters: a default may use the values of rows above it. `read_by` other than "hub"
+marks variables that another process reads from its environment (the DAGs in Airflow, the
+user server's start wrapper, scripts/install.sh, deploy/): they are declared here so that
+every MLOPS_IDE_* name has one row, one default and one line of help.
+"""
+
+from __future__ import annotations
+
+from mlops_ide.settings import CHECKOUT, MODES, Setting
+from mlops_ide.settings import parsers as p
+
+K8S = ("kubernetes",)
+LOCAL = ("local",)
+ONE_TOKEN_FOR_EVERYONE = (
+    "in kubernetes mode each user clones and pushes with their own GitHub token: unset it "
+    "(one shared token would push as one person for everyone)."
+)
+
+PLATFORM = (
+    Setting(
+        "MLOPS_IDE_MODE",
+        "mode",
+        "`local`: everything on this machine; `kubernetes`: see [docs/kubernetes.md](docs/kubernetes.md)",
+        default="local",
+        parse=p.choice(MODES, "a mode"),
+    ),
+    Setting(
+        "MLOPS_IDE_HOME",
+        "home",
+        "all state: hub database, password, homes, bare remote, logs (on Kubernetes: the hub's volume)",
+        default=str(CHECKOUT / ".mlops-ide"),
+        parse=p.folder,
+        default_doc={
+            "local": "`.mlops-ide/` in the checkout",
+            "kubernetes": "`/srv/jupyterhub` (images/hub)",
+        },
+    ),
+    Setting(
+        "MLOPS_IDE_IP",
+        "ip",
+        "the address the hub is served on",
+        default=lambda v: "0.0.0.0" if v["mode"] == "kubernetes" else "127.0.0.1",
+        parse=p.ip,
+        default_doc={"local": "`127.0.0.1`", "kubernetes": "`0.0.0.0`"},
+    ),
+    Setting(
+        "MLOPS_IDE_PORT",
+        "port",
+        "the hub's public port; locally the proxy's API also uses `PORT+2` on 127.0.0.1",
+        default="8000",
+        parse=p.port,
+    ),
+    Setting(
+        "MLOPS_IDE_HUB_PORT",
+        "hub_port",
+        "the hub's own API port (the proxy and the user servers reach the hub there)",
+        default=lambda v: "8081" if v["mode"] == "kubernetes" else str((v.get("port") or 8000) + 1),
+        parse=p.port,
+        default_doc={"local": "`PORT+1`, on 127.0.0.1", "kubernetes": "`8081`"},
+    ),
+    Setting(
+        "MLOPS_IDE_PASSWORD",
+        "password",
+        "the login password (8 characters or more)",
+        parse=p.password,
+        modes=LOCAL,
+        refused_in={"kubernetes": "kubernetes mode logs users in with GitHub: unset it."},
+        secret=True,
+        default_doc="generated once",
+    ),
+    Setting(
+        "MLOPS_IDE_ADMIN_USERS",
+        "admin_users",
+        "comma-separated hub admins (on Kubernetes: GitHub logins)",
+        # On Kubernetes names are GitHub logins: no default admin (a stranger could own "admin").
+        default=lambda v: "admin" if v["mode"] == "local" else "",
+        parse=p.usernames(
+            "usernames", "use lowercase letters, digits, '.', '_' or '-', separated by commas."
+        ),
+        default_doc={"local": "`admin`", "kubernetes": "none"},
+    ),
+    Setting(
+        "MLOPS_IDE_HUB_CONFIG_DIR",
+        "hub_config_dir",
+        "your own hub configuration: its `*.py` files are read after ours, in name order, with `c` "
+        "and `settings` at hand (see `jupyterhub_config.d/README.md`)",
+        default=str(CHECKOUT / "jupyterhub_config.d"),
+        parse=p.folder,
+        default_doc="`jupyterhub_config.d/` in the checkout",
+    ),
+    Setting(
+        "MLOPS_IDE_REPO_URL",
+        "repo_url",
+        "the pipeline repository every user gets (and Airflow's DAG bundle)",
+        parse=p.repo_url,
+        required="set it to the team's pipeline repository, e.g. https://github.com/your-org/pipelines.git "
+        "(required in kubernetes mode).",
+        required_in=K8S,
+        default_doc={"local": "the local bare remote"},
+    ),
+    Setting(
+        "MLOPS_IDE_REPO_BRANCH", "repo_branch", "branch to clone and track", default="main", parse=p.branch
+    ),
+    Setting(
+        "MLOPS_IDE_GIT_TOKEN",
+        "git_token",
+        "token for a private HTTPS repository; git reads it through a credential helper, it is "
+        "never stored in `.git/config`",
+        modes=LOCAL,
+        refused_in={"kubernetes": ONE_TOKEN_FOR_EVERYONE},
+        secret=True,
+    ),
+    Setting(
+        "MLOPS_IDE_GIT_TOKEN_FILE",
+        "git_token_file",
+        "a file holding that token instead",
+        parse=p.existing_file,
+        modes=LOCAL,
+        refused_in={"kubernetes": ONE_TOKEN_FOR_EVERYONE},
+    ),
+    Setting(
+        "MLOPS_IDE_GIT_USERNAME",
+        "git_username",
+        "username sent with the token",
+        modes=LOCAL,
+        default_doc="`x-access-token`",
+    ),
+    Setting(
+        "MLOPS_IDE_SYNC_TIMEOUT",
+        "sync_timeout",
+        "seconds the startup hook waits for the git remote before it starts the server anyway",
+        default="60",
+        parse=p.seconds,
+    ),
+)
+
+KUBERNETES = (
+    Setting(
+        "MLOPS_IDE_HUB_HOST",
+        "hub_host",
+        "public host name: the Ingress rule and the GitHub callback `https://<host>/hub/oauth_callback`",
+        parse=p.host,
+        modes=K8S,
+        default_doc="required",
+    ),
+    Setting(
+        "MLOPS_IDE_GITHUB_CALLBACK_URL",
+        "github_callback_url",
+        "set only if the hub is served elsewhere",
+        default=lambda v: f"https://{v['hub_host']}/hub/oauth_callback" if v.get("hub_host") else None,
+        parse=p.callback_url,
+        modes=K8S,
+        default_doc="from the host",
+    ),
+    Setting(
+        "MLOPS_IDE_IMAGE_PREFIX",
+        "image_prefix",
+        "images are `<prefix>-<name>:<tag>` (as .github/workflows/images.yml pushes them)",
+        modes=K8S,
+        default_doc="required",
+    ),
+    Setting(
+        "MLOPS_IDE_IMAGE_TAG",
+        "image_tag",
+        "the images' tag: a commit (`sha-<12 hex>`) or version tag; `latest` is refused",
+        modes=K8S,
+        default_doc="required",
+    ),
+    Setting(
+        "MLOPS_IDE_SINGLEUSER_IMAGE",
+        "singleuser_image",
+        "the user pods' image, if it differs",
+        default=lambda v: (
+            f"{v['image_prefix']}-singleuser:{v['image_tag']}"
+            if v["image_prefix"] and v["image_tag"]
+            else None
+        ),
+        parse=p.image,
+        modes=K8S,
+        required="set MLOPS_IDE_IMAGE_PREFIX and MLOPS_IDE_IMAGE_TAG (e.g. ghcr.io/your-org/mlops-ide and "
+        "sha-<commit>), or the full image name (required in kubernetes mode).",
+        default_doc="`<prefix>-singleuser:<tag>`",
+    ),
+    Setting(
+        "MLOPS_IDE_GITHUB_CLIENT_ID",
+        "github_client_id",
+        "the OAuth app's client id",
+        modes=K8S,
+        required="set it to the client id of the team's GitHub OAuth app (required in kubernetes mode).",
+    ),
+    Setting(
+        "MLOPS_IDE_GITHUB_CLIENT_SECRET",
+        "github_client_secret",
+        "the OAuth app's secret (from `hub-secrets`, key `github-client-secret`)",
+        modes=K8S,
+        required="set it to the client secret of that OAuth app (from a Kubernetes Secret) "
+        "(required in kubernetes mode).",
+        secret=True,
+    ),
+    Setting(
+        "MLOPS_IDE_GITHUB_ALLOWED_ORGS",
+        "allowed_organizations",
+        "who may log in: `org` (any member) or `org:team-slug`, comma-separated",
+        default="",
+        parse=p.github_orgs,
+        modes=K8S,
+        default_doc="none",
+    ),
+    Setting(
+        "MLOPS_IDE_GITHUB_ALLOWED_USERS",
+        "allowed_users",
+        "single GitHub logins; at least one of these two lists is required",
+        default="",
+        parse=p.usernames("GitHub logins", "list logins separated by commas."),
+        modes=K8S,
+        default_doc="none",
+    ),
+    Setting(
+        "MLOPS_IDE_GITHUB_URL",
+        "github_url",
+        "a GitHub Enterprise Server instead",
+        default="https://github.com",
+        parse=p.url("https://github.com or your GitHub Enterprise Server"),
+        modes=K8S,
+    ),
+    Setting(
+        "JUPYTERHUB_CRYPT_KEY",
+        "crypt_key",
+        "keeps the users' GitHub tokens encrypted in the hub's database (from `hub-secrets`)",
+        parse=p.crypt_key,
+        modes=K8S,
+        required="the users' GitHub tokens are kept encrypted with it; set it to the output of "
+        "`openssl rand -hex 32` (from a Kubernetes Secret).",
+        secret=True,
+    ),
+    Setting(
+        "CONFIGPROXY_AUTH_TOKEN",
+        "proxy_auth_token",
+        "shared by the hub and configurable-http-proxy (from `hub-secrets`)",
+        modes=K8S,
+        required="the hub and configurable-http-proxy share it; set both from the same Kubernetes "
+        "Secret (`openssl rand -hex 32`).",
+        secret=True,
+    ),
+    Setting(
+        "MLOPS_IDE_STORAGE_CLASS",
+        "storage_class",
+        "each user's home volume: its StorageClass",
+        modes=K8S,
+        default_doc="the cluster's default",
+    ),
+    Setting(
+        "MLOPS_IDE_STORAGE_SIZE",
+        "storage_size",
+        "each user's home volume: its size",
+        default="10Gi",
+        parse=p.storage_size,
+        modes=K8S,
+    ),
+    Setting(
+        "MLOPS_IDE_IDLE_TIMEOUT",
+        "idle_timeout",
+        "seconds without activity before a server is stopped (`0`: never); volumes stay",
+        default="3600",
+        parse=p.idle_timeout,
+        modes=K8S,
+    ),
+    Setting(
+        "MLOPS_IDE_HUB_CONNECT_URL",
+        "hub_connect_url",
+        "how user pods reach the hub's API (the hub's Service)",
+        default=lambda v: f"http://hub:{v['hub_port']}",
+        parse=p.url("how user pods reach the hub, e.g. http://hub:8081"),
+        modes=K8S,
+        default_doc="`http://hub:<HUB_PORT>`",
+    ),
+    Setting(
+        "MLOPS_IDE_PROXY_API_URL",
+        "proxy_api_url",
+        "configurable-http-proxy's API (its own Deployment)",
+        default="http://proxy-api:8001",
+        parse=p.url("configurable-http-proxy's API, e.g. http://proxy-api:8001"),
+        modes=K8S,
+    ),
+    Setting(
+        "MLOPS_IDE_HUB_DB_URL",
+        "db_url",
+        "the hub's database, e.g. a PostgreSQL URL for large teams",
+        default=lambda v: f"sqlite:///{v['home'] / 'jupyterhub.sqlite'}",
+        modes=K8S,
+        default_doc="SQLite on the hub's volume",
+    ),
+    Setting(
+        "MLOPS_IDE_MLFLOW_URL",
+        "mlflow_url",
+        "MLflow for user pods",
+        default="http://mlflow:5000",
+        parse=p.url("the MLflow tracking server, e.g. http://mlflow:5000"),
+        modes=K8S,
+    ),
+    Setting(
+        "MLOPS_IDE_MLFLOW_ARTIFACTS",
+        "mlflow_artifacts",
+        "MLflow's artifact store, e.g. `s3://bucket/mlflow`",
+        modes=K8S,
+        read_by="deploy/mlflow.yaml",
+        default_doc="none",
+    ),
+    Setting(
+        "MLOPS_IDE_GITHUB_WEBHOOK_SECRET",
+        "webhook_secret",
+        "the push webhook's secret (from `hub-secrets`, key `webhook-secret`), 16 characters or more",
+        parse=p.webhook_secret,
+        modes=K8S,
+        secret=True,
+        default_doc="unset (webhook off)",
+    ),
+    Setting(
+        "MLOPS_IDE_WEBHOOK_PORT",
+        "webhook_port",
+        "the webhook service's port on the hub's pod (the proxy routes `/services/push-webhook/` there)",
+        default="8090",
+        parse=p.port,
+        modes=K8S,
+    ),
+    Setting(
+        "MLOPS_IDE_AIRFLOW_URL",
+        "airflow_url",
+        "where the webhook asks Airflow to re-parse",
+        default="http://airflow-api-server:8080",
+        parse=p.url("Airflow's API server"),
+        modes=K8S,
+    ),
+    Setting(
+        "MLOPS_IDE_AIRFLOW_USERNAME",
+        "airflow_username",
+        "as whom the webhook logs in to Airflow",
+        default="admin",
+        modes=K8S,
+    ),
+    Setting(
+        "MLOPS_IDE_AIRFLOW_PASSWORD",
+        "airflow_password",
+        "that user's password (from `hub-secrets`, key `airflow-password`)",
+        modes=K8S,
+        secret=True,
+    ),
+)
+
+# Read from the environment by other processes; declared here, documented with the rest.
+ELSEWHERE = (
+    Setting(
+        "MLOPS_IDE_TOOLS_DIR",
+        "tools_dir",
+        "where `scripts/install.sh` keeps the virtualenvs, Node 24, code-server and the proxy, in "
+        "folders named by a hash of what built them",
+        default="~/.cache/mlops-ide",
+        modes=LOCAL,
+        read_by="scripts/install.sh",
+    ),
+    Setting(
+        "MLOPS_IDE_GIT_EMAIL",
+        "git_email",
+        "the git email the startup hook gives a user who has none",
+        modes=LOCAL,
+        read_by="user servers",
+        default_doc="`<user>@localhost`",
+    ),
+    Setting(
+        "MLOPS_IDE_STARTUP_DIR",
+        "startup_dir",
+        "where the single-user image keeps the startup hook",
+        default="/opt/mlops-ide",
+        modes=K8S,
+        read_by="images/singleuser",
+    ),
+    *(
+        Setting(name, name.removeprefix("MLOPS_IDE_").lower(), help, read_by="DAGs", **more)
+        for name, help, more in (
+            (
+                "MLOPS_IDE_PIPELINE_RUNNER",
+                "`local`: steps in the pipeline's virtualenv; `kubernetes`: pods of the pipeline image",
+                {
+                    "default": "local",
+                    "default_doc": {"kubernetes": "`kubernetes` (deploy/airflow/values.yaml)"},
+                },
+            ),
+            (
+                "MLOPS_IDE_PIPELINE_PYTHON",
+                "the pipeline virtualenv's interpreter for local steps (the platform sets it)",
+                {"default": "python3", "modes": LOCAL},
+            ),
+            (
+                "MLOPS_IDE_PIPELINE_IMAGE",
+                "the pipeline steps' image",
+                {"modes": K8S, "default_doc": "`<MLOPS_IDE_IMAGE_PREFIX>-pipeline:<MLOPS_IDE_IMAGE_TAG>`"},
+            ),
+            (
+                "MLOPS_IDE_PIPELINE_NAMESPACE",
+                "the pipeline pods' namespace",
+                {"modes": K8S, "default_doc": "Airflow's"},
+            ),
+            (
+                "MLOPS_IDE_PIPELINE_CLAIM",
+                "the volume the pipeline pods share at `/data`",
+                {"default": "pipeline-data", "modes": K8S},
+            ),
+            (
+                "MLOPS_IDE_DATA_ROOT",
+                "the skin-lesion images the workflow trains on",
+                {
+                    "default": "/data/skin-lesions",
+                    "default_doc": {"local": "`MLOPS_IDE_HOME/data/skin-lesions`"},
+                },
+            ),
+            (
+                "MLOPS_IDE_WORK_ROOT",
+                "where the steps keep each run's arrays",
+                {"default": "/data/work", "default_doc": {"local": "`MLOPS_IDE_HOME/pipeline-runs`"}},
+            ),
+            (
+                "MLOPS_IDE_SERVING_URL",
+                "the serving API the steps reload and check",
+                {"default_doc": {"local": "the local serving", "kubernetes": "`http://serving:8500`"}},
+            ),
+        )
+    ),
+)

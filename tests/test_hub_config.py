@@ -1,0 +1,70 @@
+"""jupyterhub_config.py only sets configuration, and an operator's own files in
+MLOPS_IDE_HUB_CONFIG_DIR come last."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.kubernetes_hub_tools import hub_config, kubernetes_env
+
+
+def snapshot(folder: Path) -> dict[str, float]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime for p in folder.rglob("*")}
+
+
+def test_local_config_refuses_an_unprepared_state_folder_and_makes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+
+    with pytest.raises(SystemExit) as stopped:
+        hub_config(monkeypatch, {"MLOPS_IDE_HOME": str(state)})
+
+    assert "is missing: start the platform with `make up`" in str(stopped.value)
+    assert not state.exists()
+
+
+def test_local_config_reads_the_prepared_state_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "password").write_text("prepared-password\n")
+    before = snapshot(state)
+
+    c = hub_config(monkeypatch, {"MLOPS_IDE_HOME": str(state), "MLOPS_IDE_SERVICES": "mlflow"})
+
+    assert c.SharedPasswordAuthenticator.user_password == "prepared-password"
+    assert c.Spawner.environment["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert c.JupyterHub.template_vars["platform_services"] == {"MLflow": "http://127.0.0.1:5000/"}
+    assert snapshot(state) == before
+
+
+def test_the_operators_files_come_last_in_name_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    own = tmp_path / "config.d"
+    own.mkdir()
+    (own / "20-timeout.py").write_text("c.KubeSpawner.start_timeout = c.KubeSpawner.start_timeout * 2\n")
+    (own / "10-nodes.py").write_text(
+        "if settings.mode == 'kubernetes':\n"
+        "    c.KubeSpawner.node_selector = {'pool': 'users-' + settings.repo_branch}\n"
+        "    c.KubeSpawner.start_timeout = 450\n"
+    )
+    (own / "30-disabled.py.example").write_text("raise SystemExit('not read')\n")
+
+    c = hub_config(monkeypatch, kubernetes_env(tmp_path, MLOPS_IDE_HUB_CONFIG_DIR=str(own)))
+
+    assert c.KubeSpawner.node_selector == {"pool": "users-main"}
+    assert c.KubeSpawner.start_timeout == 900  # 10- ran before 20-, after ours (600)
+
+
+def test_the_shipped_example_sets_a_node_selector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    own = tmp_path / "config.d"
+    own.mkdir()
+    example = Path(__file__).resolve().parents[1] / "jupyterhub_config.d" / "10-user-node-pool.py.example"
+    (own / "10-user-node-pool.py").write_text(example.read_text())
+
+    c = hub_config(monkeypatch, kubernetes_env(tmp_path, MLOPS_IDE_HUB_CONFIG_DIR=str(own)))
+
+    assert c.KubeSpawner.node_selector == {"mlops-ide/role": "user"}
