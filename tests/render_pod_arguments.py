@@ -12,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.append(str(ROOT / "dags"))  # as Airflow's BundleDagBag does for the bundle's folder
 os.environ["MLOPS_IDE_PIPELINE_RUNNER"] = "kubernetes"
 os.environ["MLOPS_IDE_PIPELINE_NAMESPACE"] = "pipelines"  # else the hook asks a connection
 
@@ -29,12 +30,9 @@ from kubernetes.client import ApiClient  # noqa: E402
 
 class StandInTaskInstance:
     def xcom_pull(self, task_ids=None, key="return_value"):
-        if isinstance(task_ids, list):
-            return [
-                {"kind": task_id, "version": str(n + 1), "test_accuracy": 0.9}
-                for n, task_id in enumerate(task_ids)
-            ]
-        return f"/work/{task_ids}/arrays"
+        if task_ids.startswith("train_"):  # what train_step returns
+            return {"kind": task_ids, "version": str(len(task_ids)), "test_accuracy": 0.9}
+        return f"/work/{task_ids}/arrays"  # what preprocess_step returns
 
 
 environment = jinja2.Environment(undefined=jinja2.StrictUndefined)

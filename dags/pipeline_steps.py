@@ -1,0 +1,167 @@
+"""What the skin-lesion DAGs share: where a step of src/skin_cancer/tasks.py runs, decided
+at one point (`step`), and the settings they read. Not a DAG file (.airflowignore keeps
+Airflow from parsing it): the DAG files import it, as Airflow 3 puts the bundle's folder
+on sys.path for them, at parse time and when a task runs.
+
+MLOPS_IDE_PIPELINE_RUNNER picks where steps run: `local`, the pipeline's virtualenv
+(`@task.external_python`); `kubernetes`, pods of images/pipeline (KubernetesPodOperator).
+A step's arguments are one dict either way; its values may be `Expr("params.epochs")`
+(a Jinja expression: a param, the run id) or `output(other_step)`, and are rendered for
+each runner from the dict: native objects locally, JSON (Jinja's `tojson`) for a pod.
+
+No I/O and nothing heavy at import: environment variables and a path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import task
+
+# Declared in src/mlops_ide/settings/core.py (the settings table), read here from the
+# environment Airflow gives its DAGs: the platform sets them locally, deploy/airflow on Kubernetes.
+RUNNER = os.environ.get("MLOPS_IDE_PIPELINE_RUNNER", "local")
+ON_KUBERNETES = RUNNER == "kubernetes"
+PIPELINE_PYTHON = os.environ.get("MLOPS_IDE_PIPELINE_PYTHON", "python3")
+# images/pipeline as .github/workflows/images.yml names it: <prefix>-pipeline:<tag>
+PIPELINE_IMAGE = os.environ.get("MLOPS_IDE_PIPELINE_IMAGE") or "{}-pipeline:{}".format(
+    os.environ.get("MLOPS_IDE_IMAGE_PREFIX", "ghcr.io/mlops-ide/mlops-ide"),
+    os.environ.get("MLOPS_IDE_IMAGE_TAG", "main"),
+)
+DATA_ROOT = os.environ.get("MLOPS_IDE_DATA_ROOT", "/data/skin-lesions")
+# Pods share one volume (MLOPS_IDE_PIPELINE_CLAIM, at /data): the arrays go there.
+WORK_ROOT = os.environ.get("MLOPS_IDE_WORK_ROOT", "/data/work" if ON_KUBERNETES else "/tmp/cnn-skin-cancer")
+SERVING_URL = os.environ.get(
+    "MLOPS_IDE_SERVING_URL", "http://serving:8500" if ON_KUBERNETES else "http://127.0.0.1:8500"
+)
+SRC = str(Path(__file__).resolve().parents[1] / "src")  # this commit's src/, beside dags/
+# What every DAG of steps passes to @dag: run when asked, and locally "{{ params.epochs }}"
+# must arrive as 10, not "10" (a pod gets JSON text).
+DAG_DEFAULTS = {"schedule": None, "catchup": False, "render_template_as_native_obj": not ON_KUBERNETES}
+
+
+class Expr(str):
+    """A Jinja expression whose value a step gets, e.g. Expr("params.epochs"), Expr("run_id")."""
+
+
+class Output:
+    """The return value of another step."""
+
+    def __init__(self, step: Any) -> None:
+        self.step = step
+
+
+def output(step: Any) -> Output:
+    return Output(step)
+
+
+def run_step(src: str, step: str, arguments: dict):
+    """In the pipeline's interpreter (its source is sent there): put this commit's src/
+    first and run one step."""
+    import sys
+
+    sys.path.insert(0, src)
+    from skin_cancer.tasks import STEPS
+
+    return STEPS[step](**arguments)
+
+
+def step(task_id: str, name: str, arguments: dict[str, Any]) -> Any:
+    """One step, `name` in skin_cancer.tasks.STEPS, where MLOPS_IDE_PIPELINE_RUNNER says;
+    it runs after every step whose output it takes."""
+    if ON_KUBERNETES:
+        return pod_step(task_id, name, arguments)
+    return task.external_python(task_id=task_id, python=PIPELINE_PYTHON, expect_airflow=False)(run_step)(
+        SRC, name, native_arguments(arguments)
+    )
+
+
+def native_arguments(value: Any) -> Any:
+    """For a local step: expressions as templates rendered to native objects, outputs as XComArgs."""
+    if isinstance(value, Expr):
+        return "{{ " + value + " }}"
+    if isinstance(value, Output):
+        return getattr(value.step, "output", value.step)  # an operator's, or a task's XComArg
+    if isinstance(value, dict):
+        return {key: native_arguments(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [native_arguments(item) for item in value]
+    return value
+
+
+def pod_step(task_id: str, name: str, arguments: dict[str, Any]) -> Any:
+    """A pod of images/pipeline running `python -m skin_cancer.tasks <name> '<JSON arguments>'`."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    upstream: list[Any] = []
+    operator = KubernetesPodOperator(
+        task_id=task_id,
+        name=task_id.replace("_", "-"),
+        image=PIPELINE_IMAGE,
+        cmds=[
+            "python",
+            "-m",
+            "skin_cancer.tasks",
+            name,
+            "{{ " + jinja_literal(arguments, upstream) + " | tojson }}",
+        ],
+        do_xcom_push=True,
+        get_logs=True,
+        on_finish_action="delete_succeeded_pod",
+        **pipeline_pod_settings(),
+    )
+    for before in upstream:
+        before >> operator
+    return operator
+
+
+def jinja_literal(value: Any, upstream: list[Any]) -> str:
+    """`value` as a Jinja expression: expressions as they are, outputs as XCom pulls (their
+    steps added to `upstream`), everything else as a literal."""
+    if isinstance(value, Expr):
+        return f"({value})"
+    if isinstance(value, Output):
+        upstream.append(value.step)
+        return f"ti.xcom_pull(task_ids={json.dumps(value.step.task_id)})"
+    if isinstance(value, dict):
+        items = ", ".join(
+            f"{json.dumps(str(key))}: {jinja_literal(item, upstream)}" for key, item in value.items()
+        )
+        return "{" + items + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(jinja_literal(item, upstream) for item in value) + "]"
+    if value is None or isinstance(value, bool):
+        return {None: "none", True: "true", False: "false"}[value]
+    if isinstance(value, str | int | float):
+        return json.dumps(value)
+    raise TypeError(f"a step argument must be JSON-like, an Expr or an output, not {type(value).__name__}")
+
+
+def pipeline_pod_settings() -> dict[str, Any]:
+    """What every pipeline pod gets: MLflow, the shared data volume, limits, non-root."""
+    from kubernetes.client import models as k8s
+
+    return {
+        "namespace": os.environ.get("MLOPS_IDE_PIPELINE_NAMESPACE") or None,
+        "env_vars": {"MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", "http://mlflow:5000")},
+        "volumes": [
+            k8s.V1Volume(
+                name="pipeline-data",
+                persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+                    claim_name=os.environ.get("MLOPS_IDE_PIPELINE_CLAIM", "pipeline-data")
+                ),
+            )
+        ],
+        "volume_mounts": [k8s.V1VolumeMount(name="pipeline-data", mount_path="/data")],
+        "container_resources": k8s.V1ResourceRequirements(
+            requests={"cpu": "1", "memory": "2Gi"}, limits={"cpu": "4", "memory": "8Gi"}
+        ),
+        "security_context": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+        "container_security_context": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
