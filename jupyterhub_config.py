@@ -32,5 +32,5 @@ except (SettingsError, StateError) as problem:
     sys.exit(f"mlops-ide: cannot start the hub:\n{problem}")
 
 # -- the operator's own configuration, last, so that it can change anything above -------------
-for extra in sorted(settings.hub_config_dir.glob("*.py")):
+for extra in sorted(settings.hub_config_dir.glob("[!.]*.py")):
     exec(compile(extra.read_text(), str(extra), "exec"), {"c": c, "settings": settings})  # nosec B102

@@ -6,7 +6,7 @@ missing answer or on fewer than `min_accuracy` right. Runs where the workflow's 
 
 from __future__ import annotations
 
-from airflow.sdk import dag
+from airflow.sdk import Param, dag
 from pipeline_steps import DAG_DEFAULTS, DATA_ROOT, SERVING_URL, Expr, step
 
 
@@ -14,7 +14,10 @@ from pipeline_steps import DAG_DEFAULTS, DATA_ROOT, SERVING_URL, Expr, step
     dag_id="cnn_skin_cancer_test_inference",
     tags=["skin-cancer", "serving", "test"],
     doc_md=__doc__,
-    params={"images": 20, "min_accuracy": 0.9},
+    params={
+        "images": Param(20, type="integer", minimum=1),
+        "min_accuracy": Param(0.9, type="number", minimum=0, maximum=1),
+    },
     **DAG_DEFAULTS,
 )
 def cnn_skin_cancer_test_inference():

@@ -9,7 +9,7 @@ commit of the repository, like the DAG.
 
 from __future__ import annotations
 
-from airflow.sdk import dag
+from airflow.sdk import Param, dag
 from pipeline_steps import DAG_DEFAULTS, DATA_ROOT, SERVING_URL, WORK_ROOT, Expr, output, step
 
 KINDS = ("basic_cnn", "crossval", "resnet50")
@@ -23,7 +23,11 @@ def epochs_of(kind: str) -> int | Expr:
     dag_id="cnn_skin_cancer_workflow",
     tags=["skin-cancer", "training", "mlflow"],
     doc_md=__doc__,
-    params={"epochs": 10, "image_size": 64},
+    # Typed: a run asked for with "5" is refused, not given a string that a pod would keep.
+    params={
+        "epochs": Param(10, type="integer", minimum=1),
+        "image_size": Param(64, type="integer", minimum=16),
+    },
     **DAG_DEFAULTS,
 )
 def cnn_skin_cancer_workflow():

@@ -134,3 +134,42 @@ def test_settings_cannot_be_changed_after_they_are_read() -> None:
     with pytest.raises(AttributeError, match="read once"):
         settings.port = 1
     assert settings.replace(port=9000).port == 9000 and settings.port == 8000
+
+
+def test_settings_can_be_copied_and_pickled() -> None:
+    import copy
+    import pickle
+
+    settings = load({"MLOPS_IDE_PORT": "9000"})
+
+    assert copy.deepcopy(settings).port == 9000 and pickle.loads(pickle.dumps(settings)).hub_port == 9001
+
+
+def test_a_value_that_failed_is_not_reported_again_by_a_rule(tmp_path: Path) -> None:
+    from tests.kubernetes_hub_tools import kubernetes_env
+
+    with pytest.raises(SettingsError) as error:
+        load(kubernetes_env(tmp_path, MLOPS_IDE_GITHUB_ALLOWED_ORGS="not an org!"))
+
+    assert str(error.value).splitlines() == [
+        "MLOPS_IDE_GITHUB_ALLOWED_ORGS has entries that are not 'org' or 'org:team' (not an org!): "
+        "list GitHub organizations or organization:team-slug, separated by commas."
+    ]
+
+
+def test_a_secret_is_taken_as_it_is() -> None:
+    assert load({"MLOPS_IDE_PASSWORD": "  spaced out  "}).password == "  spaced out  "
+    assert load({"MLOPS_IDE_REPO_BRANCH": " main "}).repo_branch == "main"
+
+
+def test_local_mode_puts_the_hub_api_next_to_the_public_port() -> None:
+    settings = load({"MLOPS_IDE_PORT": "9000", "MLOPS_IDE_HUB_PORT": "7000"})  # a kubernetes setting
+
+    assert settings.hub_port == 9001
+
+
+def test_the_operators_config_folder_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(
+        SettingsError, match=r"MLOPS_IDE_HUB_CONFIG_DIR=.* is not a folder: set it to the folder"
+    ):
+        load({"MLOPS_IDE_HUB_CONFIG_DIR": str(tmp_path / "missing")})

@@ -49,6 +49,8 @@ def configure(c: Any, settings: Settings) -> None:
     """The hub's configuration for Kubernetes, one block per concern."""
     from mlops_ide import kubernetes_hub
 
+    settings.home.mkdir(parents=True, exist_ok=True)  # the hub's volume: database, cookie secret
+
     # -- the hub's API, reached by the proxy and the user pods through the hub's Service ----------
     c.JupyterHub.hub_ip = settings.ip
     c.JupyterHub.hub_port = settings.hub_port

@@ -19,7 +19,7 @@ NAME = "local"
 
 
 def room_for_the_internal_ports(values: Values, env: Mapping[str, str]) -> Iterable[str]:
-    if values.get("port") and values["port"] > 65533:
+    if isinstance(values.get("port"), int) and values["port"] > 65533:
         yield (
             f"MLOPS_IDE_PORT={values['port']} leaves no room for the hub's two internal ports "
             "(port+1, port+2): set 65533 or lower."

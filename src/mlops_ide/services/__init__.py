@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ class PlatformService:
     link: str = "/"  # the page the home page and the banner link to, under `url`
     health: str | None = None  # the path that answers 200 when it is healthy
     banner: str = ""  # after the address in `make up`'s banner
-    prepare: Callable[[Platform], list[str]] | None = None  # one-shot steps; lines to say
+    prepare: Callable[[Platform], Iterable[str]] | None = None  # one-shot steps, each said first
     client_env: Callable[[Settings], dict[str, str]] = field(default=lambda settings: {})
     # ^ what a client needs to find it: set in user servers and in Airflow's tasks
 

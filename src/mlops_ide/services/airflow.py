@@ -12,7 +12,7 @@ import os
 import secrets
 import signal
 import subprocess
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from mlops_ide import services
@@ -127,10 +127,11 @@ def environment(platform: Platform) -> dict[str, str]:
     return env
 
 
-def prepare(platform: Platform) -> list[str]:
-    """The dataset the DAGs train on, Airflow's database, the push hook on the local remote."""
-    lines = serving.seed_dataset(platform)
-    started = time.monotonic()
+def prepare(platform: Platform) -> Iterator[str]:
+    """The dataset the DAGs train on, Airflow's database, the push hook on the local remote;
+    each line is said before its step."""
+    yield from serving.seed_dataset(platform)
+    yield "Airflow database (first start: about 20 s)"
     log = platform.settings.home / "logs" / "airflow-db-migrate.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
@@ -141,10 +142,8 @@ def prepare(platform: Platform) -> list[str]:
             stderr=subprocess.STDOUT,
             check=True,
         )
-    lines.append(f"Airflow database ready in {time.monotonic() - started:.1f} s")
     if platform.settings.repo_url is None:
-        lines.append(f"push hook {install_push_hook(platform)}")
-    return lines
+        install_push_hook(platform)
 
 
 def processes(platform: Platform) -> list[Service]:

@@ -12,9 +12,7 @@ from mlops_ide.supervisor import Service
 def ports(settings: Settings) -> list[Port]:
     return [
         Port(settings.ip, settings.port, "MLOPS_IDE_PORT", "the hub's address"),
-        Port(
-            "127.0.0.1", settings.hub_port, "MLOPS_IDE_HUB_PORT", "MLOPS_IDE_PORT+1, the hub's internal API"
-        ),
+        Port("127.0.0.1", settings.hub_port, "MLOPS_IDE_PORT", "MLOPS_IDE_PORT+1, the hub's internal API"),
         Port("127.0.0.1", settings.proxy_api_port, "MLOPS_IDE_PORT", "MLOPS_IDE_PORT+2, the proxy's API"),
     ]
 

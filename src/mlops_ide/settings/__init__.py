@@ -30,6 +30,19 @@ Values = Mapping[str, Any]  # the attributes read so far, by name
 Rule = Callable[[Values, Mapping[str, str]], Iterable[str]]  # a cross-setting check: its problems
 
 
+class Invalid_:
+    """What a cross-setting rule sees for a value that failed to parse (already reported)."""
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "<invalid>"
+
+
+INVALID = Invalid_()
+
+
 class SettingsError(ValueError):
     """One or more settings are wrong; the message says which and what to do."""
 
@@ -86,10 +99,19 @@ class Settings:
         self.__dict__["_values"] = dict(values)
 
     def __getattr__(self, attr: str) -> Any:
+        values = self.__dict__.get("_values")
+        if values is None or attr.startswith("__"):  # copy and pickle ask before __init__ ran
+            raise AttributeError(attr)
         try:
-            return self.__dict__["_values"][attr]
+            return values[attr]
         except KeyError:
             raise AttributeError(f"{attr!r} is not a setting of {self.mode} mode") from None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     def __setattr__(self, attr: str, value: Any) -> None:
         raise AttributeError("settings are read once, at start; they cannot be changed")
@@ -103,6 +125,11 @@ class Settings:
     def public_url(self) -> str:
         host = f"[{self.ip}]" if ":" in self.ip else self.ip
         return f"http://{host}:{self.port}/"
+
+    @property
+    def hub_port(self) -> int:
+        """The hub's own API port: MLOPS_IDE_HUB_PORT on Kubernetes, the public port + 1 locally."""
+        return self._values.get("hub_port") or self.port + 1
 
     @property
     def proxy_api_port(self) -> int:
@@ -135,17 +162,24 @@ def read(
     env = os.environ if environ is None else environ
     problems: list[str] = []
     values: dict[str, Any] = {"mode": mode}
+    failed: set[str] = set()
     for row in table:
         if row.read_by != "hub" or row.attr in values:
             continue
-        raw = env.get(row.name, "").strip()
+        raw = env.get(row.name, "")
+        raw = raw if row.secret else raw.strip()  # a secret is taken as it is
         if mode not in row.modes:
             if raw and mode in row.refused_in:
                 problems.append(f"{row.name} is set, but {row.refused_in[mode]}")
             continue
+        reported = len(problems)
         values[row.attr] = parse(row, raw, values, problems)
+        if len(problems) > reported:
+            failed.add(row.attr)
+    # The rules see a value that failed as INVALID, so that they do not report it again.
+    seen = {attr: INVALID if attr in failed else value for attr, value in values.items()}
     for rule in rules:
-        problems.extend(rule(values, env))
+        problems.extend(rule(seen, env))
     if problems:
         raise SettingsError("\n".join(problems))
     return Settings(mode, values)

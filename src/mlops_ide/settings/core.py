@@ -48,17 +48,17 @@ PLATFORM = (
     Setting(
         "MLOPS_IDE_PORT",
         "port",
-        "the hub's public port; locally the proxy's API also uses `PORT+2` on 127.0.0.1",
+        "the hub's public port; locally the hub's API also uses `PORT+1`, the proxy's `PORT+2`",
         default="8000",
         parse=p.port,
     ),
     Setting(
         "MLOPS_IDE_HUB_PORT",
         "hub_port",
-        "the hub's own API port (the proxy and the user servers reach the hub there)",
-        default=lambda v: "8081" if v["mode"] == "kubernetes" else str((v.get("port") or 8000) + 1),
+        "the hub's own API port (the proxy and the user pods reach the hub there)",
+        default="8081",
         parse=p.port,
-        default_doc={"local": "`PORT+1`, on 127.0.0.1", "kubernetes": "`8081`"},
+        modes=K8S,
     ),
     Setting(
         "MLOPS_IDE_PASSWORD",
@@ -87,7 +87,7 @@ PLATFORM = (
         "your own hub configuration: its `*.py` files are read after ours, in name order, with `c` "
         "and `settings` at hand (see `jupyterhub_config.d/README.md`)",
         default=str(CHECKOUT / "jupyterhub_config.d"),
-        parse=p.folder,
+        parse=p.config_folder,
         default_doc="`jupyterhub_config.d/` in the checkout",
     ),
     Setting(

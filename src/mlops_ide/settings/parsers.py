@@ -59,6 +59,15 @@ def folder(raw: str) -> Path:
     return path
 
 
+def config_folder(raw: str) -> Path:
+    path = Path(raw).expanduser().absolute()
+    if not path.is_dir():
+        raise Invalid(
+            "is not a folder: set it to the folder of your own *.py hub configuration, or unset it."
+        )
+    return path
+
+
 def existing_file(raw: str) -> str:
     if not Path(raw).is_file():
         raise Invalid("is not a file: set it to the file that holds the token, or unset it.")
