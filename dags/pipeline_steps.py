@@ -19,8 +19,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import task
-
 # Declared in src/mlops_ide/settings/core.py (the settings table), read here from the
 # environment Airflow gives its DAGs: the platform sets them locally, deploy/airflow on Kubernetes.
 RUNNER = os.environ.get("MLOPS_IDE_PIPELINE_RUNNER", "local")
@@ -74,6 +72,8 @@ def step(task_id: str, name: str, arguments: dict[str, Any]) -> Any:
     it runs after every step whose output it takes."""
     if ON_KUBERNETES:
         return pod_step(task_id, name, arguments)
+    from airflow.sdk import task  # its decorators load the standard provider (~30 ms): local steps only
+
     return task.external_python(task_id=task_id, python=PIPELINE_PYTHON, expect_airflow=False)(run_step)(
         SRC, name, native_arguments(arguments)
     )
