@@ -93,7 +93,11 @@ def remote_key(url: str) -> tuple[str, str]:
 
 
 def has_password(url: str) -> bool:
-    return "://" in url and urlsplit(url).password is not None
+    """A password, or over HTTP(S) any user part (a token is often given as the user)."""
+    parts = urlsplit(url) if "://" in url else None
+    return parts is not None and (
+        parts.password is not None or (parts.scheme in ("http", "https") and parts.username is not None)
+    )
 
 
 class RepoSync:

@@ -59,3 +59,30 @@ def test_refresh_names_the_problem_when_airflow_refuses(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "could not ask Airflow to re-parse" in result.stdout and "Connection refused" in result.stdout
+
+
+def test_a_branch_name_cannot_run_code_in_the_hook(tmp_path: Path) -> None:
+    """`main$(touch${IFS}pwned)` is a valid branch name; pasted into the hook unquoted it ran."""
+    branch = "main$(touch${IFS}pwned)"
+    settings = load(
+        {
+            "MLOPS_IDE_HOME": str(tmp_path / "state"),
+            "MLOPS_IDE_REPO_BRANCH": branch,
+            "MLOPS_IDE_AIRFLOW_PORT": str(free_port_base()),  # nothing listens: refused at once
+        }
+    )
+    remote, _ = ensure_local_remote(settings)
+    (settings.home / "logs").mkdir()
+    airflow.install_push_hook(Platform(settings, Tools.load(), "a-password"))
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "--quiet", "--branch", branch, str(remote), str(clone))
+    user_commit(clone, {"dags/new.py": "# new\n"}, "new")
+
+    git(clone, "-c", "user.name=t", "push", "--quiet", "origin", branch)
+
+    log = settings.home / "logs" / "post-receive.log"
+    deadline = time.monotonic() + 30
+    while "post-receive" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "could not ask Airflow to re-parse" in log.read_text()  # the hook ran, for this branch
+    assert list(tmp_path.rglob("pwned")) == []

@@ -71,6 +71,11 @@ def test_values_are_read_from_the_environment(tmp_path: Path) -> None:
             "MLOPS_IDE_REPO_URL contains a password",
         ),
         (
+            "MLOPS_IDE_REPO_URL",
+            "https://s3cr3t@github.com/t/p.git",
+            "MLOPS_IDE_REPO_URL contains a password or token",
+        ),
+        (
             "MLOPS_IDE_GIT_TOKEN_FILE",
             "/no/such/token",
             "MLOPS_IDE_GIT_TOKEN_FILE='/no/such/token' is not a file",
@@ -97,6 +102,13 @@ def test_home_that_is_a_file_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(SettingsError, match=r"MLOPS_IDE_HOME=.* is a file"):
         load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+
+
+def test_an_ssh_url_with_its_user_is_accepted() -> None:
+    assert (
+        load({"MLOPS_IDE_REPO_URL": "ssh://git@github.com/t/p.git"}).repo_url
+        == "ssh://git@github.com/t/p.git"
+    )
 
 
 def test_git_token_settings_are_passed_on(tmp_path: Path) -> None:

@@ -430,9 +430,13 @@ def test_existing_git_identity_is_kept(remote: Remote, home: Path) -> None:
     assert git(home, "config", "--global", "user.email") == "alice@localhost"
 
 
-def test_token_inside_the_url_is_refused(home: Path) -> None:
+@pytest.mark.parametrize(
+    "url",
+    ["https://alice:s3cret@example.com/team/pipelines.git", "https://s3cret@example.com/team/pipelines.git"],
+)
+def test_token_inside_the_url_is_refused(home: Path, url: str) -> None:
     outcome = sync(
-        "https://alice:s3cret@example.com/team/pipelines.git",
+        url,
         "main",
         home / "p",
         status_file=home / "sync-status.md",

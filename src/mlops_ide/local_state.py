@@ -52,8 +52,24 @@ class Tools:
 
 
 def ensure_folder(path: Path, mode: int = 0o700) -> Path:
+    """The folder, made if missing, with `mode` also when it was there already."""
     path.mkdir(parents=True, exist_ok=True, mode=mode)
+    path.chmod(mode)
     return path
+
+
+def lock_down(settings: Settings) -> None:
+    """At every start, also for a state folder made by an earlier version or by hand: the
+    folder and everything at its top are its owner's alone (the hub database, the cookie
+    secret, the password); folders below it keep what they need (bin/ is on users' PATH)."""
+    ensure_folder(settings.home)
+    for path in settings.home.iterdir():
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            path.chmod(0o755 if path == code_server_bin(settings) else 0o700)
+        elif path.is_file():
+            path.chmod(0o600)
 
 
 def ensure_secret(path: Path, make: callable) -> tuple[str, bool]:
@@ -103,6 +119,7 @@ def ensure_local_remote(settings: Settings, checkout: Path = CHECKOUT) -> tuple[
     committed HEAD as branch main; after that it belongs to its users and is kept."""
     remote = settings.local_remote
     if (remote / "HEAD").exists():
+        protect_remote(remote)  # also a remote made by an earlier version
         return remote, "kept"
     head = subprocess.run(
         ["git", "rev-parse", "--verify", "HEAD"], cwd=checkout, capture_output=True, text=True
@@ -113,9 +130,25 @@ def ensure_local_remote(settings: Settings, checkout: Path = CHECKOUT) -> tuple[
     subprocess.run(["rm", "-rf", str(partial)], check=True)
     ensure_folder(partial.parent)
     run_git(["init", "--quiet", "--bare", "--initial-branch", settings.repo_branch, str(partial)], checkout)
+    protect_remote(partial)
     run_git(["push", "--quiet", str(partial), f"HEAD:refs/heads/{settings.repo_branch}"], checkout)
     os.rename(partial, remote)
     return remote, f"seeded from {head.stdout.strip()[:12]}"
+
+
+# What makes the shared remote keep every commit: no rewriting or deleting a branch, every
+# ref update logged (bare repositories log none by default), files writable by its group.
+REMOTE_CONFIG = {
+    "receive.denyNonFastForwards": "true",
+    "receive.denyDeletes": "true",
+    "core.logAllRefUpdates": "always",
+    "core.sharedRepository": "group",
+}
+
+
+def protect_remote(remote: Path) -> None:
+    for key, value in REMOTE_CONFIG.items():
+        run_git(["config", key, value], remote)
 
 
 def code_server_bin(settings: Settings) -> Path:

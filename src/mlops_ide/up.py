@@ -7,6 +7,7 @@ on Ctrl-C or SIGTERM. The services come from the registry (mlops_ide.services).
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import sys
 import time
@@ -51,7 +52,7 @@ def port_problems(ports: Iterable[Port]) -> list[str]:
 def prepare_state(settings: Settings, tools: local_state.Tools) -> tuple[str, bool]:
     """The state folder the hub reads: password, git remote, code-server on the users' PATH."""
     say(f"==> Preparing the state folder {settings.home}")
-    local_state.ensure_folder(settings.home)
+    local_state.lock_down(settings)
     password, made = local_state.ensure_password(settings)
     if settings.repo_url is None:
         remote, how = local_state.ensure_local_remote(settings)
@@ -99,6 +100,7 @@ def main() -> int:
         say("mlops-ide: cannot start:\n" + "\n".join(problems))
         return 2
 
+    os.umask(0o077)  # what the platform and its services write is their owner's alone
     password, made = prepare_state(settings, tools)
     platform = Platform(settings, tools, password)
     running = services.running(settings)

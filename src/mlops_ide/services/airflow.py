@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -178,15 +179,26 @@ def install_push_hook(platform: Platform) -> Path:
     hook = settings.local_remote / "hooks" / "post-receive"
     log = settings.home / "logs" / "post-receive.log"
     refresh = CHECKOUT / "src" / "mlops_ide" / "dag_refresh.py"
+    # Every value is shell-quoted: a branch name may hold `$(...)` and still be a valid ref.
+    refresh_command = shlex.join(
+        [
+            str(platform.tools.python),
+            str(refresh),
+            "--airflow-url",
+            url(settings),
+            "--passwords-file",
+            str(passwords_file(settings)),
+            "--dag",
+            ANCHOR_DAG,
+        ]
+    )
     hook.write_text(
         "#!/bin/sh\n"
         "# Written by mlops-ide at every start: tell Airflow about the push now rather than\n"
         "# at its next bundle refresh. In the background: the push is not slowed.\n"
         "while read -r old new ref; do\n"
-        f'  [ "$ref" = "refs/heads/{settings.repo_branch}" ] || continue\n'
-        f'  nohup "{platform.tools.python}" "{refresh}" --airflow-url "{url(settings)}" '
-        f'--passwords-file "{passwords_file(settings)}" --dag "{ANCHOR_DAG}" '
-        f'>> "{log}" 2>&1 < /dev/null &\n'
+        f'  [ "$ref" = {shlex.quote("refs/heads/" + settings.repo_branch)} ] || continue\n'
+        f"  nohup {refresh_command} >> {shlex.quote(str(log))} 2>&1 < /dev/null &\n"
         "done\n"
     )
     hook.chmod(0o755)

@@ -22,7 +22,9 @@ STORAGE = re.compile(r"^[1-9][0-9]*(Mi|Gi|Ti)$")  # a Kubernetes quantity: 10Gi,
 # GitHub: an organization, or organization:team (team slug), as oauthenticator takes them.
 GITHUB_ORG = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?::[A-Za-z0-9_.-]{1,100})?$")
 HOST = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?")
-URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@")
+# A password, or a token as the user part (https://TOKEN@host/...): git would store either in
+# .git/config. SSH's user part (ssh://git@host/...) is no secret.
+URL_WITH_CREDENTIALS = re.compile(r"^(?:[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@|https?://[^/@]+@)", re.IGNORECASE)
 
 
 def choice(options: tuple[str, ...], what: str) -> Callable[[str], str]:
@@ -127,7 +129,7 @@ def branch(raw: str) -> str:
 
 
 def repo_url(raw: str) -> str:
-    if URL_WITH_PASSWORD.match(raw):
+    if URL_WITH_CREDENTIALS.match(raw):
         raise Invalid(
             "contains a password or token: remove it and set MLOPS_IDE_GIT_TOKEN (or "
             "MLOPS_IDE_GIT_TOKEN_FILE) instead.",

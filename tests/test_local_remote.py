@@ -1,0 +1,89 @@
+"""The shared local remote keeps every commit: no force-push, no branch deletion, every
+ref update logged, also for a remote made by an earlier version."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mlops_ide.local_state import REMOTE_CONFIG, ensure_local_remote, lock_down
+from mlops_ide.modes import load
+from tests.gitrepos import git, user_commit
+
+
+@pytest.fixture
+def remote_and_clone(tmp_path: Path) -> tuple[Path, Path]:
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    remote, _ = ensure_local_remote(settings)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "--quiet", str(remote), str(clone))
+    git(clone, "config", "user.name", "t")
+    git(clone, "config", "user.email", "t@t")
+    return remote, clone
+
+
+def push(clone: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "push", *args], cwd=clone, capture_output=True, text=True)
+
+
+def test_a_force_push_that_drops_commits_is_refused(remote_and_clone: tuple[Path, Path]) -> None:
+    remote, clone = remote_and_clone
+    before = git(remote, "rev-parse", "main")
+    user_commit(clone, {"dags/a.py": "# a\n"}, "a")
+    assert push(clone, "origin", "main").returncode == 0
+    pushed = git(remote, "rev-parse", "main")
+
+    result = push(clone, "--force", "origin", "HEAD~1:main")
+
+    assert result.returncode != 0 and "non-fast-forward" in result.stderr
+    assert git(remote, "rev-parse", "main") == pushed != before
+
+
+def test_deleting_a_branch_is_refused(remote_and_clone: tuple[Path, Path]) -> None:
+    remote, clone = remote_and_clone
+
+    result = push(clone, "origin", ":main")
+
+    assert result.returncode != 0 and "deletion prohibited" in result.stderr
+    assert git(remote, "rev-parse", "main")
+
+
+def test_every_update_of_the_branch_is_logged(remote_and_clone: tuple[Path, Path]) -> None:
+    remote, clone = remote_and_clone
+    commits = [user_commit(clone, {f"dags/{n}.py": "# n\n"}, f"c{n}") for n in range(2)]
+    for commit in commits:
+        assert push(clone, "origin", f"{commit}:main").returncode == 0
+
+    logged = git(remote, "reflog", "show", "--format=%H", "main").split()
+
+    assert logged[:2] == commits[::-1]
+
+
+def test_a_remote_made_by_an_earlier_version_is_protected_at_the_next_start(tmp_path: Path) -> None:
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    remote, _ = ensure_local_remote(settings)
+    for key in REMOTE_CONFIG:
+        git(remote, "config", "--unset", key)
+
+    _, how = ensure_local_remote(settings)
+
+    assert how == "kept"
+    assert {key: git(remote, "config", key) for key in REMOTE_CONFIG} == REMOTE_CONFIG
+
+
+def test_an_old_open_state_folder_is_made_private_at_the_next_start(tmp_path: Path) -> None:
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    state = settings.home
+    (state / "logs").mkdir(parents=True)
+    state.chmod(0o755)
+    (state / "logs").chmod(0o755)
+    (state / "jupyterhub.sqlite").write_text("")
+    (state / "jupyterhub.sqlite").chmod(0o644)
+
+    lock_down(settings)
+
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert (state / "logs").stat().st_mode & 0o777 == 0o700
+    assert (state / "jupyterhub.sqlite").stat().st_mode & 0o777 == 0o600
