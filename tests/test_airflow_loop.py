@@ -27,6 +27,7 @@ from airflow.sdk import dag, task
 def hello_push():
     @task
     def answer() -> int:
+        print("the answer is 42")
         return 42
 
     answer()
@@ -105,6 +106,9 @@ def test_pushed_dag_appears_runs_and_records_its_commit(
 
     assert run["state"] == "success"
     assert run["bundle_version"] == commit
+    # The task's log reads through the API from the log files (no log server on any interface).
+    task_log = airflow.get(f"dags/hello_push/dagRuns/{run['dag_run_id']}/taskInstances/answer/logs/1").text
+    assert "the answer is 42" in task_log
     hook_log = (platform.home / "logs" / "post-receive.log").read_text()
     assert "Airflow re-parsing the bundle" in hook_log and "could not ask" not in hook_log
 
@@ -283,3 +287,15 @@ def test_a_killed_service_is_restarted_within_seconds(
     wait_for(lambda: f"   {name} restarted" in platform.log(), 10, "the platform to restart it")
     wait_for(lambda: answers(f"http://127.0.0.1:{port}{health_path}"), 60, f"{name} to answer again")
     assert time.monotonic() - killed < 60
+
+
+def test_nothing_the_platform_runs_listens_beyond_loopback(platform: Platform, clone: Path) -> None:
+    """Hub, proxy, MLflow, Airflow (no log servers) and a user's server: loopback only."""
+    ours = {str(pid) for pid in descendants(platform.proc.pid)}
+    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    addresses = {
+        line.split()[3] for line in listening.splitlines() if any(f"pid={pid}," in line for pid in ours)
+    }
+
+    assert addresses, "found none of the platform's sockets"
+    assert {address.rsplit(":", 1)[0] for address in addresses} <= {"127.0.0.1", "[::1]"}, addresses

@@ -30,6 +30,7 @@ def test_values_are_read_from_the_environment(tmp_path: Path) -> None:
         {
             "MLOPS_IDE_HOME": str(tmp_path),
             "MLOPS_IDE_IP": "0.0.0.0",
+            "MLOPS_IDE_ALLOW_HTTP": "1",
             "MLOPS_IDE_PORT": "9000",
             "MLOPS_IDE_ADMIN_USERS": "Ana, ben ",
             "MLOPS_IDE_REPO_URL": "https://github.com/team/pipelines.git",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mlops_ide import local_state, modes, services
 from mlops_ide.services import Platform, Port
-from mlops_ide.settings import Settings, SettingsError
+from mlops_ide.settings import Settings, SettingsError, parsers
 from mlops_ide.supervisor import Supervisor
 
 
@@ -69,9 +69,10 @@ def banner(settings: Settings, password: str, made: bool, seconds: float) -> lis
         if settings.password is None
         else "from MLOPS_IDE_PASSWORD"
     )
-    lines = [
-        "",
-        f"mlops-ide is up in {seconds:.1f} s: {settings.public_url}",
+    lines = ["", f"mlops-ide is up in {seconds:.1f} s: {settings.public_url}"]
+    if settings.allow_http and not settings.ssl_cert and not parsers.is_loopback(settings.ip):
+        lines.append(f"   WARNING: plain HTTP on {settings.ip}: passwords cross the network in clear")
+    lines += [
         f"   log in with any username and the password: {password}",
         f"   ({where}; admins: {', '.join(settings.admin_users)})",
     ]

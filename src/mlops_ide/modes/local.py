@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mlops_ide import local_state, services
-from mlops_ide.settings import CHECKOUT, Settings, Values, read, table
+from mlops_ide.settings import CHECKOUT, Settings, Values, parsers, read, table
 
 NAME = "local"
 
@@ -26,7 +26,22 @@ def room_for_the_internal_ports(values: Values, env: Mapping[str, str]) -> Itera
         )
 
 
-RULES = (room_for_the_internal_ports,)
+def off_loopback_only_safely(values: Values, env: Mapping[str, str]) -> Iterable[str]:
+    """Beyond this machine, passwords travel only over HTTPS, unless plain HTTP is asked for."""
+    cert, key = values.get("ssl_cert"), values.get("ssl_key")
+    if bool(cert) != bool(key):
+        yield "MLOPS_IDE_SSL_CERT and MLOPS_IDE_SSL_KEY go together: set both (the certificate and its key)."
+    ip = values.get("ip")
+    if not isinstance(ip, str) or parsers.is_loopback(ip) or (cert and key) or values.get("allow_http"):
+        return
+    yield (
+        f"MLOPS_IDE_IP={ip} serves the login page beyond this machine over plain HTTP: set "
+        "MLOPS_IDE_SSL_CERT and MLOPS_IDE_SSL_KEY (the hub serves HTTPS), or MLOPS_IDE_ALLOW_HTTP=1 "
+        "to accept passwords in clear text."
+    )
+
+
+RULES = (room_for_the_internal_ports, off_loopback_only_safely)
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -44,6 +59,9 @@ def configure(c: Any, settings: Settings) -> None:
     # -- where the hub listens, and its state ---------------------------------------------------
     c.JupyterHub.ip = settings.ip
     c.JupyterHub.port = settings.port
+    if settings.ssl_cert:
+        c.JupyterHub.ssl_cert = settings.ssl_cert
+        c.JupyterHub.ssl_key = settings.ssl_key
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = settings.hub_port
     c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"

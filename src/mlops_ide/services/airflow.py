@@ -39,13 +39,7 @@ def url(settings: Settings) -> str:
 
 
 def ports(settings: Settings) -> list[Port]:
-    port = settings.airflow_port
-    return [
-        Port("127.0.0.1", port, PORT.name, "Airflow's API and UI"),
-        # serve-logs binds every interface, whatever it is told
-        Port("0.0.0.0", port + 1, PORT.name, "MLOPS_IDE_AIRFLOW_PORT+1, Airflow's task logs"),
-        Port("0.0.0.0", port + 2, PORT.name, "MLOPS_IDE_AIRFLOW_PORT+2, Airflow's trigger logs"),
-    ]
+    return [Port("127.0.0.1", settings.airflow_port, PORT.name, "Airflow's API and UI")]
 
 
 def users(settings: Settings) -> list[str]:
@@ -106,8 +100,6 @@ def environment(platform: Platform) -> dict[str, str]:
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API__BASE_URL": url(settings) + "/",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": url(settings) + "/execution/",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_port + 1),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_port + 2),
             # An edited DAG is parsed within a second of its push, but by default its new
             # serialization is written at most every 30 s: a push would look ignored that long.
             "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
@@ -152,10 +144,10 @@ def processes(platform: Platform) -> list[Service]:
     env = environment(platform)
     airflow = str(platform.tools.airflow_python.parent / "airflow")
 
-    def process(name: str, command: str, **extra: object) -> Service:
+    def process(name: str, command: str, *flags: str, **extra: object) -> Service:
         return Service(
             name=f"Airflow {name}",
-            argv=[airflow, command],
+            argv=[airflow, command, *flags],
             env=env,
             cwd=settings.home / "airflow",
             log=settings.home / "logs" / f"airflow-{command}.log",
@@ -165,9 +157,11 @@ def processes(platform: Platform) -> list[Service]:
     return [
         process("API server", "api-server", ready_url=f"{url(settings)}/api/v2/monitor/health"),
         # SIGINT: the scheduler stops its LocalExecutor workers too (SIGTERM leaves them).
-        process("scheduler", "scheduler", stop_signal=signal.SIGINT),
+        # No log servers: they bind every interface whatever they are told, and on one
+        # machine the API server reads the task logs from their files.
+        process("scheduler", "scheduler", "--skip-serve-logs", stop_signal=signal.SIGINT),
         process("DAG processor", "dag-processor", stop_signal=signal.SIGINT),
-        process("triggerer", "triggerer", stop_signal=signal.SIGINT),
+        process("triggerer", "triggerer", "--skip-serve-logs", stop_signal=signal.SIGINT),
     ]
 
 

@@ -124,7 +124,8 @@ class Settings:
     @property
     def public_url(self) -> str:
         host = f"[{self.ip}]" if ":" in self.ip else self.ip
-        return f"http://{host}:{self.port}/"
+        scheme = "https" if self._values.get("ssl_cert") else "http"
+        return f"{scheme}://{host}:{self.port}/"
 
     @property
     def hub_port(self) -> int:

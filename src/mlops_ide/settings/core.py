@@ -46,6 +46,28 @@ PLATFORM = (
         default_doc={"local": "`127.0.0.1`", "kubernetes": "`0.0.0.0`"},
     ),
     Setting(
+        "MLOPS_IDE_SSL_CERT",
+        "ssl_cert",
+        "the hub's TLS certificate (PEM); with MLOPS_IDE_SSL_KEY the hub serves HTTPS",
+        parse=p.readable_file("the certificate (PEM)"),
+        modes=LOCAL,
+    ),
+    Setting(
+        "MLOPS_IDE_SSL_KEY",
+        "ssl_key",
+        "the certificate's private key (PEM)",
+        parse=p.readable_file("the certificate's private key (PEM)"),
+        modes=LOCAL,
+    ),
+    Setting(
+        "MLOPS_IDE_ALLOW_HTTP",
+        "allow_http",
+        "`1`: serve plain HTTP on an address beyond this machine (passwords cross the network in clear)",
+        default="0",
+        parse=p.flag,
+        modes=LOCAL,
+    ),
+    Setting(
         "MLOPS_IDE_PORT",
         "port",
         "the hub's public port; locally the hub's API also uses `PORT+1`, the proxy's `PORT+2`",

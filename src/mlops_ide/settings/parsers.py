@@ -70,6 +70,28 @@ def config_folder(raw: str) -> Path:
     return path
 
 
+def readable_file(what: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        path = Path(raw).expanduser().absolute()
+        if not path.is_file():
+            raise Invalid(f"is not a file: set it to {what}, or unset it.")
+        return str(path)
+
+    return parse
+
+
+def flag(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise Invalid("is not 1 or 0: set 1 to turn it on, 0 (or nothing) to leave it off.")
+
+
+def is_loopback(address: str) -> bool:
+    return ipaddress.ip_address(address).is_loopback
+
+
 def existing_file(raw: str) -> str:
     if not Path(raw).is_file():
         raise Invalid("is not a file: set it to the file that holds the token, or unset it.")
