@@ -4,12 +4,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTEST_ARGS ?=
 
-.PHONY: help up test lint bench
+.PHONY: help up test lint bench users
 
 help:
 	@echo "make up     install what is missing, then run the platform (Ctrl-C stops it)"
 	@echo "make test   install what is missing, then run the linters and every test"
 	@echo "make bench  run the benchmarks in bench/ and print their figures"
+	@echo "make users ARGS='add NAME'   accounts: add NAME [--admin] | reset NAME | list | remove NAME"
 
 up:
 	@bash scripts/install.sh platform
@@ -23,6 +24,9 @@ test:
 		&& "$$MLOPS_IDE_PIPELINE_PYTHON" -m pytest tests/pipeline -W ignore::DeprecationWarning $(PYTEST_ARGS) \
 		&& echo "== the app's tests, in its own virtualenv (Streamlit)" \
 		&& "$$MLOPS_IDE_APP_PYTHON" -m pytest tests/app $(PYTEST_ARGS)
+
+users:
+	@. ./.tools.env && PYTHONPATH="$(CURDIR)/src:$(CURDIR)" exec "$$MLOPS_IDE_PYTHON" -m mlops_ide.users $(ARGS)
 
 lint:
 	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m ruff check . && "$$MLOPS_IDE_PYTHON" -m ruff format --check .

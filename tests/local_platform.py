@@ -91,6 +91,7 @@ class Platform:
         self.env = platform_env(home, self.port, **settings)
         self.output = home.parent / f"up-{self.port}.log"
         self.proc: subprocess.Popen | None = None
+        self.passwords: dict[str, str] = {}  # accounts added by add_user()
 
     def start(self, timeout: float = 90) -> Platform:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -127,6 +128,31 @@ class Platform:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
+    def users(self, *args: str) -> subprocess.CompletedProcess:
+        """`python -m mlops_ide.users ARGS` against this platform's state folder."""
+        return subprocess.run(
+            [sys.executable, "-m", "mlops_ide.users", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def add_user(self, username: str, *flags: str) -> str:
+        """A new account made from the command line, as an operator would; its password."""
+        result = self.users("add", username, *flags)
+        assert result.returncode == 0, result.stderr
+        self.passwords[username] = result.stdout.splitlines()[-1]
+        return self.passwords[username]
+
+    def password_of(self, username: str) -> str:
+        """The first admin's password, or the user's own (made on first use)."""
+        admins = self.env.get("MLOPS_IDE_ADMIN_USERS", "admin").split(",")
+        if username == admins[0] or self.env.get("MLOPS_IDE_AUTH") == "shared":
+            return self.password
+        return self.passwords.get(username) or self.add_user(username)
+
     def login(self, username: str, password: str | None = None) -> requests.Session:
         session = requests.Session()
         session.get(f"{self.url}/hub/login", timeout=30)
@@ -134,7 +160,7 @@ class Platform:
             f"{self.url}/hub/login",
             data={
                 "username": username,
-                "password": password or self.password,
+                "password": password or self.password_of(username),
                 "_xsrf": session.cookies.get("_xsrf"),
             },
             allow_redirects=False,

@@ -47,7 +47,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
 def log_in(page: Page, platform: Platform, username: str) -> None:
     page.goto(f"{platform.url}/hub/login")
     page.fill("#username_input", username)
-    page.fill("#password_input", platform.password)
+    page.fill("#password_input", platform.password_of(username))
     page.click("#login_submit")
 
 

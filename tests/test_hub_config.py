@@ -34,7 +34,10 @@ def test_local_config_reads_the_prepared_state_and_writes_nothing(
     (state / "password").write_text("prepared-password\n")
     before = snapshot(state)
 
-    c = hub_config(monkeypatch, {"MLOPS_IDE_HOME": str(state), "MLOPS_IDE_SERVICES": "mlflow"})
+    c = hub_config(
+        monkeypatch,
+        {"MLOPS_IDE_HOME": str(state), "MLOPS_IDE_SERVICES": "mlflow", "MLOPS_IDE_AUTH": "shared"},
+    )
 
     assert c.SharedPasswordAuthenticator.user_password == "prepared-password"
     assert c.Spawner.environment["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"

@@ -146,7 +146,7 @@ def test_wrong_password_returns_to_login_with_an_error(platform: Platform) -> No
     assert session.get(f"{platform.url}/hub/api/user", timeout=30).status_code == 403
 
 
-def test_admin_logs_in_with_the_same_password_and_is_admin(platform: Platform) -> None:
+def test_the_first_admin_logs_in_with_the_platform_password_and_is_admin(platform: Platform) -> None:
     admin = platform.login("admin")
 
     assert admin.get(f"{platform.url}/hub/admin", timeout=30).status_code == 200

@@ -62,7 +62,8 @@ def test_second_start_keeps_homes_remote_and_password(tmp_path: Path) -> None:
         assert second.password == password
         assert "local git remote" in second.log() and "(kept)" in second.log()
         assert git(home / "remote" / "pipelines.git", "rev-parse", "main") == remote_head
-        second.open_vscode(second.login("alice"), "alice")
+        # alice's account and password are kept too
+        second.open_vscode(second.login("alice", first.passwords["alice"]), "alice")
         assert notes.read_text() == "work in progress\n"
         assert "up_to_date" in (home / "homes" / "alice" / "sync-status.md").read_text()
     finally:

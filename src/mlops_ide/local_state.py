@@ -91,6 +91,10 @@ def ensure_password(settings: Settings) -> tuple[str, bool]:
     return ensure_secret(settings.home / "password", lambda: secrets.token_urlsafe(12))
 
 
+def hub_db_url(settings: Settings) -> str:
+    return f"sqlite:///{settings.home / 'jupyterhub.sqlite'}"
+
+
 def read_password(settings: Settings) -> str:
     """The password `ensure_password` set up; the hub reads it, it never makes one."""
     if settings.password:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from mlops_ide import local_state, modes, services
+from mlops_ide import local_state, modes, services, users
 from mlops_ide.services import Platform, Port
 from mlops_ide.settings import Settings, SettingsError, parsers
 from mlops_ide.supervisor import Supervisor
@@ -49,21 +49,25 @@ def port_problems(ports: Iterable[Port]) -> list[str]:
     return problems
 
 
-def prepare_state(settings: Settings, tools: local_state.Tools) -> tuple[str, bool]:
-    """The state folder the hub reads: password, git remote, code-server on the users' PATH."""
+def prepare_state(settings: Settings, tools: local_state.Tools) -> tuple[str, bool, dict[str, str]]:
+    """The state folder the hub reads: password, admins' accounts, git remote, code-server on
+    the users' PATH. Returns the first admin's password, whether it is new, and new admins'."""
     say(f"==> Preparing the state folder {settings.home}")
     local_state.lock_down(settings)
     password, made = local_state.ensure_password(settings)
+    new_admins = users.ensure_admins(settings, password) if settings.auth == "native" else {}
     if settings.repo_url is None:
         remote, how = local_state.ensure_local_remote(settings)
         say(f"   local git remote {remote} ({how})")
     else:
         say(f"   pipeline repository {settings.repo_url} (MLOPS_IDE_REPO_URL)")
     local_state.write_code_server_shim(settings, tools)
-    return password, made
+    return password, made, new_admins
 
 
-def banner(settings: Settings, password: str, made: bool, seconds: float) -> list[str]:
+def banner(
+    settings: Settings, password: str, made: bool, seconds: float, new_admins: dict[str, str] | None = None
+) -> list[str]:
     where = (
         f"generated{' now' if made else ''}, kept in {settings.home / 'password'}"
         if settings.password is None
@@ -72,10 +76,24 @@ def banner(settings: Settings, password: str, made: bool, seconds: float) -> lis
     lines = ["", f"mlops-ide is up in {seconds:.1f} s: {settings.public_url}"]
     if settings.allow_http and not settings.ssl_cert and not parsers.is_loopback(settings.ip):
         lines.append(f"   WARNING: plain HTTP on {settings.ip}: passwords cross the network in clear")
-    lines += [
-        f"   log in with any username and the password: {password}",
-        f"   ({where}; admins: {', '.join(settings.admin_users)})",
-    ]
+    if settings.auth == "shared":
+        lines += [
+            f"   log in with any username and the password: {password}",
+            f"   ({where}; admins: {', '.join(settings.admin_users)})",
+        ]
+    elif settings.admin_users:
+        first = settings.admin_users[0]
+        lines.append(f"   log in as {first} with the password: {password}  ({where})")
+        lines += [
+            f"   new admin {name}, password: {secret}  (shown once; `make users ARGS='reset {name}'`)"
+            for name, secret in (new_admins or {}).items()
+            if name != first
+        ]
+    if settings.auth == "native":
+        lines.append(
+            "   add people: `make users ARGS='add NAME'` (prints their password), or they sign "
+            "up at /hub/signup and an admin approves them at /hub/authorize"
+        )
     for service in services.running(settings):
         if service.url is not None:
             page = service.url(settings) + service.link
@@ -102,7 +120,7 @@ def main() -> int:
         return 2
 
     os.umask(0o077)  # what the platform and its services write is their owner's alone
-    password, made = prepare_state(settings, tools)
+    password, made, new_admins = prepare_state(settings, tools)
     platform = Platform(settings, tools, password)
     running = services.running(settings)
     said: set[str] = set()  # two services may prepare the same thing (the dataset)
@@ -120,7 +138,7 @@ def main() -> int:
     try:
         if not supervisor.start():
             return 1
-        for line in banner(settings, password, made, time.monotonic() - started):
+        for line in banner(settings, password, made, time.monotonic() - started, new_admins):
             say(line)
         supervisor.watch()
     finally:

@@ -1,6 +1,7 @@
 """Local mode: everything on this machine. The hub starts user servers as local processes
 (homes in the state folder, VS Code first) behind its own configurable-http-proxy, logs
-people in with one password, and links the services `make up` runs beside it.
+people in with an account and a password each, and links the services `make up` runs
+beside it.
 
 `configure()` only sets configuration: `make up` (mlops_ide.up) prepares the state folder
 (password, git remote, code-server shim) before it starts the hub.
@@ -12,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mlops_ide import local_state, services
+from mlops_ide import local_state, services, users
 from mlops_ide.settings import CHECKOUT, Settings, Values, parsers, read, table
 
 NAME = "local"
@@ -41,7 +42,32 @@ def off_loopback_only_safely(values: Values, env: Mapping[str, str]) -> Iterable
     )
 
 
-RULES = (room_for_the_internal_ports, off_loopback_only_safely)
+def admins_are_local_usernames(values: Values, env: Mapping[str, str]) -> Iterable[str]:
+    admins = values.get("admin_users")
+    bad = [name for name in admins if not users.USERNAME.fullmatch(name)] if isinstance(admins, tuple) else []
+    if bad:
+        yield (
+            f"MLOPS_IDE_ADMIN_USERS has names longer than 23 characters ({', '.join(bad)}): shorten them "
+            "(local usernames become OS account names)."
+        )
+
+
+def shared_password_on_loopback_only(values: Values, env: Mapping[str, str]) -> Iterable[str]:
+    ip = values.get("ip")
+    if values.get("auth") == "shared" and isinstance(ip, str) and not parsers.is_loopback(ip):
+        yield (
+            f"MLOPS_IDE_AUTH=shared lets anyone with the one password in under any name, and "
+            f"MLOPS_IDE_IP={ip} is beyond this machine: use MLOPS_IDE_AUTH=native (the default), "
+            "or serve on 127.0.0.1."
+        )
+
+
+RULES = (
+    room_for_the_internal_ports,
+    off_loopback_only_safely,
+    admins_are_local_usernames,
+    shared_password_on_loopback_only,
+)
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -64,7 +90,7 @@ def configure(c: Any, settings: Settings) -> None:
         c.JupyterHub.ssl_key = settings.ssl_key
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = settings.hub_port
-    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.db_url = local_state.hub_db_url(settings)
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 
     # -- proxy: configurable-http-proxy from npm, started and stopped by the hub ------------------
@@ -72,11 +98,22 @@ def configure(c: Any, settings: Settings) -> None:
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "jupyterhub-proxy.pid")
 
-    # -- login: one shared password (any username); admins use it too ------------------------------
-    c.JupyterHub.authenticator_class = "mlops_ide.local_hub.LocalPasswordAuthenticator"
-    c.SharedPasswordAuthenticator.user_password = password
-    c.Authenticator.allow_all = True
+    # -- login: an account and a password per person; admins approve signups at /hub/authorize --
     c.Authenticator.admin_users = set(settings.admin_users)
+    if settings.auth == "native":
+        c.JupyterHub.authenticator_class = "mlops_ide.local_hub.LocalNativeAuthenticator"
+        c.LocalNativeAuthenticator.enable_signup = True
+        c.LocalNativeAuthenticator.open_signup = False  # an admin approves each signup
+        c.LocalNativeAuthenticator.minimum_password_length = 8
+        c.LocalNativeAuthenticator.check_common_password = True
+        c.LocalNativeAuthenticator.allowed_failed_logins = 5
+        c.LocalNativeAuthenticator.seconds_before_next_try = 300
+        c.Authenticator.username_pattern = users.USERNAME.pattern
+        c.Authenticator.allow_all = True  # everyone it lets in is authorized by an admin (or the CLI)
+    else:  # MLOPS_IDE_AUTH=shared, on loopback only: any name, one password
+        c.JupyterHub.authenticator_class = "mlops_ide.local_hub.LocalPasswordAuthenticator"
+        c.SharedPasswordAuthenticator.user_password = password
+        c.Authenticator.allow_all = True
 
     # -- user servers: local processes, homes in the state folder, VS Code first --------------------
     c.JupyterHub.spawner_class = "mlops_ide.local_hub.LocalVSCodeSpawner"

@@ -83,9 +83,19 @@ PLATFORM = (
         modes=K8S,
     ),
     Setting(
+        "MLOPS_IDE_AUTH",
+        "auth",
+        "`native`: an account and a password per person (JupyterHub's NativeAuthenticator: lockout "
+        "after 5 failed logins, 8 characters or more, common passwords refused); `shared`: any "
+        "name with one password, for one person on loopback only",
+        default="native",
+        parse=p.choice(("native", "shared"), "a way to log in"),
+        modes=LOCAL,
+    ),
+    Setting(
         "MLOPS_IDE_PASSWORD",
         "password",
-        "the login password (8 characters or more)",
+        "the first admin's password (8 characters or more); with `MLOPS_IDE_AUTH=shared`, everyone's",
         parse=p.password,
         modes=LOCAL,
         refused_in={"kubernetes": "kubernetes mode logs users in with GitHub: unset it."},

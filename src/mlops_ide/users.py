@@ -1,0 +1,218 @@
+"""The hub's accounts in local mode, each with its own password (JupyterHub's
+NativeAuthenticator keeps them in the hub's database), from the command line:
+
+    python -m mlops_ide.users add NAME [--admin]     the new password, alone on the last line
+    python -m mlops_ide.users reset NAME             a new password for NAME, likewise
+    python -m mlops_ide.users list
+    python -m mlops_ide.users remove NAME [--delete-home]
+
+Run it from the checkout with the platform's MLOPS_IDE_HOME: `make users ARGS='add NAME'`
+does, with the hub's virtualenv. It works whether the platform runs or not, writing the
+database as the hub's signup and authorization pages do. People can also sign up at
+/hub/signup; an admin approves them at /hub/authorize.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import secrets
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from mlops_ide import local_state
+from mlops_ide.settings import Settings, SettingsError
+
+# One pattern for every local username: hub logins, admins, the command line (and, with a
+# prefix, OS account names, which may have at most 32 characters).
+USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,22}")
+
+
+class UsersError(ValueError):
+    """A request about accounts that cannot be done; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    admin: bool
+    authorized: bool
+
+
+def check_name(name: str) -> str:
+    name = name.strip().lower()
+    if not USERNAME.fullmatch(name):
+        raise UsersError(
+            f"{name!r} is not a username: use 1 to 23 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+@contextmanager
+def hub_database(settings: Settings) -> Iterator[Any]:
+    """A session on the hub's database, made (and stamped for JupyterHub) when missing."""
+    from jupyterhub import orm
+    from nativeauthenticator.orm import UserInfo  # registers its table with JupyterHub's
+
+    local_state.ensure_folder(settings.home)
+    logging.disable(logging.INFO)  # alembic says so when it stamps a new database: no news here
+    try:
+        session = orm.new_session_factory(local_state.hub_db_url(settings))()
+    finally:
+        logging.disable(logging.NOTSET)
+    try:
+        UserInfo.__table__.create(session.get_bind(), checkfirst=True)
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def hash_password(password: str) -> bytes:
+    import bcrypt
+
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt())
+
+
+def add(settings: Settings, name: str, admin: bool = False, password: str | None = None) -> str:
+    """A new authorized account; returns its password (generated unless given)."""
+    from jupyterhub import orm
+    from nativeauthenticator.orm import UserInfo
+
+    name = check_name(name)
+    password = password or new_password()
+    with hub_database(settings) as db:
+        if UserInfo.find(db, name) is not None:
+            raise UsersError(
+                f"{name} has an account already: `make users ARGS='reset {name}'` gives it a new password."
+            )
+        db.add(UserInfo(username=name, password=hash_password(password), is_authorized=True))
+        if admin:
+            user = orm.User.find(db, name) or orm.User(name=name)
+            user.admin = True
+            db.add(user)
+    return password
+
+
+def reset(settings: Settings, name: str) -> str:
+    from nativeauthenticator.orm import UserInfo
+
+    name = check_name(name)
+    password = new_password()
+    with hub_database(settings) as db:
+        info = UserInfo.find(db, name)
+        if info is None:
+            raise UsersError(f"{name} has no account: `make users ARGS='add {name}'` makes one.")
+        info.password = hash_password(password)
+    return password
+
+
+def accounts(settings: Settings) -> list[Account]:
+    from jupyterhub import orm
+    from nativeauthenticator.orm import UserInfo
+
+    with hub_database(settings) as db:
+        admins = {user.name for user in db.query(orm.User).filter(orm.User.admin.is_(True))}
+        return [
+            Account(
+                info.username,
+                info.username in admins or info.username in settings.admin_users,
+                bool(info.is_authorized),
+            )
+            for info in sorted(UserInfo.all_users(db), key=lambda info: info.username)
+        ]
+
+
+def remove(settings: Settings, name: str, delete_home: bool = False) -> None:
+    """The account goes (no more logins); the home stays unless asked."""
+    from jupyterhub import orm
+    from nativeauthenticator.orm import UserInfo
+
+    name = check_name(name)
+    with hub_database(settings) as db:
+        info = UserInfo.find(db, name)
+        if info is None:
+            raise UsersError(f"{name} has no account.")
+        db.delete(info)
+        user = orm.User.find(db, name)
+        if user is not None:
+            db.delete(user)
+    if delete_home:
+        shutil.rmtree(settings.homes / name, ignore_errors=True)
+
+
+def ensure_admins(settings: Settings, first_password: str) -> dict[str, str]:
+    """At every start: an account for each name in MLOPS_IDE_ADMIN_USERS that has none, so
+    that nobody can sign up under an admin's name. The first gets the platform's password;
+    the others a generated one, returned here to be shown once."""
+    from nativeauthenticator.orm import UserInfo
+
+    with hub_database(settings) as db:
+        missing = [name for name in settings.admin_users if UserInfo.find(db, name) is None]
+    made = {}
+    for name in missing:
+        first = name == settings.admin_users[0]
+        made[name] = add(settings, name, admin=True, password=first_password if first else None)
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mlops_ide.modes import local
+
+    parser = argparse.ArgumentParser(prog="python -m mlops_ide.users", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    adding = commands.add_parser("add", help="a new account; prints its password last")
+    adding.add_argument("name")
+    adding.add_argument("--admin", action="store_true", help="a hub admin")
+    commands.add_parser("reset", help="a new password; prints it last").add_argument("name")
+    commands.add_parser("list", help="every account")
+    removing = commands.add_parser("remove", help="no more logins; the home is kept")
+    removing.add_argument("name")
+    removing.add_argument("--delete-home", action="store_true", help="delete the home folder too")
+    args = parser.parse_args(argv)
+    try:
+        settings = local.load()
+        if args.command == "add":
+            password = add(settings, args.name, admin=args.admin)
+            print(f"{check_name(args.name)} can log in at {settings.public_url} with the password:")
+            print(password)
+        elif args.command == "reset":
+            password = reset(settings, args.name)
+            print(f"new password for {check_name(args.name)}:")
+            print(password)
+        elif args.command == "list":
+            for account in accounts(settings):
+                flags = [
+                    flag
+                    for flag, on in (("admin", account.admin), ("awaiting approval", not account.authorized))
+                    if on
+                ]
+                print(account.name + (f" ({', '.join(flags)})" if flags else ""))
+        else:
+            remove(settings, args.name, delete_home=args.delete_home)
+            kept = "deleted" if args.delete_home else f"kept in {settings.homes / check_name(args.name)}"
+            print(
+                f"{check_name(args.name)} can no longer log in; their home is {kept}. A server of "
+                "theirs that runs now stops when stopped from the admin page or at the next restart."
+            )
+    except (UsersError, SettingsError) as problem:
+        print(f"mlops-ide users: {problem}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
