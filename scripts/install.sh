@@ -6,14 +6,17 @@
 #   scripts/install.sh test       the above, plus Debian's Chromium for the browser tests and
 #                                 kubectl (Debian's kubernetes-client) for `kubectl kustomize`
 #
-# Everything lands in $MLOPS_IDE_TOOLS_DIR (default ~/.cache/mlops-ide), in folders named
+# Everything lands in $MLOPS_IDE_TOOLS_DIR (default /opt/mlops-ide as root, where the users'
+# own OS accounts can run the tools; ~/.cache/mlops-ide otherwise), in folders named
 # after a hash of what they were built from, so a second run installs nothing, a changed
 # requirements file gets a fresh environment, and every checkout of the same commit
 # (a CI clone included) reuses the same environments.
 set -euo pipefail
+umask 022  # the tools are run by every user account
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-tools=${MLOPS_IDE_TOOLS_DIR:-$HOME/.cache/mlops-ide}
+if [ "$(id -u)" = 0 ]; then default_tools=/opt/mlops-ide; else default_tools=$HOME/.cache/mlops-ide; fi
+tools=${MLOPS_IDE_TOOLS_DIR:-$default_tools}
 what=${1:-platform}
 case "$what" in platform|test) ;; *) echo "usage: $0 platform|test" >&2; exit 2 ;; esac
 
@@ -45,12 +48,13 @@ apt_install() {
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-make_venv() {  # make_venv NAME REQUIREMENTS... ; prints nothing, sets $venv
+make_venv() {  # [venv_python=PYTHON] make_venv NAME REQUIREMENTS... ; prints nothing, sets $venv
   local name=$1; shift
-  venv="$tools/venv-$name-$(hash_of "$@" <(python3 --version))"
+  local python=${venv_python:-python3}
+  venv="$tools/venv-$name-$(hash_of "$@" <("$python" --version))"
   if [ -x "$venv/bin/python" ] && [ -f "$venv/.complete" ]; then done_already "$venv"; return; fi
   rm -rf "$venv"
-  python3 -m venv "$venv"
+  "$python" -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
   local args=()
   for r in "$@"; do args+=(-r "$r"); done
@@ -67,6 +71,7 @@ npm_install() {  # npm_install DIR PACKAGE@VERSION [npm flags...]
 }
 
 mkdir -p "$tools"
+chmod 755 "$tools"  # user servers run Python, Node and code-server from here
 
 progress "Debian packages for code-server's native modules"
 apt_install libkrb5-dev libxkbfile-dev libsecret-1-dev
@@ -74,7 +79,15 @@ apt_install libkrb5-dev libxkbfile-dev libsecret-1-dev
 progress "hub virtualenv (JupyterHub, jupyter-vscode-proxy, GitPython; pytest, playwright, ruff)"
 # One environment for the hub, the user servers and the tests: what the tests run is
 # what the platform runs. The test tools cost ~150 MB; a second environment, far more.
-make_venv hub "$here/requirements/hub.txt" "$here/requirements/test.txt"
+# As root, each user's server runs this environment as the user's own account: its Python
+# must not live where they cannot reach (pyenv's is below /root). Debian's is reachable.
+hub_python=python3
+if [ "$(id -u)" = 0 ] && [ -x /usr/bin/python3 ] \
+   && [ "$(/usr/bin/python3 -c 'import sys; print(sys.version_info[:2])')" = "$(python3 -c 'import sys; print(sys.version_info[:2])')" ]; then
+  hub_python=/usr/bin/python3
+  apt_install python3-venv
+fi
+venv_python=$hub_python make_venv hub "$here/requirements/hub.txt" "$here/requirements/test.txt"
 hub_venv=$venv
 # jsonschema imports rfc3987-syntax (an optional format checker for `iri`, which no Jupyter
 # schema uses) at import time, and it compiles ~35 Lark parsers there: about 1.2 s of every

@@ -123,6 +123,7 @@ class RepoSync:
                 "MLOPS_IDE_GIT_TOKEN_FILE) instead, so it never lands in .git/config.",
             )
         self.ensure_credential_helper()
+        self.trust_shared_remote()
         with self.lock():
             self.remove_partial_clones()
             if self.needs_clone():
@@ -320,6 +321,24 @@ class RepoSync:
         current = git_config_global("--get-all", key)
         if current.splitlines() != [value]:
             git_config_global("--replace-all", key, value)
+
+    def trust_shared_remote(self) -> None:
+        """A remote on this machine that another account owns (the platform's, shared with
+        the users' group) is one git refuses as of "dubious ownership" unless the user's
+        global config names it; only git 2.40+ would take it from the environment."""
+        if "://" in self.url or ":" in self.url.split("/", 1)[0]:
+            return  # a URL or scp-like host:path, not a folder here
+        path = Path(self.url).expanduser()
+        try:
+            owner = path.stat().st_uid
+        except OSError:
+            return
+        trusted = str(path.resolve())
+        if (
+            owner != os.geteuid()
+            and trusted not in git_config_global("--get-all", "safe.directory").splitlines()
+        ):
+            git_config_global("--add", "safe.directory", trusted)
 
     # -- running git over the network ---------------------------------------------
 

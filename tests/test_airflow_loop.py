@@ -109,8 +109,9 @@ def test_pushed_dag_appears_runs_and_records_its_commit(
     # The task's log reads through the API from the log files (no log server on any interface).
     task_log = airflow.get(f"dags/hello_push/dagRuns/{run['dag_run_id']}/taskInstances/answer/logs/1").text
     assert "the answer is 42" in task_log
-    hook_log = (platform.home / "logs" / "post-receive.log").read_text()
-    assert "Airflow re-parsing the bundle" in hook_log and "could not ask" not in hook_log
+    watcher_log = (platform.home / "logs" / "airflow-push-watcher.log").read_text()
+    assert f"push of {commit[:12]} to main: Airflow re-parsing the bundle" in watcher_log
+    assert "could not ask" not in watcher_log
 
 
 ENV_PROBE_DAG = """
@@ -185,27 +186,30 @@ WEBHOOK_DAG = HELLO_DAG.replace("hello_push", "hello_webhook")
 def test_github_push_webhook_makes_airflow_reparse(
     platform: Platform, airflow: AirflowAPI, clone: Path, tmp_path: Path
 ) -> None:
-    """Kubernetes mode's path from a push to Airflow (GitHub's webhook, not the bare
-    remote's hook): push with the hook out of the way, then deliver the signed event."""
+    """Kubernetes mode's path from a push to Airflow (GitHub's webhook, not the local push
+    watcher): push with the watcher paused, then deliver the signed event."""
     secret = "a-webhook-secret-for-the-test"
-    hook = platform.home / "remote" / "pipelines.git" / "hooks" / "post-receive"
-    hook.rename(hook.with_suffix(".off"))
+    watcher = platform.service_pid(b"--watch")
+    os.kill(watcher, signal.SIGSTOP)
     try:
         commit = push(clone, {"dags/hello_webhook.py": WEBHOOK_DAG}, "add hello_webhook")
+        log = tmp_path / "webhook.log"
+        airflow_url = f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}"
+        with running_push_webhook(log, secret, airflow_url, platform.password) as url:
+            body = json.dumps({"ref": "refs/heads/main", "after": commit}).encode()
+            headers = {
+                "X-Hub-Signature-256": github_signature(secret.encode(), body),
+                "X-GitHub-Event": "push",
+            }
+
+            delivered = requests.post(url, data=body, headers=headers, timeout=10)
+
+            assert delivered.status_code == 202, delivered.text
+            # well inside the bundle's own 60 s refresh
+            wait_for(lambda: airflow.dag("hello_webhook"), 15, "hello_webhook to appear")
+            assert "Airflow re-parsing the bundle" in log.read_text()
     finally:
-        hook.with_suffix(".off").rename(hook)
-    log = tmp_path / "webhook.log"
-    airflow_url = f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}"
-    with running_push_webhook(log, secret, airflow_url, platform.password) as url:
-        body = json.dumps({"ref": "refs/heads/main", "after": commit}).encode()
-        headers = {"X-Hub-Signature-256": github_signature(secret.encode(), body), "X-GitHub-Event": "push"}
-
-        delivered = requests.post(url, data=body, headers=headers, timeout=10)
-
-        assert delivered.status_code == 202, delivered.text
-        # well inside the bundle's own 60 s refresh
-        wait_for(lambda: airflow.dag("hello_webhook"), 15, "hello_webhook to appear")
-        assert "Airflow re-parsing the bundle" in log.read_text()
+        os.kill(watcher, signal.SIGCONT)
 
 
 def test_hub_admins_log_in_to_airflow_with_the_hub_password(platform: Platform, airflow: AirflowAPI) -> None:

@@ -1,4 +1,9 @@
-"""Ask Airflow to re-parse the DAG bundle now (run by the git remote's post-receive hook).
+"""Ask Airflow to re-parse the DAG bundle now, at each push to the tracked branch.
+
+In local mode it runs beside Airflow (`--watch`, started by the supervisor as the
+platform's own account): it watches the bare remote's branch and asks Airflow at each
+new commit. Not a post-receive hook: a hook runs as the pushing user, who must not hold
+Airflow's admin password. On Kubernetes the push webhook calls `refresh()`.
 
 Airflow 3 has no "refresh bundle" call, but a request to re-parse any one file of a
 bundle refreshes the whole bundle first, and new files go to the front of the queue. So
@@ -11,13 +16,15 @@ we name a small always-valid DAG of the bundle (the anchor) and ask for its file
 (Edited files show within a second too, because the platform sets Airflow's
 min_serialized_dag_update_interval to 0; see services/airflow.py.)
 
-Standard library only: git runs it as a script. One log line per push.
+Standard library only. One log line per push.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 import time
 import urllib.error
@@ -41,13 +48,23 @@ def refresh(airflow_url: str, username: str, password: str, anchor_dag: str) -> 
     call("PUT", f"{airflow_url}/api/v2/parseDagFile/{details['file_token']}", token["access_token"])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--airflow-url", required=True)
-    parser.add_argument("--passwords-file", type=Path, required=True)
-    parser.add_argument("--user", default="admin")
-    parser.add_argument("--dag", required=True, help="the anchor DAG whose file is re-parsed")
-    args = parser.parse_args(argv)
+def read_ref(git_dir: Path, branch: str) -> str | None:
+    """The commit of a branch of a bare repository, read as git stores it: a loose ref file,
+    else a line of packed-refs."""
+    try:
+        return (git_dir / "refs" / "heads" / branch).read_text().strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    try:
+        packed = (git_dir / "packed-refs").read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    wanted = f"refs/heads/{branch}"
+    return next((line.split()[0] for line in packed if line.endswith(" " + wanted)), None)
+
+
+def ask(args: argparse.Namespace, what: str) -> bool:
+    """One refresh, one log line."""
     started = time.monotonic()
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     try:
@@ -56,16 +73,45 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, KeyError, ValueError, urllib.error.URLError) as error:
         reason = f"HTTP {error.code}" if isinstance(error, urllib.error.HTTPError) else repr(error)
         print(
-            f"{stamp} post-receive: could not ask Airflow to re-parse ({reason}); it will pick the "
+            f"{stamp} {what}: could not ask Airflow to re-parse ({reason}); it will pick the "
             f"push up at its next bundle refresh",
             flush=True,
         )
-        return 1
+        return False
     print(
-        f"{stamp} post-receive: Airflow re-parsing the bundle (asked in {time.monotonic() - started:.2f}s)",
+        f"{stamp} {what}: Airflow re-parsing the bundle (asked in {time.monotonic() - started:.2f}s)",
         flush=True,
     )
-    return 0
+    return True
+
+
+def watch(args: argparse.Namespace, poll: float = 0.1) -> None:
+    """Until stopped: at each new commit of the branch, ask Airflow once."""
+    seen = read_ref(args.watch, args.branch)
+    print(f"watching {args.watch} branch {args.branch} (at {(seen or 'nothing')[:12]})", flush=True)
+    while True:
+        time.sleep(poll)
+        now = read_ref(args.watch, args.branch)
+        if now and now != seen:
+            seen = now
+            ask(args, f"push of {now[:12]} to {args.branch}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--airflow-url", required=True)
+    parser.add_argument("--passwords-file", type=Path, required=True)
+    parser.add_argument("--user", default="admin")
+    parser.add_argument("--dag", required=True, help="the anchor DAG whose file is re-parsed")
+    parser.add_argument("--watch", type=Path, help="a bare repository: ask at each push to --branch")
+    parser.add_argument("--branch", default="main")
+    args = parser.parse_args(argv)
+    if args.watch:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        with contextlib.suppress(KeyboardInterrupt):
+            watch(args)
+        return 0
+    return 0 if ask(args, "refresh") else 1
 
 
 if __name__ == "__main__":

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from hmac import compare_digest
+from pathlib import Path
 
 from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 from jupyterhub.handlers import BaseHandler
-from jupyterhub.spawner import SimpleLocalProcessSpawner
+from jupyterhub.spawner import SimpleLocalProcessSpawner, set_user_setuid
 from nativeauthenticator import NativeAuthenticator
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Bool
 
+from mlops_ide import os_accounts
 from mlops_ide.processes import end_processes, session_members
 
 
@@ -44,9 +47,31 @@ class LocalNativeAuthenticator(NativeAuthenticator):
 
 
 class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
-    """SimpleLocalProcessSpawner that, on stop, also ends every process left in the
-    server's session (each server starts a session of its own): code-server's extension
-    host and file watcher would otherwise outlive it by up to a minute."""
+    """A local process per user server, home under the state folder. With `os_accounts`
+    (the platform runs as root) the server and all it starts run as the user's own OS
+    account, made at the first start (mlops_ide.os_accounts). On stop, every process left
+    in the server's session ends too: code-server's extension host and file watcher would
+    otherwise outlive it by up to a minute."""
+
+    os_accounts = Bool(False, config=True, help="Run each server as the user's own OS account (root only).")
+
+    async def start(self):
+        if self.os_accounts:
+            await asyncio.get_running_loop().run_in_executor(
+                None, os_accounts.ensure_account, self.user.name, Path(self.home_dir)
+            )
+        return await super().start()
+
+    def make_preexec_fn(self, name: str):
+        if self.os_accounts:
+            return set_user_setuid(os_accounts.system_name(name))
+        return super().make_preexec_fn(name)
+
+    def user_env(self, env: dict) -> dict:
+        env = super().user_env(env)  # HOME: the home folder; SHELL: bash (the account has none)
+        if self.os_accounts:
+            env["USER"] = env["LOGNAME"] = os_accounts.system_name(self.user.name)
+        return env
 
     async def stop(self, now: bool = False) -> None:
         session = self.pid

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,18 +59,27 @@ def ensure_folder(path: Path, mode: int = 0o700) -> Path:
     return path
 
 
-def lock_down(settings: Settings) -> None:
+def lock_down(settings: Settings, accounts: bool = False) -> None:
     """At every start, also for a state folder made by an earlier version or by hand: the
     folder and everything at its top are its owner's alone (the hub database, the cookie
-    secret, the password); folders below it keep what they need (bin/ is on users' PATH)."""
-    ensure_folder(settings.home)
+    secret, the password, Airflow's and MLflow's folders, the logs). With an OS account per
+    user, users pass through (0711, not listable) to their homes and to the shared remote."""
+    passage = 0o711 if accounts else 0o700
+    ensure_folder(settings.home, passage)
+    open_to_users = {
+        code_server_bin(settings): 0o755,
+        settings.homes: passage,
+        settings.local_remote.parent: passage,
+    }
     for path in settings.home.iterdir():
         if path.is_symlink():
             continue
         if path.is_dir():
-            path.chmod(0o755 if path == code_server_bin(settings) else 0o700)
+            path.chmod(open_to_users.get(path, 0o700))
         elif path.is_file():
             path.chmod(0o600)
+    for folder in (settings.homes, settings.local_remote.parent):  # made here, not under umask 077
+        ensure_folder(folder, passage)
 
 
 def ensure_secret(path: Path, make: callable) -> tuple[str, bool]:
@@ -132,7 +142,7 @@ def ensure_local_remote(settings: Settings, checkout: Path = CHECKOUT) -> tuple[
         raise StateError(f"{checkout} has no commit to seed the local git remote from: commit first.")
     partial = remote.with_name(remote.name + ".partial")
     subprocess.run(["rm", "-rf", str(partial)], check=True)
-    ensure_folder(partial.parent)
+    partial.parent.mkdir(parents=True, exist_ok=True)
     run_git(["init", "--quiet", "--bare", "--initial-branch", settings.repo_branch, str(partial)], checkout)
     protect_remote(partial)
     run_git(["push", "--quiet", str(partial), f"HEAD:refs/heads/{settings.repo_branch}"], checkout)
@@ -147,12 +157,58 @@ REMOTE_CONFIG = {
     "receive.denyDeletes": "true",
     "core.logAllRefUpdates": "always",
     "core.sharedRepository": "group",
+    # No gc as a pusher: it would rewrite packed-refs, a file of the remote's own folder.
+    "receive.autogc": "false",
+    "gc.auto": "0",
 }
+ROOT_OWNED = ("config", "HEAD", "description", "hooks", "info")  # what no user may change
 
 
 def protect_remote(remote: Path) -> None:
     for key, value in REMOTE_CONFIG.items():
         run_git(["config", key, value], remote)
+
+
+def share_remote(remote: Path) -> None:
+    """With an OS account per user: the users' group writes objects, refs and their logs;
+    the folder is setgid and sticky, so that what users add stays in the group and nobody
+    replaces the remote's config or hooks (which would run code as the next pusher)."""
+    from mlops_ide import os_accounts
+
+    os_accounts.share_with_users(remote, writable=True)
+    remote.chmod(0o3775)
+    for name in ROOT_OWNED:
+        for path in [remote / name, *(remote / name).rglob("*")]:
+            if path.exists() and not path.is_symlink():
+                os.chown(path, 0, 0)
+                path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+
+
+def startup_lib(settings: Settings) -> Path:
+    """Where user servers import the startup hook from (PYTHONPATH)."""
+    return settings.home / "lib"
+
+
+def install_startup(settings: Settings, checkout: Path = CHECKOUT) -> Path:
+    """A copy of startup/ that every user account can read, made anew at each start: the
+    checkout may lie where users cannot reach (a root-only home)."""
+    lib = ensure_folder(startup_lib(settings), 0o755)
+    fresh = lib / ".startup.new"
+    shutil.rmtree(fresh, ignore_errors=True)
+    shutil.copytree(checkout / "startup", fresh, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [fresh, *fresh.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    shutil.rmtree(lib / "startup", ignore_errors=True)
+    fresh.rename(lib / "startup")
+    return lib
+
+
+def unreachable_ancestor(path: Path) -> Path | None:
+    """The first folder above `path` that other accounts cannot pass through, if any."""
+    for folder in reversed(path.absolute().parents):
+        if not folder.stat().st_mode & 0o001:
+            return folder
+    return None
 
 
 def code_server_bin(settings: Settings) -> Path:

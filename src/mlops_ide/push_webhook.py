@@ -1,6 +1,6 @@
 """GitHub push webhook: a push to the tracked branch makes Airflow re-parse the DAG bundle
-now, instead of at its next refresh (kubernetes mode; locally the bare remote's
-post-receive hook does the same through dag_refresh).
+now, instead of at its next refresh (kubernetes mode; locally the push watcher does the
+same through dag_refresh).
 
 Runs as a JupyterHub service (`push-webhook`), so GitHub posts to
 https://<hub host>/services/push-webhook/. GitHub signs every delivery with the webhook's

@@ -7,6 +7,7 @@ on Ctrl-C or SIGTERM. The services come from the registry (mlops_ide.services).
 from __future__ import annotations
 
 import errno
+import getpass
 import os
 import socket
 import sys
@@ -14,7 +15,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from mlops_ide import local_state, modes, services, users
+from mlops_ide import local_state, modes, os_accounts, services, users
 from mlops_ide.services import Platform, Port
 from mlops_ide.settings import Settings, SettingsError, parsers
 from mlops_ide.supervisor import Supervisor
@@ -53,20 +54,48 @@ def prepare_state(settings: Settings, tools: local_state.Tools) -> tuple[str, bo
     """The state folder the hub reads: password, admins' accounts, git remote, code-server on
     the users' PATH. Returns the first admin's password, whether it is new, and new admins'."""
     say(f"==> Preparing the state folder {settings.home}")
-    local_state.lock_down(settings)
+    accounts = os_accounts.enabled()
+    local_state.lock_down(settings, accounts=accounts)
     password, made = local_state.ensure_password(settings)
     new_admins = users.ensure_admins(settings, password) if settings.auth == "native" else {}
     if settings.repo_url is None:
         remote, how = local_state.ensure_local_remote(settings)
+        if accounts:
+            local_state.share_remote(remote)
         say(f"   local git remote {remote} ({how})")
     else:
         say(f"   pipeline repository {settings.repo_url} (MLOPS_IDE_REPO_URL)")
     local_state.write_code_server_shim(settings, tools)
+    local_state.install_startup(settings)
     return password, made, new_admins
 
 
+def unreachable_for_users(settings: Settings, tools: local_state.Tools) -> list[str]:
+    """With an account per user, their servers must reach their homes and run the tools."""
+    problems = []
+    blocked = local_state.unreachable_ancestor(settings.home / "homes")
+    if blocked:
+        problems.append(
+            f"MLOPS_IDE_HOME={settings.home} lies below {blocked}, which other accounts cannot pass "
+            f"through: set MLOPS_IDE_HOME to a folder users can reach (e.g. /srv/mlops-ide), or "
+            f"`chmod o+x {blocked}`."
+        )
+    blocked = local_state.unreachable_ancestor(tools.python)
+    if blocked:
+        problems.append(
+            f"the tools in {tools.python.parents[2]} lie below {blocked}, which other accounts cannot "
+            "pass through: run `scripts/install.sh platform` as root again (it installs in /opt/mlops-ide)."
+        )
+    return problems
+
+
 def banner(
-    settings: Settings, password: str, made: bool, seconds: float, new_admins: dict[str, str] | None = None
+    settings: Settings,
+    password: str,
+    made: bool,
+    seconds: float,
+    new_admins: dict[str, str] | None = None,
+    accounts: bool = True,
 ) -> list[str]:
     where = (
         f"generated{' now' if made else ''}, kept in {settings.home / 'password'}"
@@ -98,6 +127,11 @@ def banner(
         if service.url is not None:
             page = service.url(settings) + service.link
             lines.append(f"   {service.title + ':':<8} {page}  {service.banner}".rstrip())
+    if not accounts:
+        lines.append(
+            f"   all servers run as {getpass.getuser()}: users are not kept apart (run as root for one "
+            "OS account per user)"
+        )
     lines.append(f"   logs: {settings.home / 'logs'}    stop: Ctrl-C")
     return lines
 
@@ -115,6 +149,8 @@ def main() -> int:
         say(f"mlops-ide: cannot start:\n{problem}")
         return 2
     problems = check_ports_free(settings)
+    if os_accounts.enabled():
+        problems += unreachable_for_users(settings, tools)
     if problems:
         say("mlops-ide: cannot start:\n" + "\n".join(problems))
         return 2
@@ -138,7 +174,8 @@ def main() -> int:
     try:
         if not supervisor.start():
             return 1
-        for line in banner(settings, password, made, time.monotonic() - started, new_admins):
+        seconds = time.monotonic() - started
+        for line in banner(settings, password, made, seconds, new_admins, os_accounts.enabled()):
             say(line)
         supervisor.watch()
     finally:

@@ -64,7 +64,8 @@ def hub_database(settings: Settings) -> Iterator[Any]:
     from jupyterhub import orm
     from nativeauthenticator.orm import UserInfo  # registers its table with JupyterHub's
 
-    local_state.ensure_folder(settings.home)
+    if not settings.home.exists():
+        local_state.ensure_folder(settings.home)
     logging.disable(logging.INFO)  # alembic says so when it stamps a new database: no news here
     try:
         session = orm.new_session_factory(local_state.hub_db_url(settings))()

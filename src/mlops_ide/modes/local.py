@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mlops_ide import local_state, services, users
+from mlops_ide import local_state, os_accounts, services, users
 from mlops_ide.settings import CHECKOUT, Settings, Values, parsers, read, table
 
 NAME = "local"
@@ -120,19 +120,30 @@ def configure(c: Any, settings: Settings) -> None:
     c.SimpleLocalProcessSpawner.home_dir_template = str(settings.homes / "{username}")
     c.Spawner.cmd = [str(tools.python), "-m", "startup.start"]  # sync the repo, then jupyterhub-singleuser
     c.Spawner.default_url = "/vscode/"
-    # Every local user server runs as the hub's own OS user; Jupyter refuses root unless told.
-    c.Spawner.args = ["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []
+    # As root, each server runs as its user's own OS account; otherwise all run as the hub's
+    # (which Jupyter refuses for root unless told).
+    c.LocalVSCodeSpawner.os_accounts = os_accounts.enabled()
+    c.Spawner.args = (
+        ["--ServerApp.allow_root=True"] if os.geteuid() == 0 and not os_accounts.enabled() else []
+    )
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 90
     c.Spawner.environment = {
         "PATH": f"{local_state.code_server_bin(settings)}:{tools.python.parent}:/usr/local/bin:/usr/bin:/bin",
-        "PYTHONPATH": str(CHECKOUT),  # for startup.start only; it drops this before the server starts
+        "PYTHONPATH": str(local_state.startup_lib(settings)),  # for startup.start only; it drops it
         "MLOPS_IDE_REPO_URL": settings.effective_repo_url,
         "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
         "MLOPS_IDE_SYNC_TIMEOUT": str(settings.sync_timeout),
         **local_state.git_credentials(settings),  # a token for a private MLOPS_IDE_REPO_URL
         **services.client_env(settings),  # MLFLOW_TRACKING_URI, when MLflow runs
     }
+    if os_accounts.enabled() and settings.repo_url is None:
+        # The remote belongs to the platform, not to the user: git wants it named as safe.
+        c.Spawner.environment.update(
+            GIT_CONFIG_COUNT="1",
+            GIT_CONFIG_KEY_0="safe.directory",
+            GIT_CONFIG_VALUE_0=str(settings.local_remote),
+        )
 
     # -- the hub's home page: links to the tools, with their health ---------------------------------
     links = services.links(settings)  # title -> (page, health check)

@@ -2,7 +2,7 @@
 
 It reads its DAGs from the same git remote the users push to (a GitDagBundle, the
 connection given by environment) and lets `admin` and the hub's admins in with the hub's
-password. The local remote's post-receive hook asks it to re-parse at once.
+password. A watcher asks it to re-parse at each push to the local remote.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shlex
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from mlops_ide import services
 from mlops_ide.local_state import ensure_folder, ensure_secret
-from mlops_ide.services import Platform, PlatformService, Port, port_setting, serving
+from mlops_ide.services import Platform, PlatformService, Port, port_setting, process, serving
 from mlops_ide.settings import CHECKOUT, Settings
 from mlops_ide.supervisor import Service
 
@@ -136,7 +135,7 @@ def prepare(platform: Platform) -> Iterator[str]:
             check=True,
         )
     if platform.settings.repo_url is None:
-        install_push_hook(platform)
+        remove_old_push_hook(platform.settings)
 
 
 def processes(platform: Platform) -> list[Service]:
@@ -154,6 +153,7 @@ def processes(platform: Platform) -> list[Service]:
             **extra,
         )
 
+    watchers = [push_watcher(platform)] if settings.repo_url is None else []
     return [
         process("API server", "api-server", ready_url=f"{url(settings)}/api/v2/monitor/health"),
         # SIGINT: the scheduler stops its LocalExecutor workers too (SIGTERM leaves them).
@@ -162,41 +162,36 @@ def processes(platform: Platform) -> list[Service]:
         process("scheduler", "scheduler", "--skip-serve-logs", stop_signal=signal.SIGINT),
         process("DAG processor", "dag-processor", stop_signal=signal.SIGINT),
         process("triggerer", "triggerer", "--skip-serve-logs", stop_signal=signal.SIGINT),
+        *watchers,
     ]
 
 
-def install_push_hook(platform: Platform) -> Path:
-    """The local remote's post-receive hook: after a push to the tracked branch, ask
-    Airflow to re-parse the bundle, in the background so the push is not slowed.
-    Rewritten at every start: the file is ours."""
+def push_watcher(platform: Platform) -> Service:
+    """Asks Airflow to re-parse at each push to the local remote's tracked branch; runs as
+    the platform's account, which holds Airflow's password (a hook would run as the pusher)."""
     settings = platform.settings
+    argv = [
+        str(platform.tools.python),
+        str(CHECKOUT / "src" / "mlops_ide" / "dag_refresh.py"),
+        "--watch",
+        str(settings.local_remote),
+        "--branch",
+        settings.repo_branch,
+        "--airflow-url",
+        url(settings),
+        "--passwords-file",
+        str(passwords_file(settings)),
+        "--dag",
+        ANCHOR_DAG,
+    ]
+    return process(platform, "Airflow push watcher", argv, ready_url=None, log="airflow-push-watcher")
+
+
+def remove_old_push_hook(settings: Settings) -> None:
+    """Earlier versions asked Airflow from a post-receive hook (as the pushing user)."""
     hook = settings.local_remote / "hooks" / "post-receive"
-    log = settings.home / "logs" / "post-receive.log"
-    refresh = CHECKOUT / "src" / "mlops_ide" / "dag_refresh.py"
-    # Every value is shell-quoted: a branch name may hold `$(...)` and still be a valid ref.
-    refresh_command = shlex.join(
-        [
-            str(platform.tools.python),
-            str(refresh),
-            "--airflow-url",
-            url(settings),
-            "--passwords-file",
-            str(passwords_file(settings)),
-            "--dag",
-            ANCHOR_DAG,
-        ]
-    )
-    hook.write_text(
-        "#!/bin/sh\n"
-        "# Written by mlops-ide at every start: tell Airflow about the push now rather than\n"
-        "# at its next bundle refresh. In the background: the push is not slowed.\n"
-        "while read -r old new ref; do\n"
-        f'  [ "$ref" = {shlex.quote("refs/heads/" + settings.repo_branch)} ] || continue\n'
-        f"  nohup {refresh_command} >> {shlex.quote(str(log))} 2>&1 < /dev/null &\n"
-        "done\n"
-    )
-    hook.chmod(0o755)
-    return hook
+    if hook.exists() and "Written by mlops-ide" in hook.read_text(errors="replace"):
+        hook.unlink()
 
 
 SERVICE = PlatformService(

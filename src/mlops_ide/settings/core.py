@@ -391,6 +391,7 @@ ELSEWHERE = (
         default="~/.cache/mlops-ide",
         modes=LOCAL,
         read_by="scripts/install.sh",
+        default_doc="`/opt/mlops-ide` as root, else `~/.cache/mlops-ide`",
     ),
     Setting(
         "MLOPS_IDE_GIT_EMAIL",

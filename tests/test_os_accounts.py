@@ -1,0 +1,136 @@
+"""One OS account per user when the platform runs as root (as CI does): each server runs as
+its user's account, and one user's account can read neither another's home nor the
+platform's secrets. Real accounts, made by the platform itself."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mlops_ide import os_accounts
+from mlops_ide.modes import load
+from mlops_ide.processes import descendants
+from mlops_ide.up import banner
+from tests.local_platform import Platform
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="OS accounts per user need root (CI runs as root)")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
+    running = Platform(tmp_path_factory.mktemp("accounts") / "state").start()
+    for user in ("alice", "bob"):
+        running.open_vscode(running.login(user), user)
+    yield running
+    running.stop()
+
+
+def uid_of(user: str) -> int:
+    return pwd.getpwnam(os_accounts.system_name(user)).pw_uid
+
+
+def as_user(user: str, *argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    account = pwd.getpwnam(os_accounts.system_name(user))
+    env = {"HOME": account.pw_dir, "PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(
+        list(argv),
+        user=account.pw_uid,
+        group=account.pw_gid,
+        extra_groups=os.getgrouplist(account.pw_name, account.pw_gid),
+        env=env,
+        cwd=cwd or account.pw_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def server_uids(platform: Platform, user: str) -> set[int]:
+    """The uids of every process of `user`'s server (found by the hub's JUPYTERHUB_USER)."""
+    uids = set()
+    for pid in descendants(platform.proc.pid):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if f"JUPYTERHUB_USER={user}".encode() in environ:
+            uids.add(int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1]))
+    return uids
+
+
+def test_each_server_runs_as_its_users_own_account(platform: Platform) -> None:
+    assert server_uids(platform, "alice") == {uid_of("alice")}
+    assert server_uids(platform, "bob") == {uid_of("bob")}
+    assert uid_of("alice") not in (0, uid_of("bob"))
+
+
+def test_the_home_is_the_users_alone(platform: Platform) -> None:
+    home = platform.home / "homes" / "alice"
+
+    assert home.stat().st_uid == uid_of("alice") and home.stat().st_mode & 0o777 == 0o700
+    assert (home / "pipelines" / "dags").is_dir()  # cloned by the startup hook, as alice
+    assert (home / "pipelines" / "dags").stat().st_uid == uid_of("alice")
+
+
+def test_another_users_account_reads_no_home_and_no_secret(platform: Platform) -> None:
+    state = platform.home
+    planted = state / "airflow" / "passwords.json"  # as Airflow's, even if it were world-readable
+    planted.parent.mkdir(mode=0o700, exist_ok=True)
+    planted.write_text('{"admin": "secret"}')
+    planted.chmod(0o644)
+    for path in (
+        state / "homes" / "alice" / "pipelines" / "README.md",
+        state / "password",
+        state / "jupyterhub.sqlite",
+        state / "jupyterhub_cookie_secret",
+        state / "airflow" / "passwords.json",
+    ):
+        result = as_user("bob", "cat", str(path))
+        assert result.returncode != 0 and "Permission denied" in result.stderr, path
+    listing = as_user("bob", "ls", str(state))
+    assert listing.returncode != 0 and "Permission denied" in listing.stderr  # passable, not listable
+    assert as_user("bob", "ls", str(state / "homes" / "alice")).returncode != 0
+
+
+def test_a_user_pushes_as_themselves_and_cannot_drop_commits(platform: Platform) -> None:
+    clone = platform.home / "homes" / "alice" / "pipelines"
+    remote = platform.home / "remote" / "pipelines.git"
+    (clone / "dags" / "alices_dag.py").write_text("# alice's\n")
+    os.chown(clone / "dags" / "alices_dag.py", uid_of("alice"), -1)
+    identity = ("-c", "user.name=Alice", "-c", "user.email=alice@localhost")
+    assert as_user("alice", "git", *identity, "add", "dags/alices_dag.py", cwd=clone).returncode == 0
+    assert as_user("alice", "git", *identity, "commit", "-q", "-m", "alice's dag", cwd=clone).returncode == 0
+
+    pushed = as_user("alice", "git", "push", "-q", "origin", "main", cwd=clone)
+    rewrite = as_user("alice", "git", "push", "-q", "--force", "origin", "HEAD~1:main", cwd=clone)
+
+    assert pushed.returncode == 0, pushed.stderr
+    head = subprocess.run(["git", "rev-parse", "main"], cwd=remote, capture_output=True, text=True).stdout
+    assert head.strip() == as_user("alice", "git", "rev-parse", "HEAD", cwd=clone).stdout.strip()
+    assert rewrite.returncode != 0 and "non-fast-forward" in rewrite.stderr
+
+
+def test_a_user_cannot_change_the_remotes_config_or_hooks(platform: Platform) -> None:
+    remote = platform.home / "remote" / "pipelines.git"
+
+    for argv in (
+        ("git", "config", "receive.denyNonFastForwards", "false"),
+        ("sh", "-c", "echo 'touch /tmp/owned' > hooks/post-receive"),
+        ("mv", "config", "config.old"),
+    ):
+        result = as_user("bob", *argv, cwd=remote)
+        assert result.returncode != 0, argv
+    assert "denyNonFastForwards = true" in (remote / "config").read_text()
+    assert not (remote / "hooks" / "post-receive").exists()
+
+
+def test_without_root_the_banner_says_servers_share_one_account() -> None:
+    lines = banner(load({}), "pw", made=False, seconds=1.0, accounts=False)
+
+    assert any("users are not kept apart (run as root for one OS account per user)" in line for line in lines)
+    assert not any("not kept apart" in line for line in banner(load({}), "pw", made=False, seconds=1.0))
