@@ -4,15 +4,31 @@ and snapshots that prove nothing a user had was lost."""
 from __future__ import annotations
 
 import hashlib
+import os
+import pwd
 import subprocess
 from pathlib import Path
 
 
 def git(cwd: Path, *args: str) -> str:
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    """git in `cwd`, as the owner of that folder: a user's clone is theirs (git refuses a
+    repository of another account), with their home as HOME."""
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, **as_owner_of(cwd))
     if result.returncode:
         raise AssertionError(f"git {' '.join(args)} failed in {cwd}:\n{result.stderr}")
     return result.stdout.strip()
+
+
+def as_owner_of(folder: Path) -> dict:
+    """subprocess.run arguments that run a command as `folder`'s owner, when that is
+    another account and we are root (the platform gives each user their own)."""
+    owner = folder.stat()
+    if owner.st_uid == os.geteuid() or os.geteuid() != 0:
+        return {}
+    account = pwd.getpwuid(owner.st_uid)
+    env = {**os.environ, "HOME": account.pw_dir, "USER": account.pw_name}
+    groups = os.getgrouplist(account.pw_name, account.pw_gid)
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": groups, "env": env}
 
 
 class Remote:

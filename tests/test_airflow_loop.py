@@ -66,11 +66,15 @@ def clone(platform: Platform) -> Path:
 
 
 def push(clone: Path, files: dict[str, str | None], message: str) -> str:
+    """Commit and push as the clone's owner: alice's own OS account when the platform runs
+    as root (as in CI), so the whole path from her push to Airflow is hers."""
+    owner = clone.stat()
     for name, text in files.items():
         if text is None:
             git(clone, "rm", "--quiet", name)
         else:
             (clone / name).write_text(text)
+            os.chown(clone / name, owner.st_uid, owner.st_gid)
             git(clone, "add", name)
     git(
         clone,
@@ -83,16 +87,7 @@ def push(clone: Path, files: dict[str, str | None], message: str) -> str:
         "-m",
         message,
     )
-    env = {**os.environ, "HOME": str(clone.parent)}
-    result = subprocess.run(
-        ["git", "push", "--quiet", "origin", "main"],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    git(clone, "push", "--quiet", "origin", "main")
     return git(clone, "rev-parse", "HEAD")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.gitrepos import git, user_commit
+from tests.gitrepos import as_owner_of, git, user_commit
 from tests.local_platform import Platform
 
 
@@ -100,11 +100,17 @@ def test_user_pushes_to_the_local_remote_without_credentials(
     platform: Platform, alice: requests.Session
 ) -> None:
     clone = platform.home / "homes" / "alice" / "pipelines"
-    env = {**os.environ, "HOME": str(clone.parent), "GIT_TERMINAL_PROMPT": "0"}
     mine = user_commit(clone, {"dags/hello.py": "# hello\n"}, "hello from alice")
+    alice_herself = as_owner_of(clone)  # her own OS account when the platform runs as root
+    env = {**alice_herself.pop("env", os.environ), "GIT_TERMINAL_PROMPT": "0"}
 
     push = subprocess.run(
-        ["git", "push", "--quiet", "origin", "main"], cwd=clone, env=env, capture_output=True, text=True
+        ["git", "push", "--quiet", "origin", "main"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        **alice_herself,
     )
 
     assert push.returncode == 0, push.stderr

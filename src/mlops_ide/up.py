@@ -73,7 +73,7 @@ def prepare_state(settings: Settings, tools: local_state.Tools) -> tuple[str, bo
 def unreachable_for_users(settings: Settings, tools: local_state.Tools) -> list[str]:
     """With an account per user, their servers must reach their homes and run the tools."""
     problems = []
-    blocked = local_state.unreachable_ancestor(settings.home / "homes")
+    blocked = local_state.unreachable_ancestor(settings.home)  # the folder itself: lock_down()
     if blocked:
         problems.append(
             f"MLOPS_IDE_HOME={settings.home} lies below {blocked}, which other accounts cannot pass "
