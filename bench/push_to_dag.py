@@ -137,7 +137,11 @@ def main() -> None:
                 edit_visible.append(time.monotonic() - pushed)
         finally:
             platform.stop()
-            watcher_log = (home / "logs" / "airflow-push-watcher.log").read_text().splitlines()[1:]
+            watcher_log = [
+                line
+                for line in (home / "logs" / "airflow-push-watcher.log").read_text().splitlines()
+                if " push of " in line
+            ]
 
     print(f"{pushes} pushes each, local bare remote, 2 cores; hub + MLflow + Airflow running")
     print(line("push -> new DAG listed by the API      ", new_visible) + "   target p95 <= 2 s")
