@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
+import tempfile
 import threading
 from pathlib import Path
 
@@ -17,6 +19,14 @@ collect_ignore = [
     for name, module in (("pipeline", "keras"), ("app", "streamlit"))
     if not importlib.util.find_spec(module)
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """As root the platform gives each user an OS account, which must pass through the test
+    folders to their home; pytest resets its shared /tmp/pytest-of-root to 0700 whenever a
+    session starts, so each session gets a folder of its own."""
+    if os.geteuid() == 0 and not config.option.basetemp:
+        config.option.basetemp = tempfile.mkdtemp(prefix="mlops-ide-tests-")
 
 
 @pytest.fixture

@@ -3,12 +3,13 @@ ref update logged, also for a remote made by an earlier version."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from mlops_ide.local_state import REMOTE_CONFIG, ensure_local_remote, lock_down
+from mlops_ide.local_state import REMOTE_CONFIG, ensure_local_remote, lock_down, share_remote
 from mlops_ide.modes import load
 from tests.gitrepos import git, user_commit
 
@@ -87,3 +88,21 @@ def test_an_old_open_state_folder_is_made_private_at_the_next_start(tmp_path: Pa
     assert state.stat().st_mode & 0o777 == 0o700
     assert (state / "logs").stat().st_mode & 0o777 == 0o700
     assert (state / "jupyterhub.sqlite").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sharing with the users' group runs as root")
+def test_sharing_the_remote_never_follows_a_link_a_user_planted(tmp_path: Path) -> None:
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    remote, _ = ensure_local_remote(settings)
+    secret = tmp_path / "roots-secret"
+    secret.write_text("only root")
+    secret.chmod(0o600)
+    (remote / "objects" / "planted").symlink_to(secret)  # as a user of the group could
+    (remote / "hooks" / "post-update").symlink_to(secret)
+
+    share_remote(remote)
+
+    assert (secret.stat().st_gid, secret.stat().st_mode & 0o777) == (0, 0o600)
+    assert (remote / "config").stat().st_uid == 0 and (remote / "config").stat().st_mode & 0o022 == 0
+    assert (remote / "objects").stat().st_mode & 0o2070 == 0o2070  # the group's, setgid
+    assert remote.stat().st_mode & 0o7777 == 0o3775  # sticky: nobody replaces config or hooks

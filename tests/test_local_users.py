@@ -91,6 +91,26 @@ def test_a_signup_waits_for_an_admins_approval(platform: Platform) -> None:
     assert attempt(platform, "frank", "franks-long-password") == 302
 
 
+def test_another_site_cannot_make_an_admin_approve_a_signup(platform: Platform) -> None:
+    sign_up(platform, "mallory", "mallorys-long-password")
+    admin = platform.login("admin")
+
+    lured = admin.get(
+        f"{platform.url}/hub/authorize/mallory", headers={"Sec-Fetch-Site": "cross-site"}, timeout=30
+    )
+
+    assert lured.status_code == 403
+    assert "mallory (awaiting approval)" in platform.users("list").stdout.splitlines()
+    assert attempt(platform, "mallory", "mallorys-long-password") == 403
+
+
+def test_a_name_with_more_after_a_valid_start_is_refused(platform: Platform) -> None:
+    sign_up(platform, "zed:evil", "zeds-long-password")
+    sign_up(platform, "zed" + "x" * 30, "zeds-long-password")
+
+    assert not [line for line in platform.users("list").stdout.splitlines() if line.startswith("zed")]
+
+
 def test_the_command_line_adds_lists_resets_and_removes_while_the_platform_runs(platform: Platform) -> None:
     first = platform.add_user("grace", "--admin")
     new = platform.users("reset", "grace").stdout.splitlines()[-1]
@@ -113,12 +133,14 @@ def test_the_command_line_names_what_is_wrong(platform: Platform) -> None:
     again = platform.users("add", "heidi")
     bad = platform.users("add", "Not A Name")
     missing = platform.users("remove", "nobody-here")
+    an_admin = platform.users("remove", "admin")
 
     assert (
         again.returncode == 2 and "heidi has an account already" in again.stderr and "reset" in again.stderr
     )
     assert bad.returncode == 2 and "'not a name' is not a username" in bad.stderr
     assert missing.returncode == 2 and "nobody-here has no account" in missing.stderr
+    assert an_admin.returncode == 2 and "take it out there" in an_admin.stderr  # else free for a signup
 
 
 def test_accounts_made_before_the_first_start_can_log_in(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ data, and the branch is read as git stores it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -111,3 +112,16 @@ def test_the_branch_is_read_as_git_stores_it(tmp_path: Path) -> None:
 
     assert not (remote / "refs" / "heads" / "main").exists() and read_ref(remote, "main") == loose
     assert read_ref(remote, "no-such-branch") is None
+
+
+def test_a_planted_link_or_pipe_is_not_read(tmp_path: Path) -> None:
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    remote, _ = ensure_local_remote(settings)
+    secret = tmp_path / "secret"
+    secret.write_text("0123456789abcdef-not-a-commit")
+    heads = remote / "refs" / "heads"
+    (heads / "linked").symlink_to(secret)
+    os.mkfifo(heads / "piped")  # a read would wait forever
+
+    assert read_ref(remote, "linked") is None
+    assert read_ref(remote, "piped") is None

@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
+import stat
 import sys
 import time
 import urllib.error
@@ -50,17 +52,25 @@ def refresh(airflow_url: str, username: str, password: str, anchor_dag: str) -> 
 
 def read_ref(git_dir: Path, branch: str) -> str | None:
     """The commit of a branch of a bare repository, read as git stores it: a loose ref file,
-    else a line of packed-refs."""
-    try:
-        return (git_dir / "refs" / "heads" / branch).read_text().strip() or None
-    except (FileNotFoundError, NotADirectoryError):
-        pass
-    try:
-        packed = (git_dir / "packed-refs").read_text().splitlines()
-    except FileNotFoundError:
-        return None
+    else a line of packed-refs. Users may write the repository and this runs as the
+    platform's account: a link, a FIFO or a huge file is not followed, waited on or read."""
+    loose = read_small_file(git_dir / "refs" / "heads" / branch)
+    if loose is not None:
+        return loose.strip() or None
     wanted = f"refs/heads/{branch}"
+    packed = (read_small_file(git_dir / "packed-refs", 1 << 20) or "").splitlines()
     return next((line.split()[0] for line in packed if line.endswith(" " + wanted)), None)
+
+
+def read_small_file(path: Path, limit: int = 4096) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return handle.read(limit).decode("ascii", errors="replace")
 
 
 def ask(args: argparse.Namespace, what: str) -> bool:

@@ -40,10 +40,28 @@ class LocalPasswordAuthenticator(SharedPasswordAuthenticator):
 class LocalNativeAuthenticator(NativeAuthenticator):
     """NativeAuthenticator (an account and a password per person, signup with an admin's
     approval, lockout) behind JupyterHub's own login page: NativeAuthenticator 1.3's login
-    handler uses `self.statsd`, which JupyterHub 6 no longer has (every login was a 500)."""
+    handler uses `self.statsd`, which JupyterHub 6 no longer has (every login was a 500).
+    Its pages that change accounts on a GET (approve, discard) refuse requests another site
+    started, which JupyterHub's XSRF check lets through for page loads."""
 
     def get_handlers(self, app) -> list:
-        return [(path, handler) for path, handler in super().get_handlers(app) if path != r"/login"]
+        return [
+            (path, same_site_only(handler) if path.startswith((r"/authorize/", r"/discard/")) else handler)
+            for path, handler in super().get_handlers(app)
+            if path != r"/login"
+        ]
+
+
+def same_site_only(handler: type) -> type:
+    class SameSiteOnly(handler):
+        def prepare(self):
+            site = self.request.headers.get("Sec-Fetch-Site", "same-origin")  # scripts send none
+            if site not in ("same-origin", "none"):
+                raise web.HTTPError(403, "account changes come from the hub's own pages only")
+            return super().prepare()
+
+    SameSiteOnly.__name__ = f"SameSiteOnly{handler.__name__}"
+    return SameSiteOnly
 
 
 class LocalVSCodeSpawner(SimpleLocalProcessSpawner):

@@ -161,7 +161,7 @@ REMOTE_CONFIG = {
     "receive.autogc": "false",
     "gc.auto": "0",
 }
-ROOT_OWNED = ("config", "HEAD", "description", "hooks", "info")  # what no user may change
+GROUP_WRITABLE = ("objects", "refs", "logs")  # what a push writes; the rest is root's alone
 
 
 def protect_remote(remote: Path) -> None:
@@ -170,18 +170,26 @@ def protect_remote(remote: Path) -> None:
 
 
 def share_remote(remote: Path) -> None:
-    """With an OS account per user: the users' group writes objects, refs and their logs;
-    the folder is setgid and sticky, so that what users add stays in the group and nobody
-    replaces the remote's config or hooks (which would run code as the next pusher)."""
+    """With an OS account per user: the users' group writes objects, refs and their logs,
+    and the remote's own folder, where a push to the branch HEAD names locks HEAD. That
+    folder is sticky: nobody replaces its config or hooks (which would run code as the next
+    pusher); what a user can still add there (a `commondir`) is listed in docs as open.
+
+    Sharing walks the tree as root, so it runs only while users cannot write there yet: at
+    creation, or for a remote of an earlier version (root's alone); later starts skip it."""
     from mlops_ide import os_accounts
 
-    os_accounts.share_with_users(remote, writable=True)
+    group = os_accounts.ensure_group()
+    info = remote.stat()
+    if info.st_gid == group and info.st_mode & 0o7777 == 0o3775:
+        return  # shared already
+    for entry in remote.iterdir():
+        if entry.name in GROUP_WRITABLE:
+            os_accounts.share_with_users(entry, writable=True)
+        else:
+            os_accounts.give_to_root(entry)
+    os.chown(remote, 0, group)
     remote.chmod(0o3775)
-    for name in ROOT_OWNED:
-        for path in [remote / name, *(remote / name).rglob("*")]:
-            if path.exists() and not path.is_symlink():
-                os.chown(path, 0, 0)
-                path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
 
 
 def startup_lib(settings: Settings) -> Path:

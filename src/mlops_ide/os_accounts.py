@@ -12,6 +12,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import stat
 import subprocess
 import threading
 from pathlib import Path
@@ -82,17 +83,64 @@ def ensure_home(home: Path, uid: int, gid: int) -> None:
 
 def share_with_users(path: Path, writable: bool) -> None:
     """Let the users' group reach `path` (and, when `writable`, write under it): setgid
-    folders so that what users add stays in the group."""
+    folders so that what users add stays in the group.
+
+    Users can write below `path`, and this runs as root: every item is opened without
+    following a symbolic link and changed through that open file, so a link (or one swapped
+    in meanwhile) can never point the change at a file of root's."""
     gid = ensure_group()
-    for item in [path, *path.rglob("*")] if writable else [path]:
-        if item.is_symlink():
+    for item in walk(path) if writable else [path]:
+        share_one(item, gid, writable)
+
+
+def walk(path: Path) -> list[Path]:
+    """`path` and everything below it, not descending into linked folders."""
+    items = [path]
+    for folder, folders, files in os.walk(path):
+        items += [Path(folder, name) for name in (*folders, *files)]
+    return items
+
+
+def open_no_link(item: Path) -> int | None:
+    """An open file of `item` itself, never of what a symbolic link points at (None then)."""
+    try:
+        return os.open(item, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:  # a symbolic link (ELOOP), or gone
+        return None
+
+
+def give_to_root(path: Path) -> None:
+    """`path` and all below it root's, readable by all, writable by root only."""
+    for item in walk(path):
+        fd = open_no_link(item)
+        if fd is None:
             continue
-        os.chown(item, -1, gid)
-        mode = item.stat().st_mode & 0o7777
-        if item.is_dir():
-            item.chmod((mode | 0o2070) if writable else (mode | 0o010))
-        elif writable:
-            item.chmod(mode | 0o060 if mode & 0o100 == 0 else mode | 0o070)
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode):
+                os.fchown(fd, 0, 0)
+                executable = stat.S_ISDIR(info.st_mode) or info.st_mode & 0o100
+                os.fchmod(fd, 0o755 if executable else 0o644)
+        finally:
+            os.close(fd)
+
+
+def share_one(item: Path, gid: int, writable: bool) -> None:
+    fd = open_no_link(item)
+    if fd is None:
+        return
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            mode = info.st_mode & 0o7777
+            os.fchown(fd, -1, gid)
+            os.fchmod(fd, (mode | 0o2070) if writable else (mode | 0o010))
+        elif stat.S_ISREG(info.st_mode) and writable and info.st_nlink == 1:  # no hard link to elsewhere
+            mode = info.st_mode & 0o7777
+            os.fchown(fd, -1, gid)
+            os.fchmod(fd, mode | (0o070 if mode & 0o100 else 0o060))
+    finally:
+        os.close(fd)
 
 
 def run(argv: list[str]) -> None:

@@ -143,6 +143,10 @@ def remove(settings: Settings, name: str, delete_home: bool = False) -> None:
     from nativeauthenticator.orm import UserInfo
 
     name = check_name(name)
+    if name in settings.admin_users:  # its name would be free for a signup, approved as admin
+        raise UsersError(
+            f"{name} is in MLOPS_IDE_ADMIN_USERS: take it out there and restart the platform first."
+        )
     with hub_database(settings) as db:
         info = UserInfo.find(db, name)
         if info is None:

@@ -108,7 +108,7 @@ def configure(c: Any, settings: Settings) -> None:
         c.LocalNativeAuthenticator.check_common_password = True
         c.LocalNativeAuthenticator.allowed_failed_logins = 5
         c.LocalNativeAuthenticator.seconds_before_next_try = 300
-        c.Authenticator.username_pattern = users.USERNAME.pattern
+        c.Authenticator.username_pattern = rf"{users.USERNAME.pattern}\Z"  # the hub matches the start only
         c.Authenticator.allow_all = True  # everyone it lets in is authorized by an admin (or the CLI)
     else:  # MLOPS_IDE_AUTH=shared, on loopback only: any name, one password
         c.JupyterHub.authenticator_class = "mlops_ide.local_hub.LocalPasswordAuthenticator"
