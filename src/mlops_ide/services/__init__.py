@@ -141,10 +141,6 @@ def running(settings: Settings) -> list[PlatformService]:
     return [s for s in REGISTRY if not s.optional or s.name in settings.services]
 
 
-def is_running(settings: Settings, name: str) -> bool:
-    return any(service.name == name for service in running(settings))
-
-
 def client_env(settings: Settings) -> dict[str, str]:
     """The variables that point a client (a user's server, a pipeline task) at the services."""
     env: dict[str, str] = {}
@@ -165,7 +161,3 @@ def links(settings: Settings) -> dict[str, tuple[str, str]]:
 def settings_rows() -> tuple[Setting, ...]:
     """The registry's own setting (MLOPS_IDE_SERVICES), then each service's."""
     return (SELECTION, *(row for service in REGISTRY for row in service.settings))
-
-
-def by_name(name: str) -> PlatformService:
-    return next(service for service in REGISTRY if service.name == name)
