@@ -48,7 +48,7 @@ apt_install() {
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-make_venv() {  # [venv_python=PYTHON] make_venv NAME REQUIREMENTS... ; prints nothing, sets $venv
+make_venv() {  # make_venv NAME REQUIREMENTS... (in $venv_python, default python3); sets $venv
   local name=$1; shift
   local python=${venv_python:-python3}
   venv="$tools/venv-$name-$(hash_of "$@" <("$python" --version))"
@@ -79,15 +79,15 @@ apt_install libkrb5-dev libxkbfile-dev libsecret-1-dev
 progress "hub virtualenv (JupyterHub, jupyter-vscode-proxy, GitPython; pytest, playwright, ruff)"
 # One environment for the hub, the user servers and the tests: what the tests run is
 # what the platform runs. The test tools cost ~150 MB; a second environment, far more.
-# As root, each user's server runs this environment as the user's own account: its Python
-# must not live where they cannot reach (pyenv's is below /root). Debian's is reachable.
-hub_python=python3
+# As root, each user's server runs this environment as the user's own account, and the
+# pipeline's services theirs as mlops-ide-pipeline: their Python must not live where other
+# accounts cannot reach (pyenv's is below /root). Debian's is reachable.
 if [ "$(id -u)" = 0 ] && [ -x /usr/bin/python3 ] \
    && [ "$(/usr/bin/python3 -c 'import sys; print(sys.version_info[:2])')" = "$(python3 -c 'import sys; print(sys.version_info[:2])')" ]; then
-  hub_python=/usr/bin/python3
+  venv_python=/usr/bin/python3
   apt_install python3-venv
 fi
-venv_python=$hub_python make_venv hub "$here/requirements/hub.txt" "$here/requirements/test.txt"
+make_venv hub "$here/requirements/hub.txt" "$here/requirements/test.txt"
 hub_venv=$venv
 # jsonschema imports rfc3987-syntax (an optional format checker for `iri`, which no Jupyter
 # schema uses) at import time, and it compiles ~35 Lark parsers there: about 1.2 s of every

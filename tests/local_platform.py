@@ -4,6 +4,7 @@ folder, and an HTTP client that logs in the way a browser does."""
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -74,6 +75,7 @@ def platform_env(home: Path, port: int, **extra: str) -> dict[str, str]:
         MLOPS_IDE_SERVICES="none",
     )
     env.update(extra)
+    env.setdefault("MLOPS_IDE_GIT_PORT", str(free_port_base()))  # the git service runs with the hub
     if env["MLOPS_IDE_SERVICES"] != "none":
         env.setdefault("MLOPS_IDE_AIRFLOW_PORT", str(free_port_base()))
         env.setdefault("MLOPS_IDE_MLFLOW_PORT", str(free_port_base()))
@@ -127,6 +129,11 @@ class Platform:
     def password(self) -> str:
         return (self.home / "password").read_text().strip()
 
+    @property
+    def airflow_password(self) -> str:
+        """Airflow's own admin password (not the hub's: a DAG can read it)."""
+        return (self.home / "airflow-auth" / "admin_password").read_text().strip()
+
     def stop(self, timeout: float = 60) -> int:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0
@@ -173,6 +180,36 @@ class Platform:
         )
         assert response.status_code == 302, f"login of {username} failed: {response.status_code}"
         return session
+
+    def server_environ(self, username: str) -> dict[str, str]:
+        """The environment of `username`'s running server: what a terminal in their VS Code
+        gets (their hub token for the git service included)."""
+        for pid in descendants(self.proc.pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                raw = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            environ = dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+            if b"jupyterhub-singleuser" in cmdline and environ.get("JUPYTERHUB_USER") == username:
+                return environ
+        raise AssertionError(f"{username} has no running server")
+
+    def terminal(self, username: str, *argv: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+        """`argv` as in a terminal of `username`'s VS Code: their server's environment, and
+        their own OS account when the platform runs as root."""
+        environ = {**self.server_environ(username), "GIT_TERMINAL_PROMPT": "0", **env}
+        who = {}
+        try:
+            account = pwd.getpwnam(environ.get("USER", ""))
+        except KeyError:  # no account of its own: the server runs as the platform's
+            account = None
+        if account and os.geteuid() == 0 and account.pw_uid != 0:
+            groups = os.getgrouplist(account.pw_name, account.pw_gid)
+            who = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": groups}
+        return subprocess.run(
+            list(argv), cwd=cwd, env=environ, capture_output=True, text=True, timeout=120, **who
+        )
 
     def open_vscode(
         self, session: requests.Session, username: str, timeout: float = 120

@@ -52,7 +52,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
 
 @pytest.fixture(scope="module")
 def airflow(platform: Platform) -> AirflowAPI:
-    api = AirflowAPI(f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}", platform.password)
+    api = AirflowAPI(f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}", platform.airflow_password)
     wait_for(lambda: api.dag("platform_smoke_test"), 120, "the seeded DAGs to be parsed")
     return api
 
@@ -65,9 +65,10 @@ def clone(platform: Platform) -> Path:
     return platform.home / "homes" / "alice" / "pipelines"
 
 
-def push(clone: Path, files: dict[str, str | None], message: str) -> str:
+def push(platform: Platform, clone: Path, files: dict[str, str | None], message: str) -> str:
     """Commit and push as the clone's owner: alice's own OS account when the platform runs
-    as root (as in CI), so the whole path from her push to Airflow is hers."""
+    as root (as in CI), pushing from her server's environment through the git service, so
+    the whole path from her push to Airflow is hers."""
     owner = clone.stat()
     for name, text in files.items():
         if text is None:
@@ -87,14 +88,15 @@ def push(clone: Path, files: dict[str, str | None], message: str) -> str:
         "-m",
         message,
     )
-    git(clone, "push", "--quiet", "origin", "main")
+    pushed = platform.terminal("alice", "git", "push", "--quiet", "origin", "main", cwd=clone)
+    assert pushed.returncode == 0, pushed.stderr
     return git(clone, "rev-parse", "HEAD")
 
 
 def test_pushed_dag_appears_runs_and_records_its_commit(
     platform: Platform, airflow: AirflowAPI, clone: Path
 ) -> None:
-    commit = push(clone, {"dags/hello_push.py": HELLO_DAG}, "add hello_push")
+    commit = push(platform, clone, {"dags/hello_push.py": HELLO_DAG}, "add hello_push")
 
     wait_for(lambda: airflow.dag("hello_push"), 30, "hello_push to appear")
     run = airflow.wait_for_run("hello_push", airflow.trigger("hello_push"))
@@ -131,7 +133,7 @@ mlflow_env_probe()
 def test_airflow_tasks_see_the_mlflow_tracking_uri(
     platform: Platform, airflow: AirflowAPI, clone: Path
 ) -> None:
-    push(clone, {"dags/mlflow_env_probe.py": ENV_PROBE_DAG}, "env probe")
+    push(platform, clone, {"dags/mlflow_env_probe.py": ENV_PROBE_DAG}, "env probe")
     wait_for(lambda: airflow.dag("mlflow_env_probe"), 30, "mlflow_env_probe to appear")
 
     run_id = airflow.trigger("mlflow_env_probe")
@@ -143,9 +145,12 @@ def test_airflow_tasks_see_the_mlflow_tracking_uri(
     assert xcom.json()["value"] == f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}"
 
 
-def test_broken_dags_are_import_errors_and_the_rest_keeps_working(airflow: AirflowAPI, clone: Path) -> None:
+def test_broken_dags_are_import_errors_and_the_rest_keeps_working(
+    platform: Platform, airflow: AirflowAPI, clone: Path
+) -> None:
     # Real DAG files: Airflow's discovery skips files that mention neither "airflow" nor "dag".
     push(
+        platform,
         clone,
         {
             "dags/broken_syntax.py": "from airflow.sdk import dag\n\n@dag(schedule=None\ndef broken(:\n",
@@ -167,10 +172,10 @@ def test_broken_dags_are_import_errors_and_the_rest_keeps_working(airflow: Airfl
     assert run["state"] == "success"
 
 
-def test_deleted_dag_is_marked_stale(airflow: AirflowAPI, clone: Path) -> None:
+def test_deleted_dag_is_marked_stale(platform: Platform, airflow: AirflowAPI, clone: Path) -> None:
     wait_for(lambda: airflow.dag("hello_push"), 30, "hello_push to exist")
 
-    push(clone, {"dags/hello_push.py": None}, "remove hello_push")
+    push(platform, clone, {"dags/hello_push.py": None}, "remove hello_push")
 
     wait_for(lambda: (airflow.dag("hello_push") or {}).get("is_stale"), 30, "hello_push to be marked stale")
 
@@ -187,10 +192,10 @@ def test_github_push_webhook_makes_airflow_reparse(
     watcher = platform.service_pid(b"--watch")
     os.kill(watcher, signal.SIGSTOP)
     try:
-        commit = push(clone, {"dags/hello_webhook.py": WEBHOOK_DAG}, "add hello_webhook")
+        commit = push(platform, clone, {"dags/hello_webhook.py": WEBHOOK_DAG}, "add hello_webhook")
         log = tmp_path / "webhook.log"
         airflow_url = f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}"
-        with running_push_webhook(log, secret, airflow_url, platform.password) as url:
+        with running_push_webhook(log, secret, airflow_url, platform.airflow_password) as url:
             body = json.dumps({"ref": "refs/heads/main", "after": commit}).encode()
             headers = {
                 "X-Hub-Signature-256": github_signature(secret.encode(), body),
@@ -207,18 +212,75 @@ def test_github_push_webhook_makes_airflow_reparse(
         os.kill(watcher, signal.SIGCONT)
 
 
-def test_hub_admins_log_in_to_airflow_with_the_hub_password(platform: Platform, airflow: AirflowAPI) -> None:
+def test_hub_admins_log_in_to_airflow_with_airflows_own_password(
+    platform: Platform, airflow: AirflowAPI
+) -> None:
     url = airflow.url + "/auth/token"
 
-    assert (
-        requests.post(url, json={"username": "ops", "password": platform.password}, timeout=30).status_code
-        == 201
-    )
-    assert (
-        requests.post(url, json={"username": "admin", "password": "wrong-password"}, timeout=30).status_code
-        == 401
-    )
+    def status(username: str, password: str) -> int:
+        return requests.post(url, json={"username": username, "password": password}, timeout=30).status_code
+
+    assert status("ops", platform.airflow_password) == 201
+    assert status("admin", "wrong-password") == 401
+    # the hub's password (which a DAG never sees) opens nothing in Airflow, and Airflow's is not the hub's
+    assert status("admin", platform.password) == 401
+    assert platform.airflow_password != platform.password
     assert requests.get(airflow.url + "/api/v2/dags", timeout=30).status_code == 401
+
+
+PROBE_DAG = """
+import json, os, pwd
+
+from airflow.sdk import dag  # what makes Airflow parse the file
+
+# A hostile DAG: at parse time it tries what a pushed file must not be able to do, and
+# reports what happened as its import error (which the API shows).
+found = {"account": pwd.getpwuid(os.getuid()).pw_name, "secrets_in_env": sorted(
+    key for key in os.environ if key.startswith(("MLOPS_IDE_PASSWORD", "MLOPS_IDE_GIT_TOKEN", "JUPYTERHUB"))
+)}
+for name, path, mode in %s:
+    try:
+        with open(path, mode) as handle:
+            handle.read() if mode == "r" else handle.write("")
+        found[name] = "done"
+    except OSError as error:
+        found[name] = type(error).__name__
+raise RuntimeError("dag probe " + json.dumps(found))
+"""
+
+
+def test_a_pushed_dag_runs_as_the_pipelines_account_and_reaches_no_secret(
+    platform: Platform, airflow: AirflowAPI, clone: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the pipeline's own account needs root (CI runs as root)")
+    state = platform.home
+    attempts = [
+        ("hub password", str(state / "password"), "r"),
+        ("cookie secret", str(state / "jupyterhub_cookie_secret"), "r"),
+        ("hub database", str(state / "jupyterhub.sqlite"), "r"),
+        ("alice's clone", str(clone / "README.md"), "r"),
+        ("the branch", str(state / "remote" / "pipelines.git" / "refs" / "heads" / "main"), "a"),
+        ("the remote's config", str(state / "remote" / "pipelines.git" / "config"), "a"),
+        ("Airflow's password", str(state / "airflow-auth" / "admin_password"), "a"),
+        ("a file beside it", str(state / "airflow-auth" / "planted"), "a"),
+    ]
+    push(platform, clone, {"dags/probe_dag.py": PROBE_DAG % json.dumps(attempts)}, "a probing DAG")
+
+    error = wait_for(
+        lambda: next(
+            (text for name, text in airflow.import_errors().items() if name.endswith("probe_dag.py")), None
+        ),
+        30,
+        "the probe's report",
+    )
+    found = json.loads(error.rsplit("dag probe ", 1)[1].splitlines()[0].rstrip("'\""))
+
+    assert found["account"] == "mlops-ide-pipeline"
+    assert found["secrets_in_env"] == []
+    assert {name: found[name] for name, _, _ in attempts} == {
+        name: "PermissionError" for name, _, _ in attempts
+    }
 
 
 def test_user_server_sees_mlflow_and_logs_a_run(platform: Platform, clone: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mlops_ide import os_accounts
 from mlops_ide.local_state import REMOTE_CONFIG, ensure_local_remote, lock_down, share_remote
 from mlops_ide.modes import load
 from tests.gitrepos import git, user_commit
@@ -90,19 +91,28 @@ def test_an_old_open_state_folder_is_made_private_at_the_next_start(tmp_path: Pa
     assert (state / "jupyterhub.sqlite").stat().st_mode & 0o777 == 0o600
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="sharing with the users' group runs as root")
-def test_sharing_the_remote_never_follows_a_link_a_user_planted(tmp_path: Path) -> None:
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing the remote to the git service's account runs as root")
+def test_handing_the_remote_over_never_follows_a_link_a_user_planted(tmp_path: Path) -> None:
     settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
     remote, _ = ensure_local_remote(settings)
+    writer = os_accounts.ensure_service_account(os_accounts.GIT, None)
     secret = tmp_path / "roots-secret"
     secret.write_text("only root")
     secret.chmod(0o600)
-    (remote / "objects" / "planted").symlink_to(secret)  # as a user of the group could
+    # as a user could in a remote of an earlier version, which the users' group wrote:
+    (remote / "objects" / "planted").symlink_to(secret)
     (remote / "hooks" / "post-update").symlink_to(secret)
+    (remote / "commondir").write_text(str(tmp_path / "elsewhere"))  # its hooks would run for pushers
 
-    share_remote(remote)
+    share_remote(remote, writer)
 
-    assert (secret.stat().st_gid, secret.stat().st_mode & 0o777) == (0, 0o600)
+    assert (secret.stat().st_uid, secret.stat().st_gid, secret.stat().st_mode & 0o777) == (0, 0, 0o600)
     assert (remote / "config").stat().st_uid == 0 and (remote / "config").stat().st_mode & 0o022 == 0
-    assert (remote / "objects").stat().st_mode & 0o2070 == 0o2070  # the group's, setgid
-    assert remote.stat().st_mode & 0o7777 == 0o3775  # sticky: nobody replaces config or hooks
+    objects = (remote / "objects").stat()
+    assert (objects.st_uid, objects.st_gid, objects.st_mode & 0o7777) == (
+        writer.pw_uid,
+        writer.pw_gid,
+        0o2775,
+    )
+    assert remote.stat().st_gid == writer.pw_gid and remote.stat().st_mode & 0o7777 == 0o3775  # sticky
+    assert not (remote / "commondir").exists() and (remote / "commondir.set-aside-by-mlops-ide").exists()

@@ -106,27 +106,60 @@ def test_a_user_pushes_as_themselves_and_cannot_drop_commits(platform: Platform)
     assert as_user("alice", "git", *identity, "add", "dags/alices_dag.py", cwd=clone).returncode == 0
     assert as_user("alice", "git", *identity, "commit", "-q", "-m", "alice's dag", cwd=clone).returncode == 0
 
-    pushed = as_user("alice", "git", "push", "-q", "origin", "main", cwd=clone)
-    rewrite = as_user("alice", "git", "push", "-q", "--force", "origin", "HEAD~1:main", cwd=clone)
+    pushed = platform.terminal("alice", "git", "push", "-q", "origin", "main", cwd=clone)
+    rewrite = platform.terminal("alice", "git", "push", "-q", "--force", "origin", "HEAD~1:main", cwd=clone)
 
     assert pushed.returncode == 0, pushed.stderr
     head = subprocess.run(["git", "rev-parse", "main"], cwd=remote, capture_output=True, text=True).stdout
     assert head.strip() == as_user("alice", "git", "rev-parse", "HEAD", cwd=clone).stdout.strip()
     assert rewrite.returncode != 0 and "non-fast-forward" in rewrite.stderr
+    # the remote's log names who pushed, as the hub knows them
+    reflog = subprocess.run(
+        ["git", "reflog", "show", "--format=%gn", "main"], cwd=remote, capture_output=True, text=True
+    )
+    assert reflog.stdout.splitlines()[0] == "alice"
 
 
-def test_a_user_cannot_change_the_remotes_config_or_hooks(platform: Platform) -> None:
+def test_no_user_can_write_the_remotes_files(platform: Platform) -> None:
+    """Only the git service's account writes the remote: a user cannot rewrite the branch
+    by hand, add objects, point the remote at other hooks (`commondir`) or change its
+    config or hooks, which would run code as the service or drop the team's commits."""
     remote = platform.home / "remote" / "pipelines.git"
+    main = (
+        (remote / "refs" / "heads" / "main").read_text()
+        if (remote / "refs" / "heads" / "main").exists()
+        else None
+    )
 
     for argv in (
         ("git", "config", "receive.denyNonFastForwards", "false"),
         ("sh", "-c", "echo 'touch /tmp/owned' > hooks/post-receive"),
         ("mv", "config", "config.old"),
+        ("sh", "-c", "echo 0000000000000000000000000000000000000000 > refs/heads/main"),
+        ("sh", "-c", "echo x > refs/heads/bobs-branch"),
+        ("sh", "-c", "echo x > objects/planted"),
+        ("sh", "-c", "echo /tmp/elsewhere > commondir"),
+        ("sh", "-c", "echo x >> logs/refs/heads/main"),
     ):
         result = as_user("bob", *argv, cwd=remote)
         assert result.returncode != 0, argv
     assert "denyNonFastForwards = true" in (remote / "config").read_text()
-    assert not (remote / "hooks" / "post-receive").exists()
+    assert not (remote / "hooks" / "post-receive").exists() and not (remote / "commondir").exists()
+    if main is not None:
+        assert (remote / "refs" / "heads" / "main").read_text() == main
+
+
+def test_the_git_service_refuses_a_push_without_a_users_token(platform: Platform) -> None:
+    clone = platform.home / "homes" / "bob" / "pipelines"
+    no_token = platform.terminal(
+        "bob", "git", "push", "-q", "origin", "main", cwd=clone, MLOPS_IDE_GIT_TOKEN=""
+    )
+    forged = platform.terminal(
+        "bob", "git", "push", "-q", "origin", "main", cwd=clone, MLOPS_IDE_GIT_TOKEN="f" * 32
+    )
+
+    assert no_token.returncode != 0 and "could not read Username" in no_token.stderr
+    assert forged.returncode != 0 and "not a hub user's" in forged.stderr
 
 
 def test_without_root_the_banner_says_servers_share_one_account() -> None:

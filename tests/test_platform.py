@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import re
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.gitrepos import as_owner_of, git, user_commit
+from tests.gitrepos import git, user_commit
 from tests.local_platform import Platform
 
 
@@ -96,25 +95,53 @@ def test_jupyterlab_stays_reachable(platform: Platform, alice: requests.Session)
     assert "JupyterLab" in response.text
 
 
-def test_user_pushes_to_the_local_remote_without_credentials(
+def test_user_pushes_to_the_local_remote_without_typing_credentials(
     platform: Platform, alice: requests.Session
 ) -> None:
     clone = platform.home / "homes" / "alice" / "pipelines"
     mine = user_commit(clone, {"dags/hello.py": "# hello\n"}, "hello from alice")
-    alice_herself = as_owner_of(clone)  # her own OS account when the platform runs as root
-    env = {**alice_herself.pop("env", os.environ), "GIT_TERMINAL_PROMPT": "0"}
 
-    push = subprocess.run(
-        ["git", "push", "--quiet", "origin", "main"],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-        **alice_herself,
-    )
+    push = platform.terminal("alice", "git", "push", "--quiet", "origin", "main", cwd=clone)
 
     assert push.returncode == 0, push.stderr
+    assert (
+        "TOKEN" not in (clone / ".git" / "config").read_text().upper()
+    )  # the helper gives it, nothing stores it
     assert git(platform.home / "remote" / "pipelines.git", "rev-parse", "main") == mine
+
+
+def git_service(platform: Platform, path: str, token: str | None, user: str = "alice") -> requests.Response:
+    """A request of git's smart protocol to the git service, as git sends it."""
+    url = f"http://127.0.0.1:{platform.env['MLOPS_IDE_GIT_PORT']}/services/git/{path}"
+    return requests.get(url, auth=(user, token) if token else None, timeout=30)
+
+
+REFS = "pipelines.git/info/refs?service=git-upload-pack"
+
+
+def test_the_git_service_lets_in_a_users_server_token_and_nothing_else(
+    platform: Platform, alice: requests.Session
+) -> None:
+    token = platform.server_environ("alice")["MLOPS_IDE_GIT_TOKEN"]
+    narrow = alice.post(
+        f"{platform.url}/hub/api/users/alice/tokens",
+        json={"scopes": ["read:users:name!user"], "note": "no git"},
+        headers={"X-XSRFToken": alice.cookies.get("_xsrf", path="/hub/")},
+        timeout=30,
+    )
+    assert narrow.status_code == 201, narrow.text
+
+    assert git_service(platform, REFS, token).status_code == 200
+    assert git_service(platform, REFS, None).status_code == 401
+    assert git_service(platform, REFS, "not-a-token").status_code == 401
+    refused = git_service(platform, REFS, narrow.json()["token"])
+    assert refused.status_code == 403 and "access:services!service=git" in refused.text
+    # the one repository's protocol paths only, even with a good token
+    for path in ("pipelines.git/config", "pipelines.git/HEAD", "other.git/info/refs", "../password"):
+        assert git_service(platform, path, token).status_code == 404, path
+    assert (
+        requests.get(f"{platform.url}/services/git/health", timeout=30).status_code == 200
+    )  # behind the proxy too
 
 
 def test_another_users_cookie_cannot_reach_alices_server(platform: Platform, alice: requests.Session) -> None:

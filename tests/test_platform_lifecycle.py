@@ -57,7 +57,9 @@ def test_second_start_keeps_homes_remote_and_password(tmp_path: Path) -> None:
     remote_head = git(home / "remote" / "pipelines.git", "rev-parse", "main")
     first.stop()
 
-    second = Platform(home).start()
+    second = Platform(
+        home, MLOPS_IDE_GIT_PORT=first.env["MLOPS_IDE_GIT_PORT"]
+    ).start()  # clones keep their URL
     try:
         assert second.password == password
         assert "local git remote" in second.log() and "(kept)" in second.log()

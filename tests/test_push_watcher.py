@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mlops_ide.dag_refresh import read_ref
-from mlops_ide.local_state import Tools, ensure_local_remote
+from mlops_ide.local_state import Tools, ensure_local_remote, install_code
 from mlops_ide.modes import load
 from mlops_ide.services import Platform, airflow
 from tests.gitrepos import git, user_commit
@@ -30,8 +30,10 @@ def watching(tmp_path: Path, airflow_port: int, branch: str = "main") -> Iterato
         }
     )
     remote, _ = ensure_local_remote(settings)
-    airflow.write_passwords(settings, "a-password")
-    watcher = airflow.push_watcher(Platform(settings, Tools.load(), "a-password"))
+    platform = Platform(settings, Tools.load(), "a-password")
+    install_code(settings)  # the watcher runs from the state folder's copy, as on the platform
+    airflow.write_passwords(platform)
+    watcher = airflow.push_watcher(platform)
     log = tmp_path / "watcher.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(watcher.argv, env=watcher.env, stdout=out, stderr=subprocess.STDOUT)

@@ -3,6 +3,7 @@ all come from one module per service."""
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import textwrap
@@ -21,8 +22,10 @@ from mlops_ide.up import banner, check_ports_free
 def test_the_registry_holds_each_service_once_hub_first() -> None:
     names = [service.name for service in services.REGISTRY]
 
-    assert names[0] == "hub" and sorted(names) == ["airflow", "app", "hub", "mlflow", "serving"]
-    assert tuple(names[1:]) == services.OPTIONAL
+    assert names[0] == "hub" and sorted(names) == ["airflow", "app", "git", "hub", "mlflow", "serving"]
+    assert (
+        tuple(name for name in names[1:] if name != "git") == services.OPTIONAL
+    )  # git: with the local remote
     assert load({}).services == services.OPTIONAL  # all of them run by default
 
 
@@ -98,7 +101,7 @@ def test_the_banner_names_each_running_service_with_its_page() -> None:
     lines = banner(settings, "a-password", made=False, seconds=1.0)
 
     assert "   Serving: http://127.0.0.1:8500/docs  (the champion model's API)" in lines
-    assert "   Airflow: http://127.0.0.1:8080/  (user admin, the same password)" in lines
+    assert any(line.startswith("   Airflow: http://127.0.0.1:8080/  (user admin, password") for line in lines)
     assert not any("MLflow" in line or "App:" in line for line in lines)
 
 
@@ -120,5 +123,8 @@ def test_every_service_builds_its_processes_from_the_settings(tmp_path: Path) ->
     assert built["serving"][0].env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
     assert built["app"][0].env["SKIN_CANCER_API_URL"] == "http://127.0.0.1:8500"
     assert all(p.log.parent == tmp_path / "logs" for processes in built.values() for p in processes)
-    # Airflow's users file: admin and the hub's admins, the hub's password, readable by its owner only
-    assert (tmp_path / "airflow" / "passwords.json").stat().st_mode & 0o777 == 0o600
+    # Airflow's users file: admin and the hub's admins, a password of Airflow's own (a DAG can
+    # read it: never the hub's), readable by its owner only (and the pipeline's account, as root)
+    passwords = json.loads((tmp_path / "airflow-auth" / "passwords.json").read_text())
+    assert set(passwords) == {"admin"} and "a-password" not in passwords.values()
+    assert (tmp_path / "airflow-auth" / "passwords.json").stat().st_mode & 0o777 == 0o600

@@ -24,7 +24,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
 
 @pytest.fixture(scope="module")
 def airflow(platform: Platform) -> AirflowAPI:
-    api = AirflowAPI(f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}", platform.password)
+    api = AirflowAPI(f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}", platform.airflow_password)
     wait_for(lambda: api.dag("cnn_skin_cancer_workflow"), 120, "the use-case DAGs to be parsed")
     return api
 

@@ -72,6 +72,11 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
     otherwise outlive it by up to a minute."""
 
     os_accounts = Bool(False, config=True, help="Run each server as the user's own OS account (root only).")
+    git_token = Bool(
+        False,
+        config=True,
+        help="Give git in the server its hub token for the platform's git service (MLOPS_IDE_GIT_TOKEN).",
+    )
 
     async def start(self):
         if self.os_accounts:
@@ -84,6 +89,13 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
         if self.os_accounts:
             return set_user_setuid(os_accounts.system_name(name))
         return super().make_preexec_fn(name)
+
+    def get_env(self) -> dict:
+        env = super().get_env()
+        if self.git_token:  # read by git's credential helper (startup/credential.py), never stored
+            env["MLOPS_IDE_GIT_TOKEN"] = env["JUPYTERHUB_API_TOKEN"]
+            env["MLOPS_IDE_GIT_USERNAME"] = self.user.name
+        return env
 
     def user_env(self, env: dict) -> dict:
         env = super().user_env(env)  # HOME: the home folder; SHELL: bash (the account has none)

@@ -4,6 +4,7 @@ tools the single-user servers find on their PATH. Every step keeps what is alrea
 from __future__ import annotations
 
 import os
+import pwd
 import secrets
 import shutil
 import subprocess
@@ -82,14 +83,21 @@ def lock_down(settings: Settings, accounts: bool = False) -> None:
         ensure_folder(folder, passage)
 
 
-def ensure_secret(path: Path, make: callable) -> tuple[str, bool]:
-    """The secret stored at ``path`` (mode 0600), made once; returns (value, made_now)."""
+def ensure_secret(path: Path, make: callable, group: int | None = None) -> tuple[str, bool]:
+    """The secret stored at ``path`` (mode 0600; 0640 and of `group` when given: a service
+    account reads it, never writes it), made once; returns (value, made_now)."""
+    mode = 0o600 if group is None else 0o640
     if path.exists():
-        path.chmod(0o600)
+        if group is not None:
+            os.chown(path, -1, group)
+        path.chmod(mode)
         return path.read_text().strip(), False
     value = make()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
+        if group is not None:
+            os.fchown(out.fileno(), -1, group)
+        os.fchmod(out.fileno(), mode)
         out.write(value + "\n")
     return value, True
 
@@ -151,17 +159,21 @@ def ensure_local_remote(settings: Settings, checkout: Path = CHECKOUT) -> tuple[
 
 
 # What makes the shared remote keep every commit: no rewriting or deleting a branch, every
-# ref update logged (bare repositories log none by default), files writable by its group.
+# ref update logged (bare repositories log none by default). Pushes arrive through the git
+# service (mlops_ide.git_http), as its account; what they write is readable by everyone
+# (Airflow's account clones from it), whatever the writer's umask.
 REMOTE_CONFIG = {
     "receive.denyNonFastForwards": "true",
     "receive.denyDeletes": "true",
     "core.logAllRefUpdates": "always",
-    "core.sharedRepository": "group",
+    "core.sharedRepository": "0664",  # the writer's group writes too (root's pushes stay usable)
+    "receive.maxInputSize": "256m",  # a pack beyond it is refused, with git saying why
     # No gc as a pusher: it would rewrite packed-refs, a file of the remote's own folder.
     "receive.autogc": "false",
     "gc.auto": "0",
 }
-GROUP_WRITABLE = ("objects", "refs", "logs")  # what a push writes; the rest is root's alone
+WRITTEN_BY_PUSHES = ("objects", "refs", "logs")  # the rest is root's alone
+REDIRECTS = ("commondir",)  # a file that would make git use another folder's hooks and config
 
 
 def protect_remote(remote: Path) -> None:
@@ -169,45 +181,73 @@ def protect_remote(remote: Path) -> None:
         run_git(["config", key, value], remote)
 
 
-def share_remote(remote: Path) -> None:
-    """With an OS account per user: the users' group writes objects, refs and their logs,
-    and the remote's own folder, where a push to the branch HEAD names locks HEAD. That
-    folder is sticky: nobody replaces its config or hooks (which would run code as the next
-    pusher); what a user can still add there (a `commondir`) is listed in docs as open.
+def share_remote(remote: Path, writer: pwd.struct_passwd) -> None:
+    """With OS accounts: the git service's account (`writer`) owns what a push writes
+    (objects, refs and their logs) and may add files to the remote's own folder, where a
+    push to the branch HEAD names locks HEAD. That folder is sticky: the writer replaces no
+    file of root's there (config, hooks). Users write nothing: they push through the service.
 
-    Sharing walks the tree as root, so it runs only while users cannot write there yet: at
-    creation, or for a remote of an earlier version (root's alone); later starts skip it."""
+    Sharing walks the tree as root, so it runs only while the writer cannot write there yet:
+    at creation, or for a remote of an earlier version (which let the users' group write it:
+    their files are handed over, and a `commondir` one of them may have added is set aside);
+    later starts skip it."""
     from mlops_ide import os_accounts
 
-    group = os_accounts.ensure_group()
     info = remote.stat()
-    if info.st_gid == group and info.st_mode & 0o7777 == 0o3775:
+    if info.st_uid == 0 and info.st_gid == writer.pw_gid and info.st_mode & 0o7777 == 0o3775:
         return  # shared already
     for entry in remote.iterdir():
-        if entry.name in GROUP_WRITABLE:
-            os_accounts.share_with_users(entry, writable=True)
+        if entry.name in WRITTEN_BY_PUSHES:
+            os_accounts.hand_over_tree(entry, writer.pw_uid, writer.pw_gid)
+        elif entry.name in REDIRECTS:
+            entry.rename(entry.with_name(entry.name + ".set-aside-by-mlops-ide"))
+            os_accounts.give_to_root(entry.with_name(entry.name + ".set-aside-by-mlops-ide"))
         else:
             os_accounts.give_to_root(entry)
-    os.chown(remote, 0, group)
+    os.chown(remote, 0, writer.pw_gid)
     remote.chmod(0o3775)
 
 
-def startup_lib(settings: Settings) -> Path:
-    """Where user servers import the startup hook from (PYTHONPATH)."""
+PIPELINE_FOLDERS = ("airflow", "mlflow", "data", "pipeline-runs")  # what the pipeline's account writes
+
+
+def pipeline_home(settings: Settings) -> Path:
+    return settings.home / "pipeline-home"
+
+
+def service_accounts(settings: Settings) -> dict[str, pwd.struct_passwd]:
+    """As root: the OS accounts of the platform's services, by name, with the pipeline's
+    folders handed over to its account (once; see os_accounts.ensure_home)."""
+    from mlops_ide import os_accounts
+
+    pipeline = os_accounts.ensure_service_account(os_accounts.PIPELINE, pipeline_home(settings))
+    for name in PIPELINE_FOLDERS:
+        os_accounts.ensure_home(settings.home / name, pipeline.pw_uid, pipeline.pw_gid)
+    writer = os_accounts.ensure_service_account(os_accounts.GIT, None)
+    return {os_accounts.PIPELINE: pipeline, os_accounts.GIT: writer}
+
+
+def code_lib(settings: Settings) -> Path:
+    """Where every account imports the platform's code from (PYTHONPATH): the startup hook
+    (user servers), mlops_ide and skin_cancer (the services that run as their own account)."""
     return settings.home / "lib"
 
 
-def install_startup(settings: Settings, checkout: Path = CHECKOUT) -> Path:
-    """A copy of startup/ that every user account can read, made anew at each start: the
-    checkout may lie where users cannot reach (a root-only home)."""
-    lib = ensure_folder(startup_lib(settings), 0o755)
-    fresh = lib / ".startup.new"
-    shutil.rmtree(fresh, ignore_errors=True)
-    shutil.copytree(checkout / "startup", fresh, ignore=shutil.ignore_patterns("__pycache__"))
-    for path in [fresh, *fresh.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    shutil.rmtree(lib / "startup", ignore_errors=True)
-    fresh.rename(lib / "startup")
+CODE = {"startup": "startup", "mlops_ide": "src/mlops_ide", "skin_cancer": "src/skin_cancer"}
+
+
+def install_code(settings: Settings, checkout: Path = CHECKOUT) -> Path:
+    """A copy of the platform's code that every account can read, made anew at each start:
+    the checkout may lie where other accounts cannot reach (a root-only home)."""
+    lib = ensure_folder(code_lib(settings), 0o755)
+    for name, source in CODE.items():
+        fresh = lib / f".{name}.new"
+        shutil.rmtree(fresh, ignore_errors=True)
+        shutil.copytree(checkout / source, fresh, ignore=shutil.ignore_patterns("__pycache__"))
+        for path in [fresh, *fresh.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        shutil.rmtree(lib / name, ignore_errors=True)
+        fresh.rename(lib / name)
     return lib
 
 

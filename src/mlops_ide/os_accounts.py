@@ -1,10 +1,15 @@
-"""One OS account per hub user when the platform runs as root, as The Littlest JupyterHub
-does: `jupyter-<name>`, made at the user's first start, no password and no login shell, in
-the group `mlops-ide-users` (which may write the shared git remote and nothing else of
-the platform's). The home, MLOPS_IDE_HOME/homes/<name>, is the account's, mode 0700.
+"""OS accounts when the platform runs as root, as The Littlest JupyterHub does.
+
+- One per hub user: `jupyter-<name>`, made at the user's first start, no password and no
+  login shell, in the group `mlops-ide-users` (which names them; it may write nothing).
+  The home, MLOPS_IDE_HOME/homes/<name>, is the account's, mode 0700.
+- Two for the platform's own services (`SERVICE_ACCOUNTS`): `mlops-ide-pipeline` runs
+  Airflow, MLflow, serving and the app, so a pushed DAG runs as it, not as root;
+  `mlops-ide-git` runs the git service, the only account that writes the shared remote.
 
 The OS is the boundary: a user's server and everything it starts (code-server, terminals,
-git) run as that account, so they cannot read another home or the platform's secrets.
+git) run as that account, so they cannot read another home or the platform's secrets;
+the pipeline's account reads the remote and writes its own folders, nothing else.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from pathlib import Path
 PREFIX = "jupyter-"
 GROUP = "mlops-ide-users"
 NO_LOGIN = "/usr/sbin/nologin"
+NO_HOME = "/nonexistent"
+PIPELINE = "mlops-ide-pipeline"
+GIT = "mlops-ide-git"
+SERVICE_ACCOUNTS = (PIPELINE, GIT)
 
 
 class AccountError(RuntimeError):
@@ -71,26 +80,60 @@ def _ensure_account(hub_name: str, home: Path) -> pwd.struct_passwd:
     return account
 
 
+def ensure_service_account(name: str, home: Path | None) -> pwd.struct_passwd:
+    """A platform service's account (one of SERVICE_ACCOUNTS), made when missing, in a
+    group of its own; `home` is made and handed over to it (see `ensure_home`), None: it
+    has none (/nonexistent)."""
+    if name not in SERVICE_ACCOUNTS:
+        raise ValueError(f"{name!r} is not one of the platform's service accounts {SERVICE_ACCOUNTS}")
+    with _accounts_file:
+        try:
+            account = pwd.getpwnam(name)
+        except KeyError:
+            where = ["--no-create-home", "--home-dir", str(home or NO_HOME), "--shell", NO_LOGIN]
+            run(["useradd", "--system", "--user-group", *where, "--comment", "mlops-ide", name])
+            account = pwd.getpwnam(name)
+        if account.pw_dir != str(home or NO_HOME):
+            run(["usermod", "--home", str(home or NO_HOME), name])
+            account = pwd.getpwnam(name)
+    if home is not None:
+        ensure_home(home, account.pw_uid, account.pw_gid)
+    return account
+
+
 def ensure_home(home: Path, uid: int, gid: int) -> None:
-    """The home exists, belongs to the account and is its alone (also a home made earlier
-    by a server that ran as root: its files are handed over once)."""
+    """The folder exists, belongs to the account and is its alone. A folder made earlier
+    as root (a home, or a service's folder of an earlier version) is handed over once,
+    links not followed; after that root never walks it (the account could plant links)."""
     home.mkdir(parents=True, exist_ok=True)
     if home.stat().st_uid != uid:
-        for path in [home, *home.rglob("*")]:
+        for path in walk(home):
             os.lchown(path, uid, gid)
     home.chmod(0o700)
 
 
-def share_with_users(path: Path, writable: bool) -> None:
-    """Let the users' group reach `path` (and, when `writable`, write under it): setgid
-    folders so that what users add stays in the group.
+def hand_over_tree(path: Path, uid: int, gid: int) -> None:
+    """`path` and all below it the account's (`uid`, `gid`), readable by all, writable by
+    its group: folders 2775 (what is made in them stays in the group), files 0664 (0775
+    when executable).
 
-    Users can write below `path`, and this runs as root: every item is opened without
-    following a symbolic link and changed through that open file, so a link (or one swapped
-    in meanwhile) can never point the change at a file of root's."""
-    gid = ensure_group()
-    for item in walk(path) if writable else [path]:
-        share_one(item, gid, writable)
+    Others could write below `path` before (a remote of an earlier version let the users'
+    group write it), and this runs as root: every item is opened without following a
+    symbolic link and changed through that open file, so a link (or one swapped in
+    meanwhile) never points the change at a file of root's; a file with a second hard link
+    (to who knows where) is left as it is."""
+    for item in walk(path):
+        fd = open_no_link(item)
+        if fd is None:
+            continue
+        try:
+            info = os.fstat(fd)
+            folder = stat.S_ISDIR(info.st_mode)
+            if folder or (stat.S_ISREG(info.st_mode) and info.st_nlink == 1):
+                os.fchown(fd, uid, gid)
+                os.fchmod(fd, 0o2775 if folder else 0o775 if info.st_mode & 0o100 else 0o664)
+        finally:
+            os.close(fd)
 
 
 def walk(path: Path) -> list[Path]:
@@ -123,24 +166,6 @@ def give_to_root(path: Path) -> None:
                 os.fchmod(fd, 0o755 if executable else 0o644)
         finally:
             os.close(fd)
-
-
-def share_one(item: Path, gid: int, writable: bool) -> None:
-    fd = open_no_link(item)
-    if fd is None:
-        return
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            mode = info.st_mode & 0o7777
-            os.fchown(fd, -1, gid)
-            os.fchmod(fd, (mode | 0o2070) if writable else (mode | 0o010))
-        elif stat.S_ISREG(info.st_mode) and writable and info.st_nlink == 1:  # no hard link to elsewhere
-            mode = info.st_mode & 0o7777
-            os.fchown(fd, -1, gid)
-            os.fchmod(fd, mode | (0o070 if mode & 0o100 else 0o060))
-    finally:
-        os.close(fd)
 
 
 def run(argv: list[str]) -> None:

@@ -10,6 +10,7 @@ orphaned is re-parented to it, and a final sweep ends every descendant still ali
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import ssl
 import subprocess
@@ -38,6 +39,7 @@ class Service:
     cwd: Path
     log: Path
     ready_url: str | None = None  # answers 2xx once the service is usable
+    account: pwd.struct_passwd | None = None  # the OS account it runs as; None: the supervisor's
     stop_signal: int = signal.SIGTERM
     proc: subprocess.Popen | None = field(default=None, repr=False)
     restarts: int = 0
@@ -45,7 +47,7 @@ class Service:
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as out:
+        with open(self.log, "ab") as out:  # opened here: the account never holds the log's folder
             self.proc = subprocess.Popen(
                 self.argv,
                 cwd=self.cwd,
@@ -54,6 +56,7 @@ class Service:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                **as_account(self.account),
             )
 
     def is_ready(self) -> bool:
@@ -80,6 +83,13 @@ class Service:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def as_account(account: pwd.struct_passwd | None) -> dict:
+    """subprocess's arguments that run a child as `account` and its group alone."""
+    if account is None:
+        return {}
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
 
 class Supervisor:

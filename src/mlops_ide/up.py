@@ -50,24 +50,25 @@ def port_problems(ports: Iterable[Port]) -> list[str]:
     return problems
 
 
-def prepare_state(settings: Settings, tools: local_state.Tools) -> tuple[str, bool, dict[str, str]]:
-    """The state folder the hub reads: password, admins' accounts, git remote, code-server on
-    the users' PATH. Returns the first admin's password, whether it is new, and new admins'."""
+def prepare_state(settings: Settings, tools: local_state.Tools) -> tuple[Platform, bool, dict[str, str]]:
+    """The state folder the hub reads: password, admins' accounts, the services' accounts,
+    git remote, code-server on the users' PATH. Returns the platform, whether the first
+    admin's password is new, and new admins' passwords."""
     say(f"==> Preparing the state folder {settings.home}")
-    accounts = os_accounts.enabled()
-    local_state.lock_down(settings, accounts=accounts)
+    accounts = local_state.service_accounts(settings) if os_accounts.enabled() else {}
+    local_state.lock_down(settings, accounts=bool(accounts))
     password, made = local_state.ensure_password(settings)
     new_admins = users.ensure_admins(settings, password) if settings.auth == "native" else {}
     if settings.repo_url is None:
         remote, how = local_state.ensure_local_remote(settings)
         if accounts:
-            local_state.share_remote(remote)
+            local_state.share_remote(remote, accounts[os_accounts.GIT])
         say(f"   local git remote {remote} ({how})")
     else:
         say(f"   pipeline repository {settings.repo_url} (MLOPS_IDE_REPO_URL)")
     local_state.write_code_server_shim(settings, tools)
-    local_state.install_startup(settings)
-    return password, made, new_admins
+    local_state.install_code(settings)
+    return Platform(settings, tools, password, accounts), made, new_admins
 
 
 def unreachable_for_users(settings: Settings, tools: local_state.Tools) -> list[str]:
@@ -80,12 +81,14 @@ def unreachable_for_users(settings: Settings, tools: local_state.Tools) -> list[
             f"through: set MLOPS_IDE_HOME to a folder users can reach (e.g. /srv/mlops-ide), or "
             f"`chmod o+x {blocked}`."
         )
-    blocked = local_state.unreachable_ancestor(tools.python)
-    if blocked:
-        problems.append(
-            f"the tools in {tools.python.parents[2]} lie below {blocked}, which other accounts cannot "
-            "pass through: run `scripts/install.sh platform` as root again (it installs in /opt/mlops-ide)."
-        )
+    for python in (tools.python, tools.airflow_python, tools.pipeline_python, tools.app_python):
+        blocked = local_state.unreachable_ancestor(python.resolve())  # a venv's python links to its base
+        if blocked:
+            problems.append(
+                f"{python} runs {python.resolve()}, below {blocked}, which other accounts cannot pass "
+                "through: run `scripts/install.sh platform` as root again (it installs in /opt/mlops-ide, "
+                "on Debian's python3)."
+            )
     return problems
 
 
@@ -126,7 +129,8 @@ def banner(
     for service in services.running(settings):
         if service.url is not None:
             page = service.url(settings) + service.link
-            lines.append(f"   {service.title + ':':<8} {page}  {service.banner}".rstrip())
+            text = service.banner(settings) if callable(service.banner) else service.banner
+            lines.append(f"   {service.title + ':':<8} {page}  {text}".rstrip())
     if not accounts:
         lines.append(
             f"   all servers run as {getpass.getuser()}: users are not kept apart (run as root for one "
@@ -156,8 +160,8 @@ def main() -> int:
         return 2
 
     os.umask(0o077)  # what the platform and its services write is their owner's alone
-    password, made, new_admins = prepare_state(settings, tools)
-    platform = Platform(settings, tools, password)
+    platform, made, new_admins = prepare_state(settings, tools)
+    password = platform.password
     running = services.running(settings)
     said: set[str] = set()  # two services may prepare the same thing (the dataset)
     for service in running:

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mlops_ide import local_state, os_accounts, services, users
+from mlops_ide.git_http import SCOPE as GIT_SCOPE
+from mlops_ide.services import git
 from mlops_ide.settings import CHECKOUT, Settings, Values, parsers, read, table
 
 NAME = "local"
@@ -130,20 +132,24 @@ def configure(c: Any, settings: Settings) -> None:
     c.Spawner.http_timeout = 90
     c.Spawner.environment = {
         "PATH": f"{local_state.code_server_bin(settings)}:{tools.python.parent}:/usr/local/bin:/usr/bin:/bin",
-        "PYTHONPATH": str(local_state.startup_lib(settings)),  # for startup.start only; it drops it
-        "MLOPS_IDE_REPO_URL": settings.effective_repo_url,
+        "PYTHONPATH": str(local_state.code_lib(settings)),  # for startup.start only; it drops it
+        "MLOPS_IDE_REPO_URL": settings.repo_url or git.repo_url(settings),
         "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
         "MLOPS_IDE_SYNC_TIMEOUT": str(settings.sync_timeout),
         **local_state.git_credentials(settings),  # a token for a private MLOPS_IDE_REPO_URL
         **services.client_env(settings),  # MLFLOW_TRACKING_URI, when MLflow runs
     }
-    if os_accounts.enabled() and settings.repo_url is None:
-        # The remote belongs to the platform, not to the user: git wants it named as safe.
-        c.Spawner.environment.update(
-            GIT_CONFIG_COUNT="1",
-            GIT_CONFIG_KEY_0="safe.directory",
-            GIT_CONFIG_VALUE_0=str(settings.local_remote),
-        )
+
+    # -- the platform's own remote: users push through the git service with their hub token -------
+    if settings.repo_url is None:
+        c.JupyterHub.services = [
+            {"name": "git", "url": f"http://127.0.0.1:{settings.git_port}", "display": False}
+        ]
+        c.JupyterHub.load_roles = [
+            {"name": "user", "description": "Standard user privileges", "scopes": ["self", GIT_SCOPE]}
+        ]
+        c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", GIT_SCOPE]
+        c.LocalVSCodeSpawner.git_token = True
 
     # -- the hub's home page: links to the tools, with their health ---------------------------------
     links = services.links(settings)  # title -> (page, health check)

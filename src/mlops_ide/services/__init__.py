@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
-from collections.abc import Callable, Iterable
+import pwd
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,16 @@ class Port:
 
 @dataclass(frozen=True)
 class Platform:
-    """What a service is built from: the settings, the installed tools, the login password."""
+    """What a service is built from: the settings, the installed tools, the login password,
+    and (when the platform runs as root) the OS accounts of its services by name."""
 
     settings: Settings
     tools: Tools
     password: str
+    accounts: Mapping[str, pwd.struct_passwd] = field(default_factory=dict)
+
+    def account(self, name: str | None) -> pwd.struct_passwd | None:
+        return self.accounts.get(name) if name else None
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ class PlatformService:
     url: Callable[[Settings], str] | None = None  # its address, None: not linked
     link: str = "/"  # the page the home page and the banner link to, under `url`
     health: str | None = None  # the path that answers 200 when it is healthy
-    banner: str = ""  # after the address in `make up`'s banner
+    banner: str | Callable[[Settings], str] = ""  # after the address in `make up`'s banner
     prepare: Callable[[Platform], Iterable[str]] | None = None  # one-shot steps, each said first
     client_env: Callable[[Settings], dict[str, str]] = field(default=lambda settings: {})
     # ^ what a client needs to find it: set in user servers and in Airflow's tasks
@@ -76,11 +82,14 @@ def process(
     drop: tuple[str, ...] = ("PYTHONPATH",),
     log: str | None = None,
     cwd: Path | None = None,
+    account: str | None = None,
     **extra: Any,
 ) -> Service:
     """One process of a service as the supervisor runs it: this environment less `drop`,
-    plus `env`; in the state folder, its output in logs/<log or name>.log."""
-    environ = {key: value for key, value in os.environ.items() if key not in drop}
+    plus `env`; in the state folder, its output in logs/<log or name>.log. With `account`
+    (os_accounts.PIPELINE, say) it runs as that OS account when the platform has it."""
+    runs_as = platform.account(account)
+    environ = account_environ(runs_as, drop)
     environ.update(env or {})
     home = platform.settings.home
     log_name = log or name.lower().replace(" ", "-")
@@ -91,8 +100,23 @@ def process(
         cwd=cwd or home,
         log=home / "logs" / f"{log_name}.log",
         ready_url=ready_url,
+        account=runs_as,
         **extra,
     )
+
+
+def account_environ(
+    account: pwd.struct_passwd | None, drop: Iterable[str] = ("PYTHONPATH",)
+) -> dict[str, str]:
+    """This process's environment less `drop`, for a child. For a child that runs as a
+    service account also less the platform's settings (MLOPS_IDE_*: the password, tokens),
+    with that account's HOME and USER: it gets only what its service gives it."""
+    dropped = set(drop)
+    environ = {key: value for key, value in os.environ.items() if key not in dropped}
+    if account is not None:
+        environ = {key: value for key, value in environ.items() if not key.startswith("MLOPS_IDE_")}
+        environ.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name)
+    return environ
 
 
 def discover(package: str = __name__) -> tuple[PlatformService, ...]:

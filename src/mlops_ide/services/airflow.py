@@ -1,8 +1,13 @@
 """Airflow 3 (API server, scheduler, DAG processor, triggerer; LocalExecutor, SQLite).
 
 It reads its DAGs from the same git remote the users push to (a GitDagBundle, the
-connection given by environment) and lets `admin` and the hub's admins in with the hub's
-password. A watcher asks it to re-parse at each push to the local remote.
+connection given by environment) and lets `admin` and the hub's admins in with a password
+of its own. A watcher asks it to re-parse at each push to the local remote.
+
+As root, every process runs as the pipeline's account (mlops-ide-pipeline), as do the DAGs
+and their tasks: a pushed DAG can reach Airflow, MLflow and the pipeline's folders, not the
+hub's secrets nor anyone's home. Airflow's own secrets (its password, its JWT and API keys)
+are in `airflow-auth/`, which root writes and that account only reads.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlops_ide import services
+from mlops_ide import local_state, os_accounts, services
 from mlops_ide.local_state import ensure_folder, ensure_secret
-from mlops_ide.services import Platform, PlatformService, Port, port_setting, process, serving
-from mlops_ide.settings import CHECKOUT, Settings
-from mlops_ide.supervisor import Service
+from mlops_ide.services import Platform, PlatformService, Port, git, port_setting, process, serving
+from mlops_ide.settings import Settings
+from mlops_ide.supervisor import Service, as_account
 
 BUNDLE_NAME = "pipelines"
 GIT_CONN_ID = "mlops_ide_pipelines"
@@ -45,28 +50,70 @@ def users(settings: Settings) -> list[str]:
     return sorted({"admin", *settings.admin_users})
 
 
+def auth_folder(settings: Settings) -> Path:
+    return settings.home / "airflow-auth"
+
+
 def passwords_file(settings: Settings) -> Path:
-    return settings.home / "airflow" / "passwords.json"
+    return auth_folder(settings) / "passwords.json"
 
 
-def write_passwords(settings: Settings, password: str) -> Path:
-    """The simple auth manager's users file: every Airflow user has the hub's password."""
+def admin_password_file(settings: Settings) -> Path:
+    return auth_folder(settings) / "admin_password"
+
+
+def readable_by_pipeline(platform: Platform) -> int | None:
+    """The group that reads Airflow's secrets (the pipeline account's), None without accounts."""
+    account = platform.account(os_accounts.PIPELINE)
+    return account.pw_gid if account else None
+
+
+def ensure_auth_folder(platform: Platform) -> Path:
+    """root's, read by the pipeline's account: Airflow reads its secrets, cannot change them."""
+    folder = ensure_folder(auth_folder(platform.settings), 0o750)
+    group = readable_by_pipeline(platform)
+    if group is not None:
+        os.chown(folder, 0, group)
+    return folder
+
+
+def write_passwords(platform: Platform) -> Path:
+    """The simple auth manager's users file: every Airflow user has Airflow's password (made
+    once, its own: a DAG can read it, so it must not open the hub). Written anew at each
+    start; the pipeline's account owns the file (Airflow opens it for appending), not the
+    folder, so it never swaps in another file for root to write."""
+    settings = platform.settings
+    ensure_auth_folder(platform)
+    group = readable_by_pipeline(platform)
+    password, _ = ensure_secret(admin_password_file(settings), lambda: secrets.token_urlsafe(12), group)
     path = passwords_file(settings)
-    ensure_folder(path.parent)
     partial = path.with_name(".passwords.json.tmp")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
+        account = platform.account(os_accounts.PIPELINE)
+        if account is not None:
+            os.fchown(out.fileno(), account.pw_uid, account.pw_gid)
         json.dump(dict.fromkeys(users(settings), password), out)
     os.replace(partial, path)
     return path
+
+
+def login_hint(settings: Settings) -> str:
+    """How to log in to Airflow, for the banner: its password, made at the first start."""
+    try:
+        return f"(user admin, password: {admin_password_file(settings).read_text().strip()})"
+    except OSError:
+        return f"(user admin, password in {admin_password_file(settings)})"
 
 
 def environment(platform: Platform) -> dict[str, str]:
     """Every Airflow process's environment: configuration, the bundle, the DAGs' settings."""
     settings, tools = platform.settings, platform.tools
     home = ensure_folder(settings.home / "airflow")
-    jwt_secret, _ = ensure_secret(home / "jwt_secret", lambda: secrets.token_urlsafe(64))
-    api_secret, _ = ensure_secret(home / "api_secret_key", lambda: secrets.token_urlsafe(32))
+    group = readable_by_pipeline(platform)
+    auth = ensure_auth_folder(platform)
+    jwt_secret, _ = ensure_secret(auth / "jwt_secret", lambda: secrets.token_urlsafe(64), group)
+    api_secret, _ = ensure_secret(auth / "api_secret_key", lambda: secrets.token_urlsafe(32), group)
     bundle = {
         "name": BUNDLE_NAME,
         "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
@@ -77,7 +124,10 @@ def environment(platform: Platform) -> dict[str, str]:
             "refresh_interval": 60,  # a safety net; pushes refresh at once
         },
     }
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "PYTHONPATH"))}
+    env = services.account_environ(platform.account(os_accounts.PIPELINE), drop=())
+    env = {key: value for key, value in env.items() if not key.startswith(("AIRFLOW", "PYTHONPATH"))}
+    if settings.repo_url is None:  # the bundle clones the local remote, whose folder is root's
+        env["GIT_CONFIG_GLOBAL"] = str(git.write_trust_file(settings))
     env.update(
         {
             "PATH": f"{tools.airflow_python.parent}:{env.get('PATH', '/usr/bin:/bin')}",
@@ -89,9 +139,7 @@ def environment(platform: Platform) -> dict[str, str]:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:admin" for u in users(settings)),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
-                write_passwords(settings, platform.password)
-            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(write_passwords(platform)),
             "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
             "AIRFLOW__API__SECRET_KEY": api_secret,
             "AIRFLOW__API__HOST": "127.0.0.1",
@@ -130,9 +178,11 @@ def prepare(platform: Platform) -> Iterator[str]:
         subprocess.run(
             [str(platform.tools.airflow_python.parent / "airflow"), "db", "migrate"],
             env=environment(platform),
+            cwd=platform.settings.home / "airflow",
             stdout=out,
             stderr=subprocess.STDOUT,
             check=True,
+            **as_account(platform.account(os_accounts.PIPELINE)),
         )
     if platform.settings.repo_url is None:
         remove_old_push_hook(platform.settings)
@@ -150,6 +200,7 @@ def processes(platform: Platform) -> list[Service]:
             env=env,
             cwd=settings.home / "airflow",
             log=settings.home / "logs" / f"airflow-{command}.log",
+            account=platform.account(os_accounts.PIPELINE),
             **extra,
         )
 
@@ -168,11 +219,11 @@ def processes(platform: Platform) -> list[Service]:
 
 def push_watcher(platform: Platform) -> Service:
     """Asks Airflow to re-parse at each push to the local remote's tracked branch; runs as
-    the platform's account, which holds Airflow's password (a hook would run as the pusher)."""
+    the pipeline's account, which reads Airflow's password (a hook would run as the pusher)."""
     settings = platform.settings
     argv = [
         str(platform.tools.python),
-        str(CHECKOUT / "src" / "mlops_ide" / "dag_refresh.py"),
+        str(local_state.code_lib(settings) / "mlops_ide" / "dag_refresh.py"),
         "--watch",
         str(settings.local_remote),
         "--branch",
@@ -184,7 +235,14 @@ def push_watcher(platform: Platform) -> Service:
         "--dag",
         ANCHOR_DAG,
     ]
-    return process(platform, "Airflow push watcher", argv, ready_url=None, log="airflow-push-watcher")
+    return process(
+        platform,
+        "Airflow push watcher",
+        argv,
+        ready_url=None,
+        log="airflow-push-watcher",
+        account=os_accounts.PIPELINE,
+    )
 
 
 def remove_old_push_hook(settings: Settings) -> None:
@@ -203,6 +261,6 @@ SERVICE = PlatformService(
     ports=ports,
     url=url,
     health="/api/v2/monitor/health",
-    banner="(user admin, the same password)",
+    banner=login_hint,
     prepare=prepare,
 )

@@ -1,9 +1,11 @@
-"""The Streamlit app (its own light virtualenv): upload an image, see the prediction."""
+"""The Streamlit app (its own light virtualenv), as the pipeline's account when the
+platform runs as root: upload an image, see the prediction."""
 
 from __future__ import annotations
 
+from mlops_ide import local_state, os_accounts
 from mlops_ide.services import Platform, PlatformService, Port, port_setting, process, serving
-from mlops_ide.settings import CHECKOUT, Settings
+from mlops_ide.settings import Settings
 from mlops_ide.supervisor import Service
 
 PORT = port_setting("MLOPS_IDE_APP_PORT", "app_port", "the Streamlit app", 8501)
@@ -15,12 +17,13 @@ def url(settings: Settings) -> str:
 
 def processes(platform: Platform) -> list[Service]:
     settings = platform.settings
-    app = CHECKOUT / "src" / "skin_cancer" / "app.py"
+    app = local_state.code_lib(settings) / "skin_cancer" / "app.py"
     argv = [str(platform.tools.app_python), "-m", "streamlit", "run", str(app)]
     argv += ["--server.address", "127.0.0.1", "--server.port", str(settings.app_port)]
     argv += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
     ready = f"{url(settings)}/_stcore/health"
-    return [process(platform, "App", argv, ready, env={"SKIN_CANCER_API_URL": serving.url(settings)})]
+    env = {"SKIN_CANCER_API_URL": serving.url(settings)}
+    return [process(platform, "App", argv, ready, env=env, account=os_accounts.PIPELINE)]
 
 
 SERVICE = PlatformService(

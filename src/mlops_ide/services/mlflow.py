@@ -1,11 +1,13 @@
 """MLflow's tracking server and model registry: one worker, job execution off (~450 MiB
-instead of ~2.2 GiB), SQLite and local artifacts in the state folder."""
+instead of ~2.2 GiB), SQLite and local artifacts in the state folder; as the pipeline's
+account when the platform runs as root."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from mlops_ide import os_accounts
 from mlops_ide.local_state import ensure_folder
 from mlops_ide.services import Platform, PlatformService, Port, port_setting, process
 from mlops_ide.settings import Settings
@@ -56,7 +58,8 @@ def processes(platform: Platform) -> list[Service]:
     settings = platform.settings
     home = ensure_folder(settings.home / "mlflow")
     argv, env = server_process(platform.tools.airflow_python.parent / "mlflow", settings.mlflow_port, home)
-    return [process(platform, "MLflow", argv, f"{url(settings)}/health", env=env, cwd=home)]
+    ready = f"{url(settings)}/health"
+    return [process(platform, "MLflow", argv, ready, env=env, cwd=home, account=os_accounts.PIPELINE)]
 
 
 SERVICE = PlatformService(

@@ -1,14 +1,16 @@
 """The model-serving API (FastAPI, `python -m skin_cancer.serving`) in the pipeline's
-virtualenv: it serves MLflow's `champion` and follows the alias without a restart."""
+virtualenv, as the pipeline's account when the platform runs as root: it serves MLflow's
+`champion` and follows the alias without a restart."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 
+from mlops_ide import local_state, os_accounts, services
 from mlops_ide.services import Platform, PlatformService, Port, mlflow, port_setting, process
-from mlops_ide.settings import CHECKOUT, Settings
-from mlops_ide.supervisor import Service
+from mlops_ide.settings import Settings
+from mlops_ide.supervisor import Service, as_account
 
 PORT = port_setting("MLOPS_IDE_SERVING_PORT", "serving_port", "the model-serving API", 8500)
 
@@ -18,11 +20,13 @@ def url(settings: Settings) -> str:
 
 
 def seed_dataset(platform: Platform) -> list[str]:
-    """A small synthetic skin-lesion dataset for the demo, once; a real one put there is kept."""
+    """A small synthetic skin-lesion dataset for the demo, once, written as the pipeline's
+    account (the folder is its); a real one put there is kept."""
     settings = platform.settings
     if (settings.dataset / "train").exists():
         how = "kept"
     else:
+        account = platform.account(os_accounts.PIPELINE)
         subprocess.run(
             [
                 str(platform.tools.pipeline_python),
@@ -31,9 +35,11 @@ def seed_dataset(platform: Platform) -> list[str]:
                 "--out",
                 str(settings.dataset),
             ],
-            env={**os.environ, "PYTHONPATH": str(CHECKOUT / "src")},
+            env={**services.account_environ(account), "PYTHONPATH": str(local_state.code_lib(settings))},
+            cwd=local_state.ensure_folder(settings.dataset.parent),
             check=True,
             capture_output=True,
+            **as_account(account),
         )
         how = "seeded with synthetic images"
     return [f"skin-lesion dataset {settings.dataset} ({how})"]
@@ -42,14 +48,15 @@ def seed_dataset(platform: Platform) -> list[str]:
 def processes(platform: Platform) -> list[Service]:
     settings, python = platform.settings, platform.tools.pipeline_python
     env = {
-        "PYTHONPATH": str(CHECKOUT / "src"),
+        "PYTHONPATH": str(local_state.code_lib(settings)),
         "MLFLOW_TRACKING_URI": mlflow.url(settings),
         "PATH": f"{python.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     }
     argv = [str(python), "-m", "skin_cancer.serving", "--port", str(settings.serving_port)]
     # Ready once it answers at all: /health says 503 until a champion exists.
     ready = f"{url(settings)}/openapi.json"
-    return [process(platform, "Serving", argv, ready, env=env, drop=("PYTHONPATH", "KERAS_BACKEND"))]
+    drop = ("PYTHONPATH", "KERAS_BACKEND")
+    return [process(platform, "Serving", argv, ready, env=env, drop=drop, account=os_accounts.PIPELINE)]
 
 
 SERVICE = PlatformService(

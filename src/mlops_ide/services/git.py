@@ -1,0 +1,70 @@
+"""The git service: the local remote over HTTP for the users' servers (mlops_ide.git_http),
+as the account `mlops-ide-git` when the platform runs as root. Users push through it with
+their hub token; nobody but it writes the remote. Runs whenever the platform keeps its own
+remote (no MLOPS_IDE_REPO_URL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlops_ide import local_state, os_accounts
+from mlops_ide.git_http import PREFIX
+from mlops_ide.services import Platform, PlatformService, Port, port_setting, process
+from mlops_ide.settings import Settings
+from mlops_ide.supervisor import Service
+
+PORT = port_setting("MLOPS_IDE_GIT_PORT", "git_port", "the git service (the local remote over HTTP)", 8070)
+
+
+def url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.git_port}{PREFIX}"
+
+
+def repo_url(settings: Settings) -> str:
+    """What users clone and push to (their servers are on this machine: loopback, no TLS)."""
+    return url(settings) + settings.local_remote.name
+
+
+def trust_file(settings: Settings) -> Path:
+    """A git config that names the remote as safe, for the pipeline's account, which clones
+    it (Airflow's bundle) but does not own its folder (root does). A global config file: a
+    local clone drops safe.directory given by the environment (GIT_CONFIG_COUNT)."""
+    return local_state.code_lib(settings) / "remote-trust.gitconfig"
+
+
+def write_trust_file(settings: Settings) -> Path:
+    path = local_state.ensure_folder(local_state.code_lib(settings), 0o755) / trust_file(settings).name
+    text = f"[safe]\n\tdirectory = {settings.local_remote}\n"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    path.chmod(0o644)
+    return path
+
+
+def processes(platform: Platform) -> list[Service]:
+    settings = platform.settings
+    if settings.repo_url is not None:
+        return []
+    argv = [str(platform.tools.python), "-m", "mlops_ide.git_http", "--repo", str(settings.local_remote)]
+    argv += ["--port", str(settings.git_port), "--hub-api", f"http://127.0.0.1:{settings.hub_port}/hub/api"]
+    env = {"PYTHONPATH": str(local_state.code_lib(settings))}
+    return [
+        process(platform, "Git service", argv, url(settings) + "health", env=env, account=os_accounts.GIT)
+    ]
+
+
+def ports(settings: Settings) -> list[Port]:
+    if settings.repo_url is not None:
+        return []
+    return [Port("127.0.0.1", settings.git_port, PORT.name, "the git service")]
+
+
+SERVICE = PlatformService(
+    name="git",
+    title="Git",
+    order=5,
+    optional=False,  # runs with the platform's own remote, whatever MLOPS_IDE_SERVICES says
+    settings=(PORT,),
+    processes=processes,
+    ports=ports,
+)
