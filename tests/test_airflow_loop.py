@@ -65,15 +65,14 @@ def clone(platform: Platform) -> Path:
     return platform.home / "homes" / "alice" / "pipelines"
 
 
-def push(platform: Platform, clone: Path, files: dict[str, str | None], message: str) -> str:
-    """Commit and push as the clone's owner: alice's own OS account when the platform runs
-    as root (as in CI), pushing from her server's environment through the git service, so
-    the whole path from her push to Airflow is hers."""
+def commit_files(clone: Path, files: dict[str, str | None], message: str) -> None:
+    """Commit as alice: her own OS account when the platform runs as root (as in CI)."""
     owner = clone.stat()
     for name, text in files.items():
         if text is None:
             git(clone, "rm", "--quiet", name)
         else:
+            (clone / name).parent.mkdir(exist_ok=True)
             (clone / name).write_text(text)
             os.chown(clone / name, owner.st_uid, owner.st_gid)
             git(clone, "add", name)
@@ -88,7 +87,13 @@ def push(platform: Platform, clone: Path, files: dict[str, str | None], message:
         "-m",
         message,
     )
-    pushed = platform.terminal("alice", "git", "push", "--quiet", "origin", "main", cwd=clone)
+
+
+def push(platform: Platform, clone: Path, files: dict[str, str | None], message: str, *options: str) -> str:
+    """Commit and push as alice, from her server's environment through the git service, so
+    the whole path from her push to Airflow is hers; the pushed commit."""
+    commit_files(clone, files, message)
+    pushed = platform.terminal("alice", "git", "push", "--quiet", *options, "origin", "main", cwd=clone)
     assert pushed.returncode == 0, pushed.stderr
     return git(clone, "rev-parse", "HEAD")
 
@@ -106,9 +111,10 @@ def test_pushed_dag_appears_runs_and_records_its_commit(
     # The task's log reads through the API from the log files (no log server on any interface).
     task_log = airflow.get(f"dags/hello_push/dagRuns/{run['dag_run_id']}/taskInstances/answer/logs/1").text
     assert "the answer is 42" in task_log
-    watcher_log = (platform.home / "logs" / "airflow-push-watcher.log").read_text()
-    assert f"push of {commit[:12]} to main: Airflow re-parsing the bundle" in watcher_log
-    assert "could not ask" not in watcher_log
+    assert (
+        f"push of {commit[:12]} by alice: live: hello_push"
+        in (platform.home / "logs" / "airflow-push-check.log").read_text()
+    )
 
 
 ENV_PROBE_DAG = """
@@ -157,6 +163,8 @@ def test_broken_dags_are_import_errors_and_the_rest_keeps_working(
             "dags/missing_import.py": "from airflow.sdk import dag\nimport module_that_is_not_installed\n",
         },
         "two broken DAGs",
+        "-o",
+        "skip-dag-check",  # the push check would refuse them: as they land in an emergency
     )
 
     errors = wait_for(
@@ -187,12 +195,16 @@ def test_github_push_webhook_makes_airflow_reparse(
     platform: Platform, airflow: AirflowAPI, clone: Path, tmp_path: Path
 ) -> None:
     """Kubernetes mode's path from a push to Airflow (GitHub's webhook, not the local push
-    watcher): push with the watcher paused, then deliver the signed event."""
+    check): push while the push check is away (the push goes through, unchecked, and says
+    so), then deliver the signed event."""
     secret = "a-webhook-secret-for-the-test"
-    watcher = platform.service_pid(b"--watch")
-    os.kill(watcher, signal.SIGSTOP)
+    socket_path = platform.home / "push-check" / "socket"
+    socket_path.rename(socket_path.with_name("away"))
     try:
-        commit = push(platform, clone, {"dags/hello_webhook.py": WEBHOOK_DAG}, "add hello_webhook")
+        commit_files(clone, {"dags/hello_webhook.py": WEBHOOK_DAG}, "add hello_webhook")
+        pushed = platform.terminal("alice", "git", "push", "origin", "main", cwd=clone)
+        commit = git(clone, "rev-parse", "HEAD")
+        assert pushed.returncode == 0 and "DAG check unavailable" in pushed.stderr, pushed.stderr
         log = tmp_path / "webhook.log"
         airflow_url = f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}"
         with running_push_webhook(log, secret, airflow_url, platform.airflow_password) as url:
@@ -209,7 +221,7 @@ def test_github_push_webhook_makes_airflow_reparse(
             wait_for(lambda: airflow.dag("hello_webhook"), 15, "hello_webhook to appear")
             assert "Airflow re-parsing the bundle" in log.read_text()
     finally:
-        os.kill(watcher, signal.SIGCONT)
+        socket_path.with_name("away").rename(socket_path)
 
 
 def test_hub_admins_log_in_to_airflow_with_airflows_own_password(
@@ -265,7 +277,15 @@ def test_a_pushed_dag_runs_as_the_pipelines_account_and_reaches_no_secret(
         ("Airflow's password", str(state / "airflow-auth" / "admin_password"), "a"),
         ("a file beside it", str(state / "airflow-auth" / "planted"), "a"),
     ]
-    push(platform, clone, {"dags/probe_dag.py": PROBE_DAG % json.dumps(attempts)}, "a probing DAG")
+    # it raises on purpose: past the push check, which runs it as the same account and refuses it
+    push(
+        platform,
+        clone,
+        {"dags/probe_dag.py": PROBE_DAG % json.dumps(attempts)},
+        "a probing DAG",
+        "-o",
+        "skip-dag-check",
+    )
 
     error = wait_for(
         lambda: next(
@@ -360,3 +380,133 @@ def test_nothing_the_platform_runs_listens_beyond_loopback(platform: Platform, c
 
     assert addresses, "found none of the platform's sockets"
     assert {address.rsplit(":", 1)[0] for address in addresses} <= {"127.0.0.1", "[::1]"}, addresses
+
+
+def push_output(platform: Platform, clone: Path, files: dict[str, str | None], message: str, *options: str):
+    """Commit as alice and push from her terminal; the push's result (its output included)."""
+    commit_files(clone, files, message)
+    return platform.terminal("alice", "git", "push", *options, "origin", "main", cwd=clone)
+
+
+def remote_head(platform: Platform) -> str:
+    return git(platform.home / "remote" / "pipelines.git", "rev-parse", "main")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("syntax.py", "from airflow.sdk import dag\n\n@dag(schedule=None\ndef broken(:\n", ":4: SyntaxError"),
+        (
+            "missing.py",
+            "from airflow.sdk import dag\nimport module_that_is_not_installed\n",
+            ":2: ModuleNotFoundError",
+        ),
+        (
+            "network.py",
+            "from airflow.sdk import dag\nimport urllib.request\nurllib.request.urlopen('http://example.com')\n",
+            ":3: ",
+        ),
+    ],
+)
+def test_a_push_of_a_dag_that_would_not_load_is_refused_with_file_and_line(
+    platform: Platform, airflow: AirflowAPI, clone: Path, name: str, text: str, expected: str
+) -> None:
+    before = remote_head(platform)
+
+    pushed = push_output(platform, clone, {f"dags/{name}": text}, f"broken {name}")
+
+    assert pushed.returncode != 0
+    assert "remote: mlops-ide: push refused" in pushed.stderr
+    assert f"remote:   dags/{name}{expected}" in pushed.stderr, pushed.stderr
+    assert remote_head(platform) == before  # the team's branch never saw it
+    git(clone, "reset", "--quiet", "--hard", "origin/main")  # alice drops her broken commit
+
+
+def test_a_good_push_says_live_and_a_removal_says_removed(
+    platform: Platform, airflow: AirflowAPI, clone: Path
+) -> None:
+    added = push_output(
+        platform, clone, {"dags/live_one.py": HELLO_DAG.replace("hello_push", "live_one")}, "live one"
+    )
+    removed = push_output(platform, clone, {"dags/live_one.py": None}, "remove live one")
+
+    assert added.returncode == 0, added.stderr
+    assert "remote: mlops-ide: DAG check passed" in added.stderr
+    assert "remote: mlops-ide: live: live_one" in added.stderr, added.stderr
+    assert removed.returncode == 0 and "remote: mlops-ide: removed: live_one" in removed.stderr, (
+        removed.stderr
+    )
+    log = (platform.home / "logs" / "airflow-push-check.log").read_text()
+    assert "by alice: live: live_one" in log
+
+
+CODE_PROBE_DAG = """
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="code_probe", schedule=None, tags=["test"])
+def code_probe():
+    @task
+    def version() -> str:
+        import pathlib
+
+        # a file of this run's commit, outside dags/ (as src/ is for the real pipeline)
+        return (pathlib.Path(__file__).resolve().parents[1] / "src" / "probe_version.txt").read_text().strip()
+
+    version()
+
+
+code_probe()
+"""
+
+
+def test_a_push_of_code_outside_dags_is_used_by_the_next_run_at_once(
+    platform: Platform, airflow: AirflowAPI, clone: Path
+) -> None:
+    push(platform, clone, {"dags/code_probe.py": CODE_PROBE_DAG, "src/probe_version.txt": "one\n"}, "probe")
+    wait_for(lambda: airflow.dag("code_probe"), 30, "code_probe")
+
+    pushed = push_output(platform, clone, {"src/probe_version.txt": "two\n"}, "code only")
+    commit = git(clone, "rev-parse", "HEAD")
+    run_id = airflow.trigger("code_probe")  # at once: no waiting for Airflow's own refresh
+    run = airflow.wait_for_run("code_probe", run_id)
+
+    assert pushed.returncode == 0, pushed.stderr
+    assert f"next runs use {commit[:12]}" in pushed.stderr, pushed.stderr
+    assert run["bundle_version"] == commit
+    xcom = airflow.get(f"dags/code_probe/dagRuns/{run_id}/taskInstances/version/xcomEntries/return_value")
+    assert xcom.json()["value"] == "two"
+
+
+def test_the_skip_option_lets_a_broken_dag_through_and_says_so(
+    platform: Platform, airflow: AirflowAPI, clone: Path
+) -> None:
+    broken = "from airflow.sdk import dag\nimport module_that_is_not_installed\n"
+    pushed = push_output(platform, clone, {"dags/skipped.py": broken}, "skip", "-o", "skip-dag-check")
+
+    assert pushed.returncode == 0, pushed.stderr
+    assert "DAG check skipped (skip-dag-check)" in pushed.stderr
+    assert "dags/skipped.py: import error: ModuleNotFoundError" in pushed.stderr, pushed.stderr
+    assert "SKIPPED by alice" in (platform.home / "logs" / "airflow-push-check.log").read_text()
+    push(platform, clone, {"dags/skipped.py": None}, "drop skipped")
+
+
+def test_a_huge_dags_folder_is_refused(platform: Platform, clone: Path) -> None:
+    before = remote_head(platform)
+
+    pushed = push_output(platform, clone, {"dags/weights.py": "# " + "0" * (21 * 2**20) + "\n"}, "huge")
+
+    assert pushed.returncode != 0 and "dags/ is over 20 MB" in pushed.stderr, pushed.stderr
+    assert remote_head(platform) == before
+    git(clone, "reset", "--quiet", "--hard", "origin/main")
+
+
+def test_only_the_git_service_and_root_reach_the_push_check(platform: Platform, clone: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("accounts need root")
+    socket_path = platform.home / "push-check" / "socket"
+    probe = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect({str(socket_path)!r})"
+
+    result = platform.terminal("alice", "python3", "-c", probe, cwd=clone)
+
+    assert result.returncode != 0 and "PermissionError" in result.stderr

@@ -4,7 +4,8 @@ top-level body is cheap (DAG files must do no I/O and no heavy work at import).
 
     <airflow venv>/bin/python src/mlops_ide/dag_check.py DAGS_DIR
 
-Prints one JSON object: {"files": [{"file", "dags", "error", "body_seconds"}]}.
+Prints one JSON object: {"files": [{"file", "dags", "error", "line", "body_seconds"}]}
+("line": where in the file the error is, when the traceback says).
 Run it in Airflow's virtualenv; the tests and CI do.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -70,10 +72,21 @@ def check(dags_dir: Path) -> list[dict]:
                 "file": path.name,
                 "dags": sorted(bag.dag_ids),
                 "error": errors[0].strip().splitlines()[-1] if errors else None,
+                "line": error_line(errors[0], path) if errors else None,
                 "body_seconds": round(seconds, 4),
             }
         )
     return results
+
+
+def error_line(traceback_text: str, path: Path) -> int | None:
+    """The line of `path` a traceback points at last (the import, the failing call, or
+    the syntax error's line)."""
+    found = None
+    for match in re.finditer(r'File "([^"]+)", line (\d+)', traceback_text):
+        if Path(match[1]).name == path.name:
+            found = int(match[2])
+    return found
 
 
 def main() -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -71,6 +72,9 @@ def lock_down(settings: Settings, accounts: bool = False) -> None:
         code_server_bin(settings): 0o755,
         settings.homes: passage,
         settings.local_remote.parent: passage,
+        # read by one service account's group (see who owns them: ensure_shared_folder)
+        settings.home / "airflow-auth": 0o750 if accounts else 0o700,
+        push_check_socket(settings).parent: 0o2750 if accounts else 0o700,
     }
     for path in settings.home.iterdir():
         if path.is_symlink():
@@ -168,6 +172,7 @@ REMOTE_CONFIG = {
     "core.logAllRefUpdates": "always",
     "core.sharedRepository": "0664",  # the writer's group writes too (root's pushes stay usable)
     "receive.maxInputSize": "256m",  # a pack beyond it is refused, with git saying why
+    "receive.advertisePushOptions": "true",  # git push -o skip-dag-check (mlops_ide/push_hook.py)
     # No gc as a pusher: it would rewrite packed-refs, a file of the remote's own folder.
     "receive.autogc": "false",
     "gc.auto": "0",
@@ -209,6 +214,48 @@ def share_remote(remote: Path, writer: pwd.struct_passwd) -> None:
 
 
 PIPELINE_FOLDERS = ("airflow", "mlflow", "data", "pipeline-runs")  # what the pipeline's account writes
+
+
+def push_check_socket(settings: Settings) -> Path:
+    """Where the push check (run by the pipeline's account) listens for the remote's hooks;
+    its folder lets in the git service's account (its group) and nobody else."""
+    return settings.home / "push-check" / "socket"
+
+
+def ensure_push_check_folder(settings: Settings, accounts: dict[str, pwd.struct_passwd]) -> Path:
+    from mlops_ide import os_accounts
+
+    folder = push_check_socket(settings).parent
+    if not accounts:
+        return ensure_folder(folder)
+    folder.mkdir(exist_ok=True)
+    os.chown(folder, accounts[os_accounts.PIPELINE].pw_uid, accounts[os_accounts.GIT].pw_gid)
+    folder.chmod(0o2750)
+    return folder
+
+
+PUSH_HOOKS = ("pre-receive", "post-receive")
+HOOK_MARK = "Written by mlops-ide"
+
+
+def install_push_hooks(settings: Settings, tools: Tools) -> None:
+    """The remote's pre-receive and post-receive hooks (mlops_ide/push_hook.py): each push
+    to the tracked branch is checked, and told what is live. Values are shell-quoted (a
+    branch may be named `main$(cmd)`). A hook of someone else's is set aside, not lost."""
+    hooks = settings.local_remote / "hooks"
+    script = code_lib(settings) / "mlops_ide" / "push_hook.py"
+    for name in PUSH_HOOKS:
+        argv = [str(tools.python), str(script), name, "--socket", str(push_check_socket(settings))]
+        argv += ["--branch", settings.repo_branch]
+        text = f"#!/bin/sh\n# {HOOK_MARK}: what a push is told.\nexec {shlex.join(argv)}\n"
+        hook = hooks / name
+        if hook.exists() and HOOK_MARK not in hook.read_text(errors="replace"):
+            hook.rename(hook.with_name(name + ".before-mlops-ide"))
+        if not hook.exists() or hook.read_text() != text:
+            partial = hook.with_name(f".{name}.new")
+            partial.write_text(text)
+            partial.chmod(0o755)
+            partial.rename(hook)
 
 
 def pipeline_home(settings: Settings) -> Path:

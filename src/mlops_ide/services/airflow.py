@@ -2,7 +2,8 @@
 
 It reads its DAGs from the same git remote the users push to (a GitDagBundle, the
 connection given by environment) and lets `admin` and the hub's admins in with a password
-of its own. A watcher asks it to re-parse at each push to the local remote.
+of its own. Its push check refuses pushes of DAGs that would not load, and moves it to each
+pushed commit at once (the local remote's hooks ask it).
 
 As root, every process runs as the pipeline's account (mlops-ide-pipeline), as do the DAGs
 and their tasks: a pushed DAG can reach Airflow, MLflow and the pipeline's folders, not the
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from mlops_ide import local_state, os_accounts, services
 from mlops_ide.local_state import ensure_folder, ensure_secret
-from mlops_ide.services import Platform, PlatformService, Port, git, port_setting, process, serving
+from mlops_ide.services import Platform, PlatformService, Port, git, port_setting, serving
 from mlops_ide.settings import Settings
 from mlops_ide.supervisor import Service, as_account
 
@@ -168,8 +169,7 @@ def environment(platform: Platform) -> dict[str, str]:
 
 
 def prepare(platform: Platform) -> Iterator[str]:
-    """The dataset the DAGs train on, Airflow's database, the push hook on the local remote;
-    each line is said before its step."""
+    """The dataset the DAGs train on, Airflow's database; each line is said before its step."""
     yield from serving.seed_dataset(platform)
     yield "Airflow database (first start: about 20 s)"
     log = platform.settings.home / "logs" / "airflow-db-migrate.log"
@@ -184,8 +184,6 @@ def prepare(platform: Platform) -> Iterator[str]:
             check=True,
             **as_account(platform.account(os_accounts.PIPELINE)),
         )
-    if platform.settings.repo_url is None:
-        remove_old_push_hook(platform.settings)
 
 
 def processes(platform: Platform) -> list[Service]:
@@ -204,7 +202,7 @@ def processes(platform: Platform) -> list[Service]:
             **extra,
         )
 
-    watchers = [push_watcher(platform)] if settings.repo_url is None else []
+    checks = [push_check(platform)] if settings.repo_url is None else []
     return [
         process("API server", "api-server", ready_url=f"{url(settings)}/api/v2/monitor/health"),
         # SIGINT: the scheduler stops its LocalExecutor workers too (SIGTERM leaves them).
@@ -213,43 +211,39 @@ def processes(platform: Platform) -> list[Service]:
         process("scheduler", "scheduler", "--skip-serve-logs", stop_signal=signal.SIGINT),
         process("DAG processor", "dag-processor", stop_signal=signal.SIGINT),
         process("triggerer", "triggerer", "--skip-serve-logs", stop_signal=signal.SIGINT),
-        *watchers,
+        *checks,
     ]
 
 
-def push_watcher(platform: Platform) -> Service:
-    """Asks Airflow to re-parse at each push to the local remote's tracked branch; runs as
-    the pipeline's account, which reads Airflow's password (a hook would run as the pusher)."""
+def push_check(platform: Platform) -> Service:
+    """What the local remote's hooks ask at each push (mlops_ide/push_check.py): whether the
+    pushed DAG files load, then what Airflow made of the push. Airflow's virtualenv and the
+    DAGs' environment, never Airflow's database or keys; as the pipeline's account, which
+    reads Airflow's password (a hook runs as the pusher's git, which must not)."""
     settings = platform.settings
     argv = [
-        str(platform.tools.python),
-        str(local_state.code_lib(settings) / "mlops_ide" / "dag_refresh.py"),
-        "--watch",
-        str(settings.local_remote),
-        "--branch",
-        settings.repo_branch,
+        str(platform.tools.airflow_python),
+        str(local_state.code_lib(settings) / "mlops_ide" / "push_check.py"),
+        "--socket",
+        str(local_state.push_check_socket(settings)),
         "--airflow-url",
         url(settings),
         "--passwords-file",
         str(passwords_file(settings)),
+        "--bundle",
+        BUNDLE_NAME,
         "--dag",
         ANCHOR_DAG,
     ]
-    return process(
-        platform,
-        "Airflow push watcher",
-        argv,
-        ready_url=None,
-        log="airflow-push-watcher",
-        account=os_accounts.PIPELINE,
+    env = {key: value for key, value in environment(platform).items() if not key.startswith("AIRFLOW")}
+    return Service(
+        name="Airflow push check",
+        argv=argv,
+        env=env,
+        cwd=settings.home / "airflow",
+        log=settings.home / "logs" / "airflow-push-check.log",
+        account=platform.account(os_accounts.PIPELINE),
     )
-
-
-def remove_old_push_hook(settings: Settings) -> None:
-    """Earlier versions asked Airflow from a post-receive hook (as the pushing user)."""
-    hook = settings.local_remote / "hooks" / "post-receive"
-    if hook.exists() and "Written by mlops-ide" in hook.read_text(errors="replace"):
-        hook.unlink()
 
 
 SERVICE = PlatformService(

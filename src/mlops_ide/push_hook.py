@@ -1,0 +1,187 @@
+"""The local remote's pre-receive and post-receive hooks: what a `git push` to the tracked
+branch is told, in its own output (git prints it after `remote:`).
+
+    pre-receive   the pushed commit's dags/ go to the push check (mlops_ide/push_check.py),
+                  which imports each DAG file as Airflow would; any problem refuses the
+                  push, one line each: `dags/<file>.py:<line>: <error>`. The branch stays
+                  as it was. `git push -o skip-dag-check` lets it through, and says so.
+    post-receive  the push check moves Airflow to the pushed commit and waits (a few
+                  seconds at most) to say, for each DAG file the push touched, `live:`,
+                  `removed:` or its import error; for a push of code outside dags/,
+                  `next runs use <commit>`.
+
+Run by git (the git service's account, or whoever pushes to the folder directly) with the
+arguments the platform wrote into the hook; standard library only. Neither hook holds a
+password: the push check listens on a Unix socket that only the git service's account and
+root can reach. When it does not answer (Airflow is off), the push goes through unchecked
+and the output says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+
+ZERO = "0" * 40
+MAX_DAGS_BYTES = 20 * 2**20  # dags/ holds code; data and models belong elsewhere
+SKIP_OPTION = "skip-dag-check"
+
+
+def git(*args: str) -> bytes:
+    return subprocess.run(["git", *args], check=True, capture_output=True).stdout
+
+
+def ask(socket_path: str, request: dict, timeout: float) -> dict:
+    """One request to the push check, one answer: a JSON line each way."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(timeout)
+        connection.connect(socket_path)
+        connection.sendall(json.dumps(request).encode() + b"\n")
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return json.loads(answer)
+
+
+def dag_files(commit: str) -> dict[str, str]:
+    """The files under dags/ at `commit`, path -> base64 content (regular files only)."""
+    archive = git("archive", "--format=tar", commit, "--", "dags") if has_dags(commit) else b""
+    files, total = {}, 0
+    if archive:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                total += member.size
+                if total > MAX_DAGS_BYTES:
+                    raise TooBig(f"dags/ is over {MAX_DAGS_BYTES // 2**20} MB at this commit")
+                files[member.name] = base64.b64encode(tar.extractfile(member).read()).decode()
+    return files
+
+
+def has_dags(commit: str) -> bool:
+    return bool(git("ls-tree", "--name-only", commit, "--", "dags").strip())
+
+
+class TooBig(ValueError):
+    pass
+
+
+def updates(branch: str) -> list[tuple[str, str]]:
+    """(old, new) of the tracked branch's update in this push (git gives the hook one line
+    per ref on stdin); a deletion is left to git, which refuses it."""
+    wanted = f"refs/heads/{branch}"
+    found = []
+    for line in sys.stdin.read().splitlines():
+        old, new, ref = line.split(" ", 2)
+        if ref == wanted and new != ZERO:
+            found.append((old, new))
+    return found
+
+
+def push_options() -> list[str]:
+    return [
+        os.environ.get(f"GIT_PUSH_OPTION_{i}", "")
+        for i in range(int(os.environ.get("GIT_PUSH_OPTION_COUNT", "0")))
+    ]
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def pre_receive(args: argparse.Namespace) -> int:
+    for old, new in updates(args.branch):
+        pusher = os.environ.get("REMOTE_USER", "local")
+        if SKIP_OPTION in push_options():
+            say(f"mlops-ide: DAG check skipped ({SKIP_OPTION}); Airflow will say what breaks")
+            notify(args, {"skipped": new, "pusher": pusher})
+            return 0
+        try:
+            problems, summary = check(args, new, pusher)
+            # A DAG file this push did not touch that would not load before it either is not
+            # this push's doing: said, not refused (it came in with the skip option, say).
+            untouched = {file_of(p) for p in problems} - set(changed_paths(old, new))
+            before = {file_of(p) for p in check(args, old, pusher)[0]} if untouched and old != ZERO else set()
+        except TooBig as problem:
+            say(f"mlops-ide: push refused: {problem}: keep data and models out of git")
+            return 1
+        except (OSError, ValueError) as problem:
+            say(f"mlops-ide: DAG check unavailable ({problem.__class__.__name__}); pushed unchecked")
+            return 0
+        refused = [p for p in problems if file_of(p) not in before]
+        for problem in problems:
+            if file_of(problem) in before:
+                say(f"mlops-ide: already broken before this push: {problem}")
+        if refused:
+            say(f"mlops-ide: push refused: {len(refused)} DAG file(s) would not load in Airflow")
+            for problem in refused:
+                say(f"  {problem}")
+            say(f"  fix and push again (or, in an emergency: git push -o {SKIP_OPTION})")
+            return 1
+        say(f"mlops-ide: DAG check passed ({summary})")
+    return 0
+
+
+def check(args: argparse.Namespace, commit: str, pusher: str) -> tuple[list[str], str]:
+    answer = ask(args.socket, {"check": commit, "pusher": pusher, "files": dag_files(commit)}, 60)
+    return answer.get("problems", []), answer.get("summary", "")
+
+
+def file_of(problem: str) -> str:
+    """`dags/x.py` of a problem line `dags/x.py:3: ...`."""
+    return problem.split(":", 1)[0]
+
+
+def changed_paths(old: str, new: str) -> list[str]:
+    if old == ZERO:
+        return []
+    return git("diff", "--name-only", "--no-renames", old, new).decode().splitlines()
+
+
+def notify(args: argparse.Namespace, request: dict) -> None:
+    """Tell the push check of something for its log; no answer needed."""
+    with contextlib.suppress(OSError, ValueError):
+        ask(args.socket, request, 5)
+
+
+def post_receive(args: argparse.Namespace) -> int:
+    for old, new in updates(args.branch):
+        changed = []
+        if old != ZERO:
+            for line in git("diff", "--name-status", "--no-renames", old, new).decode().splitlines():
+                status, path = line.split("\t", 1)
+                changed.append([status[0], path])
+        request = {"live": new, "changed": changed, "pusher": os.environ.get("REMOTE_USER", "local")}
+        try:
+            answer = ask(args.socket, request, 30)
+        except (OSError, ValueError) as problem:
+            say(f"mlops-ide: cannot tell what is live ({problem.__class__.__name__}); Airflow's UI will")
+            continue
+        for line in answer.get("lines", []):
+            say(f"mlops-ide: {line}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("hook", choices=("pre-receive", "post-receive"))
+    parser.add_argument("--socket", required=True, help="the push check's Unix socket")
+    parser.add_argument("--branch", required=True, help="the tracked branch")
+    args = parser.parse_args(argv)
+    return pre_receive(args) if args.hook == "pre-receive" else post_receive(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The local remote's push hooks and the push check, without Airflow running: a broken DAG
+is refused with its file and line, a push is never held long by a hung Airflow nor lost
+when the push check is away, a branch name is data, and a crafted request cannot write
+outside its folder. The push check runs for real (Airflow's virtualenv, as the platform
+runs it); the remote is a real bare repository with the platform's hooks."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from mlops_ide import dag_check, push_check
+from mlops_ide.local_state import (
+    Tools,
+    ensure_local_remote,
+    install_code,
+    install_push_hooks,
+    push_check_socket,
+)
+from mlops_ide.modes import load
+from mlops_ide.services import Platform, airflow
+from tests.gitrepos import git, user_commit
+from tests.local_platform import ROOT, free_port_base
+
+GOOD_DAG = (
+    "from airflow.sdk import dag\n\n\n@dag(dag_id='good', schedule=None)\ndef good():\n    pass\n\n\ngood()\n"
+)
+
+
+@contextmanager
+def remote_with_hooks(tmp_path: Path, airflow_port: int, branch: str = "main") -> Iterator[tuple[Path, Path]]:
+    """A fresh local remote with the platform's hooks, and its push check asking an Airflow
+    on `airflow_port` (nothing, or something that hangs); yields (clone, the check's log)."""
+    settings = load(
+        {
+            "MLOPS_IDE_HOME": str(tmp_path / "state"),
+            "MLOPS_IDE_AIRFLOW_PORT": str(airflow_port),
+            "MLOPS_IDE_REPO_BRANCH": branch,
+        }
+    )
+    tools = Tools.load()
+    remote, _ = ensure_local_remote(settings)
+    install_code(settings)
+    install_push_hooks(settings, tools)
+    push_check_socket(settings).parent.mkdir(mode=0o700)
+    platform = Platform(settings, tools, "a-password")
+    airflow.write_passwords(platform)
+    check = airflow.push_check(platform)
+    check.argv += ["--wait", "2"]
+    log = tmp_path / "push-check.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(check.argv, env=check.env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "checking pushes" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.05)
+        clone = tmp_path / "clone"
+        git(tmp_path, "clone", "--quiet", "--branch", branch, str(remote), str(clone))
+        yield clone, log
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def push(clone: Path, branch: str = "main") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["git", "push", "origin", branch], cwd=clone, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_broken_dag_is_refused_and_a_hung_airflow_holds_a_good_push_only_briefly(
+    tmp_path: Path, silent_port: int
+) -> None:
+    with remote_with_hooks(tmp_path, silent_port) as (clone, log):
+        before = git(clone, "rev-parse", "origin/main")
+        user_commit(
+            clone, {"dags/broken.py": "from airflow.sdk import dag\nraise ValueError('no')\n"}, "broken"
+        )
+        refused = push(clone)
+        assert refused.returncode != 0
+        assert "remote:   dags/broken.py:2: ValueError: no" in refused.stderr, refused.stderr
+        assert git(clone, "ls-remote", "origin", "main").split()[0] == before
+
+        git(clone, "reset", "--quiet", "--hard", "origin/main")
+        mine = user_commit(clone, {"dags/good.py": GOOD_DAG}, "good")
+        started = time.monotonic()
+        accepted = push(clone)
+        took = time.monotonic() - started
+
+    assert accepted.returncode == 0, accepted.stderr
+    assert "DAG check passed" in accepted.stderr
+    assert "cannot tell what is live (TimeoutError)" in accepted.stderr or "still parsing" in accepted.stderr
+    assert took < 15  # the live report waits 2 s here (5 s on the platform), then gives up
+    assert git(clone, "ls-remote", "origin", "main").split()[0] == mine
+    logged = log.read_text()  # the push log: each check and each live report, with the pusher
+    assert "pushed by local: 1 problem(s)" in logged and "pushed by local: passed" in logged
+    assert f"push of {mine[:12]} by local: cannot tell what is live" in logged
+
+
+def test_a_push_goes_through_unchecked_when_the_push_check_is_away(tmp_path: Path) -> None:
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    remote, _ = ensure_local_remote(settings)
+    install_code(settings)
+    install_push_hooks(settings, Tools.load())  # and no push check listening
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "--quiet", str(remote), str(clone))
+    mine = user_commit(clone, {"dags/new.py": "# new\n"}, "new")
+
+    pushed = push(clone)
+
+    assert pushed.returncode == 0, pushed.stderr
+    assert "DAG check unavailable (FileNotFoundError); pushed unchecked" in pushed.stderr
+    assert git(remote, "rev-parse", "main") == mine
+
+
+def test_a_branch_name_is_never_run(tmp_path: Path) -> None:
+    """`main$(touch${IFS}pwned)` is a valid branch name; a shell hook once ran it."""
+    branch = "main$(touch${IFS}pwned)"
+    with remote_with_hooks(tmp_path, free_port_base(), branch) as (clone, _):  # no Airflow there
+        user_commit(clone, {"dags/good.py": GOOD_DAG}, "good")
+        pushed = push(clone, branch)
+
+    assert pushed.returncode == 0, pushed.stderr
+    assert "DAG check passed" in pushed.stderr  # the hook saw the push to this very branch
+    assert list(tmp_path.rglob("pwned")) == []
+
+
+def test_a_crafted_check_request_cannot_write_outside_its_folder(tmp_path: Path) -> None:
+    content = base64.b64encode(b"x").decode()
+    for name in ("dags/../../escaped.py", "/etc/escaped.py", "other/x.py", "dags/sub/../../../escaped.py"):
+        with pytest.raises(ValueError, match="not a path under dags/"):
+            push_check.write_files({name: content}, tmp_path / "root")
+    assert not list(tmp_path.rglob("escaped.py"))
+
+
+def test_the_line_of_an_error_is_the_dag_files_own(tmp_path: Path) -> None:
+    path = tmp_path / "x.py"
+    traceback_text = (
+        'Traceback (most recent call last):\n  File "/b/dags/x.py", line 7, in <module>\n    helper()\n'
+        '  File "/b/dags/x.py", line 3, in helper\n    open_network()\n'
+        '  File "/usr/lib/python3.11/socket.py", line 1, in connect\nOSError: no\n'
+    )
+
+    assert dag_check.error_line(traceback_text, path) == 3
+    assert dag_check.error_line("OSError: no\n", path) is None
+    assert push_check.problem_lines([{"file": "x.py", "line": None, "error": "E", "dags": []}]) == [
+        "dags/x.py: E"
+    ]
+
+
+def test_refresh_names_the_problem_when_airflow_refuses(tmp_path: Path) -> None:
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text('{"admin": "x"}')
+    argv = [sys.executable, str(ROOT / "src" / "mlops_ide" / "dag_refresh.py"), "--airflow-url"]
+    argv += [f"http://127.0.0.1:{free_port_base()}", "--passwords-file", str(passwords), "--dag", "d"]
+
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
+    assert result.returncode == 1
+    assert "could not ask Airflow to re-parse" in result.stdout and "Connection refused" in result.stdout
