@@ -74,10 +74,21 @@ class Remote:
         return git(self.path, "rev-parse", branch or self.branch)
 
 
-def user_commit(clone: Path, files: dict[str, str], message: str) -> str:
+def user_commit(clone: Path, files: dict[str, str | None], message: str) -> str:
+    """Commit `files` (None: delete it) as the clone's owner would: what is written is
+    theirs too (their own OS account when the platform runs as root)."""
+    owner = clone.stat()
     for name, text in files.items():
-        (clone / name).parent.mkdir(parents=True, exist_ok=True)
-        (clone / name).write_text(text)
+        if text is None:
+            git(clone, "rm", "--quiet", name)
+            continue
+        path = clone / name
+        for folder in reversed([*path.relative_to(clone).parents][:-1]):
+            if not (clone / folder).exists():
+                (clone / folder).mkdir()
+                os.chown(clone / folder, owner.st_uid, owner.st_gid)
+        path.write_text(text)
+        os.chown(path, owner.st_uid, owner.st_gid)
         git(clone, "add", name)
     git(clone, "commit", "--quiet", "-m", message)
     return git(clone, "rev-parse", "HEAD")

@@ -82,7 +82,9 @@ def github_signature(secret: bytes, body: bytes) -> str:
 
 
 @contextlib.contextmanager
-def running_push_webhook(log: Path, secret: str, airflow_url: str, password: str) -> Iterator[str]:
+def running_push_webhook(
+    log: Path, secret: str, airflow_url: str, password: str, **extra: str
+) -> Iterator[str]:
     """`python -m mlops_ide.push_webhook` on a free port, as the hub runs it; yields its URL."""
     port = free_port()
     env = {
@@ -94,6 +96,8 @@ def running_push_webhook(log: Path, secret: str, airflow_url: str, password: str
         "MLOPS_IDE_GITHUB_WEBHOOK_SECRET": secret,
         "MLOPS_IDE_AIRFLOW_URL": airflow_url,
         "MLOPS_IDE_AIRFLOW_PASSWORD": password,
+        "MLOPS_IDE_REPO_URL": "https://github.com/team/pipelines.git",  # as the hub passes it on
+        **extra,
     }
     process = start_logged([sys.executable, "-m", "mlops_ide.push_webhook"], env, log)
     url = f"http://127.0.0.1:{port}/services/push-webhook/"

@@ -97,6 +97,7 @@ class GitHubStandIn(_Server):
         self.signed_in: str | None = None
         self.codes: dict[str, str] = {}  # code -> login
         self.tokens: dict[str, str] = {}  # access token -> login
+        self.statuses: list[dict[str, Any]] = []  # commit statuses posted, as sent (and by whom)
 
     def issued_token(self, login: str) -> str:
         """The token GitHub issued to `login` at their latest login."""
@@ -129,6 +130,15 @@ class GitHubStandIn(_Server):
         if path.startswith("/api/v3/orgs/") and len(parts) == 7 and parts[5] == "members":
             member = parts[6] in self.orgs.get(parts[4], set())
             return (204 if member else 404), {}, b""
+        if (
+            path.startswith("/api/v3/repos/")
+            and len(parts) == 8
+            and parts[6] == "statuses"
+            and method == "POST"
+        ):
+            status = {**json.loads(body), "repo": f"{parts[4]}/{parts[5]}", "sha": parts[7], "by": login}
+            self.statuses.append(status)
+            return 201, {}, status
         if path.startswith("/api/v3/orgs/") and len(parts) == 9 and parts[5] == "teams":
             member = parts[8] in self.teams.get((parts[4], parts[6]), set())
             return (204 if member else 404), {}, b""

@@ -15,9 +15,10 @@ import requests
 
 from mlops_ide.processes import descendants, is_alive
 from tests.airflow_api import AirflowAPI
-from tests.gitrepos import git
+from tests.gitrepos import git, user_commit
 from tests.local_platform import Platform, answers, wait_for
 from tests.platform_tools import github_signature, running_push_webhook
+from tests.standins import GitHubStandIn
 
 HELLO_DAG = """
 from airflow.sdk import dag, task
@@ -65,34 +66,10 @@ def clone(platform: Platform) -> Path:
     return platform.home / "homes" / "alice" / "pipelines"
 
 
-def commit_files(clone: Path, files: dict[str, str | None], message: str) -> None:
-    """Commit as alice: her own OS account when the platform runs as root (as in CI)."""
-    owner = clone.stat()
-    for name, text in files.items():
-        if text is None:
-            git(clone, "rm", "--quiet", name)
-        else:
-            (clone / name).parent.mkdir(exist_ok=True)
-            (clone / name).write_text(text)
-            os.chown(clone / name, owner.st_uid, owner.st_gid)
-            git(clone, "add", name)
-    git(
-        clone,
-        "-c",
-        "user.name=Alice",
-        "-c",
-        "user.email=alice@example.com",
-        "commit",
-        "--quiet",
-        "-m",
-        message,
-    )
-
-
 def push(platform: Platform, clone: Path, files: dict[str, str | None], message: str, *options: str) -> str:
     """Commit and push as alice, from her server's environment through the git service, so
     the whole path from her push to Airflow is hers; the pushed commit."""
-    commit_files(clone, files, message)
+    user_commit(clone, files, message)
     pushed = platform.terminal("alice", "git", "push", "--quiet", *options, "origin", "main", cwd=clone)
     assert pushed.returncode == 0, pushed.stderr
     return git(clone, "rev-parse", "HEAD")
@@ -201,13 +178,29 @@ def test_github_push_webhook_makes_airflow_reparse(
     socket_path = platform.home / "push-check" / "socket"
     socket_path.rename(socket_path.with_name("away"))
     try:
-        commit_files(clone, {"dags/hello_webhook.py": WEBHOOK_DAG}, "add hello_webhook")
+        user_commit(clone, {"dags/hello_webhook.py": WEBHOOK_DAG}, "add hello_webhook")
         pushed = platform.terminal("alice", "git", "push", "origin", "main", cwd=clone)
         commit = git(clone, "rev-parse", "HEAD")
         assert pushed.returncode == 0 and "DAG check unavailable" in pushed.stderr, pushed.stderr
         log = tmp_path / "webhook.log"
         airflow_url = f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}"
-        with running_push_webhook(log, secret, airflow_url, platform.airflow_password) as url:
+        github = GitHubStandIn("client", "client-secret", users={"ci-bot": 1})
+        github.tokens["status-token"] = "ci-bot"
+        statuses = {
+            "MLOPS_IDE_GITHUB_STATUS_TOKEN": "status-token",
+            "MLOPS_IDE_GITHUB_URL": "",  # set below, once the stand-in listens
+            "MLOPS_IDE_REPO_URL": "https://github.example/team/pipelines.git",
+        }
+        with (
+            github,
+            running_push_webhook(
+                log,
+                secret,
+                airflow_url,
+                platform.airflow_password,
+                **{**statuses, "MLOPS_IDE_GITHUB_URL": github.url},
+            ) as url,
+        ):
             body = json.dumps({"ref": "refs/heads/main", "after": commit}).encode()
             headers = {
                 "X-Hub-Signature-256": github_signature(secret.encode(), body),
@@ -220,6 +213,12 @@ def test_github_push_webhook_makes_airflow_reparse(
             # well inside the bundle's own 60 s refresh
             wait_for(lambda: airflow.dag("hello_webhook"), 15, "hello_webhook to appear")
             assert "Airflow re-parsing the bundle" in log.read_text()
+            # what Airflow made of the commit, as a GitHub commit status: the files broken
+            # earlier in this module (pushed with skip-dag-check) are still there
+            status = wait_for(lambda: next(iter(github.statuses), None), 90, "the commit status")
+            assert (status["repo"], status["sha"], status["by"]) == ("team/pipelines", commit, "ci-bot")
+            assert status["context"] == "mlops-ide/airflow" and status["state"] == "failure"
+            assert "broken_syntax.py: SyntaxError" in status["description"]
     finally:
         socket_path.with_name("away").rename(socket_path)
 
@@ -384,7 +383,7 @@ def test_nothing_the_platform_runs_listens_beyond_loopback(platform: Platform, c
 
 def push_output(platform: Platform, clone: Path, files: dict[str, str | None], message: str, *options: str):
     """Commit as alice and push from her terminal; the push's result (its output included)."""
-    commit_files(clone, files, message)
+    user_commit(clone, files, message)
     return platform.terminal("alice", "git", "push", *options, "origin", "main", cwd=clone)
 
 

@@ -93,6 +93,17 @@ def test_ci_workflow_runs_the_readme_test_command() -> None:
     assert "permissions:\n  contents: read" in workflow
 
 
+def test_ci_checks_the_dags_of_every_push_and_pull_request_as_the_local_remote_does() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
+    job = workflow["jobs"]["dag-check"]
+    commands = [step.get("run", "") for step in job["steps"]]
+
+    assert "pull_request" in triggers and "push" in triggers
+    assert "python -m pip install -r requirements/airflow.txt" in commands  # Airflow as the platform runs it
+    assert "python src/mlops_ide/dag_check.py dags --problems" in commands
+
+
 def test_images_workflow_builds_every_image_and_pushes_only_from_main_and_tags() -> None:
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "images.yml").read_text())
     job = workflow["jobs"]["build"]

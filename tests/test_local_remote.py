@@ -95,7 +95,7 @@ def test_an_old_open_state_folder_is_made_private_at_the_next_start(tmp_path: Pa
 def test_handing_the_remote_over_never_follows_a_link_a_user_planted(tmp_path: Path) -> None:
     settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
     remote, _ = ensure_local_remote(settings)
-    writer = os_accounts.ensure_service_account(os_accounts.GIT, None)
+    writer = os_accounts.ensure_service_account(os_accounts.GIT)
     secret = tmp_path / "roots-secret"
     secret.write_text("only root")
     secret.chmod(0o600)

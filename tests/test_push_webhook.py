@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from mlops_ide.push_webhook import judge
+from mlops_ide.push_webhook import api_url, judge, repository, status_of
 from tests.local_platform import wait_for
 from tests.platform_tools import github_signature, running_push_webhook
 
@@ -96,3 +96,27 @@ def test_github_gets_its_answer_before_a_hung_airflow_call_ends(tmp_path: Path, 
         assert "next refresh" in log.read_text()
         unsigned = requests.post(url, data=body, headers={"X-GitHub-Event": "push"}, timeout=10)
         assert unsigned.status_code == 401
+
+
+def test_the_commit_status_says_what_airflow_made_of_the_push() -> None:
+    commit = "0123456789abcdef" * 2 + "01234567"
+
+    assert status_of(commit, ["a", "b"], {}) == ("success", "live at 0123456789ab: a, b")
+    state, description = status_of(commit, ["a"], {"/x/dags/bad.py": "Traceback ...\nSyntaxError: invalid"})
+    assert state == "failure" and description == "1 DAG file(s) do not load: bad.py: SyntaxError: invalid"
+    assert status_of(commit, [], {})[0] == "error"
+    assert len(status_of(commit, ["d" * 200], {})[1]) == 140  # GitHub's limit
+
+
+@pytest.mark.parametrize(
+    ("url", "owner_repo"),
+    [
+        ("https://github.com/team/pipelines.git", ("team", "pipelines")),
+        ("https://github.example/team/pipelines", ("team", "pipelines")),
+        ("git@github.com:team/pipelines.git", ("team", "pipelines")),
+    ],
+)
+def test_the_status_goes_to_the_repository_of_the_repo_url(url: str, owner_repo: tuple[str, str]) -> None:
+    assert repository(url) == owner_repo
+    assert api_url("https://github.com") == "https://api.github.com"
+    assert api_url("https://ghe.example/") == "https://ghe.example/api/v3"

@@ -19,13 +19,19 @@ from mlops_ide.settings import table
 from mlops_ide.up import banner, check_ports_free
 
 
-def test_the_registry_holds_each_service_once_hub_first() -> None:
+def test_the_registry_holds_each_service_once_the_hubs_first() -> None:
     names = [service.name for service in services.REGISTRY]
 
-    assert names[0] == "hub" and sorted(names) == ["airflow", "app", "git", "hub", "mlflow", "serving"]
-    assert (
-        tuple(name for name in names[1:] if name != "git") == services.OPTIONAL
-    )  # git: with the local remote
+    # the git service the hub routes to first (the hub waits for it at start), then the hub
+    assert names[:2] == ["git", "hub"] and sorted(names) == [
+        "airflow",
+        "app",
+        "git",
+        "hub",
+        "mlflow",
+        "serving",
+    ]
+    assert tuple(names[2:]) == services.OPTIONAL
     assert load({}).services == services.OPTIONAL  # all of them run by default
 
 

@@ -2,9 +2,11 @@
 without error while the network and the metadata database are out of reach, and its
 top-level body is cheap (DAG files must do no I/O and no heavy work at import).
 
-    <airflow venv>/bin/python src/mlops_ide/dag_check.py DAGS_DIR
+    <airflow venv>/bin/python src/mlops_ide/dag_check.py DAGS_DIR [--problems]
 
-Prints one JSON object: {"files": [{"file", "dags", "error", "line", "body_seconds"}]}
+With --problems (CI runs it so): one line per file that would not load,
+`dags/<file>.py:<line>: <error>`, and exit 1 if there is any. Otherwise prints one JSON
+object: {"files": [{"file", "dags", "error", "line", "body_seconds"}]}
 ("line": where in the file the error is, when the traceback says).
 Run it in Airflow's virtualenv; the tests and CI do.
 """
@@ -52,7 +54,8 @@ def ignored(dags_dir: Path) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def check(dags_dir: Path) -> list[dict]:
+def check(dags_dir: Path, only: set[str] | None = None) -> list[dict]:
+    """Each DAG file of the folder (or those named in `only`) loaded as Airflow would."""
     import airflow.sdk  # noqa: F401 - paid once here, so each file's figure is its own body
     from airflow.dag_processing.dagbag import DagBag
 
@@ -62,6 +65,8 @@ def check(dags_dir: Path) -> list[dict]:
     results = []
     for path in sorted(dags_dir.glob("*.py")):
         if any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns):
+            continue
+        if only is not None and path.name not in only:
             continue
         started = time.perf_counter()
         bag = DagBag(dag_folder=path, safe_mode=False, bundle_path=dags_dir, load_op_links=False)
@@ -89,16 +94,26 @@ def error_line(traceback_text: str, path: Path) -> int | None:
     return found
 
 
-def main() -> int:
-    dags_dir = Path(sys.argv[1]).resolve()
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    dags_dir = Path(next(arg for arg in args if not arg.startswith("--"))).resolve()
     # Airflow logs to stdout; the result gets stdout to itself, the logs go to stderr.
     result = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     block_database()
     block_network()
-    result.write(json.dumps({"files": check(dags_dir)}) + "\n")
+    files = check(dags_dir)
+    if "--problems" not in args:
+        result.write(json.dumps({"files": files}) + "\n")
+        result.flush()
+        return 0
+    problems = [f for f in files if f["error"]]
+    for f in problems:
+        where = f"{dags_dir.name}/{f['file']}" + (f":{f['line']}" if f["line"] else "")
+        result.write(f"{where}: {f['error']}\n")
+    result.write(f"{len(files)} DAG file(s), {len(problems)} that would not load\n")
     result.flush()
-    return 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

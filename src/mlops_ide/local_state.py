@@ -267,10 +267,13 @@ def service_accounts(settings: Settings) -> dict[str, pwd.struct_passwd]:
     folders handed over to its account (once; see os_accounts.ensure_home)."""
     from mlops_ide import os_accounts
 
-    pipeline = os_accounts.ensure_service_account(os_accounts.PIPELINE, pipeline_home(settings))
-    for name in PIPELINE_FOLDERS:
-        os_accounts.ensure_home(settings.home / name, pipeline.pw_uid, pipeline.pw_gid)
-    writer = os_accounts.ensure_service_account(os_accounts.GIT, None)
+    pipeline = os_accounts.ensure_service_account(os_accounts.PIPELINE)
+    home = pipeline_home(settings)
+    for folder in (home, *(settings.home / name for name in PIPELINE_FOLDERS)):
+        os_accounts.ensure_home(folder, pipeline.pw_uid, pipeline.pw_gid)
+    writer = os_accounts.ensure_service_account(os_accounts.GIT)
+    # with this state folder's home for the pipeline's processes (their HOME)
+    pipeline = pwd.struct_passwd((*pipeline[:5], str(home), *pipeline[6:]))
     return {os_accounts.PIPELINE: pipeline, os_accounts.GIT: writer}
 
 

@@ -80,25 +80,20 @@ def _ensure_account(hub_name: str, home: Path) -> pwd.struct_passwd:
     return account
 
 
-def ensure_service_account(name: str, home: Path | None) -> pwd.struct_passwd:
+def ensure_service_account(name: str) -> pwd.struct_passwd:
     """A platform service's account (one of SERVICE_ACCOUNTS), made when missing, in a
-    group of its own; `home` is made and handed over to it (see `ensure_home`), None: it
-    has none (/nonexistent)."""
+    group of its own, with no home of its own: one machine may run several platforms (each
+    state folder gives the account's processes their HOME), and an account's home cannot
+    change while any of its processes runs."""
     if name not in SERVICE_ACCOUNTS:
         raise ValueError(f"{name!r} is not one of the platform's service accounts {SERVICE_ACCOUNTS}")
     with _accounts_file:
         try:
-            account = pwd.getpwnam(name)
+            return pwd.getpwnam(name)
         except KeyError:
-            where = ["--no-create-home", "--home-dir", str(home or NO_HOME), "--shell", NO_LOGIN]
+            where = ["--no-create-home", "--home-dir", NO_HOME, "--shell", NO_LOGIN]
             run(["useradd", "--system", "--user-group", *where, "--comment", "mlops-ide", name])
-            account = pwd.getpwnam(name)
-        if account.pw_dir != str(home or NO_HOME):
-            run(["usermod", "--home", str(home or NO_HOME), name])
-            account = pwd.getpwnam(name)
-    if home is not None:
-        ensure_home(home, account.pw_uid, account.pw_gid)
-    return account
+            return pwd.getpwnam(name)
 
 
 def ensure_home(home: Path, uid: int, gid: int) -> None:
@@ -115,9 +110,19 @@ def ensure_home(home: Path, uid: int, gid: int) -> None:
 def hand_over_tree(path: Path, uid: int, gid: int) -> None:
     """`path` and all below it the account's (`uid`, `gid`), readable by all, writable by
     its group: folders 2775 (what is made in them stays in the group), files 0664 (0775
-    when executable).
+    when executable). Others could write below `path` before: see `own_tree`."""
+    own_tree(path, uid, gid, folders=0o2775, executables=0o775, files=0o664)
 
-    Others could write below `path` before (a remote of an earlier version let the users'
+
+def give_to_root(path: Path) -> None:
+    """`path` and all below it root's, readable by all, writable by root only."""
+    own_tree(path, 0, 0, folders=0o755, executables=0o755, files=0o644)
+
+
+def own_tree(path: Path, uid: int, gid: int, folders: int, executables: int, files: int) -> None:
+    """`path` and all below it owned by (`uid`, `gid`), with these modes.
+
+    Others may have written below `path` (a remote of an earlier version let the users'
     group write it), and this runs as root: every item is opened without following a
     symbolic link and changed through that open file, so a link (or one swapped in
     meanwhile) never points the change at a file of root's; a file with a second hard link
@@ -131,7 +136,7 @@ def hand_over_tree(path: Path, uid: int, gid: int) -> None:
             folder = stat.S_ISDIR(info.st_mode)
             if folder or (stat.S_ISREG(info.st_mode) and info.st_nlink == 1):
                 os.fchown(fd, uid, gid)
-                os.fchmod(fd, 0o2775 if folder else 0o775 if info.st_mode & 0o100 else 0o664)
+                os.fchmod(fd, folders if folder else executables if info.st_mode & 0o100 else files)
         finally:
             os.close(fd)
 
@@ -150,22 +155,6 @@ def open_no_link(item: Path) -> int | None:
         return os.open(item, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError:  # a symbolic link (ELOOP), or gone
         return None
-
-
-def give_to_root(path: Path) -> None:
-    """`path` and all below it root's, readable by all, writable by root only."""
-    for item in walk(path):
-        fd = open_no_link(item)
-        if fd is None:
-            continue
-        try:
-            info = os.fstat(fd)
-            if stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode):
-                os.fchown(fd, 0, 0)
-                executable = stat.S_ISDIR(info.st_mode) or info.st_mode & 0o100
-                os.fchmod(fd, 0o755 if executable else 0o644)
-        finally:
-            os.close(fd)
 
 
 def run(argv: list[str]) -> None:

@@ -11,7 +11,8 @@ with it, so nothing one push's DAG does stays for the next. One request at a tim
 Unix socket in a folder only the git service's account and root can reach (no password
 travels); one JSON line each way:
 
-  {"check": COMMIT, "files": {"dags/x.py": BASE64}}  -> {"problems": ["dags/x.py:3: ..."]}
+  {"check": COMMIT, "files": {"dags/x.py": BASE64}, "only": ["dags/x.py"] (optional)}
+                                                     -> {"problems": ["dags/x.py:3: ..."]}
       (a line per DAG file that would not load, "dags/<file>.py:<line>: <error>")
   {"live": COMMIT, "changed": [["M", "dags/x.py"]]} -> {"lines": ["live: x (at 1a2b3c4d5e6f)"]}
   {"skipped": COMMIT}                                -> {} (logged)
@@ -79,8 +80,9 @@ def problem_lines(results: list[dict]) -> list[str]:
     ]
 
 
-def run_check(files: dict[str, str]) -> dict:
-    """Every DAG file of the pushed dags/ imported in a child; its problems, one line each."""
+def run_check(files: dict[str, str], only: list[str] | None = None) -> dict:
+    """Every DAG file of the pushed dags/ (or those named in `only`) imported in a child;
+    its problems, one line each."""
     readable, writable = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child reports through the pipe
@@ -90,7 +92,8 @@ def run_check(files: dict[str, str]) -> dict:
             dag_check.block_network()
             with tempfile.TemporaryDirectory(prefix="push-check-") as tmp:
                 folder = write_files(files, Path(tmp))
-                results = dag_check.check(folder) if folder.is_dir() else []
+                chosen = None if only is None else {PurePosixPath(name).name for name in only}
+                results = dag_check.check(folder, chosen) if folder.is_dir() else []
             answer = {"problems": problem_lines(results), "summary": summary(results)}
         except BaseException as error:
             answer, code = {"problems": [f"the check itself failed: {error!r}"]}, 1
@@ -232,7 +235,7 @@ class Handler(socketserver.StreamRequestHandler):
             request = json.loads(self.rfile.readline(MAX_REQUEST_BYTES))
             who = request.get("pusher", "?")
             if "check" in request:
-                answer = run_check(request.get("files", {}))
+                answer = run_check(request.get("files", {}), request.get("only"))
                 outcome = f"{len(answer['problems'])} problem(s)" if answer["problems"] else "passed"
                 log(f"check of {request['check'][:12]} pushed by {who}: {outcome}")
                 for problem in answer["problems"]:
@@ -269,9 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dag", required=True, help="the anchor DAG whose re-parse refreshes the bundle")
     parser.add_argument("--wait", type=float, default=5.0, help="at most this long for Airflow's verdict")
     args = parser.parse_args(argv)
-    # Airflow logs to stdout at import; ours goes to the log all the same.
     dag_check.block_database()
     os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"] = FILE_IMPORT_SECONDS
+    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"  # the push log: a line per check and per push
     # the whole traceback (Airflow keeps 2 frames): the DAG file's own line is in it
     os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_ERROR_TRACEBACK_DEPTH"] = "100"
     import airflow.sdk  # noqa: F401 - paid once, not at each push

@@ -109,7 +109,11 @@ def pre_receive(args: argparse.Namespace) -> int:
             notify(args, {"skipped": new, "pusher": pusher})
             return 0
         try:
-            problems, summary = check(args, new, pusher)
+            to_check = dag_files_to_check(old, new)
+            if to_check == []:
+                say("mlops-ide: no DAG file added or changed: nothing to check")
+                continue
+            problems, summary = check(args, new, pusher, to_check)
             # A DAG file this push did not touch that would not load before it either is not
             # this push's doing: said, not refused (it came in with the skip option, say).
             untouched = {file_of(p) for p in problems} - set(changed_paths(old, new))
@@ -117,7 +121,7 @@ def pre_receive(args: argparse.Namespace) -> int:
         except TooBig as problem:
             say(f"mlops-ide: push refused: {problem}: keep data and models out of git")
             return 1
-        except (OSError, ValueError) as problem:
+        except (OSError, ValueError, subprocess.SubprocessError) as problem:
             say(f"mlops-ide: DAG check unavailable ({problem.__class__.__name__}); pushed unchecked")
             return 0
         refused = [p for p in problems if file_of(p) not in before]
@@ -134,9 +138,32 @@ def pre_receive(args: argparse.Namespace) -> int:
     return 0
 
 
-def check(args: argparse.Namespace, commit: str, pusher: str) -> tuple[list[str], str]:
-    answer = ask(args.socket, {"check": commit, "pusher": pusher, "files": dag_files(commit)}, 60)
+def check(
+    args: argparse.Namespace, commit: str, pusher: str, only: list[str] | None = None
+) -> tuple[list[str], str]:
+    request = {"check": commit, "pusher": pusher, "files": dag_files(commit), "only": only}
+    answer = ask(args.socket, request, 60)
     return answer.get("problems", []), answer.get("summary", "")
+
+
+def dag_files_to_check(old: str, new: str) -> list[str] | None:
+    """The DAG files (dags/*.py) the push added or changed, when nothing else under dags/
+    changed; None (every DAG file) for a new branch or a change to what DAG files share
+    (a helper module, .airflowignore)."""
+    if old == ZERO:
+        return None
+    changed = (
+        git("diff", "--name-only", "--no-renames", "--diff-filter=d", old, new, "--", "dags").decode().split()
+    )
+    deleted = (
+        git("diff", "--name-only", "--no-renames", "--diff-filter=D", old, new, "--", "dags").decode().split()
+    )
+    shared = [path for path in changed + deleted if path.count("/") != 1 or not path.endswith(".py")]
+    ignored = (
+        git("show", f"{new}:dags/.airflowignore").decode() if "dags/.airflowignore" not in deleted else ""
+    )
+    helpers = [path for path in changed + deleted if path.removeprefix("dags/") in ignored.split()]
+    return None if shared or helpers else changed
 
 
 def file_of(problem: str) -> str:

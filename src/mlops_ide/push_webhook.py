@@ -21,11 +21,12 @@ import logging
 import os
 import signal
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from mlops_ide.dag_refresh import refresh
+from mlops_ide.dag_refresh import call, login, refresh
 from mlops_ide.settings import Setting, SettingsError, read, table
 
 log = logging.getLogger("mlops_ide.push_webhook")
@@ -40,6 +41,9 @@ def settings_rows() -> tuple[Setting, ...]:
         "MLOPS_IDE_AIRFLOW_URL",
         "MLOPS_IDE_AIRFLOW_USERNAME",
         "MLOPS_IDE_AIRFLOW_PASSWORD",
+        "MLOPS_IDE_GITHUB_STATUS_TOKEN",
+        "MLOPS_IDE_GITHUB_URL",
+        "MLOPS_IDE_REPO_URL",
     )
 
 
@@ -48,6 +52,7 @@ class Verdict:
     status: int
     message: str
     refresh: bool = False
+    commit: str = ""
 
 
 def judge(secret: bytes, headers: Mapping[str, str], body: bytes, branch: str) -> Verdict:
@@ -73,25 +78,104 @@ def judge(secret: bytes, headers: Mapping[str, str], body: bytes, branch: str) -
         return Verdict(200, f"ignored: a push to {ref}, Airflow tracks refs/heads/{branch}")
     if payload.get("deleted"):
         return Verdict(200, f"ignored: {branch} was deleted")
-    commit = str(payload.get("after", ""))[:12]
-    return Verdict(202, f"Airflow re-parses the DAG bundle for {commit}", refresh=True)
+    commit = str(payload.get("after", ""))
+    return Verdict(202, f"Airflow re-parses the DAG bundle for {commit[:12]}", refresh=True, commit=commit)
 
 
-def make_app(secret: bytes, branch: str, prefix: str, ask_airflow: Callable[[], None]):
+STATUS_CONTEXT = "mlops-ide/airflow"
+STATUS_WAIT_SECONDS = 60.0
+
+
+def airflow_verdict(settings, commit: str, wait: float = STATUS_WAIT_SECONDS) -> tuple[str, str]:
+    """What Airflow made of `commit`, once its DAGs are at it (or `wait` has passed):
+    ("success", the live DAGs) or ("failure", the import errors) or ("error", still parsing)."""
+    token = login(settings.airflow_url, settings.airflow_username, settings.airflow_password)
+    deadline = time.monotonic() + wait
+    while True:
+        dags = call("GET", f"{settings.airflow_url}/api/v2/dags?limit=1000", token)["dags"]
+        at_commit = [dag["dag_id"] for dag in dags if dag.get("bundle_version") == commit]
+        if at_commit or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    errors = call("GET", f"{settings.airflow_url}/api/v2/importErrors?limit=1000", token)["import_errors"]
+    return status_of(commit, sorted(at_commit), {e["filename"]: e["stack_trace"] for e in errors})
+
+
+def status_of(commit: str, live: list[str], errors: dict[str, str]) -> tuple[str, str]:
+    """A commit status (state, description of at most 140 characters) from what Airflow says."""
+    if errors:
+        first = ", ".join(
+            f"{name.rsplit('/', 1)[-1]}: {text.strip().splitlines()[-1]}"
+            for name, text in sorted(errors.items())
+        )
+        return "failure", f"{len(errors)} DAG file(s) do not load: {first}"[:140]
+    if not live:
+        return "error", f"Airflow has not parsed {commit[:12]} yet: see its UI"
+    return "success", f"live at {commit[:12]}: {', '.join(live)}"[:140]
+
+
+def post_status(settings, commit: str, state: str, description: str) -> None:
+    """POST /repos/{owner}/{repo}/statuses/{sha}, with the status token."""
+    owner, repo = repository(settings.repo_url)
+    body = {
+        "state": state,
+        "context": STATUS_CONTEXT,
+        "description": description,
+        "target_url": f"{settings.airflow_url}/dags",
+    }
+    request = urllib.request.Request(
+        f"{api_url(settings.github_url)}/repos/{owner}/{repo}/statuses/{commit}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {settings.status_token}",
+            "Accept": "application/vnd.github+json",
+            "Content-Type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
+def api_url(github_url: str) -> str:
+    """GitHub's REST API: api.github.com, or a GitHub Enterprise Server's /api/v3."""
+    base = github_url.rstrip("/")
+    return "https://api.github.com" if base == "https://github.com" else f"{base}/api/v3"
+
+
+def repository(repo_url: str) -> tuple[str, str]:
+    """(owner, name) of https://host/owner/name(.git) or git@host:owner/name(.git)."""
+    path = urlsplit(repo_url).path if "://" in repo_url else repo_url.split(":", 1)[-1]
+    owner, name = path.strip("/").split("/")[-2:]
+    return owner, name.removesuffix(".git")
+
+
+def make_app(
+    secret: bytes,
+    branch: str,
+    prefix: str,
+    ask_airflow: Callable[[str], None],
+    report: Callable[[str], None] | None = None,
+):
     """The Tornado application: POST <prefix> for deliveries, GET <prefix> to check it runs."""
     from tornado import web
     from tornado.ioloop import IOLoop
 
-    def refresh_in_background() -> None:
+    def refresh_in_background(commit: str) -> None:
         started = time.monotonic()
         try:
-            ask_airflow()
+            ask_airflow(commit)
         except Exception as error:  # Airflow down or refusing: its own refresh picks the push up
             log.warning(
                 "could not ask Airflow to re-parse (%r); it picks the push up at its next refresh", error
             )
-        else:
-            log.info("Airflow re-parsing the bundle (asked in %.2f s)", time.monotonic() - started)
+            return
+        log.info("Airflow re-parsing the bundle (asked in %.2f s)", time.monotonic() - started)
+        if report is not None:
+            try:
+                report(commit)
+            except Exception as error:  # GitHub down or the token refused: the push stands
+                log.warning("could not set the commit status of %s (%r)", commit[:12], error)
 
     class Deliveries(web.RequestHandler):
         def get(self) -> None:
@@ -102,7 +186,7 @@ def make_app(secret: bytes, branch: str, prefix: str, ask_airflow: Callable[[], 
             delivery = self.request.headers.get("X-GitHub-Delivery", "-")
             log.info("delivery %s: %s %s", delivery, verdict.status, verdict.message)
             if verdict.refresh:
-                IOLoop.current().run_in_executor(None, refresh_in_background)
+                IOLoop.current().run_in_executor(None, refresh_in_background, verdict.commit)
             self.set_status(verdict.status)
             self.write({"message": verdict.message})
 
@@ -128,8 +212,13 @@ def main() -> None:
             "push-webhook: cannot start: set MLOPS_IDE_GITHUB_WEBHOOK_SECRET and MLOPS_IDE_AIRFLOW_PASSWORD"
         )
 
-    def ask_airflow() -> None:
+    def ask_airflow(commit: str) -> None:
         refresh(settings.airflow_url, settings.airflow_username, settings.airflow_password, ANCHOR_DAG)
+
+    def report(commit: str) -> None:
+        state, description = airflow_verdict(settings, commit)
+        post_status(settings, commit, state, description)
+        log.info("commit status of %s: %s, %s", commit[:12], state, description)
 
     env = os.environ
     app = make_app(
@@ -137,6 +226,7 @@ def main() -> None:
         settings.repo_branch,
         env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/push-webhook/"),
         ask_airflow,
+        report if settings.status_token and settings.repo_url else None,
     )
     url = urlsplit(env.get("JUPYTERHUB_SERVICE_URL", "http://0.0.0.0:8090"))
     # The proxy reaches the service through the hub's Service name; listen on every address.

@@ -62,7 +62,7 @@ def ports(settings: Settings) -> list[Port]:
 SERVICE = PlatformService(
     name="git",
     title="Git",
-    order=5,
+    order=-10,  # before the hub, which waits up to 30 s at start for the services it routes to
     optional=False,  # runs with the platform's own remote, whatever MLOPS_IDE_SERVICES says
     settings=(PORT,),
     processes=processes,

@@ -350,6 +350,16 @@ KUBERNETES = (
         default_doc="unset (webhook off)",
     ),
     Setting(
+        "MLOPS_IDE_GITHUB_STATUS_TOKEN",
+        "status_token",
+        "a token that may write the repository's commit statuses (fine-grained: Commit statuses, "
+        "read and write): after each push the webhook sets `mlops-ide/airflow` on the commit, "
+        "the live DAGs or the import errors",
+        modes=K8S,
+        secret=True,
+        default_doc="unset (no status)",
+    ),
+    Setting(
         "MLOPS_IDE_WEBHOOK_PORT",
         "webhook_port",
         "the webhook service's port on the hub's pod (the proxy routes `/services/push-webhook/` there)",

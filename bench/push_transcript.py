@@ -1,0 +1,69 @@
+"""What `git push` prints on the real local platform (hub, git service, Airflow, MLflow):
+four pushes by a user from her server's clone, as in her VS Code terminal. Used for the
+transcript in docs/push-to-live.md; prints it (the figures in it are this run's).
+
+    python bench/push_transcript.py
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+
+from tests.airflow_api import AirflowAPI  # noqa: E402
+from tests.gitrepos import git, user_commit  # noqa: E402
+from tests.local_platform import Platform, wait_for  # noqa: E402
+
+GOOD = """from airflow.sdk import dag, task
+
+
+@dag(dag_id="daily_report", schedule=None)
+def daily_report():
+    @task
+    def report() -> str:
+        return "ok"
+
+    report()
+
+
+daily_report()
+"""
+BROKEN = GOOD.replace("import dag, task", "import dag, task\nimport pandas_profiling_not_installed")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        platform = Platform(Path(tmp) / "state", MLOPS_IDE_SERVICES="airflow,mlflow").start(timeout=300)
+        try:
+            api = AirflowAPI(
+                f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}", platform.airflow_password
+            )
+            wait_for(lambda: api.dag("platform_smoke_test"), 120, "the seeded DAGs")
+            platform.open_vscode(platform.login("alice"), "alice")
+            clone = platform.home / "homes" / "alice" / "pipelines"
+            steps = [
+                ({"dags/daily_report.py": BROKEN}, "a report DAG, importing what is not installed"),
+                ({"dags/daily_report.py": GOOD}, "a report DAG"),
+                ({"src/skin_cancer/NOTES.md": "the code outside dags/ changed\n"}, "notes"),
+                ({"dags/daily_report.py": None}, "no more report"),
+            ]
+            for files, message in steps:
+                if git(clone, "status", "--porcelain"):
+                    git(clone, "reset", "--quiet", "--hard", "origin/main")
+                user_commit(clone, files, message)
+                pushed = platform.terminal("alice", "git", "push", "origin", "main", cwd=clone)
+                print(f"$ git commit -m {message!r} && git push")
+                print(pushed.stderr.rstrip().replace(platform.env["MLOPS_IDE_GIT_PORT"], "8070"))
+                print()
+                if pushed.returncode:
+                    git(clone, "reset", "--quiet", "--hard", "origin/main")
+        finally:
+            platform.stop()
+
+
+if __name__ == "__main__":
+    main()
