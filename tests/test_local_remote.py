@@ -116,3 +116,24 @@ def test_handing_the_remote_over_never_follows_a_link_a_user_planted(tmp_path: P
     )
     assert remote.stat().st_gid == writer.pw_gid and remote.stat().st_mode & 0o7777 == 0o3775  # sticky
     assert not (remote / "commondir").exists() and (remote / "commondir.set-aside-by-mlops-ide").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing the remote to the git service's account runs as root")
+def test_handing_the_remote_over_never_follows_a_link_to_a_folder(tmp_path: Path) -> None:
+    """A remote of an earlier version let users add entries to its folder: a link there (or
+    below) to a folder of root's must not hand that folder's files over or open them up."""
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    remote, _ = ensure_local_remote(settings)
+    writer = os_accounts.ensure_service_account(os_accounts.GIT)
+    roots = tmp_path / "roots-folder"
+    roots.mkdir(mode=0o700)
+    (roots / "secret").write_text("only root")
+    (roots / "secret").chmod(0o600)
+    (remote / "planted").symlink_to(roots)  # at the top: give_to_root's walk
+    (remote / "objects" / "planted").symlink_to(roots)  # below: the writer's walk
+
+    share_remote(remote, writer)
+
+    for path in (roots, roots / "secret"):
+        info = path.stat()
+        assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (0, 0, 0o700 if path == roots else 0o600)

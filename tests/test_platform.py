@@ -132,6 +132,13 @@ def test_the_git_service_lets_in_a_users_server_token_and_nothing_else(
     assert narrow.status_code == 201, narrow.text
 
     assert git_service(platform, REFS, token).status_code == 200
+    # git's token is not the server's: it opens the git service alone, the server's opens no git
+    server_token = platform.server_environ("alice")["JUPYTERHUB_API_TOKEN"]
+    assert token != server_token and git_service(platform, REFS, server_token).status_code == 403
+    status = requests.get(
+        f"{platform.url}/user/alice/api/status", headers={"Authorization": f"token {token}"}, timeout=30
+    )
+    assert status.status_code == 403
     assert git_service(platform, REFS, None).status_code == 401
     assert git_service(platform, REFS, "not-a-token").status_code == 401
     refused = git_service(platform, REFS, narrow.json()["token"])

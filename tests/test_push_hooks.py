@@ -121,6 +121,57 @@ def test_a_push_goes_through_unchecked_when_the_push_check_is_away(tmp_path: Pat
     assert git(remote, "rev-parse", "main") == mine
 
 
+def test_tags_are_added_never_moved_and_none_shadows_a_branch(tmp_path: Path) -> None:
+    """git guards branches only (no force-push, no deletion there): the hook guards tags and
+    refuses other refs. A tag `origin/main` would be what Airflow's clone runs as main."""
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    remote, _ = ensure_local_remote(settings)
+    install_code(settings)
+    install_push_hooks(settings, Tools.load())
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "--quiet", str(remote), str(clone))
+    git(clone, "tag", "v1")
+    assert push(clone, "v1").returncode == 0  # a new tag: fine
+    user_commit(clone, {"notes.md": "x\n"}, "a commit elsewhere")
+
+    moved = subprocess.run(
+        ["git", "push", "--force", "origin", "HEAD:refs/tags/v1"], cwd=clone, capture_output=True, text=True
+    )
+    deleted = subprocess.run(
+        ["git", "push", "origin", ":refs/tags/v1"], cwd=clone, capture_output=True, text=True
+    )
+    shadow = subprocess.run(
+        ["git", "push", "origin", "HEAD:refs/tags/origin/main"], cwd=clone, capture_output=True, text=True
+    )
+    other = subprocess.run(
+        ["git", "push", "origin", "HEAD:refs/notes/x"], cwd=clone, capture_output=True, text=True
+    )
+
+    assert moved.returncode != 0 and "tags are kept as they are" in moved.stderr, moved.stderr
+    assert deleted.returncode != 0 and "tags are kept as they are" in deleted.stderr
+    assert shadow.returncode != 0 and "would shadow a branch" in shadow.stderr
+    assert other.returncode != 0 and "only branches and tags" in other.stderr
+    assert git(remote, "tag", "--list") == "v1"
+
+
+def test_nothing_a_checked_dag_starts_outlives_the_check(tmp_path: Path, silent_port: int) -> None:
+    """The pushed code runs in the check's child: whatever it forks is ended with it, so it
+    cannot stay to answer later checks."""
+    pid_file = tmp_path / "lingering.pid"
+    lingering = (
+        "import os, time\nfrom airflow.sdk import dag\npid = os.fork()\n"
+        "if pid == 0:\n    time.sleep(600)\n    os._exit(0)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(pid))\n"
+    )
+    with remote_with_hooks(tmp_path, silent_port) as (clone, _):
+        user_commit(clone, {"dags/lingering.py": lingering}, "a DAG that leaves a process behind")
+        push(clone)
+        pid = int(pid_file.read_text())
+
+    time.sleep(0.5)
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
 def test_a_branch_name_is_never_run(tmp_path: Path) -> None:
     """`main$(touch${IFS}pwned)` is a valid branch name; a shell hook once ran it."""
     branch = "main$(touch${IFS}pwned)"

@@ -41,7 +41,9 @@ def block_network() -> None:
 
 def block_database() -> None:
     """Point Airflow at a database that cannot be opened, before Airflow is imported."""
-    nowhere = Path(tempfile.gettempdir()) / "mlops-ide-no-such-dir" / "x" / "airflow.db"
+    nowhere = (
+        Path(tempfile.mkdtemp(prefix="dag-check-db-")) / "no-such-dir" / "airflow.db"
+    )  # ours: nobody made it
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{nowhere}"
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="dag-check-"))
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"

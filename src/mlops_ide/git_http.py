@@ -1,7 +1,8 @@
 """The team's local git remote over HTTP (git's smart protocol), for the hub's users.
 
-Each request carries the user's JupyterHub API token as its password (in a user's server
-git's credential helper gives it: startup/credential.py). The hub says whose token it is
+Each request carries a JupyterHub API token of the user's as its password (the spawner
+makes one for the git service alone at each start; git's credential helper gives it:
+startup/credential.py). The hub says whose token it is
 and whether it may reach this service (the scope `access:services!service=git`, which the
 platform gives every user); then `git http-backend` serves the one repository, as this
 process's OS account, the only one that writes the remote. So users push without being able
@@ -30,11 +31,11 @@ from typing import TYPE_CHECKING
 
 from tornado import httpserver, web
 
+from mlops_ide.services.git import PREFIX, SCOPE
+
 if TYPE_CHECKING:
     from jupyterhub.services.auth import HubAuth
 
-PREFIX = "/services/git/"
-SCOPE = "access:services!service=git"
 # What git's smart HTTP protocol asks for; nothing else of the folder is served.
 GIT_PATHS = re.compile(r"(?P<repo>[^/]+)(?P<rest>/info/refs|/git-upload-pack|/git-receive-pack)")
 MAX_REQUEST_BYTES = 300 * 2**20  # above the remote's receive.maxInputSize, so git says why first

@@ -17,6 +17,7 @@ from traitlets import Bool
 
 from mlops_ide import os_accounts
 from mlops_ide.processes import end_processes, session_members
+from mlops_ide.services.git import SCOPE as GIT_SCOPE
 
 
 class LocalPasswordAuthenticator(SharedPasswordAuthenticator):
@@ -64,6 +65,9 @@ def same_site_only(handler: type) -> type:
     return SameSiteOnly
 
 
+GIT_TOKEN_NOTE = "mlops-ide: git, for the user's server"
+
+
 class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
     """A local process per user server, home under the state folder. With `os_accounts`
     (the platform runs as root) the server and all it starts run as the user's own OS
@@ -93,9 +97,18 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
     def get_env(self) -> dict:
         env = super().get_env()
         if self.git_token:  # read by git's credential helper (startup/credential.py), never stored
-            env["MLOPS_IDE_GIT_TOKEN"] = env["JUPYTERHUB_API_TOKEN"]
+            env["MLOPS_IDE_GIT_TOKEN"] = self.new_git_token()
             env["MLOPS_IDE_GIT_USERNAME"] = self.user.name
         return env
+
+    def new_git_token(self) -> str:
+        """A token for the git service alone (not the server's own, which opens the user's
+        server): made at each start, the previous one deleted."""
+        for token in list(self.user.api_tokens):
+            if token.note == GIT_TOKEN_NOTE:
+                self.db.delete(token)
+        self.db.commit()
+        return self.user.new_api_token(note=GIT_TOKEN_NOTE, scopes=[GIT_SCOPE])
 
     def user_env(self, env: dict) -> dict:
         env = super().user_env(env)  # HOME: the home folder; SHELL: bash (the account has none)

@@ -172,6 +172,7 @@ REMOTE_CONFIG = {
     "core.logAllRefUpdates": "always",
     "core.sharedRepository": "0664",  # the writer's group writes too (root's pushes stay usable)
     "receive.maxInputSize": "256m",  # a pack beyond it is refused, with git saying why
+    "receive.fsckObjects": "true",  # a malformed object is refused, not stored
     "receive.advertisePushOptions": "true",  # git push -o skip-dag-check (mlops_ide/push_hook.py)
     # No gc as a pusher: it would rewrite packed-refs, a file of the remote's own folder.
     "receive.autogc": "false",
@@ -202,6 +203,8 @@ def share_remote(remote: Path, writer: pwd.struct_passwd) -> None:
     if info.st_uid == 0 and info.st_gid == writer.pw_gid and info.st_mode & 0o7777 == 0o3775:
         return  # shared already
     for entry in remote.iterdir():
+        if entry.is_symlink():
+            continue  # not followed, not changed (own_tree would refuse it too)
         if entry.name in WRITTEN_BY_PUSHES:
             os_accounts.hand_over_tree(entry, writer.pw_uid, writer.pw_gid)
         elif entry.name in REDIRECTS:

@@ -123,22 +123,41 @@ def own_tree(path: Path, uid: int, gid: int, folders: int, executables: int, fil
     """`path` and all below it owned by (`uid`, `gid`), with these modes.
 
     Others may have written below `path` (a remote of an earlier version let the users'
-    group write it), and this runs as root: every item is opened without following a
-    symbolic link and changed through that open file, so a link (or one swapped in
-    meanwhile) never points the change at a file of root's; a file with a second hard link
+    group write it), and this runs as root: the tree is walked through open folders
+    (os.fwalk), each item opened relative to its folder without following a symbolic link
+    and changed through that open file, so no link (at the top, inside, or one swapped in
+    meanwhile) ever points a change at a file of root's; a file with a second hard link
     (to who knows where) is left as it is."""
-    for item in walk(path):
-        fd = open_no_link(item)
-        if fd is None:
-            continue
-        try:
-            info = os.fstat(fd)
-            folder = stat.S_ISDIR(info.st_mode)
-            if folder or (stat.S_ISREG(info.st_mode) and info.st_nlink == 1):
-                os.fchown(fd, uid, gid)
-                os.fchmod(fd, folders if folder else executables if info.st_mode & 0o100 else files)
-        finally:
-            os.close(fd)
+    top = open_no_link(path)
+    if top is None:
+        return
+    try:
+        if not stat.S_ISDIR(os.fstat(top).st_mode):
+            own_one(top, uid, gid, folders, executables, files)
+            return
+    finally:
+        os.close(top)
+    for _, _, names, folder_fd in os.fwalk(path, follow_symlinks=False):
+        own_one(folder_fd, uid, gid, folders, executables, files)
+        for name in names:  # links of any kind are here too: not followed, left alone
+            try:
+                fd = os.open(
+                    name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=folder_fd
+                )
+            except OSError:
+                continue
+            try:
+                own_one(fd, uid, gid, folders, executables, files)
+            finally:
+                os.close(fd)
+
+
+def own_one(fd: int, uid: int, gid: int, folders: int, executables: int, files: int) -> None:
+    info = os.fstat(fd)
+    folder = stat.S_ISDIR(info.st_mode)
+    if folder or (stat.S_ISREG(info.st_mode) and info.st_nlink == 1):
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, folders if folder else executables if info.st_mode & 0o100 else files)
 
 
 def walk(path: Path) -> list[Path]:

@@ -80,21 +80,30 @@ def problem_lines(results: list[dict]) -> list[str]:
     ]
 
 
-def run_check(files: dict[str, str], only: list[str] | None = None) -> dict:
+def run_check(files: dict[str, str], only: list[str] | None = None, keep_from_child: tuple = ()) -> dict:
     """Every DAG file of the pushed dags/ (or those named in `only`) imported in a child;
-    its problems, one line each."""
+    its problems, one line each. The child (which runs the pushed code) gets none of the
+    server's sockets (`keep_from_child`) and a session of its own, and its whole process
+    group is killed when it is done: nothing it starts outlives the check."""
     readable, writable = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child reports through the pipe
         code = 0
         try:
+            os.setsid()
+            for sock in keep_from_child:
+                sock.close()
             os.close(readable)
             dag_check.block_network()
             with tempfile.TemporaryDirectory(prefix="push-check-") as tmp:
                 folder = write_files(files, Path(tmp))
                 chosen = None if only is None else {PurePosixPath(name).name for name in only}
                 results = dag_check.check(folder, chosen) if folder.is_dir() else []
-            answer = {"problems": problem_lines(results), "summary": summary(results)}
+            answer = {
+                "problems": problem_lines(results),
+                "broken": broken(results),
+                "summary": summary(results),
+            }
         except BaseException as error:
             answer, code = {"problems": [f"the check itself failed: {error!r}"]}, 1
         with os.fdopen(writable, "w") as out:
@@ -107,24 +116,30 @@ def run_check(files: dict[str, str], only: list[str] | None = None) -> dict:
 def read_child(child: int, readable: int) -> dict:
     deadline = time.monotonic() + CHECK_SECONDS
     data = b""
-    with os.fdopen(readable, "rb") as pipe:
-        while True:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([pipe], [], [], max(0.0, left))
-            if not ready:
-                os.kill(child, signal.SIGKILL)
-                os.waitpid(child, 0)
-                return {
-                    "problems": [
-                        f"dags/: the check took over {CHECK_SECONDS:.0f} s (a DAG doing work at import?)"
-                    ]
-                }
-            chunk = os.read(pipe.fileno(), 65536)
-            if not chunk:
-                break
-            data += chunk
-    os.waitpid(child, 0)
-    return json.loads(data) if data else {"problems": ["the check ended without an answer"]}
+    try:
+        with os.fdopen(readable, "rb") as pipe:
+            while True:
+                left = deadline - time.monotonic()
+                ready, _, _ = select.select([pipe], [], [], max(0.0, left))
+                if not ready:
+                    late = f"dags/: the check took over {CHECK_SECONDS:.0f} s (a DAG doing work at import?)"
+                    return {"problems": [late], "broken": ["dags/"]}
+                chunk = os.read(pipe.fileno(), 65536)
+                if not chunk:
+                    break
+                data += chunk
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child, signal.SIGKILL)  # the child and all it started, in its session
+        os.waitpid(child, 0)
+    return (
+        json.loads(data) if data else {"problems": ["the check ended without an answer"], "broken": ["dags/"]}
+    )
+
+
+def broken(results: list[dict]) -> list[str]:
+    """The DAG files of `problem_lines`, in the same order."""
+    return [f"dags/{r['file']}" for r in results if r["error"]]
 
 
 def summary(results: list[dict]) -> str:
@@ -229,13 +244,16 @@ def verdicts(
 
 
 class Handler(socketserver.StreamRequestHandler):
+    timeout = 30  # a connection that sends nothing does not hold the next push
+
     def handle(self) -> None:
         args = self.server.args
         try:
             request = json.loads(self.rfile.readline(MAX_REQUEST_BYTES))
             who = request.get("pusher", "?")
             if "check" in request:
-                answer = run_check(request.get("files", {}), request.get("only"))
+                sockets = (self.server.socket, self.request)
+                answer = run_check(request.get("files", {}), request.get("only"), sockets)
                 outcome = f"{len(answer['problems'])} problem(s)" if answer["problems"] else "passed"
                 log(f"check of {request['check'][:12]} pushed by {who}: {outcome}")
                 for problem in answer["problems"]:
@@ -245,11 +263,12 @@ class Handler(socketserver.StreamRequestHandler):
                 log(f"push of {request['live'][:12]} by {who}: " + "; ".join(answer["lines"]))
             elif "skipped" in request:
                 answer = {}
-                log(f"check of {request['skipped'][:12]} SKIPPED by {who} (push option skip-dag-check)")
+                why = request.get("why", "push option skip-dag-check")
+                log(f"check of {request['skipped'][:12]} SKIPPED by {who} ({why})")
             else:
                 answer = {"error": "unknown request"}
         except (OSError, ValueError, KeyError, urllib.error.URLError) as error:
-            answer = {"problems": [], "lines": [f"the push check failed: {error!r}"]}
+            answer = {"problems": [], "broken": [], "lines": [f"the push check failed: {error!r}"]}
             log(f"request failed: {error!r}")
         self.wfile.write(json.dumps(answer).encode() + b"\n")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import fnmatch
 import io
 import json
 import os
@@ -55,17 +56,19 @@ def ask(socket_path: str, request: dict, timeout: float) -> dict:
 
 
 def dag_files(commit: str) -> dict[str, str]:
-    """The files under dags/ at `commit`, path -> base64 content (regular files only)."""
-    archive = git("archive", "--format=tar", commit, "--", "dags") if has_dags(commit) else b""
-    files, total = {}, 0
-    if archive:
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                total += member.size
-                if total > MAX_DAGS_BYTES:
-                    raise TooBig(f"dags/ is over {MAX_DAGS_BYTES // 2**20} MB at this commit")
+    """The files under dags/ at `commit`, path -> base64 content (regular files only); their
+    sizes are added up from git's tree first, so a huge file is refused unread."""
+    if not has_dags(commit):
+        return {}
+    sizes = [
+        line.split()[3] for line in git("ls-tree", "-r", "-l", commit, "--", "dags").decode().splitlines()
+    ]
+    if sum(int(size) for size in sizes if size.isdigit()) > MAX_DAGS_BYTES:
+        raise TooBig(f"dags/ is over {MAX_DAGS_BYTES // 2**20} MB at this commit")
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(git("archive", "--format=tar", commit, "--", "dags"))) as tar:
+        for member in tar:
+            if member.isfile():
                 files[member.name] = base64.b64encode(tar.extractfile(member).read()).decode()
     return files
 
@@ -78,16 +81,32 @@ class TooBig(ValueError):
     pass
 
 
-def updates(branch: str) -> list[tuple[str, str]]:
-    """(old, new) of the tracked branch's update in this push (git gives the hook one line
-    per ref on stdin); a deletion is left to git, which refuses it."""
-    wanted = f"refs/heads/{branch}"
-    found = []
-    for line in sys.stdin.read().splitlines():
-        old, new, ref = line.split(" ", 2)
-        if ref == wanted and new != ZERO:
-            found.append((old, new))
-    return found
+def ref_updates() -> list[tuple[str, str, str]]:
+    """(old, new, ref) of each ref this push updates: git gives the hook one line each."""
+    return [tuple(line.split(" ", 2)) for line in sys.stdin.read().splitlines()]
+
+
+def tracked(updates: list[tuple[str, str, str]], branch: str) -> list[tuple[str, str]]:
+    """(old, new) of the tracked branch's update; a deletion is left to git, which refuses it."""
+    return [(old, new) for old, new, ref in updates if ref == f"refs/heads/{branch}" and new != ZERO]
+
+
+def refused_refs(updates: list[tuple[str, str, str]], branch: str) -> list[str]:
+    """Why a ref of this push is refused: branches are git's to guard (no force-push, no
+    deletion); tags may be added, never moved or deleted, and none may shadow a branch
+    (Airflow's clone would take a tag `origin/main` for the branch); nothing else is taken."""
+    problems = []
+    for old, _, ref in updates:
+        if ref.startswith("refs/heads/"):
+            continue
+        name = ref.removeprefix("refs/tags/")
+        if not ref.startswith("refs/tags/"):
+            problems.append(f"{ref}: only branches and tags are taken here")
+        elif old != ZERO:
+            problems.append(f"tag {name}: tags are kept as they are; make a new one")
+        elif name.startswith(("origin/", "refs/", "heads/", "remotes/")) or name in (branch, "HEAD"):
+            problems.append(f"tag {name}: the name would shadow a branch; choose another")
+    return problems
 
 
 def push_options() -> list[str]:
@@ -102,8 +121,15 @@ def say(line: str) -> None:
 
 
 def pre_receive(args: argparse.Namespace) -> int:
-    for old, new in updates(args.branch):
-        pusher = os.environ.get("REMOTE_USER", "local")
+    updates = ref_updates()
+    pusher = os.environ.get("REMOTE_USER", "local")
+    bad_refs = refused_refs(updates, args.branch)
+    if bad_refs:
+        say("mlops-ide: push refused:")
+        for problem in bad_refs:
+            say(f"  {problem}")
+        return 1
+    for old, new in tracked(updates, args.branch):
         if SKIP_OPTION in push_options():
             say(f"mlops-ide: DAG check skipped ({SKIP_OPTION}); Airflow will say what breaks")
             notify(args, {"skipped": new, "pusher": pusher})
@@ -113,20 +139,21 @@ def pre_receive(args: argparse.Namespace) -> int:
             if to_check == []:
                 say("mlops-ide: no DAG file added or changed: nothing to check")
                 continue
-            problems, summary = check(args, new, pusher, to_check)
+            problems, files, summary = check(args, new, pusher, to_check)
             # A DAG file this push did not touch that would not load before it either is not
             # this push's doing: said, not refused (it came in with the skip option, say).
-            untouched = {file_of(p) for p in problems} - set(changed_paths(old, new))
-            before = {file_of(p) for p in check(args, old, pusher)[0]} if untouched and old != ZERO else set()
+            untouched = set(files) - set(changed_paths(old, new))
+            before = set(check(args, old, pusher)[1]) & untouched if untouched and old != ZERO else set()
         except TooBig as problem:
             say(f"mlops-ide: push refused: {problem}: keep data and models out of git")
             return 1
         except (OSError, ValueError, subprocess.SubprocessError) as problem:
             say(f"mlops-ide: DAG check unavailable ({problem.__class__.__name__}); pushed unchecked")
+            notify(args, {"skipped": new, "pusher": pusher, "why": f"check unavailable: {problem!r}"})
             return 0
-        refused = [p for p in problems if file_of(p) not in before]
-        for problem in problems:
-            if file_of(problem) in before:
+        refused = [problem for problem, file in zip(problems, files, strict=True) if file not in before]
+        for problem, file in zip(problems, files, strict=True):
+            if file in before:
                 say(f"mlops-ide: already broken before this push: {problem}")
         if refused:
             say(f"mlops-ide: push refused: {len(refused)} DAG file(s) would not load in Airflow")
@@ -140,10 +167,14 @@ def pre_receive(args: argparse.Namespace) -> int:
 
 def check(
     args: argparse.Namespace, commit: str, pusher: str, only: list[str] | None = None
-) -> tuple[list[str], str]:
+) -> tuple[list[str], list[str], str]:
+    """The push check's problem lines for `commit`, the DAG file of each, and a summary."""
     request = {"check": commit, "pusher": pusher, "files": dag_files(commit), "only": only}
     answer = ask(args.socket, request, 60)
-    return answer.get("problems", []), answer.get("summary", "")
+    problems, files = answer.get("problems", []), answer.get("broken", [])
+    if len(files) != len(problems):
+        raise ValueError("the push check answered problems without their files")
+    return problems, files, answer.get("summary", "")
 
 
 def dag_files_to_check(old: str, new: str) -> list[str] | None:
@@ -152,29 +183,44 @@ def dag_files_to_check(old: str, new: str) -> list[str] | None:
     (a helper module, .airflowignore)."""
     if old == ZERO:
         return None
-    changed = (
-        git("diff", "--name-only", "--no-renames", "--diff-filter=d", old, new, "--", "dags").decode().split()
-    )
-    deleted = (
-        git("diff", "--name-only", "--no-renames", "--diff-filter=D", old, new, "--", "dags").decode().split()
-    )
+    changed = diff_names(old, new, "d")
+    deleted = diff_names(old, new, "D")
     shared = [path for path in changed + deleted if path.count("/") != 1 or not path.endswith(".py")]
-    ignored = (
-        git("show", f"{new}:dags/.airflowignore").decode() if "dags/.airflowignore" not in deleted else ""
-    )
-    helpers = [path for path in changed + deleted if path.removeprefix("dags/") in ignored.split()]
+    ignored = [line.strip() for line in file_at(new, "dags/.airflowignore").splitlines() if line.strip()]
+    helpers = [
+        p for p in changed + deleted if any(fnmatch.fnmatch(p.removeprefix("dags/"), i) for i in ignored)
+    ]
     return None if shared or helpers else changed
 
 
-def file_of(problem: str) -> str:
-    """`dags/x.py` of a problem line `dags/x.py:3: ...`."""
-    return problem.split(":", 1)[0]
+def diff_names(old: str, new: str, diff_filter: str) -> list[str]:
+    return (
+        git(
+            "diff",
+            "--name-only",
+            "-z",
+            "--no-renames",
+            f"--diff-filter={diff_filter}",
+            old,
+            new,
+            "--",
+            "dags",
+        )
+        .decode()
+        .split("\0")[:-1]
+    )
+
+
+def file_at(commit: str, path: str) -> str:
+    """A file's text at `commit`, empty when it has none."""
+    shown = subprocess.run(["git", "show", f"{commit}:{path}"], capture_output=True)
+    return shown.stdout.decode(errors="replace") if shown.returncode == 0 else ""
 
 
 def changed_paths(old: str, new: str) -> list[str]:
     if old == ZERO:
         return []
-    return git("diff", "--name-only", "--no-renames", old, new).decode().splitlines()
+    return git("diff", "--name-only", "-z", "--no-renames", old, new).decode().split("\0")[:-1]
 
 
 def notify(args: argparse.Namespace, request: dict) -> None:
@@ -184,7 +230,7 @@ def notify(args: argparse.Namespace, request: dict) -> None:
 
 
 def post_receive(args: argparse.Namespace) -> int:
-    for old, new in updates(args.branch):
+    for old, new in tracked(ref_updates(), args.branch):
         changed = []
         if old != ZERO:
             for line in git("diff", "--name-status", "--no-renames", old, new).decode().splitlines():

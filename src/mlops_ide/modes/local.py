@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mlops_ide import local_state, os_accounts, services, users
-from mlops_ide.git_http import SCOPE as GIT_SCOPE
 from mlops_ide.services import git
+from mlops_ide.services.git import SCOPE as GIT_SCOPE
 from mlops_ide.settings import CHECKOUT, Settings, Values, parsers, read, table
 
 NAME = "local"
@@ -143,12 +143,11 @@ def configure(c: Any, settings: Settings) -> None:
     # -- the platform's own remote: users push through the git service with their hub token -------
     if settings.repo_url is None:
         c.JupyterHub.services = [
-            {"name": "git", "url": f"http://127.0.0.1:{settings.git_port}", "display": False}
+            {"name": git.NAME, "url": f"http://127.0.0.1:{settings.git_port}", "display": False}
         ]
         c.JupyterHub.load_roles = [
             {"name": "user", "description": "Standard user privileges", "scopes": ["self", GIT_SCOPE]}
         ]
-        c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", GIT_SCOPE]
         c.LocalVSCodeSpawner.git_token = True
 
     # -- the hub's home page: links to the tools, with their health ---------------------------------

@@ -8,11 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlops_ide import local_state, os_accounts
-from mlops_ide.git_http import PREFIX
 from mlops_ide.services import Platform, PlatformService, Port, port_setting, process
 from mlops_ide.settings import Settings
 from mlops_ide.supervisor import Service
 
+NAME = "git"  # the hub's name for it: served under /services/git/, users need the scope below
+PREFIX = f"/services/{NAME}/"
+SCOPE = f"access:services!service={NAME}"
 PORT = port_setting("MLOPS_IDE_GIT_PORT", "git_port", "the git service (the local remote over HTTP)", 8070)
 
 
@@ -60,7 +62,7 @@ def ports(settings: Settings) -> list[Port]:
 
 
 SERVICE = PlatformService(
-    name="git",
+    name=NAME,
     title="Git",
     order=-10,  # before the hub, which waits up to 30 s at start for the services it routes to
     optional=False,  # runs with the platform's own remote, whatever MLOPS_IDE_SERVICES says
