@@ -275,6 +275,7 @@ def test_a_pushed_dag_runs_as_the_pipelines_account_and_reaches_no_secret(
         ("the remote's config", str(state / "remote" / "pipelines.git" / "config"), "a"),
         ("Airflow's password", str(state / "airflow-auth" / "admin_password"), "a"),
         ("a file beside it", str(state / "airflow-auth" / "planted"), "a"),
+        ("the push check's folder", str(state / "push-check" / "planted"), "a"),  # no socket of its own there
     ]
     # it raises on purpose: past the push check, which runs it as the same account and refuses it
     push(

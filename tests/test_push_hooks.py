@@ -22,7 +22,6 @@ from mlops_ide.local_state import (
     ensure_local_remote,
     install_code,
     install_push_hooks,
-    push_check_socket,
 )
 from mlops_ide.modes import load
 from mlops_ide.services import Platform, airflow
@@ -49,14 +48,19 @@ def remote_with_hooks(tmp_path: Path, airflow_port: int, branch: str = "main") -
     remote, _ = ensure_local_remote(settings)
     install_code(settings)
     install_push_hooks(settings, tools)
-    push_check_socket(settings).parent.mkdir(mode=0o700)
     platform = Platform(settings, tools, "a-password")
     airflow.write_passwords(platform)
     check = airflow.push_check(platform)
     check.argv += ["--wait", "2"]
     log = tmp_path / "push-check.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen(check.argv, env=check.env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            check.argv,
+            env=check.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            pass_fds=[listening.fileno() for listening in check.sockets],  # as the supervisor does
+        )
     try:
         deadline = time.monotonic() + 60
         while "checking pushes" not in log.read_text() and time.monotonic() < deadline:

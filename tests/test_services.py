@@ -124,7 +124,7 @@ def test_every_service_builds_its_processes_from_the_settings(tmp_path: Path) ->
         "Airflow triggerer",
         "Airflow push check",  # the local remote's hooks ask it: does the push load, what is live
     ]
-    assert "--socket" in built["airflow"][-1].argv and "--skip-serve-logs" in built["airflow"][1].argv
+    assert "--socket-fd" in built["airflow"][-1].argv and "--skip-serve-logs" in built["airflow"][1].argv
     assert built["airflow"][0].ready_url == "http://127.0.0.1:18080/api/v2/monitor/health"
     assert built["serving"][0].env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
     assert built["app"][0].env["SKIN_CANCER_API_URL"] == "http://127.0.0.1:8500"

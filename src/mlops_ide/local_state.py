@@ -8,6 +8,7 @@ import pwd
 import secrets
 import shlex
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,7 @@ def lock_down(settings: Settings, accounts: bool = False) -> None:
         settings.local_remote.parent: passage,
         # read by one service account's group (see who owns them: ensure_shared_folder)
         settings.home / "airflow-auth": 0o750 if accounts else 0o700,
-        push_check_socket(settings).parent: 0o2750 if accounts else 0o700,
+        push_check_socket(settings).parent: 0o750 if accounts else 0o700,
     }
     for path in settings.home.iterdir():
         if path.is_symlink():
@@ -220,21 +221,30 @@ PIPELINE_FOLDERS = ("airflow", "mlflow", "data", "pipeline-runs")  # what the pi
 
 
 def push_check_socket(settings: Settings) -> Path:
-    """Where the push check (run by the pipeline's account) listens for the remote's hooks;
-    its folder lets in the git service's account (its group) and nobody else."""
+    """Where the push check listens for the remote's hooks (see push_check_listener)."""
     return settings.home / "push-check" / "socket"
 
 
-def ensure_push_check_folder(settings: Settings, accounts: dict[str, pwd.struct_passwd]) -> Path:
+def push_check_listener(settings: Settings, accounts: dict[str, pwd.struct_passwd]) -> socket.socket:
+    """The push check's listening socket, made here (root) and handed to the push check: in
+    a folder of root's that only the git service's account (its group) enters, so neither a
+    user nor a DAG (the push check's own account runs them too) can put another socket
+    there; while the push check restarts, hooks wait in the socket's queue."""
     from mlops_ide import os_accounts
 
-    folder = push_check_socket(settings).parent
-    if not accounts:
-        return ensure_folder(folder)
-    folder.mkdir(exist_ok=True)
-    os.chown(folder, accounts[os_accounts.PIPELINE].pw_uid, accounts[os_accounts.GIT].pw_gid)
-    folder.chmod(0o2750)
-    return folder
+    path = push_check_socket(settings)
+    folder = ensure_folder(path.parent, 0o750 if accounts else 0o700)
+    if accounts:
+        os.chown(folder, 0, accounts[os_accounts.GIT].pw_gid)
+    if path.exists() or path.is_symlink():
+        path.unlink()  # left by an earlier run
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    if accounts:
+        os.chown(path, 0, accounts[os_accounts.GIT].pw_gid)
+    path.chmod(0o660 if accounts else 0o600)
+    listener.listen(16)
+    return listener
 
 
 PUSH_HOOKS = ("pre-receive", "post-receive")

@@ -1,15 +1,15 @@
 """The push check: the local remote's hooks (mlops_ide/push_hook.py) ask it whether the
 pushed DAG files load, and, once a push is in, what Airflow made of it.
 
-    <airflow venv>/bin/python src/mlops_ide/push_check.py --socket PATH --airflow-url URL \
+    <airflow venv>/bin/python src/mlops_ide/push_check.py --socket-fd FD --airflow-url URL \
         --passwords-file FILE --bundle pipelines --dag platform_smoke_test
 
 Runs beside Airflow, as the pipeline's account (it runs pushed DAG code, as Airflow does),
 warm: Airflow is imported once, and each check runs in a forked child (network blocked, no
 metadata database, a time limit) that imports every DAG file as dag_check.py does and ends
 with it, so nothing one push's DAG does stays for the next. One request at a time, on a
-Unix socket in a folder only the git service's account and root can reach (no password
-travels); one JSON line each way:
+Unix socket the platform makes (as root) in a folder only the git service's account and
+root can reach, and hands over as --socket-fd (no password travels); one JSON line each way:
 
   {"check": COMMIT, "files": {"dags/x.py": BASE64}, "only": ["dags/x.py"] (optional)}
                                                      -> {"problems": ["dags/x.py:3: ..."]}
@@ -31,6 +31,7 @@ import json
 import os
 import select
 import signal
+import socket
 import socketserver
 import sys
 import tempfile
@@ -274,17 +275,19 @@ class Handler(socketserver.StreamRequestHandler):
 
 
 class Server(socketserver.UnixStreamServer):
+    """On the listening socket the platform made and handed over (--socket-fd): this
+    account cannot make or replace one where the hooks look."""
+
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        if os.path.exists(args.socket):
-            os.unlink(args.socket)  # left by a run that was killed
-        super().__init__(args.socket, Handler)
-        os.chmod(args.socket, 0o660)  # its folder's group: the git service's account
+        super().__init__("", Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = socket.socket(fileno=args.socket_fd)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--socket", required=True)
+    parser.add_argument("--socket-fd", type=int, required=True, help="the listening socket, inherited")
     parser.add_argument("--airflow-url", required=True)
     parser.add_argument("--passwords-file", type=Path, required=True)
     parser.add_argument("--bundle", required=True)
@@ -301,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with Server(args) as server:
-        log(f"checking pushes on {args.socket}")
+        log(f"checking pushes on {server.socket.getsockname()}")
         server.serve_forever()
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pwd
 import signal
+import socket
 import ssl
 import subprocess
 import threading
@@ -40,6 +41,7 @@ class Service:
     log: Path
     ready_url: str | None = None  # answers 2xx once the service is usable
     account: pwd.struct_passwd | None = None  # the OS account it runs as; None: the supervisor's
+    sockets: tuple[socket.socket, ...] = ()  # listening sockets made for it, kept across restarts
     stop_signal: int = signal.SIGTERM
     proc: subprocess.Popen | None = field(default=None, repr=False)
     restarts: int = 0
@@ -56,6 +58,7 @@ class Service:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                pass_fds=[listening.fileno() for listening in self.sockets],
                 **as_account(self.account),
             )
 

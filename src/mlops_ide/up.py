@@ -64,7 +64,6 @@ def prepare_state(settings: Settings, tools: local_state.Tools) -> tuple[Platfor
         if accounts:
             local_state.share_remote(remote, accounts[os_accounts.GIT])
         local_state.install_push_hooks(settings, tools)
-        local_state.ensure_push_check_folder(settings, accounts)
         say(f"   local git remote {remote} ({how})")
     else:
         say(f"   pipeline repository {settings.repo_url} (MLOPS_IDE_REPO_URL)")

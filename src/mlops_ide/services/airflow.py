@@ -221,11 +221,12 @@ def push_check(platform: Platform) -> Service:
     DAGs' environment, never Airflow's database or keys; as the pipeline's account, which
     reads Airflow's password (a hook runs as the pusher's git, which must not)."""
     settings = platform.settings
+    listener = local_state.push_check_listener(settings, platform.accounts)
     argv = [
         str(platform.tools.airflow_python),
         str(local_state.code_lib(settings) / "mlops_ide" / "push_check.py"),
-        "--socket",
-        str(local_state.push_check_socket(settings)),
+        "--socket-fd",
+        str(listener.fileno()),
         "--airflow-url",
         url(settings),
         "--passwords-file",
@@ -243,6 +244,7 @@ def push_check(platform: Platform) -> Service:
         cwd=settings.home / "airflow",
         log=settings.home / "logs" / "airflow-push-check.log",
         account=platform.account(os_accounts.PIPELINE),
+        sockets=(listener,),
     )
 
 
