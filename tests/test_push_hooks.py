@@ -169,9 +169,13 @@ def test_nothing_a_checked_dag_starts_outlives_the_check(tmp_path: Path, silent_
     )
     with remote_with_hooks(tmp_path, silent_port) as (clone, _):
         user_commit(clone, {"dags/lingering.py": lingering}, "a DAG that leaves a process behind")
-        push(clone)
+        started = time.monotonic()
+        pushed = push(clone)
+        took = time.monotonic() - started
         pid = int(pid_file.read_text())
 
+    assert pushed.returncode == 0 and "DAG check passed" in pushed.stderr, pushed.stderr
+    assert took < 15  # the check ends with its child, not with what the child left behind
     time.sleep(0.5)
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
 

@@ -115,24 +115,31 @@ def run_check(files: dict[str, str], only: list[str] | None = None, keep_from_ch
 
 
 def read_child(child: int, readable: int) -> dict:
+    """The child's answer, once it has exited (a process it left behind may hold the pipe
+    open: its end is not waited for), or a problem after CHECK_SECONDS."""
     deadline = time.monotonic() + CHECK_SECONDS
-    data = b""
+    data, reaped = b"", False
     try:
-        with os.fdopen(readable, "rb") as pipe:
-            while True:
-                left = deadline - time.monotonic()
-                ready, _, _ = select.select([pipe], [], [], max(0.0, left))
-                if not ready:
-                    late = f"dags/: the check took over {CHECK_SECONDS:.0f} s (a DAG doing work at import?)"
-                    return {"problems": [late], "broken": ["dags/"]}
-                chunk = os.read(pipe.fileno(), 65536)
+        while True:
+            ready, _, _ = select.select([readable], [], [], 0.05)
+            if ready:
+                chunk = os.read(readable, 65536)
                 if not chunk:
                     break
                 data += chunk
+            elif reaped:
+                break  # it has exited and said all it had
+            elif os.waitpid(child, os.WNOHANG)[0]:
+                reaped = True
+            elif time.monotonic() > deadline:
+                late = f"dags/: the check took over {CHECK_SECONDS:.0f} s (a DAG doing work at import?)"
+                return {"problems": [late], "broken": ["dags/"]}
     finally:
+        os.close(readable)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child, signal.SIGKILL)  # the child and all it started, in its session
-        os.waitpid(child, 0)
+        if not reaped:
+            os.waitpid(child, 0)
     return (
         json.loads(data) if data else {"problems": ["the check ended without an answer"], "broken": ["dags/"]}
     )
