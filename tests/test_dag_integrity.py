@@ -12,6 +12,7 @@ import pytest
 from mlops_ide.local_state import Tools
 from tests.kubernetes_hub_tools import KUBERNETES_VERSIONS, validate
 from tests.local_platform import ROOT
+from tests.pod_security import restricted_problems
 
 DAGS = ROOT / "dags"
 CHECKER = ROOT / "src" / "mlops_ide" / "dag_check.py"
@@ -111,8 +112,12 @@ def test_every_pipeline_pod_is_valid_for_kubernetes(pods: dict[str, dict]) -> No
             v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v
         ]
         assert claims == ["pipeline-data"], name
-        assert spec["securityContext"]["runAsNonRoot"] is True, name
         assert step["resources"]["limits"]["memory"] == "8Gi", name
+        # what the pipeline namespace's Pod Security "restricted" and NetworkPolicies expect
+        assert restricted_problems(spec) == [], name
+        assert step["securityContext"]["readOnlyRootFilesystem"] is True, name
+        assert pod["metadata"]["labels"]["component"] == "pipeline-step", name
+        assert pod["metadata"]["namespace"] == "pipelines", name
 
 
 def test_every_pod_step_gets_valid_json_arguments_on_kubernetes(pods: dict[str, dict]) -> None:

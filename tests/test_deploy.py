@@ -6,7 +6,6 @@ KubeSpawner builds); the Airflow chart values agree with local mode."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import re
 import shutil
@@ -27,10 +26,16 @@ from tests.kubernetes_hub_tools import (
     validate,
 )
 from tests.local_platform import ROOT
+from tests.network_policy import Endpoint, allowed, outside
+from tests.pod_security import restricted_problems
 
 DEPLOY = ROOT / "deploy"
 MANIFESTS = sorted(path for path in DEPLOY.glob("*.yaml") if not path.name.startswith("kustomiz"))
-SECRETS = {"hub-secrets", "mlflow-secrets"}  # made by `kubectl create secret` (docs/kubernetes.md)
+SECRETS = {"hub-secrets", "mlflow-secrets"}
+PLATFORM, PIPELINE = "mlops-ide", "mlops-ide-pipeline"
+PIPELINE_STEP_LABELS = {
+    "component": "pipeline-step"
+}  # dags/pipeline_steps.py  # made by `kubectl create secret` (docs/kubernetes.md)
 
 
 def settings_file() -> dict[str, str]:
@@ -76,10 +81,7 @@ def test_the_kustomization_builds_valid_objects_from_the_settings_file(built: li
     for doc in built:
         for version in KUBERNETES_VERSIONS:
             validate(doc, version)
-        assert doc["kind"] == "Namespace" or doc["metadata"]["namespace"] == "mlops-ide"
-    assert "$(" not in text.replace("$(MLFLOW_BACKEND_STORE_URI)", "").replace(
-        "$(MLOPS_IDE_MLFLOW_ARTIFACTS)", ""
-    )
+    assert "$(" not in text
     ingress = find(built, "Ingress", "hub")
     assert ingress["spec"]["rules"][0]["host"] == settings["MLOPS_IDE_HUB_HOST"]
     assert ingress["spec"]["tls"][0]["hosts"] == [settings["MLOPS_IDE_HUB_HOST"]]
@@ -122,8 +124,8 @@ def test_hub_role_lets_kubespawner_do_its_work_and_no_more(built: list[dict]) ->
 
 
 @pytest.fixture(scope="module")
-def user_pod_labels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The labels of the pod KubeSpawner makes for a user (from jupyterhub_config.py)."""
+def user_pod(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The pod KubeSpawner makes for a user (from jupyterhub_config.py), as the API sees it."""
     from tests.kubernetes_hub_tools import kubernetes_env
 
     monkeypatch = pytest.MonkeyPatch()
@@ -136,69 +138,182 @@ def user_pod_labels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             await spawner.load_user_options()
             return await as_dict(await spawner.get_pod_manifest())
 
-        return asyncio.run(build())["metadata"]["labels"]
+        return asyncio.run(build())
     finally:
         monkeypatch.undo()
+
+
+@pytest.fixture(scope="module")
+def user_pod_labels(user_pod: dict) -> dict[str, str]:
+    return user_pod["metadata"]["labels"]
 
 
 def template_labels(built: list[dict], name: str) -> dict[str, str]:
     return find(built, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
 
 
-def test_network_policies_select_the_pods_that_exist(built: list[dict], user_pod_labels: dict) -> None:
-    policies = {doc["metadata"]["name"]: doc["spec"] for doc in built if doc["kind"] == "NetworkPolicy"}
-
-    assert selects(policies["singleuser"]["podSelector"], user_pod_labels)
-    assert selects(policies["hub"]["podSelector"], template_labels(built, "hub"))
-    assert selects(policies["proxy"]["podSelector"], template_labels(built, "proxy"))
-    # the hub accepts the user servers and the proxy on its API port
-    hub_rule, webhook_rule = policies["hub"]["ingress"]
-    assert hub_rule["ports"] == [{"port": 8081}]
-    assert any(selects(peer["podSelector"], user_pod_labels) for peer in hub_rule["from"])
-    assert any(selects(peer["podSelector"], template_labels(built, "proxy")) for peer in hub_rule["from"])
-    # the push webhook (port 8090) only from the proxy, not from user pods
-    assert webhook_rule["ports"] == [{"port": 8090}]
-    assert all(not selects(peer["podSelector"], user_pod_labels) for peer in webhook_rule["from"])
+def pod_templates(built: list[dict]) -> dict[str, dict]:
+    return {
+        f"{doc['kind']}/{doc['metadata']['name']}": doc["spec"]["template"]
+        for doc in built
+        if doc["kind"] in ("Deployment", "DaemonSet", "StatefulSet", "Job")
+    }
 
 
-def test_user_pods_cannot_reach_the_proxy_api_or_cloud_metadata(
-    built: list[dict], user_pod_labels: dict
+def test_namespaces_keep_airflow_and_the_pipeline_apart_from_the_hub(built: list[dict]) -> None:
+    namespaces = {doc["metadata"]["name"]: doc for doc in built if doc["kind"] == "Namespace"}
+    where = [
+        ((doc["kind"], doc["metadata"]["name"]), doc["metadata"].get("namespace"))
+        for doc in built
+        if doc["kind"] != "Namespace"
+    ]
+
+    assert set(namespaces) == {PLATFORM, PIPELINE}
+    assert {key for key, namespace in where if namespace == PIPELINE} == {
+        ("PersistentVolumeClaim", "pipeline-data"),
+        ("ConfigMap", "mlops-ide-pipeline-settings"),
+        ("NetworkPolicy", "default-deny"),
+        ("NetworkPolicy", "dns"),
+        ("NetworkPolicy", "pipeline"),
+    }
+    assert all(namespace in (PLATFORM, PIPELINE) for _, namespace in where)
+    # the hub's rights stop at its namespace; Airflow's chart gets the other one
+    assert find(built, "RoleBinding", "hub")["subjects"][0]["namespace"] == PLATFORM
+    values = (DEPLOY / "airflow" / "values.yaml").read_text()
+    assert f"--namespace {PIPELINE} " in values and "--namespace mlops-ide " not in values
+    docs = (ROOT / "docs" / "kubernetes.md").read_text()
+    assert f"helm upgrade --install airflow apache-airflow/airflow --namespace {PIPELINE}" in docs
+    assert "--namespace mlops-ide \\" not in docs
+    # Pod Security Standards: restricted enforced where every pod passes it
+    platform = namespaces[PLATFORM]["metadata"]["labels"]
+    assert platform["pod-security.kubernetes.io/enforce"] == "restricted"
+    pipeline = namespaces[PIPELINE]["metadata"]["labels"]
+    assert pipeline["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert pipeline["pod-security.kubernetes.io/warn"] == "restricted"
+
+
+def test_every_pod_of_the_platform_namespace_passes_the_restricted_standard(
+    built: list[dict], user_pod: dict
 ) -> None:
-    policies = {doc["metadata"]["name"]: doc["spec"] for doc in built if doc["kind"] == "NetworkPolicy"}
-    egress = policies["singleuser"]["egress"]
-    proxy_labels = template_labels(built, "proxy")
+    templates = pod_templates(built)
 
-    # no egress rule names the proxy's pods, and the proxy takes its API port from the hub only
-    assert not any(
-        selects(peer.get("podSelector", {"matchLabels": {"-": "-"}}), proxy_labels)
-        for rule in egress
-        for peer in rule["to"]
-        if "podSelector" in peer
-    )
-    api_rules = [rule for rule in policies["proxy"]["ingress"] if {"port": 8001} in rule.get("ports", [])]
-    assert api_rules and all(
-        not selects(peer["podSelector"], user_pod_labels)
-        and selects(peer["podSelector"], template_labels(built, "hub"))
-        for rule in api_rules
-        for peer in rule["from"]
-    )
-    # the only address ranges open to user pods leave out metadata and cluster-internal addresses
-    for rule in egress:
-        for peer in rule["to"]:
-            if "ipBlock" in peer:
-                network = ipaddress.ip_network(peer["ipBlock"]["cidr"])
-                excepted = [ipaddress.ip_network(cidr) for cidr in peer["ipBlock"].get("except", [])]
-                for address in ("169.254.169.254", "10.0.0.1", "172.20.0.1", "192.168.1.1"):
-                    ip = ipaddress.ip_address(address)
-                    assert ip not in network or any(ip in block for block in excepted), address
-    # and they do reach the hub's API, MLflow, serving and the app
-    for name in ("mlflow", "serving", "app"):
-        assert any(
-            selects(peer.get("podSelector", {}), template_labels(built, name))
-            for rule in egress
-            for peer in rule["to"]
-            if "podSelector" in peer
-        ), name
+    assert len(templates) == 6
+    for name, template in templates.items():
+        assert restricted_problems(template["spec"]) == [], name
+    assert restricted_problems(user_pod["spec"]) == []
+
+
+def test_every_long_running_container_is_probed_and_writes_only_to_volumes(built: list[dict]) -> None:
+    for name, template in pod_templates(built).items():
+        spec = template["spec"]
+        assert spec.get("automountServiceAccountToken") is False or name == "Deployment/hub", name
+        for container in spec["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, (name, container["name"])
+            if container["name"] != "pause":
+                assert "readinessProbe" in container and "livenessProbe" in container, name
+        for container in spec.get("initContainers", []):
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, (name, container["name"])
+
+
+def test_mlflow_keeps_its_database_password_off_its_command_line(built: list[dict]) -> None:
+    (mlflow,) = find(built, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item for item in mlflow["env"]}
+
+    assert not [arg for arg in mlflow["command"] if "store-uri" in arg or "artifacts-destination" in arg]
+    assert env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-secrets"
+    assert "configMapKeyRef" in env["MLFLOW_ARTIFACTS_DESTINATION"]["valueFrom"]
+
+
+@pytest.fixture(scope="module")
+def policies(built: list[dict]) -> list[dict]:
+    return [doc for doc in built if doc["kind"] == "NetworkPolicy"]
+
+
+@pytest.fixture(scope="module")
+def pods(built: list[dict], user_pod_labels: dict) -> dict[str, Endpoint]:
+    """Every kind of pod on the cluster: ours from the build and from KubeSpawner, the
+    pipeline's step pods (dags/pipeline_steps.py; test_dag_integrity checks their labels),
+    and the Airflow chart's (its templates label them tier=airflow, component=<part>)."""
+    found = {
+        name: Endpoint(PLATFORM, template_labels(built, name))
+        for name in ("hub", "proxy", "mlflow", "serving", "app")
+    }
+    found["alice"] = Endpoint(PLATFORM, {**user_pod_labels, "hub.jupyter.org/username": "alice"})
+    found["bob"] = Endpoint(PLATFORM, {**user_pod_labels, "hub.jupyter.org/username": "bob"})
+    found["pipeline step"] = Endpoint(PIPELINE, PIPELINE_STEP_LABELS)
+    for part in ("api-server", "scheduler", "worker", "dag-processor", "triggerer"):
+        found[f"airflow {part}"] = Endpoint(
+            PIPELINE, {"tier": "airflow", "component": part, "release": "airflow"}
+        )
+    return found
+
+
+# (from, to, port): every path the platform needs
+ALLOWED = [
+    ("proxy", "hub", 8081),
+    ("alice", "hub", 8081),
+    ("proxy", "hub", 8090),
+    ("hub", "proxy", 8001),
+    ("proxy", "alice", 8888),
+    ("hub", "alice", 8888),
+    ("alice", "mlflow", 5000),
+    ("serving", "mlflow", 5000),
+    ("pipeline step", "mlflow", 5000),
+    ("airflow worker", "mlflow", 5000),
+    ("app", "serving", 8500),
+    ("proxy", "serving", 8500),
+    ("pipeline step", "serving", 8500),
+    ("hub", "airflow api-server", 8080),
+    ("airflow scheduler", "airflow api-server", 8080),
+    ("airflow worker", "airflow api-server", 8080),
+]
+# and the ones a user, a pushed task or a stolen pod must not have
+FORBIDDEN = [
+    ("alice", "bob", 8888),  # a user's server is theirs
+    ("alice", "proxy", 8001),  # the proxy's API routes everyone's traffic
+    ("pipeline step", "proxy", 8001),
+    ("serving", "proxy", 8001),
+    ("pipeline step", "hub", 8081),  # a pushed task never reaches the hub ...
+    ("airflow worker", "hub", 8081),
+    ("airflow worker", "hub", 8090),
+    ("pipeline step", "alice", 8888),  # ... nor a user's server
+    ("airflow scheduler", "alice", 8888),
+    ("alice", "airflow api-server", 8080),  # users see Airflow through the hub, not around it
+    ("alice", "serving", 8500),
+    ("alice", "app", 8501),
+    ("mlflow", "hub", 8081),
+    ("app", "mlflow", 5000),
+]
+
+
+@pytest.mark.parametrize(("source", "destination", "port"), ALLOWED, ids=lambda v: str(v))
+def test_each_path_the_platform_needs_is_open(policies: list, pods: dict, source, destination, port) -> None:
+    assert allowed(policies, pods[source], pods[destination], port)
+
+
+@pytest.mark.parametrize(("source", "destination", "port"), FORBIDDEN, ids=lambda v: str(v))
+def test_paths_nobody_needs_are_closed(policies: list, pods: dict, source, destination, port) -> None:
+    assert not allowed(policies, pods[source], pods[destination], port)
+
+
+def test_outside_the_cluster_only_what_each_pod_needs(policies: list, pods: dict) -> None:
+    github, metadata, private = outside("140.82.112.3"), outside("169.254.169.254"), outside("10.20.0.1")
+
+    assert allowed(policies, pods["alice"], github, 443)  # git, pip
+    assert not allowed(policies, pods["alice"], metadata, 80)  # node credentials
+    assert not allowed(policies, pods["alice"], private, 443)  # the cluster's own addresses
+    assert allowed(policies, pods["hub"], private, 6443)  # the Kubernetes API for KubeSpawner
+    assert allowed(policies, pods["airflow scheduler"], private, 443)  # and for the executor
+    assert not allowed(policies, pods["pipeline step"], metadata, 80)
+    assert not allowed(policies, pods["mlflow"], metadata, 80)
+    assert not allowed(policies, pods["serving"], github, 443)
+    assert not allowed(policies, pods["app"], github, 443)
+    # the public port of the proxy takes the Ingress controller (any namespace)
+    assert allowed(policies, Endpoint("ingress-nginx", {"app": "ingress-nginx"}), pods["proxy"], 8000)
+    assert not allowed(policies, Endpoint("ingress-nginx", {"app": "ingress-nginx"}), pods["proxy"], 8001)
+    # DNS for everyone
+    dns = Endpoint("kube-system", {"k8s-app": "kube-dns"})
+    assert all(allowed(policies, pod, dns, 53) for pod in pods.values())
 
 
 def test_airflow_chart_values_agree_with_local_mode() -> None:
@@ -218,6 +333,12 @@ def test_airflow_chart_values_agree_with_local_mode() -> None:
     assert [item["envName"] for item in values["secret"]] == [f"AIRFLOW_CONN_{airflow.GIT_CONN_ID.upper()}"]
     env = {item["name"]: item["value"] for item in values["env"]}
     assert env["MLOPS_IDE_PIPELINE_RUNNER"] == "kubernetes"
-    assert "mlops-ide-settings" in values["extraEnvFrom"]
+    assert env["MLOPS_IDE_PIPELINE_NAMESPACE"] == PIPELINE
+    # from the pipeline's namespace, the platform's services by their full names
+    assert env["MLFLOW_TRACKING_URI"] == f"http://mlflow.{PLATFORM}.svc:5000"
+    assert env["MLOPS_IDE_SERVING_URL"] == f"http://serving.{PLATFORM}.svc:8500"
+    assert "name: mlops-ide-pipeline-settings" in values["extraEnvFrom"]
+    pod = values["securityContexts"]["pod"]
+    assert pod["runAsNonRoot"] is True and pod["seccompProfile"] == {"type": "RuntimeDefault"}
     assert values["images"]["airflow"]["repository"].endswith("-airflow")
     assert (ROOT / "images" / "airflow" / "Dockerfile").is_file()

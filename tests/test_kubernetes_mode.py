@@ -175,7 +175,10 @@ def test_push_webhook_runs_as_a_hub_service_when_it_has_a_secret(
     assert webhook["url"] == "http://hub:8090"  # where the proxy reaches the hub's pod
     assert webhook["command"][1:] == ["-m", "mlops_ide.push_webhook"]
     assert webhook["environment"]["MLOPS_IDE_GITHUB_WEBHOOK_SECRET"] == "a-long-enough-webhook-secret"
-    assert webhook["environment"]["MLOPS_IDE_AIRFLOW_URL"] == "http://airflow-api-server:8080"
+    assert (
+        webhook["environment"]["MLOPS_IDE_AIRFLOW_URL"]
+        == "http://airflow-api-server.mlops-ide-pipeline.svc:8080"
+    )
     assert "a-long-enough-webhook-secret" not in " ".join(webhook["command"])  # not in process arguments
 
 

@@ -371,7 +371,7 @@ KUBERNETES = (
         "MLOPS_IDE_AIRFLOW_URL",
         "airflow_url",
         "where the webhook asks Airflow to re-parse",
-        default="http://airflow-api-server:8080",
+        default="http://airflow-api-server.mlops-ide-pipeline.svc:8080",
         parse=p.url("Airflow's API server"),
         modes=K8S,
     ),
@@ -442,8 +442,8 @@ ELSEWHERE = (
             ),
             (
                 "MLOPS_IDE_PIPELINE_NAMESPACE",
-                "the pipeline pods' namespace",
-                {"modes": K8S, "default_doc": "Airflow's"},
+                "the pipeline pods' namespace, never the hub's (Airflow may create pods there)",
+                {"modes": K8S, "default_doc": "`mlops-ide-pipeline` (deploy/airflow/values.yaml)"},
             ),
             (
                 "MLOPS_IDE_PIPELINE_CLAIM",
