@@ -10,7 +10,17 @@
 It loads `models:/<MODEL_NAME>@champion` at start and checks the alias every
 SKIN_CANCER_RELOAD_SECONDS (default 30), so a new champion is served without a restart.
 Settings come from the environment: MLFLOW_TRACKING_URI, SKIN_CANCER_MODEL_NAME,
-SKIN_CANCER_MAX_UPLOAD_BYTES (default 10 MiB).
+SKIN_CANCER_MAX_UPLOAD_BYTES (default 10 MiB) and SKIN_CANCER_MAX_PIXELS (default 25 megapixels,
+a 24-megapixel camera's photo; the model sees 64x64 anyway).
+
+An upload is judged by its bytes, not by what the client says it is: the first bytes must be a
+JPEG's or a PNG's (else 415), so a JPEG sent as text/plain is classified and a GIF sent as
+image/png is not, and no other Pillow format is ever opened. Its width x height is read from the
+header and refused over SKIN_CANCER_MAX_PIXELS (413) before any pixel is decoded, since a PNG of
+a few KB can declare 13000 x 13000 pixels and cost ~850 MiB to decode. A body larger
+than SKIN_CANCER_MAX_UPLOAD_BYTES plus room for the form's own headers is refused (413) before it
+is read: up front by its Content-Length, or once that many bytes have come when it is sent
+chunked. Empty, truncated or corrupt images get a 400; none of these is a 500.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import threading
@@ -27,12 +38,20 @@ import keras
 import mlflow
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi.responses import JSONResponse
+from PIL import Image
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skin_cancer import CHAMPION, CLASSES, REGISTERED_MODEL
 from skin_cancer.data import DatasetError, decode_image
 
 log = logging.getLogger("skin_cancer.serving")
-IMAGE_TYPES = ("image/jpeg", "image/png")
+# The magic numbers the formats we open start with; the content type a client sends is not asked.
+IMAGE_SIGNATURES = {"JPEG": b"\xff\xd8\xff", "PNG": b"\x89PNG\r\n\x1a\n"}
+SEND_JPEG_OR_PNG = "send a JPEG or PNG image"
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 25_000_000
+FORM_OVERHEAD_BYTES = 16 * 1024  # the multipart boundaries and part headers around the image
 
 
 @dataclass(frozen=True)
@@ -82,8 +101,85 @@ class Champion:
         return served, probabilities
 
 
+def image_format(data: bytes) -> str | None:
+    """The format of IMAGE_SIGNATURES the file starts with, None for anything else."""
+    return next((name for name, signature in IMAGE_SIGNATURES.items() if data.startswith(signature)), None)
+
+
+def too_many_pixels(pixels: str, max_pixels: int) -> HTTPException:
+    return HTTPException(
+        413,
+        f"the image has {pixels}, over the limit of {max_pixels} pixels (SKIN_CANCER_MAX_PIXELS): "
+        "send a smaller one",
+    )
+
+
+def check_image(data: bytes, max_pixels: int) -> None:
+    """Refuse what is not a JPEG or PNG of at most max_pixels, reading only the header: Image.open
+    decodes no pixel, so a decompression bomb is stopped before it costs any memory."""
+    found = image_format(data)
+    if found is None:
+        raise HTTPException(
+            415, f"{SEND_JPEG_OR_PNG}: the uploaded bytes are neither, whatever their content type"
+        )
+    try:
+        with Image.open(io.BytesIO(data), formats=[found]) as image:
+            width, height = image.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's own limit is above ours; the warning is raised only when warnings are errors.
+        raise too_many_pixels("more pixels than Pillow will open", max_pixels) from None
+    except Exception:  # PIL raises many kinds for a broken header
+        raise HTTPException(400, f"the upload starts like a {found} but its header is broken") from None
+    if width * height > max_pixels:
+        raise too_many_pixels(f"{width}x{height} pixels", max_pixels)
+
+
+class RequestBodyLimit:
+    """Refuse a request body over max_bytes before FastAPI spools it: up front when its
+    Content-Length says so, else (chunked) as soon as the bytes received pass the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+        self.message = (
+            f"the request body is over the limit of {max_bytes} bytes "
+            f"(SKIN_CANCER_MAX_UPLOAD_BYTES plus the form's headers): {SEND_JPEG_OR_PNG} of at most that size"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif self.declared_length(scope) > self.max_bytes:
+            await JSONResponse({"detail": self.message}, 413)(scope, receive, send)
+        else:
+            await self.app(scope, self.counting(receive), send)
+
+    @staticmethod
+    def declared_length(scope: Scope) -> int:
+        """The Content-Length, 0 without one (uvicorn refuses a malformed one itself)."""
+        value = dict(scope["headers"]).get(b"content-length", b"0")
+        return int(value) if value.isdigit() else 0
+
+    def counting(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # An HTTPException: FastAPI passes it on from the form parser instead of making it a 400.
+                raise HTTPException(413, self.message)
+            return message
+
+        return receive_within_limit
+
+
 def create_app(
-    model_name: str | None = None, reload_seconds: float | None = None, max_upload_bytes: int | None = None
+    model_name: str | None = None,
+    reload_seconds: float | None = None,
+    max_upload_bytes: int | None = None,
+    max_pixels: int | None = None,
 ) -> FastAPI:
     name = model_name or os.environ.get("SKIN_CANCER_MODEL_NAME") or REGISTERED_MODEL
     every = (
@@ -91,7 +187,8 @@ def create_app(
         if reload_seconds is not None
         else float(os.environ.get("SKIN_CANCER_RELOAD_SECONDS", 30))
     )
-    limit = max_upload_bytes or int(os.environ.get("SKIN_CANCER_MAX_UPLOAD_BYTES", 10 * 1024 * 1024))
+    limit = max_upload_bytes or int(os.environ.get("SKIN_CANCER_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+    pixels = max_pixels or int(os.environ.get("SKIN_CANCER_MAX_PIXELS", DEFAULT_MAX_PIXELS))
     champion = Champion(name)
 
     @contextlib.asynccontextmanager
@@ -108,6 +205,7 @@ def create_app(
         watcher.cancel()
 
     app = FastAPI(title="Skin lesion classifier", lifespan=lifespan)
+    app.add_middleware(RequestBodyLimit, max_bytes=limit + FORM_OVERHEAD_BYTES)
 
     @app.get("/health")
     def health() -> dict:
@@ -139,13 +237,12 @@ def create_app(
 
     @app.post("/predict")
     def predict(file: UploadFile = File(...)) -> dict:  # noqa: B008 - FastAPI's way to declare an upload
-        if file.content_type not in IMAGE_TYPES:
-            raise HTTPException(415, f"send a JPEG or PNG image (got content type {file.content_type!r})")
         data = file.file.read(limit + 1)
         if not data:
             raise HTTPException(400, "the uploaded file is empty")
         if len(data) > limit:
             raise HTTPException(413, f"the image is larger than {limit} bytes")
+        check_image(data, pixels)
         size = champion.current.image_size if champion.current else 64
         try:
             image = decode_image(data, size)
