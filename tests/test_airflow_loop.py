@@ -205,6 +205,7 @@ def test_github_push_webhook_makes_airflow_reparse(
             headers = {
                 "X-Hub-Signature-256": github_signature(secret.encode(), body),
                 "X-GitHub-Event": "push",
+                "X-GitHub-Delivery": f"delivery-{commit}",
             }
 
             delivered = requests.post(url, data=body, headers=headers, timeout=10)

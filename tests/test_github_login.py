@@ -126,6 +126,7 @@ def test_the_push_webhook_is_served_through_the_proxy(hub: RunningHub) -> None:
     body = b"{}"
     ping = {
         "X-GitHub-Event": "ping",
+        "X-GitHub-Delivery": "ping-1",
         "X-Hub-Signature-256": github_signature(WEBHOOK_SECRET.encode(), body),
     }
 

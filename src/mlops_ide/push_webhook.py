@@ -5,9 +5,10 @@ same through dag_refresh).
 Runs as a JupyterHub service (`push-webhook`), so GitHub posts to
 https://<hub host>/services/push-webhook/. GitHub signs every delivery with the webhook's
 secret (X-Hub-Signature-256, HMAC-SHA256 of the body); anything unsigned or signed with
-another secret is refused. The call to Airflow runs in the background: GitHub gets its
-answer at once, and a slow or broken Airflow only delays DAGs until the bundle's own
-refresh.
+another secret is refused, and so is a body over MAX_BODY_BYTES (before it is read) and a
+delivery taken before (RecentDeliveries). The call to Airflow runs in the background:
+GitHub gets its answer at once, and a slow or broken Airflow only delays DAGs until the
+bundle's own refresh.
 
     python -m mlops_ide.push_webhook     (settings from the environment, see main())
 """
@@ -22,6 +23,7 @@ import os
 import signal
 import time
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -55,14 +57,73 @@ class Verdict:
     commit: str = ""
 
 
-def judge(secret: bytes, headers: Mapping[str, str], body: bytes, branch: str) -> Verdict:
+# A push event is a few KB (the pushed commits, their messages and changed paths). GitHub
+# sends up to 25 MB; a push over 1 MiB (hundreds of commits or thousands of paths) is
+# refused here and Airflow picks it up at its next bundle refresh: later, not lost.
+# Without a cap, Tornado buffers up to 100 MB of anyone's body (the ingress lets 64 MB
+# through, for the hub's uploads) before the signature can be checked.
+MAX_BODY_BYTES = 1024 * 1024
+TOO_LARGE = (
+    f"the body is over {MAX_BODY_BYTES} bytes (1 MiB): a push this large is not taken here; "
+    "Airflow picks it up at its next bundle refresh"
+)
+
+
+class RecentDeliveries:
+    """The signed deliveries already taken, so that a captured one cannot be replayed: by
+    X-GitHub-Delivery and by the signature of the body, since the header is not signed and
+    a replay could bring a fresh one. Only the last `size` are kept (bounded memory; only
+    signed deliveries get in), and only while this process runs.
+
+    GitHub's "Redeliver" sends a delivery again with the same X-GitHub-Delivery and body
+    (GitHub's "Best practices for using webhooks"), so redelivering one this process has
+    taken is answered 409 "already received" (the operator sees it in the delivery's
+    Response tab): the price of replay protection. To re-parse now, push again;
+    redelivering one that never arrived (hub down) works."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen) // 2
+
+    def first_time(self, delivery: str, digest: str) -> bool:
+        """Remember the delivery; False if its id or its body came before."""
+        keys = (f"id:{delivery}", f"body:{digest}")
+        if any(key in self._seen for key in keys):
+            return False
+        self._seen.update(dict.fromkeys(keys))
+        while len(self._seen) > 2 * self.size:
+            self._seen.popitem(last=False)
+        return True
+
+
+def signature_matches(header: str, digest: str) -> bool:
+    """Constant-time comparison of X-Hub-Signature-256 with sha256=<digest>. As bytes: on
+    str, compare_digest raises TypeError for non-ASCII, which would answer 500, not 401."""
+    return hmac.compare_digest(header.encode("utf-8", "surrogatepass"), f"sha256={digest}".encode())
+
+
+def judge(
+    secret: bytes, headers: Mapping[str, str], body: bytes, branch: str, deliveries: RecentDeliveries
+) -> Verdict:
     """What to answer GitHub, and whether Airflow should re-parse."""
-    expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(headers.get("X-Hub-Signature-256", ""), expected):
+    digest = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    if not signature_matches(headers.get("X-Hub-Signature-256", ""), digest):
         return Verdict(
             401,
             "the signature does not match: give the GitHub webhook the same secret as "
             "MLOPS_IDE_GITHUB_WEBHOOK_SECRET",
+        )
+    delivery = headers.get("X-GitHub-Delivery", "")
+    if not delivery:
+        return Verdict(400, "no X-GitHub-Delivery header: GitHub sends one with every delivery")
+    if not deliveries.first_time(delivery, digest):
+        return Verdict(
+            409,
+            f"delivery {delivery} (or its body) was already received: a replay is refused, and so "
+            "is GitHub's Redeliver of it; push again to have Airflow re-parse now",
         )
     event = headers.get("X-GitHub-Event", "")
     if event == "ping":
@@ -177,12 +238,32 @@ def make_app(
             except Exception as error:  # GitHub down or the token refused: the push stands
                 log.warning("could not set the commit status of %s (%r)", commit[:12], error)
 
+    deliveries = RecentDeliveries()
+
+    @web.stream_request_body  # the body comes through data_received, so it is capped while read
     class Deliveries(web.RequestHandler):
+        def prepare(self) -> None:
+            self.body = bytearray()
+            if declared_length(self.request.headers) > MAX_BODY_BYTES:
+                self.refuse_too_large()  # before reading a byte of it
+
+        def data_received(self, chunk: bytes) -> None:
+            self.body += chunk
+            if len(self.body) > MAX_BODY_BYTES:  # chunked, or more than Content-Length said
+                self.refuse_too_large()  # Tornado then closes the connection, unread
+
+        def refuse_too_large(self) -> None:
+            delivery = self.request.headers.get("X-GitHub-Delivery", "-")
+            log.info("delivery %s: 413 %s", delivery, TOO_LARGE)
+            self.set_status(413)
+            self.set_header("Connection", "close")
+            self.finish({"message": TOO_LARGE})
+
         def get(self) -> None:
             self.write({"message": "mlops-ide push webhook: GitHub posts push events here"})
 
         def post(self) -> None:
-            verdict = judge(secret, self.request.headers, self.request.body, branch)
+            verdict = judge(secret, self.request.headers, bytes(self.body), branch, deliveries)
             delivery = self.request.headers.get("X-GitHub-Delivery", "-")
             log.info("delivery %s: %s %s", delivery, verdict.status, verdict.message)
             if verdict.refresh:
@@ -191,6 +272,14 @@ def make_app(
             self.write({"message": verdict.message})
 
     return web.Application([(prefix.rstrip("/") + "/?", Deliveries)])
+
+
+def declared_length(headers: Mapping[str, str]) -> int:
+    """The Content-Length a request announces (0 if none); a malformed one Tornado refuses itself."""
+    try:
+        return int(headers.get("Content-Length", "0"))
+    except ValueError:
+        return 0
 
 
 def main() -> None:
@@ -210,6 +299,12 @@ def main() -> None:
     if not settings.webhook_secret or not settings.airflow_password:
         raise SystemExit(
             "push-webhook: cannot start: set MLOPS_IDE_GITHUB_WEBHOOK_SECRET and MLOPS_IDE_AIRFLOW_PASSWORD"
+        )
+    if settings.airflow_username == "admin":
+        log.warning(
+            "logging in to Airflow as admin: set MLOPS_IDE_AIRFLOW_USERNAME to an account that may only "
+            "read DAGs and import errors and re-parse the anchor DAG (%s)",
+            ANCHOR_DAG,
         )
 
     def ask_airflow(commit: str) -> None:

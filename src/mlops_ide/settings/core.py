@@ -378,8 +378,8 @@ KUBERNETES = (
     Setting(
         "MLOPS_IDE_AIRFLOW_USERNAME",
         "airflow_username",
-        "as whom the webhook logs in to Airflow",
-        default="admin",
+        "as whom the webhook logs in to Airflow: an account that may only re-parse (docs/kubernetes.md, 6.)",
+        default="mlops-ide-webhook",
         modes=K8S,
     ),
     Setting(
