@@ -3,8 +3,9 @@
 #
 #   scripts/install.sh platform   hub virtualenv, configurable-http-proxy, Node 24, code-server,
 #                                 the Airflow + MLflow virtualenv, the pipeline virtualenv
-#   scripts/install.sh test       the above, plus Debian's Chromium for the browser tests and
+#   scripts/install.sh test       the above, plus Debian's Chromium for the browser tests,
 #                                 kubectl (Debian's kubernetes-client) for `kubectl kustomize`
+#                                 and the security scanners' virtualenv (scripts/scan.py)
 #
 # Everything lands in $MLOPS_IDE_TOOLS_DIR (default /opt/mlops-ide as root, where the users'
 # own OS accounts can run the tools; ~/.cache/mlops-ide otherwise), in folders named
@@ -25,7 +26,7 @@ CODE_SERVER_VERSION=4.139.1
 CHP_VERSION=5.3.0
 
 step=0
-steps=7; [ "$what" = test ] && steps=8
+steps=7; [ "$what" = test ] && steps=9
 progress() { step=$((step + 1)); printf '==> [%d/%d] %s\n' "$step" "$steps" "$*"; }
 done_already() { printf '    up to date (%s)\n' "$1"; }
 
@@ -129,6 +130,9 @@ if [ "$what" = test ]; then
   progress "Debian's Chromium for browser tests; kubectl to build deploy/'s kustomization"
   apt_install chromium
   if command -v kubectl >/dev/null; then done_already "kubectl"; else apt_install kubernetes-client; fi
+  progress "security scanners virtualenv: checkov, zizmor, bandit (first time: about a minute)"
+  make_venv scanners "$here/requirements/scanners.txt"
+  scanners_venv=$venv
 fi
 
 # One small file tells everything else where the tools are.
@@ -141,4 +145,5 @@ MLOPS_IDE_AIRFLOW_PYTHON=$airflow_venv/bin/python
 MLOPS_IDE_PIPELINE_PYTHON=$pipeline_venv/bin/python
 MLOPS_IDE_APP_PYTHON=$app_venv/bin/python
 ENV
+if [ "$what" = test ]; then echo "MLOPS_IDE_SCANNERS_PYTHON=$scanners_venv/bin/python" >> "$here/.tools.env"; fi
 echo "    tools recorded in .tools.env"

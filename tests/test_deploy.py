@@ -342,3 +342,22 @@ def test_airflow_chart_values_agree_with_local_mode() -> None:
     assert pod["runAsNonRoot"] is True and pod["seccompProfile"] == {"type": "RuntimeDefault"}
     assert values["images"]["airflow"]["repository"].endswith("-airflow")
     assert (ROOT / "images" / "airflow" / "Dockerfile").is_file()
+
+
+def test_third_party_images_are_the_local_versions_or_pinned_by_digest(built: list[dict]) -> None:
+    install = (ROOT / "scripts" / "install.sh").read_text()
+    chp_version = re.search(r"^CHP_VERSION=(\S+)$", install, re.MULTILINE).group(1)
+    images = {
+        container["image"]
+        for template in pod_templates(built).values()
+        for key in ("containers", "initContainers")
+        for container in template["spec"].get(key, [])
+    }
+    third_party = {
+        image for image in images if not image.startswith(settings_file()["MLOPS_IDE_IMAGE_PREFIX"])
+    }
+
+    assert third_party == {
+        f"quay.io/jupyterhub/configurable-http-proxy:{chp_version}",  # as local mode runs it
+        "registry.k8s.io/pause@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a",
+    }
