@@ -361,3 +361,22 @@ def test_third_party_images_are_the_local_versions_or_pinned_by_digest(built: li
         f"quay.io/jupyterhub/configurable-http-proxy:{chp_version}",  # as local mode runs it
         "registry.k8s.io/pause@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a",
     }
+
+
+def test_user_servers_can_have_hosts_of_their_own(tmp_path: Path) -> None:
+    """components/user-subdomains (with MLOPS_IDE_USER_DOMAIN): the Ingress also takes
+    *.<host>, with the wildcard in the certificate's hosts."""
+    deploy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, deploy)
+    with (deploy / "kustomization.yaml").open("a") as kustomization:
+        kustomization.write("components:\n  - components/user-subdomains\n")
+    result = subprocess.run(["kubectl", "kustomize", str(deploy)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    ingress = find([doc for doc in yaml.safe_load_all(result.stdout) if doc], "Ingress", "hub")
+    host = settings_file()["MLOPS_IDE_HUB_HOST"]
+
+    for version in KUBERNETES_VERSIONS:
+        validate(ingress, version)
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == [host, f"*.{host}"]
+    assert ingress["spec"]["tls"][0]["hosts"] == [host, f"*.{host}"]
+    assert ingress["spec"]["rules"][1]["http"] == ingress["spec"]["rules"][0]["http"]

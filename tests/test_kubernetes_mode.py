@@ -93,6 +93,12 @@ def test_kubernetes_mode_has_no_default_admin(tmp_path: Path) -> None:
             "MLOPS_IDE_AIRFLOW_PASSWORD is not",
         ),
         ({"MLOPS_IDE_WEBHOOK_PORT": "x"}, "MLOPS_IDE_WEBHOOK_PORT='x' is not a port"),
+        (
+            {"MLOPS_IDE_USER_DOMAIN": "users.example.org", "MLOPS_IDE_HUB_HOST": "hub.example.org"},
+            "the hub is served at hub.example.org: JupyterHub serves the users' hosts as subdomains",
+        ),
+        ({"MLOPS_IDE_USER_DOMAIN": "*.example.org"}, "is not a host name"),
+        ({"MLOPS_IDE_GITHUB_REPO_SCOPE": "admin:org"}, "is not a repository scope"),
         # contradictions with the per-user GitHub login
         ({"MLOPS_IDE_PASSWORD": "a-long-password"}, "MLOPS_IDE_PASSWORD is set, but kubernetes mode"),
         ({"MLOPS_IDE_GIT_TOKEN": "ghp_shared"}, "MLOPS_IDE_GIT_TOKEN is set, but in kubernetes mode"),
@@ -159,6 +165,32 @@ def test_hub_config_in_kubernetes_mode(tmp_path: Path, monkeypatch: pytest.Monke
     (culler,) = c.JupyterHub.services
     assert culler["command"][1:] == ["-m", "jupyterhub_idle_culler", "--timeout=1800"]
     assert {"delete:servers", "read:users:activity"} <= set(c.JupyterHub.load_roles[0]["scopes"])
+
+
+def test_user_servers_get_hosts_of_their_own_with_a_user_domain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = {"MLOPS_IDE_HUB_HOST": "hub.example.org"}
+    without = hub_config(monkeypatch, kubernetes_env(tmp_path / "a", **host))
+
+    with_domain = hub_config(
+        monkeypatch, kubernetes_env(tmp_path / "b", **host, MLOPS_IDE_USER_DOMAIN="hub.example.org")
+    )
+
+    assert "subdomain_host" not in without.JupyterHub  # /user/<name>/ on the hub's own origin
+    assert with_domain.JupyterHub.subdomain_host == "https://hub.example.org"
+
+
+@pytest.mark.parametrize(
+    ("repo_scope", "scopes"),
+    [(None, ["read:org", "repo"]), ("public_repo", ["read:org", "public_repo"]), ("none", [])],
+)
+def test_the_github_token_asks_for_the_narrowest_scope_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_scope: str | None, scopes: list[str]
+) -> None:
+    env = kubernetes_env(tmp_path, MLOPS_IDE_GITHUB_REPO_SCOPE=repo_scope)
+
+    assert hub_config(monkeypatch, env).GitHubOAuthenticator.scope == scopes
 
 
 def test_push_webhook_runs_as_a_hub_service_when_it_has_a_secret(

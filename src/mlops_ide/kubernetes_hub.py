@@ -118,11 +118,20 @@ def authenticator_traits(settings: Settings) -> dict[str, Any]:
         "allowed_organizations": set(settings.allowed_organizations),
         "allowed_users": set(settings.allowed_users),
         "admin_users": set(settings.admin_users),
-        # read:org: private memberships count; repo: clone and push the team's private repository
-        "scope": ["read:org", "repo"],
+        "scope": github_scopes(settings.github_repo_scope),
         "enable_auth_state": True,  # the token, encrypted with JUPYTERHUB_CRYPT_KEY
         "refresh_pre_spawn": False,
     }
+
+
+def github_scopes(repo_scope: str) -> list[str]:
+    """The OAuth scopes to ask for. An OAuth app's are per kind, not per repository: read:org
+    so that private memberships count, `repo` to clone and push a private repository (and so
+    every repository the user can), `public_repo` for a public one. A GitHub App asks for
+    none: its permissions and the repositories it is installed on decide."""
+    if repo_scope == "none":
+        return []
+    return ["read:org", repo_scope]
 
 
 def idle_culler(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

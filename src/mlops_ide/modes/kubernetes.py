@@ -34,11 +34,21 @@ def webhook_can_reach_airflow(values: Values, env: Mapping[str, str]) -> Iterabl
         yield (
             "MLOPS_IDE_GITHUB_WEBHOOK_SECRET is set but MLOPS_IDE_AIRFLOW_PASSWORD is not: the webhook "
             "logs in to Airflow's API to ask for a re-parse; set the password of MLOPS_IDE_AIRFLOW_USERNAME "
-            "(default admin), or unset the secret to rely on the bundle's refresh."
+            "(default mlops-ide-webhook), or unset the secret to rely on the bundle's refresh."
         )
 
 
-RULES = (callback_needs_a_host, somebody_may_log_in, webhook_can_reach_airflow)
+def user_domain_is_the_hubs(values: Values, env: Mapping[str, str]) -> Iterable[str]:
+    domain, host = values.get("user_domain"), values.get("hub_host")
+    if domain and domain != host:
+        yield (
+            f"MLOPS_IDE_USER_DOMAIN is {domain} but the hub is served at {host}: JupyterHub serves the "
+            "users' hosts as subdomains of the hub's own, so set MLOPS_IDE_USER_DOMAIN to MLOPS_IDE_HUB_HOST "
+            "(users at https://<name>.<host>/) or unset it."
+        )
+
+
+RULES = (callback_needs_a_host, somebody_may_log_in, webhook_can_reach_airflow, user_domain_is_the_hubs)
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -58,6 +68,8 @@ def configure(c: Any, settings: Settings) -> None:
     c.JupyterHub.db_url = settings.db_url
     c.JupyterHub.cookie_secret_file = str(settings.home / "jupyterhub_cookie_secret")
     c.JupyterHub.cleanup_servers = False  # user pods outlive a hub restart or upgrade
+    if settings.user_domain:  # each server its own origin: https://<name>.<domain>/
+        c.JupyterHub.subdomain_host = f"https://{settings.user_domain}"
 
     # -- proxy: configurable-http-proxy in its own Deployment (CONFIGPROXY_AUTH_TOKEN shared) -----
     c.ConfigurableHTTPProxy.should_start = False

@@ -178,6 +178,16 @@ KUBERNETES = (
         default_doc="required",
     ),
     Setting(
+        "MLOPS_IDE_USER_DOMAIN",
+        "user_domain",
+        "serve each user's server on a host of its own, `<name>.<domain>`, so a page a user serves "
+        "cannot script the hub as whoever opens it: set it to MLOPS_IDE_HUB_HOST, with wildcard DNS "
+        'and certificate (docs/kubernetes.md, "User servers on their own hosts")',
+        parse=p.host,
+        modes=K8S,
+        default_doc="unset: `https://<host>/user/<name>/`",
+    ),
+    Setting(
         "MLOPS_IDE_GITHUB_CALLBACK_URL",
         "github_callback_url",
         "set only if the hub is served elsewhere",
@@ -248,6 +258,17 @@ KUBERNETES = (
         parse=p.usernames("GitHub logins", "list logins separated by commas."),
         modes=K8S,
         default_doc="none",
+    ),
+    Setting(
+        "MLOPS_IDE_GITHUB_REPO_SCOPE",
+        "github_repo_scope",
+        "what the user's GitHub token may do to repositories: `repo` (an OAuth app and a private "
+        "pipelines repository: all the user's repositories), `public_repo` (a public one), `none` "
+        "(a GitHub App installed on the pipelines repository alone: the narrowest; see "
+        'docs/kubernetes.md, "The user\'s GitHub token")',
+        default="repo",
+        parse=p.choice(("repo", "public_repo", "none"), "a repository scope"),
+        modes=K8S,
     ),
     Setting(
         "MLOPS_IDE_GITHUB_URL",
