@@ -495,11 +495,17 @@ ACTING_SUFFIXES = (".code-workspace",)
 
 
 def acting_files(paths: list[str]) -> list[str]:
-    """Those of `paths` that make the editor or shell run something by themselves."""
+    """Those of `paths` that make the editor or shell run something by themselves. A folder's
+    own name counts too: `.vscode` as a link to another folder (or a submodule) would bring
+    that folder's files in without naming them."""
+    folders = tuple(folder.rstrip("/") for folder in ACTING_FOLDERS)
     return sorted(
         path
         for path in paths
-        if path.startswith(ACTING_FOLDERS) or path in ACTING_FILES or path.endswith(ACTING_SUFFIXES)
+        if path.startswith(ACTING_FOLDERS)
+        or path in folders
+        or path in ACTING_FILES
+        or path.endswith(ACTING_SUFFIXES)
     )
 
 

@@ -32,8 +32,8 @@ def outside(address: str) -> Endpoint:
 
 
 def label_selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
-    if selector is None:
-        return False
+    """A label selector; an empty one (or a key with no value, as YAML gives it) matches all."""
+    selector = selector or {}
     for key, value in (selector.get("matchLabels") or {}).items():
         if labels.get(key) != value:
             return False
@@ -48,6 +48,8 @@ def label_selector_matches(selector: dict[str, Any] | None, labels: dict[str, st
             return False
         if operator == "DoesNotExist" and present:
             return False
+        if operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            raise ValueError(f"unknown selector operator {operator}")
     return True
 
 
@@ -64,7 +66,7 @@ def peer_matches(peer: dict[str, Any], policy_namespace: str, other: Endpoint) -
         )
     if other.namespace is None:
         return False
-    if "namespaceSelector" in peer:
+    if peer.get("namespaceSelector") is not None or "namespaceSelector" in peer:
         if not label_selector_matches(peer["namespaceSelector"], namespace_labels(other.namespace)):
             return False
     elif other.namespace != policy_namespace:
@@ -98,8 +100,8 @@ def side_allows(
         policy
         for policy in policies
         if policy["metadata"]["namespace"] == pod.namespace
-        and label_selector_matches(policy["spec"]["podSelector"], pod.labels)
-        and direction in policy["spec"].get("policyTypes", ["Ingress"])
+        and label_selector_matches(policy["spec"].get("podSelector"), pod.labels)
+        and direction in policy_types(policy["spec"])
     ]
     if not selecting:
         return True
@@ -112,6 +114,13 @@ def side_allows(
             if port_matches(rule.get("ports"), port, target):
                 return True
     return False
+
+
+def policy_types(spec: dict[str, Any]) -> list[str]:
+    """As the API server defaults them: Ingress always, Egress when there are egress rules."""
+    if "policyTypes" in spec:
+        return spec["policyTypes"]
+    return ["Ingress", "Egress"] if spec.get("egress") else ["Ingress"]
 
 
 def allowed(policies: list[dict], source: Endpoint, destination: Endpoint, port: int) -> bool:

@@ -26,7 +26,7 @@ from tests.kubernetes_hub_tools import (
     validate,
 )
 from tests.local_platform import ROOT
-from tests.network_policy import Endpoint, allowed, outside
+from tests.network_policy import Endpoint, allowed, outside, policy_types
 from tests.pod_security import restricted_problems
 
 DEPLOY = ROOT / "deploy"
@@ -296,6 +296,26 @@ def test_paths_nobody_needs_are_closed(policies: list, pods: dict, source, desti
     assert not allowed(policies, pods[source], pods[destination], port)
 
 
+def test_the_evaluator_reads_policies_as_kubernetes_does() -> None:
+    """Defaults the API server applies, so a FORBIDDEN test cannot pass on a misreading."""
+    deny = {"metadata": {"namespace": "n"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}
+    opens = {  # no policyTypes, egress rules: Egress too; a key with no value selects all
+        "metadata": {"namespace": "n"},
+        "spec": {"podSelector": None, "egress": [{"to": [{"podSelector": None}], "ports": [{"port": 22}]}]},
+    }
+    inbound = {"metadata": {"namespace": "n"}, "spec": {"podSelector": {}, "ingress": [{}]}}
+    a, b = Endpoint("n", {"app": "a"}), Endpoint("n", {"app": "b"})
+
+    assert not allowed([deny], a, b, 22)
+    assert allowed([deny, opens, inbound], a, b, 22)
+    assert not allowed([deny, opens, inbound], a, b, 23)
+    assert policy_types(opens["spec"]) == ["Ingress", "Egress"]
+
+
+def test_every_policy_names_its_types(policies: list) -> None:
+    assert all("policyTypes" in policy["spec"] for policy in policies)
+
+
 def test_outside_the_cluster_only_what_each_pod_needs(policies: list, pods: dict) -> None:
     github, metadata, private = outside("140.82.112.3"), outside("169.254.169.254"), outside("10.20.0.1")
 
@@ -340,6 +360,7 @@ def test_airflow_chart_values_agree_with_local_mode() -> None:
     assert "name: mlops-ide-pipeline-settings" in values["extraEnvFrom"]
     pod = values["securityContexts"]["pod"]
     assert pod["runAsNonRoot"] is True and pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert values["securityContexts"]["containers"]["capabilities"] == {"drop": ["ALL"]}  # the chart's key
     assert values["images"]["airflow"]["repository"].endswith("-airflow")
     assert (ROOT / "images" / "airflow" / "Dockerfile").is_file()
 
@@ -363,6 +384,11 @@ def test_third_party_images_are_the_local_versions_or_pinned_by_digest(built: li
     }
 
 
+def built_without_components() -> list[dict]:
+    result = subprocess.run(["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=60)
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
 def test_user_servers_can_have_hosts_of_their_own(tmp_path: Path) -> None:
     """components/user-subdomains (with MLOPS_IDE_USER_DOMAIN): the Ingress also takes
     *.<host>, with the wildcard in the certificate's hosts."""
@@ -380,3 +406,10 @@ def test_user_servers_can_have_hosts_of_their_own(tmp_path: Path) -> None:
     assert [rule["host"] for rule in ingress["spec"]["rules"]] == [host, f"*.{host}"]
     assert ingress["spec"]["tls"][0]["hosts"] == [host, f"*.{host}"]
     assert ingress["spec"]["rules"][1]["http"] == ingress["spec"]["rules"][0]["http"]
+    proxy = find([doc for doc in yaml.safe_load_all(result.stdout) if doc], "Deployment", "proxy")
+    (chp,) = proxy["spec"]["template"]["spec"]["containers"]
+    assert "--host-routing" in chp["command"]  # the hub's routes are by host then
+    plain = find(built_without_components(), "Deployment", "proxy")["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    assert "--host-routing" not in plain["command"]

@@ -179,6 +179,7 @@ def test_user_servers_get_hosts_of_their_own_with_a_user_domain(
 
     assert "subdomain_host" not in without.JupyterHub  # /user/<name>/ on the hub's own origin
     assert with_domain.JupyterHub.subdomain_host == "https://hub.example.org"
+    assert with_domain.JupyterHub.cookie_host_prefix_enabled is True  # no cookie tossing from a user's host
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,9 @@ def test_a_new_finding_a_dropped_entry_a_stale_one_and_a_missing_reason_each_fai
     for name in SCANNED:
         shutil.copytree(ROOT / name, checkout / name, ignore=shutil.ignore_patterns("__pycache__"))
     planted = checkout / "src" / "mlops_ide" / "planted.py"
-    planted.write_text("def run(text):\n    return eval(text)\n")  # bandit B307
+    planted.write_text(
+        "def run(text):\n    return eval(text)  # nosec B307\n"
+    )  # an inline skip hides nothing
     hub = checkout / "deploy" / "hub.yaml"
     hub.write_text(
         hub.read_text().replace("allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true")

@@ -194,6 +194,23 @@ def test_a_teammates_change_to_editor_config_waits_for_the_user(
     assert run_sync(remote, home).state == "updated" and git(clone, "rev-parse", "HEAD") == new
 
 
+def test_a_link_named_vscode_waits_for_the_user_too(remote: Remote, home: Path, clone: Path) -> None:
+    """`.vscode` as a link to a folder of settings would bring them in unnamed."""
+    work = remote.teammate
+    (work / "tools").mkdir()
+    (work / "tools" / "settings.json").write_text('{"terminal.integrated.env.linux": {"X": "1"}}\n')
+    (work / ".vscode").symlink_to("tools")
+    git(work, "add", "-A")
+    git(work, "commit", "--quiet", "-m", "link")
+    git(work, "push", "--quiet", "origin", "HEAD:main")
+    before = snapshot(clone)
+
+    outcome = run_sync(remote, home)
+
+    assert outcome.state == "review_editor_config" and ".vscode" in outcome.files
+    assert snapshot(clone) == before and not (clone / ".vscode").exists()
+
+
 def test_files_that_only_look_like_editor_config_are_updated(remote: Remote, home: Path, clone: Path) -> None:
     new = remote.commit({"docs/.vscode-notes.md": "x\n", "dags/.env.example.py": "y = 1\n"}, "look-alikes")
 

@@ -28,6 +28,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+MAX_ANSWER_BYTES = 8 * 2**20  # import errors of many DAGs included
+
 
 def call(
     method: str, url: str, token: str | None = None, body: dict | None = None, timeout: float = 10
@@ -37,7 +39,9 @@ def call(
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        text = response.read()
+        text = response.read(MAX_ANSWER_BYTES + 1)
+    if len(text) > MAX_ANSWER_BYTES:  # Airflow's answers are KBs; a pod posing as it is not believed
+        raise urllib.error.URLError(f"Airflow's answer to {url} is over {MAX_ANSWER_BYTES} bytes")
     return json.loads(text) if text else {}
 
 

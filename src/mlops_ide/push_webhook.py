@@ -325,7 +325,8 @@ def main() -> None:
     )
     url = urlsplit(env.get("JUPYTERHUB_SERVICE_URL", "http://0.0.0.0:8090"))
     # The proxy reaches the service through the hub's Service name; listen on every address.
-    app.listen(url.port or 80, settings.ip)
+    # Tornado's own cap too: after a 413 it would still read a chunked body up to its 100 MB
+    app.listen(url.port or 80, settings.ip, max_body_size=MAX_BODY_BYTES)
     log.info("listening on port %s for GitHub push events to %s", url.port, settings.repo_branch)
     try:
         IOLoop.current().start()

@@ -70,6 +70,8 @@ def configure(c: Any, settings: Settings) -> None:
     c.JupyterHub.cleanup_servers = False  # user pods outlive a hub restart or upgrade
     if settings.user_domain:  # each server its own origin: https://<name>.<domain>/
         c.JupyterHub.subdomain_host = f"https://{settings.user_domain}"
+        # __Host- cookies: a user's page cannot set the hub's cookies for the parent domain
+        c.JupyterHub.cookie_host_prefix_enabled = True
 
     # -- proxy: configurable-http-proxy in its own Deployment (CONFIGPROXY_AUTH_TOKEN shared) -----
     c.ConfigurableHTTPProxy.should_start = False
