@@ -59,4 +59,6 @@ def test_a_refused_image_is_reported(serving_api: str, monkeypatch: pytest.Monke
     app.file_uploader[0].upload("fake.png", b"not an image at all", "image/png")
     app.run()
 
-    assert "refused the image (400)" in app.error[0].value
+    # the API judges the bytes, not the name or the content type, and the app says why
+    assert "refused the image (415)" in app.error[0].value
+    assert "send a JPEG or PNG image" in app.error[0].value
