@@ -28,8 +28,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from mlops_ide.processes import process_table  # noqa: E402
+from tests.browser_tools import CHROMIUM, CHROMIUM_ARGS, log_in  # noqa: E402
 from tests.local_platform import Platform  # noqa: E402
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, explorer_entries, log_in  # noqa: E402
+from tests.test_browser import explorer_entries  # noqa: E402
 
 
 def http_login_to_vscode(platform: Platform, user: str) -> tuple[float, float]:

@@ -62,7 +62,7 @@ def line(label: str, values: list[float]) -> str:
 
 
 def all_healthy(platform: Platform) -> bool:
-    airflow = f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}"
+    airflow = platform.airflow_url
     mlflow = f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}"
     try:
         health = requests.get(f"{airflow}/api/v2/monitor/health", timeout=2).json()
@@ -114,9 +114,7 @@ def main() -> None:
         wait_for(lambda: all_healthy(platform), 300, "all services healthy", step=0.1)
         warm_start = time.monotonic() - started
         try:
-            api = AirflowAPI(
-                f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}", platform.airflow_password
-            )
+            api = AirflowAPI(platform.airflow_url, platform.airflow_password)
             wait_for(lambda: api.dag("platform_smoke_test"), 120, "the seeded DAGs")
             platform.open_vscode(platform.login("alice"), "alice")  # her server clones the repository
             clone = home / "homes" / "alice" / "pipelines"

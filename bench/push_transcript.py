@@ -39,9 +39,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         platform = Platform(Path(tmp) / "state", MLOPS_IDE_SERVICES="airflow,mlflow").start(timeout=300)
         try:
-            api = AirflowAPI(
-                f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}", platform.airflow_password
-            )
+            api = AirflowAPI(platform.airflow_url, platform.airflow_password)
             wait_for(lambda: api.dag("platform_smoke_test"), 120, "the seeded DAGs")
             platform.open_vscode(platform.login("alice"), "alice")
             clone = platform.home / "homes" / "alice" / "pipelines"

@@ -150,10 +150,20 @@ def pipeline_pod_settings() -> dict[str, Any]:
         "namespace": os.environ.get("MLOPS_IDE_PIPELINE_NAMESPACE") or None,
         "labels": {"component": "pipeline-step"},
         # HOME: Keras and MLflow keep their caches there
-        "env_vars": {
-            "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", "http://mlflow:5000"),
-            "HOME": "/tmp",
-        },
+        "env_vars": [
+            k8s.V1EnvVar(
+                name="MLFLOW_TRACKING_URI",
+                value=os.environ.get("MLFLOW_TRACKING_URI", "http://hub.mlops-ide.svc:8091/services/mlflow"),
+            ),
+            # the pipeline's hub token for MLflow's gate, from its Secret (never in the DAG)
+            k8s.V1EnvVar(
+                name="MLFLOW_TRACKING_TOKEN",
+                value_from=k8s.V1EnvVarSource(
+                    secret_key_ref=k8s.V1SecretKeySelector(name="mlflow-pipeline-token", key="token")
+                ),
+            ),
+            k8s.V1EnvVar(name="HOME", value="/tmp"),
+        ],
         "volumes": [
             k8s.V1Volume(
                 name="pipeline-data",

@@ -79,3 +79,16 @@ def silent_port() -> int:
     for conn in held:
         conn.close()
     server.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for a module's browser tests (Playwright is in the hub's virtualenv only)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_tools import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -43,6 +43,7 @@ def kubernetes_env(home: Path, **changes: str) -> dict[str, str]:
         "MLOPS_IDE_ADMIN_USERS": "alice",
         "JUPYTERHUB_CRYPT_KEY": CRYPT_KEY,
         "CONFIGPROXY_AUTH_TOKEN": "proxy-token-789",
+        "MLOPS_IDE_MLFLOW_PIPELINE_TOKEN": "pipeline-token-" + "0" * 32,
     }
     env.update(changes)
     return {name: value for name, value in env.items() if value is not None}
@@ -72,6 +73,26 @@ def point_kube_client_at(monkeypatch: pytest.MonkeyPatch, api_url: str) -> None:
     monkeypatch.setattr(kubespawner.spawner, "load_config", load_config)
 
 
+class StandInUser(SimpleNamespace):
+    """The hub's user as a spawner sees it: a name, and the tokens the hub makes for it."""
+
+    def __init__(self, name: str):
+        super().__init__(name=name, id=7, url=f"/user/{name}/", api_tokens=[])
+
+    def new_api_token(self, note: str, scopes: list[str]) -> str:
+        token = f"hub-token-{len(self.api_tokens)}-of-{self.name}"
+        self.api_tokens.append(SimpleNamespace(note=note, scopes=scopes, token=token))
+        return token
+
+
+class StandInDB:
+    def delete(self, token: SimpleNamespace) -> None:
+        token.deleted = True
+
+    def commit(self) -> None:
+        pass
+
+
 def make_spawner(config: Config, user: str = "alice", namespace: str = "mlops-ide"):
     """The spawner the hub would make for `user` (call inside a running event loop)."""
     from mlops_ide.kubernetes_hub import GitHubKubeSpawner
@@ -79,7 +100,8 @@ def make_spawner(config: Config, user: str = "alice", namespace: str = "mlops-id
     spawner = GitHubKubeSpawner(
         config=config,
         _mock=True,
-        user=SimpleNamespace(name=user, id=7, url=f"/user/{user}/"),
+        user=StandInUser(user),
+        db=StandInDB(),
         namespace=namespace,
     )
     spawner.api_token = "hub-api-token-of-the-server"

@@ -130,6 +130,11 @@ class Platform:
         return (self.home / "password").read_text().strip()
 
     @property
+    def airflow_url(self) -> str:
+        """Airflow's API on this machine, under the prefix the hub serves it at."""
+        return f"http://127.0.0.1:{self.env['MLOPS_IDE_AIRFLOW_PORT']}/services/airflow"
+
+    @property
     def airflow_password(self) -> str:
         """Airflow's own admin password (not the hub's: a DAG can read it)."""
         return (self.home / "airflow-auth" / "admin_password").read_text().strip()

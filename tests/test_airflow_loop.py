@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from mlops_ide.local_state import Tools
 from mlops_ide.processes import descendants, is_alive
 from tests.airflow_api import AirflowAPI
+from tests.browser_tools import ARTIFACTS, log_in
 from tests.gitrepos import git, user_commit
 from tests.local_platform import Platform, answers, wait_for
 from tests.platform_tools import github_signature, running_push_webhook
@@ -53,7 +55,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
 
 @pytest.fixture(scope="module")
 def airflow(platform: Platform) -> AirflowAPI:
-    api = AirflowAPI(f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}", platform.airflow_password)
+    api = AirflowAPI(platform.airflow_url, platform.airflow_password)
     wait_for(lambda: api.dag("platform_smoke_test"), 120, "the seeded DAGs to be parsed")
     return api
 
@@ -104,7 +106,8 @@ from airflow.sdk import dag, task
 def mlflow_env_probe():
     @task
     def tracking_uri() -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI", "")
+        has_token = bool(os.environ.get("MLFLOW_TRACKING_TOKEN"))
+        return os.environ.get("MLFLOW_TRACKING_URI", "") + (" with a token" if has_token else "")
 
     tracking_uri()
 
@@ -125,7 +128,8 @@ def test_airflow_tasks_see_the_mlflow_tracking_uri(
         f"dags/mlflow_env_probe/dagRuns/{run_id}/taskInstances/tracking_uri/xcomEntries/return_value"
     )
 
-    assert xcom.json()["value"] == f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}"
+    gate = f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}/services/mlflow"
+    assert xcom.json()["value"] == f"{gate} with a token"  # the pipeline's identity
 
 
 def test_broken_dags_are_import_errors_and_the_rest_keeps_working(
@@ -183,7 +187,7 @@ def test_github_push_webhook_makes_airflow_reparse(
         commit = git(clone, "rev-parse", "HEAD")
         assert pushed.returncode == 0 and "DAG check unavailable" in pushed.stderr, pushed.stderr
         log = tmp_path / "webhook.log"
-        airflow_url = f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}"
+        airflow_url = platform.airflow_url
         github = GitHubStandIn("client", "client-secret", users={"ci-bot": 1})
         github.tokens["status-token"] = "ci-bot"
         statuses = {
@@ -224,7 +228,7 @@ def test_github_push_webhook_makes_airflow_reparse(
         socket_path.with_name("away").rename(socket_path)
 
 
-def test_hub_admins_log_in_to_airflow_with_airflows_own_password(
+def test_only_the_platform_logs_in_to_airflow_with_a_password(
     platform: Platform, airflow: AirflowAPI
 ) -> None:
     url = airflow.url + "/auth/token"
@@ -232,12 +236,49 @@ def test_hub_admins_log_in_to_airflow_with_airflows_own_password(
     def status(username: str, password: str) -> int:
         return requests.post(url, json={"username": username, "password": password}, timeout=30).status_code
 
-    assert status("ops", platform.airflow_password) == 201
+    assert status("admin", platform.airflow_password) == 201  # the push check's account
+    assert status("ops", platform.airflow_password) == 401  # people log in through the hub
     assert status("admin", "wrong-password") == 401
     # the hub's password (which a DAG never sees) opens nothing in Airflow, and Airflow's is not the hub's
     assert status("admin", platform.password) == 401
     assert platform.airflow_password != platform.password
     assert requests.get(airflow.url + "/api/v2/dags", timeout=30).status_code == 401
+
+
+def airflow_session(platform: Platform, username: str) -> requests.Session:
+    """`username` logged in to the hub, then to Airflow through it (OAuth, no second login)."""
+    session = platform.login(username)
+    landed = session.get(f"{platform.url}/services/airflow/auth/hub/login", timeout=60)
+    assert landed.status_code == 200, landed.text[-2000:]
+    assert "_token" in session.cookies.get_dict(path="/services/airflow/"), session.cookies
+    return session
+
+
+def test_people_use_airflow_as_themselves_through_the_hub(platform: Platform, airflow: AirflowAPI) -> None:
+    api = f"{platform.url}/services/airflow/api/v2"
+    admin, user = (
+        airflow_session(platform, "admin"),
+        airflow_session(platform, "carol"),
+    )  # a hub admin, a user
+
+    assert admin.get(f"{api}/connections", timeout=30).status_code == 200  # a hub admin: Airflow ADMIN
+    refused = user.get(f"{api}/connections", timeout=30)
+    assert refused.status_code == 403  # a user sees and runs DAGs, not the connections' secrets
+    assert (
+        user.get(f"{api}/dags", params={"dag_id_pattern": "platform_smoke_test"}, timeout=30).json()[
+            "total_entries"
+        ]
+        == 1
+    )
+    run = user.post(f"{api}/dags/platform_smoke_test/dagRuns", json={"logical_date": None}, timeout=30)
+    assert run.status_code == 200, run.text
+    assert user.get(f"{api}/variables", timeout=30).status_code == 403
+    assert requests.get(f"{api}/dags", timeout=30).status_code == 401  # nobody without a login
+    # a stale or forged login comes to nothing
+    forged = requests.get(
+        f"{platform.url}/services/airflow/auth/hub/callback", params={"code": "x", "state": "y"}, timeout=30
+    )
+    assert forged.status_code == 400
 
 
 PROBE_DAG = """
@@ -304,37 +345,101 @@ def test_a_pushed_dag_runs_as_the_pipelines_account_and_reaches_no_secret(
     }
 
 
-def test_user_server_sees_mlflow_and_logs_a_run(platform: Platform, clone: Path) -> None:
-    server = next(
-        pid
-        for pid in descendants(platform.proc.pid)
-        if b"jupyterhub-singleuser" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        and f"HOME={clone.parent}".encode() in Path(f"/proc/{pid}/environ").read_bytes()
-    )
-    environ = dict(
-        item.split("=", 1) for item in Path(f"/proc/{server}/environ").read_text().split("\0") if "=" in item
-    )
-    tracking = environ["MLFLOW_TRACKING_URI"]
-    api = f"{tracking}/api/2.0/mlflow"
+def mlflow_as(token: str | None) -> requests.Session:
+    session = requests.Session()
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    return session
 
-    experiment = requests.post(f"{api}/experiments/create", json={"name": "alice-first"}, timeout=30).json()
-    run = requests.post(
-        f"{api}/runs/create", json={"experiment_id": experiment["experiment_id"]}, timeout=30
-    ).json()["run"]["info"]
-    requests.post(
-        f"{api}/runs/log-metric",
-        timeout=30,
-        json={
-            "run_id": run["run_id"],
-            "key": "accuracy",
-            "value": 0.93,
-            "timestamp": int(time.time() * 1000),
-        },
+
+def test_user_server_logs_a_run_to_mlflow_as_its_user(platform: Platform, clone: Path) -> None:
+    """MLflow's own client, in alice's server (her account, her environment): the run is
+    recorded as hers, whatever the client says its user is."""
+    environ = platform.server_environ("alice")
+    script = (
+        "import mlflow\n"
+        "mlflow.set_experiment('alice-first')\n"
+        "with mlflow.start_run() as run:\n"
+        "    mlflow.log_metric('accuracy', 0.93)\n"
+        "print(run.info.run_id)\n"
+    )
+    pipeline_python = Tools.load().pipeline_python
+
+    logged = platform.terminal("alice", str(pipeline_python), "-c", script, cwd=clone, PYTHONPATH="")
+
+    assert logged.returncode == 0, logged.stderr[-3000:]
+    run_id = logged.stdout.split()[-1]
+    api = f"{environ['MLFLOW_TRACKING_URI']}/api/2.0/mlflow"
+    stored = mlflow_as(environ["MLFLOW_TRACKING_TOKEN"]).get(f"{api}/runs/get", params={"run_id": run_id})
+    run = stored.json()["run"]
+    assert environ["MLFLOW_TRACKING_URI"].endswith("/services/mlflow")
+    assert run["data"]["metrics"][0]["value"] == 0.93
+    assert run["info"]["user_id"] == "alice"
+    assert {"key": "mlflow.user", "value": "alice"} in run["data"]["tags"]
+
+
+def test_mlflow_refuses_whoever_does_not_say_who_they_are(platform: Platform) -> None:
+    gate = f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}/services/mlflow"
+
+    api = requests.get(f"{gate}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=30)
+    forged = mlflow_as("not-a-token").get(f"{gate}/api/2.0/mlflow/experiments/search", timeout=30)
+    page = requests.get(f"{gate}/", headers={"Accept": "text/html"}, allow_redirects=False, timeout=30)
+
+    assert api.status_code == 401 and "MLFLOW_TRACKING_TOKEN" in api.json()["message"]
+    assert forged.status_code == 401
+    assert page.status_code == 302 and "/hub/api/oauth2/authorize" in page.headers["Location"]
+
+
+def test_mlflow_itself_listens_on_a_socket_users_cannot_open(platform: Platform, clone: Path) -> None:
+    sock = platform.home / "mlflow" / "sock"
+    probe = "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])"
+
+    tried = platform.terminal("alice", str(Tools.load().python), "-c", probe, str(sock), cwd=clone)
+
+    assert sock.is_socket()
+    assert tried.returncode != 0 and "PermissionError" in tried.stderr
+
+
+def test_only_the_pipeline_moves_the_champion_and_users_change_only_their_runs(
+    platform: Platform, clone: Path
+) -> None:
+    environ = platform.server_environ("alice")
+    api = f"{environ['MLFLOW_TRACKING_URI']}/api/2.0/mlflow"
+    pipeline = mlflow_as((platform.home / "airflow-auth" / "mlflow_token").read_text().strip())
+    alice = mlflow_as(environ["MLFLOW_TRACKING_TOKEN"])
+    assert environ["MLFLOW_TRACKING_TOKEN"] != pipeline.headers["Authorization"].split()[1]
+    # the pipeline registers a model with a version, and makes it champion
+    experiment = pipeline.post(f"{api}/experiments/create", json={"name": "gate-pipeline"}).json()
+    run = pipeline.post(f"{api}/runs/create", json={"experiment_id": experiment["experiment_id"]}).json()
+    run_id, artifacts = run["run"]["info"]["run_id"], run["run"]["info"]["artifact_uri"]
+    assert pipeline.post(f"{api}/registered-models/create", json={"name": "gate-model"}).status_code == 200
+    created = pipeline.post(
+        f"{api}/model-versions/create",
+        json={"name": "gate-model", "source": f"{artifacts}/model", "run_id": run_id},
+    )
+    assert created.status_code == 200, created.text
+    version = created.json()["model_version"]["version"]
+    alias = {"name": "gate-model", "alias": "champion", "version": version}
+    assert pipeline.post(f"{api}/registered-models/alias", json=alias).status_code == 200
+
+    moved = alice.post(f"{api}/registered-models/alias", json={**alias, "version": "1"})
+    registered = alice.post(f"{api}/registered-models/create", json={"name": "alice-model"})
+    deleted = alice.delete(f"{api}/registered-models/alias", json={"name": "gate-model", "alias": "champion"})
+    tampered = alice.post(
+        f"{api}/runs/log-metric", json={"run_id": run_id, "key": "accuracy", "value": 1.0, "timestamp": 1}
+    )
+    overwritten = alice.put(
+        f"{environ['MLFLOW_TRACKING_URI']}/api/2.0/mlflow-artifacts/artifacts/"
+        f"{experiment['experiment_id']}/{run_id}/artifacts/model/weights.bin",
+        data=b"not the model",
     )
 
-    stored = requests.get(f"{api}/runs/get", params={"run_id": run["run_id"]}, timeout=30).json()
-    assert tracking == f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}"
-    assert stored["run"]["data"]["metrics"][0]["value"] == 0.93
+    for refused in (moved, registered, deleted):
+        assert refused.status_code == 403 and "pipeline" in refused.json()["message"], refused.text
+    for refused in (tampered, overwritten):
+        assert refused.status_code == 403 and "service:pipeline" in refused.json()["message"], refused.text
+    champion = alice.get(f"{api}/registered-models/alias", params={"name": "gate-model", "alias": "champion"})
+    assert champion.status_code == 200 and champion.json()["model_version"]["version"] == version
 
 
 def test_home_page_health_covers_airflow_and_mlflow(platform: Platform) -> None:
@@ -351,7 +456,7 @@ def test_home_page_health_covers_airflow_and_mlflow(platform: Platform) -> None:
 @pytest.mark.parametrize(
     "name, marker, health_path",
     [
-        ("MLflow", b"mlflow", "/health"),
+        ("MLflow", b"mlflow", "/services/mlflow/health"),  # through its gate
         ("Airflow API server", b"api_server", "/api/v2/monitor/health"),  # its process title
     ],
 )
@@ -511,3 +616,27 @@ def test_only_the_git_service_and_root_reach_the_push_check(platform: Platform, 
     result = platform.terminal("alice", "python3", "-c", probe, cwd=clone)
 
     assert result.returncode != 0 and "PermissionError" in result.stderr
+
+
+@pytest.mark.browser
+def test_one_hub_login_opens_airflow_and_mlflow_in_the_browser(browser, platform: Platform) -> None:
+    """Chromium: log in to the hub once; Airflow's UI and MLflow's open as that person,
+    with no login page of their own."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    log_in(page, platform, "dana")
+    page.wait_for_url("**/user/dana/**", timeout=90_000)
+
+    page.goto(f"{platform.url}/services/airflow/dags")
+    page.wait_for_function("() => document.title.includes('Airflow')", timeout=60_000)
+    page.get_by_text("platform_smoke_test").first.wait_for(timeout=60_000)  # the DAG list, as dana
+    airflow_url = page.url
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "airflow.png"))
+
+    page.goto(f"{platform.url}/services/mlflow/")
+    page.wait_for_function("() => document.querySelectorAll('#root *').length > 50", timeout=60_000)
+
+    assert airflow_url.startswith(f"{platform.url}/services/airflow/"), airflow_url
+    assert page.url.startswith(f"{platform.url}/services/mlflow/")
+    assert page.locator("#username_input").count() == 0  # no second login anywhere
+    page.close()

@@ -7,48 +7,21 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from mlops_ide.processes import descendants, is_alive
+from tests.browser_tools import ARTIFACTS, log_in
 from tests.gitrepos import git
-from tests.local_platform import ROOT, Platform
+from tests.local_platform import Platform
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-# Without these, Chromium keeps trying to reach the network this machine does not have.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-ARTIFACTS = ROOT / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Browser:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
-    running = Platform(tmp_path_factory.mktemp("browser") / "state").start()
+    running = Platform(tmp_path_factory.mktemp("browser") / "state", MLOPS_IDE_SERVICES="mlflow").start()
     yield running
     running.stop()
-
-
-def log_in(page: Page, platform: Platform, username: str) -> None:
-    page.goto(f"{platform.url}/hub/login")
-    page.fill("#username_input", username)
-    page.fill("#password_input", platform.password_of(username))
-    page.click("#login_submit")
 
 
 def explorer_entries(page: Page) -> list[str]:
@@ -78,6 +51,26 @@ def test_login_shows_the_workbench_with_the_repository_in_the_explorer(
     page.close()
 
 
+def test_one_login_opens_mlflow_too(browser: Browser, platform: Platform) -> None:
+    """MLflow behind the hub: the hub's login is enough (no second login, no consent page);
+    without it, the hub's login page."""
+    page = browser.new_page()
+    page.goto(f"{platform.url}/services/mlflow/")
+    page.wait_for_selector("#username_input", timeout=30_000)  # anonymous: the hub's login
+    log_in(page, platform, "gina")  # not erin: her OS account serves another platform below
+    page.wait_for_selector(".monaco-workbench", timeout=90_000)
+
+    page.goto(f"{platform.url}/services/mlflow/")
+    page.wait_for_function("() => document.title.includes('MLflow')", timeout=60_000)
+    # MLflow's app drew itself from its API (through the gate, with the login cookie)
+    page.wait_for_function("() => document.querySelectorAll('#root *').length > 50", timeout=60_000)
+
+    assert page.url.startswith(f"{platform.url}/services/mlflow/")
+    assert page.locator("#username_input").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "mlflow.png"))
+    page.close()
+
+
 def test_home_page_shows_each_tool_healthy(browser: Browser, platform: Platform) -> None:
     page = browser.new_page()
     log_in(page, platform, "dave")
@@ -91,7 +84,7 @@ def test_home_page_shows_each_tool_healthy(browser: Browser, platform: Platform)
         timeout=30_000,
     )
 
-    assert badges.all_inner_texts() == ["healthy", "healthy"]
+    assert badges.all_inner_texts() == ["healthy", "healthy", "healthy"]  # VS Code, JupyterLab, MLflow
     page.screenshot(path=str(ARTIFACTS / "hub-home.png"))
     page.close()
 

@@ -106,7 +106,10 @@ def test_every_pipeline_pod_is_valid_for_kubernetes(pods: dict[str, dict]) -> No
             validate(pod, version)
         spec = pod["spec"]
         (step,) = [container for container in spec["containers"] if container["name"] == "base"]
-        assert {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"} in step["env"], name
+        env = {item["name"]: item for item in step["env"]}
+        assert env["MLFLOW_TRACKING_URI"]["value"] == "http://hub.mlops-ide.svc:8091/services/mlflow", name
+        token = env["MLFLOW_TRACKING_TOKEN"]["valueFrom"]["secretKeyRef"]  # from its Secret, never inline
+        assert token == {"name": "mlflow-pipeline-token", "key": "token"}, name
         assert {"mountPath": "/data", "name": "pipeline-data"} in step["volumeMounts"], name
         claims = [
             v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v

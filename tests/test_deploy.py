@@ -103,6 +103,7 @@ def test_the_settings_file_is_one_the_hub_accepts(tmp_path: Path) -> None:
         "MLOPS_IDE_GITHUB_CLIENT_SECRET": "from-the-secret",
         "JUPYTERHUB_CRYPT_KEY": "ab" * 32,
         "CONFIGPROXY_AUTH_TOKEN": "from-the-secret",
+        "MLOPS_IDE_MLFLOW_PIPELINE_TOKEN": "f" * 64,
     }
 
     loaded = load({**settings, **secrets, "MLOPS_IDE_MODE": "kubernetes", "MLOPS_IDE_HOME": str(tmp_path)})
@@ -256,14 +257,18 @@ ALLOWED = [
     ("hub", "proxy", 8001),
     ("proxy", "alice", 8888),
     ("hub", "alice", 8888),
-    ("alice", "mlflow", 5000),
-    ("serving", "mlflow", 5000),
-    ("pipeline step", "mlflow", 5000),
-    ("airflow worker", "mlflow", 5000),
+    ("proxy", "hub", 8091),  # MLflow through its gate: browsers ...
+    ("alice", "hub", 8091),  # ... user servers ...
+    ("serving", "hub", 8091),  # ... serving ...
+    ("pipeline step", "hub", 8091),  # ... and the pipeline, each with a hub token
+    ("airflow worker", "hub", 8091),
+    ("hub", "mlflow", 5000),  # the gate itself
     ("app", "serving", 8500),
     ("proxy", "serving", 8500),
     ("pipeline step", "serving", 8500),
     ("hub", "airflow api-server", 8080),
+    ("proxy", "airflow api-server", 8080),  # Airflow's UI through the hub
+    ("airflow api-server", "proxy", 8000),  # its hub login, by the public path
     ("airflow scheduler", "airflow api-server", 8080),
     ("airflow worker", "airflow api-server", 8080),
 ]
@@ -283,6 +288,10 @@ FORBIDDEN = [
     ("alice", "app", 8501),
     ("mlflow", "hub", 8081),
     ("app", "mlflow", 5000),
+    ("alice", "mlflow", 5000),  # MLflow only through its gate: nobody goes around it
+    ("serving", "mlflow", 5000),
+    ("pipeline step", "mlflow", 5000),
+    ("app", "hub", 8091),
 ]
 
 
@@ -350,12 +359,20 @@ def test_airflow_chart_values_agree_with_local_mode() -> None:
     assert bundle["classpath"] == "airflow.providers.git.bundles.git.GitDagBundle"
     assert bundle["kwargs"]["git_conn_id"] == airflow.GIT_CONN_ID
     assert bundle["kwargs"]["subdir"] == "dags" and bundle["kwargs"]["refresh_interval"] <= 60
-    assert [item["envName"] for item in values["secret"]] == [f"AIRFLOW_CONN_{airflow.GIT_CONN_ID.upper()}"]
+    assert [item["envName"] for item in values["secret"]] == [
+        f"AIRFLOW_CONN_{airflow.GIT_CONN_ID.upper()}",
+        "MLFLOW_TRACKING_TOKEN",
+    ]
     env = {item["name"]: item["value"] for item in values["env"]}
     assert env["MLOPS_IDE_PIPELINE_RUNNER"] == "kubernetes"
     assert env["MLOPS_IDE_PIPELINE_NAMESPACE"] == PIPELINE
     # from the pipeline's namespace, the platform's services by their full names
-    assert env["MLFLOW_TRACKING_URI"] == f"http://mlflow.{PLATFORM}.svc:5000"
+    assert env["MLFLOW_TRACKING_URI"] == f"http://hub.{PLATFORM}.svc:8091/services/mlflow"
+    assert {
+        "envName": "MLFLOW_TRACKING_TOKEN",
+        "secretName": "mlflow-pipeline-token",
+        "secretKey": "token",
+    } in (values["secret"])
     assert env["MLOPS_IDE_SERVING_URL"] == f"http://serving.{PLATFORM}.svc:8500"
     assert "name: mlops-ide-pipeline-settings" in values["extraEnvFrom"]
     pod = values["securityContexts"]["pod"]

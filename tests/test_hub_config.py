@@ -32,6 +32,8 @@ def test_local_config_reads_the_prepared_state_and_writes_nothing(
     state = tmp_path / "state"
     state.mkdir()
     (state / "password").write_text("prepared-password\n")
+    (state / "airflow-auth").mkdir()
+    (state / "airflow-auth" / "mlflow_token").write_text("pipeline-token\n")
     before = snapshot(state)
 
     c = hub_config(
@@ -40,8 +42,18 @@ def test_local_config_reads_the_prepared_state_and_writes_nothing(
     )
 
     assert c.SharedPasswordAuthenticator.user_password == "prepared-password"
-    assert c.Spawner.environment["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
-    assert c.JupyterHub.template_vars["platform_services"] == {"MLflow": "http://127.0.0.1:5000/"}
+    assert c.Spawner.environment["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000/services/mlflow"
+    assert c.JupyterHub.template_vars["platform_services"] == {"MLflow": "/services/mlflow/"}
+    # MLflow's gate is a hub service; the pipeline's token is registered, users get the scope
+    gate, pipeline = (
+        service for service in c.JupyterHub.services if service["name"] in ("mlflow", "pipeline")
+    )
+    assert gate["url"] == "http://127.0.0.1:5000" and gate["oauth_no_confirm"] is True
+    assert pipeline == {"name": "pipeline", "api_token": "pipeline-token", "display": False}
+    roles = {role["name"]: role for role in c.JupyterHub.load_roles}
+    assert "access:services!service=mlflow" in roles["user"]["scopes"]
+    assert roles["pipeline"]["services"] == ["pipeline"]
+    assert c.LocalVSCodeSpawner.mlflow_token is True
     assert snapshot(state) == before
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mlops_ide import kubernetes_hub
 from mlops_ide.modes import load
@@ -162,9 +163,20 @@ def test_hub_config_in_kubernetes_mode(tmp_path: Path, monkeypatch: pytest.Monke
     assert c.ConfigurableHTTPProxy.should_start is False
     assert c.JupyterHub.cleanup_servers is False
     assert c.KubeSpawner.image == IMAGE
-    (culler,) = c.JupyterHub.services
+    culler, gate, pipeline = c.JupyterHub.services
     assert culler["command"][1:] == ["-m", "jupyterhub_idle_culler", "--timeout=1800"]
     assert {"delete:servers", "read:users:activity"} <= set(c.JupyterHub.load_roles[0]["scopes"])
+    # MLflow's gate in the hub's pod, in front of the MLflow Service; the pipeline's identity
+    assert gate["name"] == "mlflow" and gate["url"] == "http://hub:8091" and gate["oauth_no_confirm"]
+    assert gate["command"][gate["command"].index("--mlflow-url") + 1] == "http://mlflow:5000"
+    assert pipeline == {"name": "pipeline", "api_token": "pipeline-token-" + "0" * 32}
+    roles = {role["name"]: role for role in c.JupyterHub.load_roles}
+    assert roles["user"]["scopes"] == ["self", "access:services!service=mlflow"]
+    assert roles["pipeline"] == {
+        "name": "pipeline",
+        "scopes": ["access:services!service=mlflow"],
+        "services": ["pipeline"],
+    }
 
 
 def test_user_servers_get_hosts_of_their_own_with_a_user_domain(
@@ -194,6 +206,26 @@ def test_the_github_token_asks_for_the_narrowest_scope_set(
     assert hub_config(monkeypatch, env).GitHubOAuthenticator.scope == scopes
 
 
+def test_airflows_ui_is_behind_the_hub_with_its_oauth_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without = hub_config(monkeypatch, kubernetes_env(tmp_path / "a"))
+    secret = "s" * 40
+
+    c = hub_config(monkeypatch, kubernetes_env(tmp_path / "b", MLOPS_IDE_AIRFLOW_OAUTH_SECRET=secret))
+
+    assert "airflow" not in [service["name"] for service in without.JupyterHub.services]
+    airflow = next(service for service in c.JupyterHub.services if service["name"] == "airflow")
+    assert airflow["url"] == "http://airflow-api-server.mlops-ide-pipeline.svc:8080"
+    assert airflow["api_token"] == secret and airflow["oauth_client_id"] == "service-airflow"
+    assert airflow["oauth_redirect_uri"] == "https://hub.example.org/services/airflow/auth/hub/callback"
+    user = next(role for role in c.JupyterHub.load_roles if role["name"] == "user")
+    assert "access:services!service=airflow" in user["scopes"]
+    values = yaml.safe_load((ROOT / "deploy" / "airflow" / "values.yaml").read_text())
+    assert values["config"]["core"]["auth_manager"] == "mlops_ide.airflow_hub_auth.HubAuthManager"
+    assert values["config"]["mlops_ide"]["client_id"] == airflow["oauth_client_id"]
+
+
 def test_push_webhook_runs_as_a_hub_service_when_it_has_a_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -220,13 +252,14 @@ def test_without_a_webhook_secret_there_is_no_webhook(
 ) -> None:
     c = hub_config(monkeypatch, kubernetes_env(tmp_path))
 
-    assert [service["name"] for service in c.JupyterHub.services] == ["idle-culler"]
+    assert [service["name"] for service in c.JupyterHub.services] == ["idle-culler", "mlflow", "pipeline"]
 
 
 def test_idle_timeout_zero_turns_culling_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     c = hub_config(monkeypatch, kubernetes_env(tmp_path, MLOPS_IDE_IDLE_TIMEOUT="0"))
 
-    assert c.JupyterHub.services == [] and c.JupyterHub.load_roles == []
+    assert [service["name"] for service in c.JupyterHub.services] == ["mlflow", "pipeline"]
+    assert "idle-culler" not in {role["name"] for role in c.JupyterHub.load_roles}
 
 
 # -- the pods KubeSpawner would create ----------------------------------------------------------
@@ -260,7 +293,12 @@ def test_pod_for_each_profile(kube_config, monkeypatch: pytest.MonkeyPatch, prof
     (container,) = spec["containers"]
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert container["image"] == IMAGE
-    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    # MLflow through its gate in the hub's pod, with a token for it alone (never the pipeline's)
+    assert env["MLFLOW_TRACKING_URI"] == "http://hub:8091/services/mlflow"
+    assert (
+        env["MLFLOW_TRACKING_TOKEN"].startswith("hub-token-")
+        and "pipeline" not in env["MLFLOW_TRACKING_TOKEN"]
+    )
     assert env["MLOPS_IDE_REPO_URL"] == "https://github.com/mlops-team/pipelines.git"
     assert env["MLOPS_IDE_REPO_BRANCH"] == "main"
     assert env["MLOPS_IDE_GIT_TOKEN_FILE"] == "/var/run/secrets/mlops-ide/git/token"

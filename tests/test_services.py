@@ -97,7 +97,7 @@ def test_the_port_check_covers_every_running_service_and_only_those() -> None:
 
 
 def test_clients_are_pointed_at_mlflow_only_when_it_runs() -> None:
-    assert services.client_env(load({})) == {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000"}
+    assert services.client_env(load({})) == {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000/services/mlflow"}
     assert services.client_env(load({"MLOPS_IDE_SERVICES": "serving,app"})) == {}
 
 
@@ -107,7 +107,7 @@ def test_the_banner_names_each_running_service_with_its_page() -> None:
     lines = banner(settings, "a-password", made=False, seconds=1.0)
 
     assert "   Serving: http://127.0.0.1:8500/docs  (the champion model's API)" in lines
-    assert any(line.startswith("   Airflow: http://127.0.0.1:8080/  (user admin, password") for line in lines)
+    assert "   Airflow: http://127.0.0.1:8000/services/airflow/  (your hub login)" in lines
     assert not any("MLflow" in line or "App:" in line for line in lines)
 
 
@@ -125,8 +125,16 @@ def test_every_service_builds_its_processes_from_the_settings(tmp_path: Path) ->
         "Airflow push check",  # the local remote's hooks ask it: does the push load, what is live
     ]
     assert "--socket-fd" in built["airflow"][-1].argv and "--skip-serve-logs" in built["airflow"][1].argv
-    assert built["airflow"][0].ready_url == "http://127.0.0.1:18080/api/v2/monitor/health"
-    assert built["serving"][0].env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    # under the prefix the hub serves it at: its sub-applications answer there only
+    assert built["airflow"][0].ready_url == "http://127.0.0.1:18080/services/airflow/api/v2/monitor/health"
+    # MLflow on its socket only; serving and Airflow reach it through the gate, as the pipeline
+    mlflow_argv = built["mlflow"][0].argv
+    assert "--port" not in mlflow_argv and f"--uds {tmp_path / 'mlflow' / 'sock'}" in mlflow_argv
+    assert built["mlflow"][0].ready_url.startswith("http+unix://")
+    pipeline_token = (tmp_path / "airflow-auth" / "mlflow_token").read_text().strip()
+    for process in (built["serving"][0], *built["airflow"][:4]):
+        assert process.env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000/services/mlflow", process.name
+        assert process.env["MLFLOW_TRACKING_TOKEN"] == pipeline_token, process.name
     assert built["app"][0].env["SKIN_CANCER_API_URL"] == "http://127.0.0.1:8500"
     assert all(p.log.parent == tmp_path / "logs" for processes in built.values() for p in processes)
     # Airflow's users file: admin and the hub's admins, a password of Airflow's own (a DAG can

@@ -183,7 +183,7 @@ def test_the_home_page_links_only_the_services_that_run() -> None:
     links = service_links(load({"MLOPS_IDE_SERVICES": "mlflow,app", "MLOPS_IDE_APP_PORT": "9501"}))
 
     assert links == {
-        "MLflow": ("http://127.0.0.1:5000/", "http://127.0.0.1:5000/health"),
+        "MLflow": ("/services/mlflow/", "http://127.0.0.1:5000/services/mlflow/health"),  # via the hub
         "App": ("http://127.0.0.1:9501/", "http://127.0.0.1:9501/_stcore/health"),
     }
     assert service_links(load({"MLOPS_IDE_SERVICES": "none"})) == {}

@@ -24,7 +24,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
 
 @pytest.fixture(scope="module")
 def airflow(platform: Platform) -> AirflowAPI:
-    api = AirflowAPI(f"http://127.0.0.1:{platform.env['MLOPS_IDE_AIRFLOW_PORT']}", platform.airflow_password)
+    api = AirflowAPI(platform.airflow_url, platform.airflow_password)
     wait_for(lambda: api.dag("cnn_skin_cancer_workflow"), 120, "the use-case DAGs to be parsed")
     return api
 
@@ -40,13 +40,23 @@ def test_the_workflow_dag_succeeds(workflow_run: dict) -> None:
     assert workflow_run["state"] == "success"
 
 
+def mlflow_api(platform: Platform) -> tuple[str, dict[str, str]]:
+    """MLflow's API through its gate, and the pipeline's token (reads are anyone's)."""
+    token = (platform.home / "airflow-auth" / "mlflow_token").read_text().strip()
+    gate = f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}/services/mlflow"
+    return f"{gate}/api/2.0/mlflow", {"Authorization": f"Bearer {token}"}
+
+
 def test_three_models_are_registered_and_the_best_is_champion(platform: Platform, workflow_run: dict) -> None:
-    mlflow = f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}/api/2.0/mlflow"
+    mlflow, auth = mlflow_api(platform)
     versions = requests.get(
-        f"{mlflow}/model-versions/search", params={"filter": f"name='{MODEL}'"}, timeout=30
+        f"{mlflow}/model-versions/search", params={"filter": f"name='{MODEL}'"}, headers=auth, timeout=30
     ).json()["model_versions"]
     champion = requests.get(
-        f"{mlflow}/registered-models/alias", params={"name": MODEL, "alias": "champion"}, timeout=30
+        f"{mlflow}/registered-models/alias",
+        params={"name": MODEL, "alias": "champion"},
+        headers=auth,
+        timeout=30,
     ).json()["model_version"]
 
     kinds = {version["tags"][0]["value"] if version.get("tags") else None for version in versions}
@@ -65,9 +75,12 @@ def test_three_models_are_registered_and_the_best_is_champion(platform: Platform
 
 def test_serving_answers_with_the_new_champion(platform: Platform, workflow_run: dict) -> None:
     serving = f"http://127.0.0.1:{platform.env['MLOPS_IDE_SERVING_PORT']}"
-    mlflow = f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}/api/2.0/mlflow"
+    mlflow, auth = mlflow_api(platform)
     champion = requests.get(
-        f"{mlflow}/registered-models/alias", params={"name": MODEL, "alias": "champion"}, timeout=30
+        f"{mlflow}/registered-models/alias",
+        params={"name": MODEL, "alias": "champion"},
+        headers=auth,
+        timeout=30,
     ).json()["model_version"]
 
     assert requests.get(f"{serving}/model", timeout=30).json()["version"] == champion["version"]

@@ -25,12 +25,12 @@ import binascii
 import logging
 import os
 import re
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tornado import httpserver, web
 
+from mlops_ide.processes import until_stopped
 from mlops_ide.services.git import PREFIX, SCOPE
 
 if TYPE_CHECKING:
@@ -205,11 +205,7 @@ async def serve(args: argparse.Namespace) -> None:
     )
     server.listen(args.port, "127.0.0.1")
     log.info("serving %s at http://127.0.0.1:%s%s%s", args.repo, args.port, PREFIX, args.repo.name)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stopped()
     server.stop()
 
 

@@ -21,7 +21,10 @@ from kubespawner import KubeSpawner
 from kubespawner.objects import make_owner_reference
 from traitlets import default
 
+from mlops_ide import service_tokens
 from mlops_ide.push_webhook import settings_rows as push_webhook_settings
+from mlops_ide.services import airflow as airflow_names
+from mlops_ide.services import mlflow
 from mlops_ide.settings import Settings
 
 HOME = "/home/jovyan"  # the docker-stacks user's home: the user's volume is mounted here
@@ -95,7 +98,7 @@ def spawner_traits(settings: Settings) -> dict[str, Any]:
         "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}],
         "volume_mounts": [{"name": "home", "mountPath": HOME}],
         "environment": {
-            "MLFLOW_TRACKING_URI": settings.mlflow_url,
+            "MLFLOW_TRACKING_URI": mlflow_gate_url(settings),  # MLflow through its gate, as the user
             "MLOPS_IDE_REPO_URL": settings.effective_repo_url,
             "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
             "MLOPS_IDE_SYNC_TIMEOUT": str(settings.sync_timeout),
@@ -151,6 +154,54 @@ def idle_culler(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str
     return [service], [role]
 
 
+def mlflow_gate_url(settings: Settings) -> str:
+    """Where pods reach MLflow: its gate, on the hub's pod (the hub's Service)."""
+    host = urlsplit(settings.hub_connect_url).hostname
+    return f"http://{host}:{settings.mlflow_gate_port}{mlflow.PREFIX.rstrip('/')}"
+
+
+def mlflow_gate(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """MLflow's gate as a hub service in the hub's pod (its login for browsers, hub tokens for
+    programs), the `pipeline` service whose token Airflow and serving use, and their roles."""
+    host = urlsplit(settings.hub_connect_url).hostname
+    gate = {
+        "name": mlflow.NAME,
+        "url": f"http://{host}:{settings.mlflow_gate_port}",
+        "command": [
+            *(sys.executable, "-m", "mlops_ide.mlflow_gate", "--mlflow-url", settings.mlflow_url),
+            *("--ip", "0.0.0.0", "--port", str(settings.mlflow_gate_port)),  # the pod's address
+        ],
+        "environment": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        "oauth_no_confirm": True,
+        "display": False,
+    }
+    pipeline = {"name": mlflow.PIPELINE_SERVICE, "api_token": settings.mlflow_pipeline_token}
+    roles = [
+        {"name": "user", "description": "Standard user privileges", "scopes": ["self", mlflow.SCOPE]},
+        {"name": "pipeline", "scopes": [mlflow.SCOPE], "services": [mlflow.PIPELINE_SERVICE]},
+    ]
+    return [gate, pipeline], roles
+
+
+def airflow_ui(settings: Settings) -> tuple[list[dict[str, Any]], list[str]]:
+    """Airflow's UI through the hub at /services/airflow/, the hub as its login (the Airflow
+    image's auth manager is the OAuth client), and the scope users need ([] when
+    MLOPS_IDE_AIRFLOW_OAUTH_SECRET is unset)."""
+    if settings.airflow_oauth_secret is None:
+        return [], []
+    public = settings.github_callback_url.split("/hub/", 1)[0]  # https://<host>
+    service = {
+        "name": airflow_names.NAME,
+        "url": settings.airflow_url,  # the chart's API server Service; the proxy keeps the path
+        "api_token": settings.airflow_oauth_secret,
+        "oauth_client_id": airflow_names.OAUTH_CLIENT_ID,
+        "oauth_redirect_uri": f"{public}{airflow_names.PREFIX}auth/hub/callback",
+        "oauth_no_confirm": True,
+        "display": False,
+    }
+    return [service], [airflow_names.SCOPE]
+
+
 def push_webhook(settings: Settings) -> list[dict[str, Any]]:
     """The GitHub push webhook as a hub service at /services/push-webhook/ ([] when no
     secret is set: Airflow then picks pushes up at its bundle refresh)."""
@@ -187,6 +238,9 @@ def git_token_secret(
     )
 
 
+MLFLOW_TOKEN_NOTE = "mlops-ide: mlflow, for the user's server"
+
+
 class GitHubKubeSpawner(KubeSpawner):
     """KubeSpawner that hands the user's GitHub token to the pod through a Secret."""
 
@@ -221,6 +275,10 @@ class GitHubKubeSpawner(KubeSpawner):
             )
         if self.git_token:
             env["MLOPS_IDE_GIT_TOKEN_FILE"] = f"{GIT_TOKEN_DIR}/{GIT_TOKEN_KEY}"
+        # MLflow's client sends it as a bearer token; for MLflow's gate alone, renewed each start
+        env["MLFLOW_TRACKING_TOKEN"] = service_tokens.renew(
+            self.user, self.db, MLFLOW_TOKEN_NOTE, mlflow.SCOPE
+        )
         return env
 
     async def get_pod_manifest(self):

@@ -15,9 +15,10 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool
 
-from mlops_ide import os_accounts
+from mlops_ide import os_accounts, service_tokens
 from mlops_ide.processes import end_processes, session_members
 from mlops_ide.services.git import SCOPE as GIT_SCOPE
+from mlops_ide.services.mlflow import SCOPE as MLFLOW_SCOPE
 
 
 class LocalPasswordAuthenticator(SharedPasswordAuthenticator):
@@ -66,6 +67,7 @@ def same_site_only(handler: type) -> type:
 
 
 GIT_TOKEN_NOTE = "mlops-ide: git, for the user's server"
+MLFLOW_TOKEN_NOTE = "mlops-ide: mlflow, for the user's server"
 
 
 class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
@@ -80,6 +82,11 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
         False,
         config=True,
         help="Give git in the server its hub token for the platform's git service (MLOPS_IDE_GIT_TOKEN).",
+    )
+    mlflow_token = Bool(
+        False,
+        config=True,
+        help="Give the server a hub token for MLflow's gate (MLFLOW_TRACKING_TOKEN, for MLflow's client).",
     )
 
     async def start(self):
@@ -97,18 +104,14 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
     def get_env(self) -> dict:
         env = super().get_env()
         if self.git_token:  # read by git's credential helper (startup/credential.py), never stored
-            env["MLOPS_IDE_GIT_TOKEN"] = self.new_git_token()
+            env["MLOPS_IDE_GIT_TOKEN"] = self.new_service_token(GIT_TOKEN_NOTE, GIT_SCOPE)
             env["MLOPS_IDE_GIT_USERNAME"] = self.user.name
+        if self.mlflow_token:  # MLflow's client sends it as a bearer token
+            env["MLFLOW_TRACKING_TOKEN"] = self.new_service_token(MLFLOW_TOKEN_NOTE, MLFLOW_SCOPE)
         return env
 
-    def new_git_token(self) -> str:
-        """A token for the git service alone (not the server's own, which opens the user's
-        server): made at each start, the previous one deleted."""
-        for token in list(self.user.api_tokens):
-            if token.note == GIT_TOKEN_NOTE:
-                self.db.delete(token)
-        self.db.commit()
-        return self.user.new_api_token(note=GIT_TOKEN_NOTE, scopes=[GIT_SCOPE])
+    def new_service_token(self, note: str, scope: str) -> str:
+        return service_tokens.renew(self.user, self.db, note, scope)
 
     def user_env(self, env: dict) -> dict:
         env = super().user_env(env)  # HOME: the home folder; SHELL: bash (the account has none)

@@ -131,6 +131,17 @@ def read_password(settings: Settings) -> str:
         ) from None
 
 
+def read_secret(path: Path) -> str:
+    """A secret `make up` made (ensure_secret); the hub reads it, it never makes one."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise StateError(
+            f"{path} is missing: start the platform with `make up` (python -m mlops_ide.up), "
+            "which prepares the state folder."
+        ) from None
+
+
 def git_credentials(settings: Settings) -> dict[str, str]:
     """The MLOPS_IDE_GIT_* settings that are set, passed on to user servers as they are."""
     values = {

@@ -9,6 +9,7 @@ orphaned is re-parented to it, and a final sweep ends every descendant still ali
 
 from __future__ import annotations
 
+import http.client
 import os
 import pwd
 import signal
@@ -18,6 +19,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +32,23 @@ from mlops_ide.processes import (
     reap_zombie_children,
     session_members,
 )
+
+
+def answers_on_unix_socket(ready_url: str) -> bool:
+    """Whether `http+unix://<quoted socket path>/<path>` answers 2xx (MLflow on its socket)."""
+    parts = urllib.parse.urlsplit(ready_url)
+    path = urllib.parse.unquote(parts.netloc)
+    connection = http.client.HTTPConnection("localhost", timeout=2)
+    try:
+        connection.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.sock.settimeout(2)
+        connection.sock.connect(path)
+        connection.request("GET", parts.path or "/", headers={"Host": "localhost"})
+        return 200 <= connection.getresponse().status < 300
+    except OSError:
+        return False
+    finally:
+        connection.close()
 
 
 @dataclass
@@ -65,6 +84,8 @@ class Service:
     def is_ready(self) -> bool:
         if self.ready_url is None:
             return self.proc is not None and self.proc.poll() is None
+        if self.ready_url.startswith("http+unix://"):
+            return answers_on_unix_socket(self.ready_url)
         # A probe of our own service on this machine: a self-signed certificate is fine.
         context = ssl._create_unverified_context() if self.ready_url.startswith("https://127.") else None
         try:

@@ -130,6 +130,8 @@ def banner(
     for service in services.running(settings):
         if service.url is not None:
             page = service.url(settings) + service.link
+            if service.page is not None:  # behind the hub's login: through the hub
+                page = settings.public_url.rstrip("/") + service.page(settings)
             text = service.banner(settings) if callable(service.banner) else service.banner
             lines.append(f"   {service.title + ':':<8} {page}  {text}".rstrip())
     if not accounts:

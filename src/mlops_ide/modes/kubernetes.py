@@ -89,7 +89,18 @@ def configure(c: Any, settings: Settings) -> None:
 
     # -- idle culling: stop servers nobody used for MLOPS_IDE_IDLE_TIMEOUT seconds ----------------
     services, roles = kubernetes_hub.idle_culler(settings)
-    c.JupyterHub.load_roles = roles
+
+    # -- MLflow behind the hub: its gate in this pod, the pipeline's identity, who may use it -----
+    gate_services, gate_roles = kubernetes_hub.mlflow_gate(settings)
+    services += gate_services
+
+    # -- Airflow's UI through the hub, logged in as yourself (with MLOPS_IDE_AIRFLOW_OAUTH_SECRET) -
+    airflow_services, airflow_scopes = kubernetes_hub.airflow_ui(settings)
+    services += airflow_services
+    for role in gate_roles:
+        if role["name"] == "user":
+            role["scopes"] += airflow_scopes
+    c.JupyterHub.load_roles = roles + gate_roles
 
     # -- GitHub push webhook: a push makes Airflow re-parse now (with MLOPS_IDE_GITHUB_WEBHOOK_SECRET)
     c.JupyterHub.services = services + kubernetes_hub.push_webhook(settings)

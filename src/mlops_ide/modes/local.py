@@ -14,8 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mlops_ide import local_state, os_accounts, services, users
-from mlops_ide.services import git
-from mlops_ide.services.git import SCOPE as GIT_SCOPE
+from mlops_ide.services import airflow, git, mlflow
 from mlops_ide.settings import CHECKOUT, Settings, Values, parsers, read, table
 
 NAME = "local"
@@ -140,15 +139,31 @@ def configure(c: Any, settings: Settings) -> None:
         **services.client_env(settings),  # MLFLOW_TRACKING_URI, when MLflow runs
     }
 
-    # -- the platform's own remote: users push through the git service with their hub token -------
-    if settings.repo_url is None:
-        c.JupyterHub.services = [
+    # -- services behind the hub's login, and what users may reach -----------------------------------
+    hub_services: list[dict] = []
+    user_scopes = ["self"]
+    roles: list[dict] = []
+    if settings.repo_url is None:  # the platform's own remote: users push with their hub token
+        hub_services.append(
             {"name": git.NAME, "url": f"http://127.0.0.1:{settings.git_port}", "display": False}
-        ]
-        c.JupyterHub.load_roles = [
-            {"name": "user", "description": "Standard user privileges", "scopes": ["self", GIT_SCOPE]}
-        ]
+        )
+        user_scopes.append(git.SCOPE)
         c.LocalVSCodeSpawner.git_token = True
+    if mlflow.NAME in settings.services:  # MLflow through its gate, as yourself or as the pipeline
+        hub_services.append(mlflow.gate_service(settings, tools.python, local_state.code_lib(settings)))
+        token = local_state.read_secret(mlflow.pipeline_token_file(settings))
+        hub_services.append({"name": mlflow.PIPELINE_SERVICE, "api_token": token, "display": False})
+        roles.append({"name": "pipeline", "scopes": [mlflow.SCOPE], "services": [mlflow.PIPELINE_SERVICE]})
+        user_scopes.append(mlflow.SCOPE)
+        c.LocalVSCodeSpawner.mlflow_token = True
+    if airflow.NAME in settings.services:  # Airflow's UI through the hub, logged in as yourself
+        hub_services.append(airflow.hub_service(settings))
+        user_scopes.append(airflow.SCOPE)
+    c.JupyterHub.services = hub_services
+    c.JupyterHub.load_roles = [
+        {"name": "user", "description": "Standard user privileges", "scopes": user_scopes},
+        *roles,
+    ]
 
     # -- the hub's home page: links to the tools, with their health ---------------------------------
     links = services.links(settings)  # title -> (page, health check)

@@ -59,6 +59,7 @@ class PlatformService:
     optional: bool = True  # False: runs whatever MLOPS_IDE_SERVICES says (the hub)
     url: Callable[[Settings], str] | None = None  # its address, None: not linked
     link: str = "/"  # the page the home page and the banner link to, under `url`
+    page: Callable[[Settings], str] | None = None  # that page for browsers, if not `url` + `link`
     health: str | None = None  # the path that answers 200 when it is healthy
     banner: str | Callable[[Settings], str] = ""  # after the address in `make up`'s banner
     prepare: Callable[[Platform], Iterable[str]] | None = None  # one-shot steps, each said first
@@ -176,7 +177,10 @@ def client_env(settings: Settings) -> dict[str, str]:
 def links(settings: Settings) -> dict[str, tuple[str, str]]:
     """For the hub's home page: each linked service's page and health check, by title."""
     return {
-        service.title: (service.url(settings) + service.link, service.url(settings) + service.health)
+        service.title: (
+            service.page(settings) if service.page else service.url(settings) + service.link,
+            service.url(settings) + service.health,
+        )
         for service in running(settings)
         if service.url is not None and service.health is not None
     }

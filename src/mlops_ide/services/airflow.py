@@ -23,14 +23,19 @@ from pathlib import Path
 
 from mlops_ide import local_state, os_accounts, services
 from mlops_ide.local_state import ensure_folder, ensure_secret
-from mlops_ide.services import Platform, PlatformService, Port, git, port_setting, serving
+from mlops_ide.services import Platform, PlatformService, Port, git, mlflow, port_setting, serving
 from mlops_ide.settings import Settings
 from mlops_ide.supervisor import Service, as_account
 
 BUNDLE_NAME = "pipelines"
 GIT_CONN_ID = "mlops_ide_pipelines"
 ANCHOR_DAG = "platform_smoke_test"  # always valid; the push hook names it (see dags/)
-AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+AUTH_MANAGER = "mlops_ide.airflow_hub_auth.HubAuthManager"  # people log in with the hub
+NAME = "airflow"  # the hub's name for it: its UI at /services/airflow/
+PREFIX = f"/services/{NAME}/"
+SCOPE = f"access:services!service={NAME}"
+OAUTH_CLIENT_ID = f"service-{NAME}"
+PLATFORM_ACCOUNT = "admin"  # the platform's own calls (the push check) log in with a password
 PORT = port_setting(
     "MLOPS_IDE_AIRFLOW_PORT",
     "airflow_port",
@@ -39,8 +44,14 @@ PORT = port_setting(
 )
 
 
-def url(settings: Settings) -> str:
+def origin(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.airflow_port}"
+
+
+def url(settings: Settings) -> str:
+    """Airflow's address on this machine, under the prefix the hub serves it at: its
+    sub-applications (the login, the tasks' execution API) answer there only."""
+    return origin(settings) + PREFIX.rstrip("/")
 
 
 def ports(settings: Settings) -> list[Port]:
@@ -48,7 +59,29 @@ def ports(settings: Settings) -> list[Port]:
 
 
 def users(settings: Settings) -> list[str]:
-    return sorted({"admin", *settings.admin_users})
+    """Who logs in to Airflow with a password: the platform's own account only (people log
+    in through the hub)."""
+    return [PLATFORM_ACCOUNT]
+
+
+def oauth_secret_file(settings: Settings) -> Path:
+    """The hub service `airflow`'s token, its OAuth client secret: root's, read by the pipeline."""
+    return auth_folder(settings) / "hub_oauth_secret"
+
+
+def hub_service(settings: Settings) -> dict:
+    """Airflow as a hub service: its UI through the hub's proxy, the hub as its login."""
+    from mlops_ide.local_state import read_secret
+
+    return {
+        "name": NAME,
+        "url": origin(settings),  # the proxy keeps the path: /services/airflow/...
+        "api_token": read_secret(oauth_secret_file(settings)),
+        "oauth_client_id": OAUTH_CLIENT_ID,
+        "oauth_redirect_uri": f"{settings.public_url.rstrip('/')}{PREFIX}auth/hub/callback",
+        "oauth_no_confirm": True,  # one login: the hub's
+        "display": False,  # the home page links it with its health
+    }
 
 
 def auth_folder(settings: Settings) -> Path:
@@ -99,14 +132,6 @@ def write_passwords(platform: Platform) -> Path:
     return path
 
 
-def login_hint(settings: Settings) -> str:
-    """How to log in to Airflow, for the banner: its password, made at the first start."""
-    try:
-        return f"(user admin, password: {admin_password_file(settings).read_text().strip()})"
-    except OSError:
-        return f"(user admin, password in {admin_password_file(settings)})"
-
-
 def environment(platform: Platform) -> dict[str, str]:
     """Every Airflow process's environment: configuration, the bundle, the DAGs' settings."""
     settings, tools = platform.settings, platform.tools
@@ -127,6 +152,7 @@ def environment(platform: Platform) -> dict[str, str]:
     }
     env = services.account_environ(platform.account(os_accounts.PIPELINE), drop=())
     env = {key: value for key, value in env.items() if not key.startswith(("AIRFLOW", "PYTHONPATH"))}
+    ensure_secret(oauth_secret_file(settings), lambda: secrets.token_hex(32), group)  # for hub_service
     if settings.repo_url is None:  # the bundle clones the local remote, whose folder is root's
         env["GIT_CONFIG_GLOBAL"] = str(git.write_trust_file(settings))
     env.update(
@@ -146,7 +172,13 @@ def environment(platform: Platform) -> dict[str, str]:
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(settings.airflow_port),
             "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__BASE_URL": url(settings) + "/",
+            # served under the hub: /services/airflow/ (the internal address answers too)
+            "AIRFLOW__API__BASE_URL": settings.public_url.rstrip("/") + PREFIX,
+            "PYTHONPATH": str(local_state.code_lib(settings)),  # the auth manager below
+            "AIRFLOW__MLOPS_IDE__HUB_URL": settings.public_url,
+            "AIRFLOW__MLOPS_IDE__HUB_API_URL": f"http://127.0.0.1:{settings.hub_port}/hub/api",
+            "AIRFLOW__MLOPS_IDE__CLIENT_ID": OAUTH_CLIENT_ID,
+            "AIRFLOW__MLOPS_IDE__CLIENT_SECRET_FILE": str(oauth_secret_file(settings)),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": url(settings) + "/execution/",
             # An edited DAG is parsed within a second of its push, but by default its new
             # serialization is written at most every 30 s: a push would look ignored that long.
@@ -164,7 +196,8 @@ def environment(platform: Platform) -> dict[str, str]:
             "MLOPS_IDE_SERVING_URL": serving.url(settings),
         }
     )
-    env.update(services.client_env(settings))  # MLflow, when it runs
+    if mlflow.NAME in settings.services:  # as the pipeline: the one identity that may register models
+        env.update(mlflow.pipeline_env(platform))
     return env
 
 
@@ -256,7 +289,8 @@ SERVICE = PlatformService(
     processes=processes,
     ports=ports,
     url=url,
+    page=lambda settings: PREFIX,
     health="/api/v2/monitor/health",
-    banner=login_hint,
+    banner="(your hub login)",
     prepare=prepare,
 )

@@ -1,23 +1,65 @@
 """MLflow's tracking server and model registry: one worker, job execution off (~450 MiB
 instead of ~2.2 GiB), SQLite and local artifacts in the state folder; as the pipeline's
-account when the platform runs as root."""
+account when the platform runs as root.
+
+MLflow has no login of its own, so it listens on a Unix socket that only root and the
+pipeline's account can open, never on a port. Everyone reaches it through its gate
+(mlops_ide.mlflow_gate), a hub service under /services/mlflow/ on MLOPS_IDE_MLFLOW_PORT:
+browsers with their hub login, programs with a hub token in MLFLOW_TRACKING_TOKEN (a user's
+server gets one for this service at each start; Airflow's tasks and serving the token of
+the hub service `pipeline`, the only identity that may change the model registry)."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import urllib.parse
 from pathlib import Path
 
 from mlops_ide import os_accounts
-from mlops_ide.local_state import ensure_folder
+from mlops_ide.local_state import ensure_folder, ensure_secret
 from mlops_ide.services import Platform, PlatformService, Port, port_setting, process
 from mlops_ide.settings import Settings
 from mlops_ide.supervisor import Service
 
-PORT = port_setting("MLOPS_IDE_MLFLOW_PORT", "mlflow_port", "MLflow", 5000)
+NAME = "mlflow"  # the hub's name for the gate: served under /services/mlflow/
+PREFIX = f"/services/{NAME}/"
+SCOPE = f"access:services!service={NAME}"
+PIPELINE_SERVICE = "pipeline"  # the hub service whose token Airflow's tasks and serving use
+PORT = port_setting("MLOPS_IDE_MLFLOW_PORT", "mlflow_port", "MLflow (its login gate)", 5000)
 
 
 def url(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.mlflow_port}"
+    """The tracking URI: the gate, on loopback (the clients are on this machine)."""
+    return f"http://127.0.0.1:{settings.mlflow_port}{PREFIX.rstrip('/')}"
+
+
+def socket_path(settings: Settings) -> Path:
+    return settings.home / "mlflow" / "sock"
+
+
+def pipeline_token_file(settings: Settings) -> Path:
+    """The `pipeline` service's hub token: root's, read by the pipeline's group."""
+    return settings.home / "airflow-auth" / "mlflow_token"
+
+
+def ensure_pipeline_token(platform: Platform) -> str:
+    folder = ensure_folder(pipeline_token_file(platform.settings).parent, 0o750)
+    account = platform.account(os_accounts.PIPELINE)
+    if account is not None:
+        os.chown(folder, 0, account.pw_gid)
+    token, _ = ensure_secret(
+        pipeline_token_file(platform.settings), lambda: secrets.token_hex(32), account and account.pw_gid
+    )
+    return token
+
+
+def pipeline_env(platform: Platform) -> dict[str, str]:
+    """What a process of the pipeline (Airflow, serving) needs to use MLflow as the pipeline."""
+    return {
+        "MLFLOW_TRACKING_URI": url(platform.settings),
+        "MLFLOW_TRACKING_TOKEN": ensure_pipeline_token(platform),
+    }
 
 
 def server_process(
@@ -57,9 +99,34 @@ def server_process(
 def processes(platform: Platform) -> list[Service]:
     settings = platform.settings
     home = ensure_folder(settings.home / "mlflow")
+    sock = socket_path(settings)
     argv, env = server_process(platform.tools.airflow_python.parent / "mlflow", settings.mlflow_port, home)
-    ready = f"{url(settings)}/health"
+    port_at = argv.index("--port")
+    del argv[port_at : port_at + 2]  # a socket, not a port: nobody reaches MLflow but through its gate
+    argv += ["--static-prefix", PREFIX.rstrip("/"), "--uvicorn-opts", f"--uds {sock}"]
+    ready = f"http+unix://{urllib.parse.quote(str(sock), safe='')}{PREFIX}health"
     return [process(platform, "MLflow", argv, ready, env=env, cwd=home, account=os_accounts.PIPELINE)]
+
+
+def gate_service(settings: Settings, python: Path, code: Path) -> dict:
+    """The gate as a hub-managed service: the hub gives it its OAuth client; it runs as the
+    hub's account (root), which a DAG, running as the pipeline's, cannot reach into."""
+    return {
+        "name": NAME,
+        "url": f"http://127.0.0.1:{settings.mlflow_port}",
+        "command": [
+            *(str(python), "-m", "mlops_ide.mlflow_gate"),
+            *("--socket", str(socket_path(settings)), "--port", str(settings.mlflow_port)),
+        ],
+        "environment": {"PYTHONPATH": str(code)},
+        "oauth_no_confirm": True,  # one login: the hub's
+        "display": False,  # the home page links it with its health
+    }
+
+
+def prepare(platform: Platform) -> list[str]:
+    ensure_pipeline_token(platform)  # before the hub, which registers it
+    return []
 
 
 SERVICE = PlatformService(
@@ -68,8 +135,11 @@ SERVICE = PlatformService(
     order=10,
     settings=(PORT,),
     processes=processes,
-    ports=lambda settings: [Port("127.0.0.1", settings.mlflow_port, PORT.name, "MLflow")],
+    ports=lambda settings: [Port("127.0.0.1", settings.mlflow_port, PORT.name, "MLflow's login gate")],
     url=url,
+    page=lambda settings: PREFIX,
     health="/health",
+    banner="(your hub login)",
+    prepare=prepare,
     client_env=lambda settings: {"MLFLOW_TRACKING_URI": url(settings)},
 )

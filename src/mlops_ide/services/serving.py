@@ -49,7 +49,7 @@ def processes(platform: Platform) -> list[Service]:
     settings, python = platform.settings, platform.tools.pipeline_python
     env = {
         "PYTHONPATH": str(local_state.code_lib(settings)),
-        "MLFLOW_TRACKING_URI": mlflow.url(settings),
+        **mlflow.pipeline_env(platform),  # reads the champion as the pipeline
         "PATH": f"{python.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     }
     argv = [str(python), "-m", "skin_cancer.serving", "--port", str(settings.serving_port)]

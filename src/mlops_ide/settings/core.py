@@ -348,10 +348,31 @@ KUBERNETES = (
     Setting(
         "MLOPS_IDE_MLFLOW_URL",
         "mlflow_url",
-        "MLflow for user pods",
+        "the MLflow server; only MLflow's gate in the hub's pod reaches it, everyone else goes "
+        "through the gate (`http://hub:<MLOPS_IDE_MLFLOW_GATE_PORT>/services/mlflow`) with a hub token",
         default="http://mlflow:5000",
         parse=p.url("the MLflow tracking server, e.g. http://mlflow:5000"),
         modes=K8S,
+    ),
+    Setting(
+        "MLOPS_IDE_MLFLOW_GATE_PORT",
+        "mlflow_gate_port",
+        "MLflow's gate on the hub's pod (the proxy, user pods, serving and the pipeline reach MLflow there)",
+        default="8091",
+        parse=p.port,
+        modes=K8S,
+    ),
+    Setting(
+        "MLOPS_IDE_MLFLOW_PIPELINE_TOKEN",
+        "mlflow_pipeline_token",
+        "the pipeline's hub token for MLflow (from `hub-secrets`, key `mlflow-pipeline-token`; the same "
+        "value in the pipeline namespace's Secret `mlflow-pipeline-token`): the one identity that may "
+        "register models and move aliases",
+        parse=p.at_least(32, "make one with `openssl rand -hex 32`"),
+        modes=K8S,
+        required="Airflow's tasks and serving use MLflow with it; make one with `openssl rand -hex 32` and "
+        "put it in both Secrets (docs/kubernetes.md, step 3).",
+        secret=True,
     ),
     Setting(
         "MLOPS_IDE_MLFLOW_ARTIFACTS",
@@ -395,6 +416,17 @@ KUBERNETES = (
         default="http://airflow-api-server.mlops-ide-pipeline.svc:8080",
         parse=p.url("Airflow's API server"),
         modes=K8S,
+    ),
+    Setting(
+        "MLOPS_IDE_AIRFLOW_OAUTH_SECRET",
+        "airflow_oauth_secret",
+        "Airflow's OAuth client secret at the hub (from `hub-secrets`, key `airflow-oauth-secret`; the "
+        "same value in the pipeline namespace's Secret `airflow-hub-oauth`): Airflow's UI at "
+        "`/services/airflow/`, logged in with the hub",
+        parse=p.at_least(32, "make one with `openssl rand -hex 32`"),
+        modes=K8S,
+        default_doc="unset (Airflow's UI not behind the hub)",
+        secret=True,
     ),
     Setting(
         "MLOPS_IDE_AIRFLOW_USERNAME",
