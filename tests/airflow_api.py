@@ -8,7 +8,7 @@ from tests.local_platform import wait_for
 
 
 class AirflowAPI:
-    def __init__(self, url: str, password: str, username: str = "admin"):
+    def __init__(self, url: str, password: str, username: str = "mlops-ide-platform"):
         self.url = url.rstrip("/")
         response = requests.post(
             f"{self.url}/auth/token", json={"username": username, "password": password}, timeout=30

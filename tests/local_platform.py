@@ -137,7 +137,7 @@ class Platform:
     @property
     def airflow_password(self) -> str:
         """Airflow's own admin password (not the hub's: a DAG can read it)."""
-        return (self.home / "airflow-auth" / "admin_password").read_text().strip()
+        return (self.home / "airflow-auth" / "platform_password").read_text().strip()
 
     def stop(self, timeout: float = 60) -> int:
         if self.proc is None or self.proc.poll() is not None:

@@ -236,9 +236,9 @@ def test_only_the_platform_logs_in_to_airflow_with_a_password(
     def status(username: str, password: str) -> int:
         return requests.post(url, json={"username": username, "password": password}, timeout=30).status_code
 
-    assert status("admin", platform.airflow_password) == 201  # the push check's account
-    assert status("ops", platform.airflow_password) == 401  # people log in through the hub
-    assert status("admin", "wrong-password") == 401
+    assert status("mlops-ide-platform", platform.airflow_password) == 201  # the push check's account
+    assert status("admin", platform.airflow_password) == 401  # people (hub admins too) log in through the hub
+    assert status("mlops-ide-platform", "wrong-password") == 401
     # the hub's password (which a DAG never sees) opens nothing in Airflow, and Airflow's is not the hub's
     assert status("admin", platform.password) == 401
     assert platform.airflow_password != platform.password
@@ -315,7 +315,7 @@ def test_a_pushed_dag_runs_as_the_pipelines_account_and_reaches_no_secret(
         ("alice's clone", str(clone / "README.md"), "r"),
         ("the branch", str(state / "remote" / "pipelines.git" / "refs" / "heads" / "main"), "a"),
         ("the remote's config", str(state / "remote" / "pipelines.git" / "config"), "a"),
-        ("Airflow's password", str(state / "airflow-auth" / "admin_password"), "a"),
+        ("Airflow's password", str(state / "airflow-auth" / "platform_password"), "a"),
         ("a file beside it", str(state / "airflow-auth" / "planted"), "a"),
         ("the push check's folder", str(state / "push-check" / "planted"), "a"),  # no socket of its own there
     ]

@@ -217,7 +217,7 @@ def test_the_line_of_an_error_is_the_dag_files_own(tmp_path: Path) -> None:
 
 def test_refresh_names_the_problem_when_airflow_refuses(tmp_path: Path) -> None:
     passwords = tmp_path / "passwords.json"
-    passwords.write_text('{"admin": "x"}')
+    passwords.write_text('{"mlops-ide-platform": "x"}')
     argv = [sys.executable, str(ROOT / "src" / "mlops_ide" / "dag_refresh.py"), "--airflow-url"]
     argv += [f"http://127.0.0.1:{free_port_base()}", "--passwords-file", str(passwords), "--dag", "d"]
 

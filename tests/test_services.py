@@ -140,5 +140,5 @@ def test_every_service_builds_its_processes_from_the_settings(tmp_path: Path) ->
     # Airflow's users file: admin and the hub's admins, a password of Airflow's own (a DAG can
     # read it: never the hub's), readable by its owner only (and the pipeline's account, as root)
     passwords = json.loads((tmp_path / "airflow-auth" / "passwords.json").read_text())
-    assert set(passwords) == {"admin"} and "a-password" not in passwords.values()
+    assert set(passwords) == {"mlops-ide-platform"} and "a-password" not in passwords.values()
     assert (tmp_path / "airflow-auth" / "passwords.json").stat().st_mode & 0o777 == 0o600

@@ -29,6 +29,8 @@ import urllib.request
 from pathlib import Path
 
 MAX_ANSWER_BYTES = 8 * 2**20  # import errors of many DAGs included
+# The platform's own Airflow account (people log in through the hub): the push check's
+PLATFORM_ACCOUNT = "mlops-ide-platform"
 
 
 def call(
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--airflow-url", required=True)
     parser.add_argument("--passwords-file", type=Path, required=True)
-    parser.add_argument("--user", default="admin")
+    parser.add_argument("--user", default=PLATFORM_ACCOUNT)
     parser.add_argument("--dag", required=True, help="the anchor DAG whose file is re-parsed")
     args = parser.parse_args(argv)
     started = time.monotonic()

@@ -159,12 +159,12 @@ def summary(results: list[dict]) -> str:
 
 
 class Airflow:
-    """Airflow's API as its admin, every call bounded by `deadline` (a push waits on it)."""
+    """Airflow's API as the platform's account, every call bounded by `deadline` (a push waits on it)."""
 
     def __init__(self, url: str, password: str, deadline: float):
         self.url = url.rstrip("/")
         self.deadline = deadline
-        self.token = dag_refresh.login(self.url, "admin", password, self.left())
+        self.token = dag_refresh.login(self.url, dag_refresh.PLATFORM_ACCOUNT, password, self.left())
 
     def left(self) -> float:
         return max(0.2, self.deadline - time.monotonic())
@@ -206,7 +206,7 @@ def live(args: argparse.Namespace, commit: str, changed: list[list[str]]) -> lis
 
 
 def airflow_password(args: argparse.Namespace) -> str:
-    return json.loads(args.passwords_file.read_text())["admin"]
+    return json.loads(args.passwords_file.read_text())[dag_refresh.PLATFORM_ACCOUNT]
 
 
 def is_dag_file(path: str) -> bool:

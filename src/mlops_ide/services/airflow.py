@@ -21,7 +21,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlops_ide import local_state, os_accounts, services
+from mlops_ide import dag_refresh, local_state, os_accounts, services
 from mlops_ide.local_state import ensure_folder, ensure_secret
 from mlops_ide.services import Platform, PlatformService, Port, git, mlflow, port_setting, serving
 from mlops_ide.settings import Settings
@@ -35,7 +35,7 @@ NAME = "airflow"  # the hub's name for it: its UI at /services/airflow/
 PREFIX = f"/services/{NAME}/"
 SCOPE = f"access:services!service={NAME}"
 OAUTH_CLIENT_ID = f"service-{NAME}"
-PLATFORM_ACCOUNT = "admin"  # the platform's own calls (the push check) log in with a password
+PLATFORM_ACCOUNT = dag_refresh.PLATFORM_ACCOUNT  # the push check logs in with a password
 PORT = port_setting(
     "MLOPS_IDE_AIRFLOW_PORT",
     "airflow_port",
@@ -92,8 +92,9 @@ def passwords_file(settings: Settings) -> Path:
     return auth_folder(settings) / "passwords.json"
 
 
-def admin_password_file(settings: Settings) -> Path:
-    return auth_folder(settings) / "admin_password"
+def platform_password_file(settings: Settings) -> Path:
+    """The platform's own Airflow password (a DAG can read it: never the hub's)."""
+    return auth_folder(settings) / "platform_password"
 
 
 def readable_by_pipeline(platform: Platform) -> int | None:
@@ -119,7 +120,7 @@ def write_passwords(platform: Platform) -> Path:
     settings = platform.settings
     ensure_auth_folder(platform)
     group = readable_by_pipeline(platform)
-    password, _ = ensure_secret(admin_password_file(settings), lambda: secrets.token_urlsafe(12), group)
+    password, _ = ensure_secret(platform_password_file(settings), lambda: secrets.token_urlsafe(12), group)
     path = passwords_file(settings)
     partial = path.with_name(".passwords.json.tmp")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
