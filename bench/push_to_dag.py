@@ -63,7 +63,7 @@ def line(label: str, values: list[float]) -> str:
 
 def all_healthy(platform: Platform) -> bool:
     airflow = platform.airflow_url
-    mlflow = f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}"
+    mlflow = f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}/services/mlflow"  # its gate
     try:
         health = requests.get(f"{airflow}/api/v2/monitor/health", timeout=2).json()
         return (

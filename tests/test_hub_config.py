@@ -57,6 +57,29 @@ def test_local_config_reads_the_prepared_state_and_writes_nothing(
     assert snapshot(state) == before
 
 
+def test_airflow_is_a_hub_service_the_hub_does_not_wait_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow's UI through the hub, the hub as its login; Airflow starts after the hub,
+    which must not wait its default 30 s for it at every start."""
+    state = tmp_path / "state"
+    (state / "airflow-auth").mkdir(parents=True)
+    (state / "password").write_text("prepared-password\n")
+    (state / "airflow-auth" / "hub_oauth_secret").write_text("client-secret\n")
+
+    c = hub_config(
+        monkeypatch,
+        {"MLOPS_IDE_HOME": str(state), "MLOPS_IDE_SERVICES": "airflow", "MLOPS_IDE_AUTH": "shared"},
+    )
+
+    (airflow,) = (service for service in c.JupyterHub.services if service["name"] == "airflow")
+    assert airflow["url"] == "http://127.0.0.1:8080" and airflow["api_token"] == "client-secret"
+    assert airflow["oauth_redirect_uri"] == "http://127.0.0.1:8000/services/airflow/auth/hub/callback"
+    assert airflow["timeout"] <= 5
+    user = next(role for role in c.JupyterHub.load_roles if role["name"] == "user")
+    assert "access:services!service=airflow" in user["scopes"]
+
+
 def test_the_operators_files_come_last_in_name_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     own = tmp_path / "config.d"
     own.mkdir()

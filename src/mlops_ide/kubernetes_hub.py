@@ -198,6 +198,7 @@ def airflow_ui(settings: Settings) -> tuple[list[dict[str, Any]], list[str]]:
         "oauth_redirect_uri": f"{public}{airflow_names.PREFIX}auth/hub/callback",
         "oauth_no_confirm": True,
         "display": False,
+        "timeout": 5,  # the hub does not wait long for Airflow at its start (its route is added anyway)
     }
     return [service], [airflow_names.SCOPE]
 

@@ -81,6 +81,9 @@ def hub_service(settings: Settings) -> dict:
         "oauth_redirect_uri": f"{settings.public_url.rstrip('/')}{PREFIX}auth/hub/callback",
         "oauth_no_confirm": True,  # one login: the hub's
         "display": False,  # the home page links it with its health
+        # Airflow starts after the hub; JupyterHub would wait 30 s for it at every start (its
+        # route is added all the same)
+        "timeout": 1,
     }
 
 
