@@ -245,15 +245,22 @@ def test_a_push_up_to_the_limit_is_taken_with_or_without_content_length() -> Non
     assert asked == [PUSH["after"], "fedcba9876543210fedc"]
 
 
+def post_headers(url: str, headers: dict[str, str]):
+    """A POST to `url` with its headers sent and no body yet: the connection, to go on with."""
+    connection = connect(url)
+    connection.putrequest("POST", urlsplit(url).path)
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    connection.endheaders()
+    return connection
+
+
 def test_an_over_limit_body_is_refused_before_it_is_read() -> None:
     asked: list[str] = []
     body = padded_push(MAX_BODY_BYTES + 1)
     with serving(asked) as url:
-        connection = connect(url)
-        connection.putrequest("POST", urlsplit(url).path)
-        for name, value in {**signed(body), "Content-Length": str(len(body))}.items():
-            connection.putheader(name, value)
-        connection.endheaders()  # the headers only: the answer comes without a byte of the body
+        # the headers only: the answer comes without a byte of the body
+        connection = post_headers(url, {**signed(body), "Content-Length": str(len(body))})
         answered = connection.getresponse()
         message = json.loads(answered.read())["message"]
 
@@ -266,11 +273,7 @@ def test_an_over_limit_chunked_body_is_cut_off() -> None:
     asked: list[str] = []
     body = padded_push(MAX_BODY_BYTES + 1)
     with serving(asked) as url:
-        connection = connect(url)
-        connection.putrequest("POST", urlsplit(url).path)
-        for name, value in {**signed(body), "Transfer-Encoding": "chunked"}.items():
-            connection.putheader(name, value)
-        connection.endheaders()
+        connection = post_headers(url, {**signed(body), "Transfer-Encoding": "chunked"})
         step = 64 * 1024
         for start in range(0, len(body), step):  # every byte but no final chunk: never ends
             piece = body[start : start + step]
