@@ -95,8 +95,8 @@ def running_push_webhook(
         "JUPYTERHUB_SERVICE_PREFIX": "/services/push-webhook/",
         "MLOPS_IDE_GITHUB_WEBHOOK_SECRET": secret,
         "MLOPS_IDE_AIRFLOW_URL": airflow_url,
-        # the local platform's Airflow (simple auth manager) has its admin only
-        "MLOPS_IDE_AIRFLOW_USERNAME": "admin",
+        # the local platform's Airflow takes passwords from its own account only
+        "MLOPS_IDE_AIRFLOW_USERNAME": "mlops-ide-platform",
         "MLOPS_IDE_AIRFLOW_PASSWORD": password,
         "MLOPS_IDE_REPO_URL": "https://github.com/team/pipelines.git",  # as the hub passes it on
         **extra,
