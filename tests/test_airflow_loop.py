@@ -3,12 +3,14 @@ pinned to its commit, and is tracked in a real MLflow. One platform for the modu
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -352,6 +354,17 @@ def mlflow_as(token: str | None) -> requests.Session:
     return session
 
 
+def raw_post(url: str, body: dict, token: str) -> int:
+    """POST with the path exactly as given (no client normalising it); the status."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    connection.request("POST", parts.path, json.dumps(body), headers)
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
 def test_user_server_logs_a_run_to_mlflow_as_its_user(platform: Platform, clone: Path) -> None:
     """MLflow's own client, in alice's server (her account, her environment): the run is
     recorded as hers, whatever the client says its user is."""
@@ -434,6 +447,29 @@ def test_only_the_pipeline_moves_the_champion_and_users_change_only_their_runs(
         data=b"not the model",
     )
 
+    # the review's ways around the rules: an encoded path, another spelling of the run,
+    # the UI's upload, an experiment stored elsewhere, anything not listed for users
+    encoded = raw_post(api + "/registered-model%73/alias", alias, environ["MLFLOW_TRACKING_TOKEN"])
+    camel = alice.post(
+        f"{api}/runs/log-metric", json={"runId": run_id, "key": "a", "value": 1.0, "timestamp": 1}
+    )
+    uploaded = alice.post(
+        f"{environ['MLFLOW_TRACKING_URI']}/ajax-api/2.0/mlflow/upload-artifact",
+        params={"run_uuid": run_id, "path": "model/weights.bin"},
+        data=b"not the model",
+    )
+    elsewhere = alice.post(
+        f"{api}/experiments/create", json={"name": "mine", "artifact_location": "file:///tmp/anywhere"}
+    )
+    tagged = alice.post(
+        f"{api}/experiments/set-experiment-tag",
+        json={"experiment_id": experiment["experiment_id"], "key": "owner", "value": "alice"},
+    )
+    assert encoded == 403  # decoded as MLflow decodes it, then refused (requests would tidy %73)
+    for refused in (camel, uploaded):
+        assert refused.status_code == 403 and "service:pipeline" in refused.json()["message"], refused.text
+    for refused in (elsewhere, tagged):
+        assert refused.status_code == 403, refused.text
     for refused in (moved, registered, deleted):
         assert refused.status_code == 403 and "pipeline" in refused.json()["message"], refused.text
     for refused in (tampered, overwritten):

@@ -7,7 +7,18 @@ import json
 
 import pytest
 
-from mlops_ide.mlflow_gate import ARTIFACT, REGISTRY, RUN_CHANGES, api_path, caller_of, recorded_as
+from mlops_ide.mlflow_gate import (
+    ARTIFACT,
+    REGISTRY,
+    RUN_CHANGES,
+    SEARCHES,
+    api_path,
+    caller_of,
+    clean_path,
+    recorded_as,
+    request_json,
+    run_id_of,
+)
 
 
 def test_a_run_is_recorded_as_the_caller_whatever_the_client_says() -> None:
@@ -62,3 +73,36 @@ def test_run_changes_and_artifact_writes_are_seen() -> None:
     model = ARTIFACT.search("api/2.0/mlflow-artifacts/artifacts/1/models/m-42/artifacts/MLmodel")
     assert (run["id"], run["kind"]) == ("abc123", None)
     assert (model["id"], model["kind"]) == ("m-42", "models/")
+
+
+@pytest.mark.parametrize(
+    ("raw", "seen"),
+    [
+        (
+            "/services/mlflow/api/2.0/mlflow/registered-model%73/alias",
+            "/services/mlflow/api/2.0/mlflow/registered-models/alias",
+        ),
+        ("/services/mlflow//api/2.0/mlflow//runs/delet%65", "/services/mlflow/api/2.0/mlflow/runs/delete"),
+        ("/services/mlflow/api/2.0/mlflow/registered-model%2573/alias", None),  # encoded twice
+        ("/services/mlflow/api/2.0/mlflow/runs/../registered-models/alias", None),
+    ],
+)
+def test_rules_see_the_path_mlflow_routes(raw: str, seen: str | None) -> None:
+    """The review found `registered-model%73/alias` reached MLflow's handler past the rules."""
+    assert clean_path(raw) == seen
+
+
+def test_the_run_a_change_names_is_found_under_every_spelling_mlflow_takes() -> None:
+    assert run_id_of(b'{"run_id": "a"}', {}) == "a"
+    assert run_id_of(b'{"runId": "b"}', {}) == "b"  # protobuf's camel case
+    assert run_id_of(json.dumps(json.dumps({"run_uuid": "c"})).encode(), {}) == "c"  # a JSON string of JSON
+    assert run_id_of(b"", {"run_uuid": [b"d"]}) == "d"  # the UI's upload-artifact
+    assert run_id_of(b'{"metrics": []}', {}) is None  # names none: the gate refuses
+    assert request_json(b"[1]") == {} and request_json(b"not json") == {}
+
+
+def test_searches_are_reads_and_nothing_else_is() -> None:
+    for path in ("mlflow/runs/search", "mlflow/experiments/search", "mlflow/logged-models/search", "graphql"):
+        assert SEARCHES.search("api/2.0/" + path), path
+    for path in ("mlflow/experiments/set-experiment-tag", "mlflow/webhooks", "mlflow/traces/delete-traces"):
+        assert not SEARCHES.search("api/2.0/" + path), path

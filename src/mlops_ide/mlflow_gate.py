@@ -52,8 +52,10 @@ RUN_CHANGES = re.compile(
     r"log-model|log-inputs|log-outputs)$"
 )
 RUN_CREATE = re.compile(r"mlflow/runs/create$")
-# Experiments have no owner in MLflow: renaming, deleting or restoring one is for admins.
-EXPERIMENT_CHANGES = re.compile(r"mlflow/experiments/(update|delete|restore)$")
+EXPERIMENT_CREATE = re.compile(r"mlflow/experiments/create$")
+UPLOAD = re.compile(r"mlflow/upload-artifact$")  # the UI's upload: the run in the query (run_uuid)
+# Reads MLflow's API sends as POST (searches, GraphQL queries); every other POST is a change.
+SEARCHES = re.compile(r"(/search|/search-[a-z-]+|/graphql)$")
 # Logged models (MLflow 3) belong to the run that made them.
 LOGGED_MODEL_CREATE = re.compile(r"mlflow/logged-models$")
 LOGGED_MODEL = re.compile(r"mlflow/logged-models/(?P<id>[^/]+)")
@@ -177,53 +179,67 @@ def gate_handler_class() -> type:
 
         async def forward(self) -> None:
             name, may_register = self.caller
-            path = api_path(self.request.path)
+            path = clean_path(self.request.path)
+            if path is None:
+                self.refuse(400, "an encoded or odd path: ask MLflow with its plain paths")
+                return
             body = self.request.body
             if self.request.method not in READ_METHODS and not may_register:
-                problem = await self.problem_with_change(name, path, body)
+                problem = await self.problem_with_change(name, api_path(path), body)
                 if problem:
                     self.refuse(403, problem)
                     return
-            if RUN_CREATE.search(path):
+            if RUN_CREATE.search(api_path(path)):
                 body = recorded_as(body, name)
-            await self.relay(body)
+            query = f"?{self.request.query}" if self.request.query else ""
+            await self.relay(path + query, body)
 
         async def problem_with_change(self, name: str, path: str, body: bytes) -> str | None:
-            """Why `name` (a user) may not make this change, or None."""
+            """Why `name` (a user) may not make this change, or None. Default deny: a user
+            changes only what is listed here, and only what is theirs."""
+            if SEARCHES.search(path):
+                return None  # reads that MLflow's API sends as POST
             if REGISTRY.search(path):
                 return (
                     f"{name} may not change the model registry: registering versions and moving aliases "
                     "is the pipeline's (push a DAG that does it); read models freely"
                 )
-            if EXPERIMENT_CHANGES.search(path):
-                return f"{name} may not rename, delete or restore experiments: ask a hub admin"
-            if RUN_CHANGES.search(path):
-                run_id = json_field(body, "run_id") or json_field(body, "run_uuid")
-                return await self.not_owner(name, run_id, "run")
+            if EXPERIMENT_CREATE.search(path):
+                if request_json(body).get("artifact_location"):
+                    return f"{name} may create experiments in MLflow's own store only: no artifact_location"
+                return None
+            if RUN_CREATE.search(path):
+                return None  # recorded as the caller's
+            if RUN_CHANGES.search(path) or UPLOAD.search(path):
+                return await self.not_owner(name, run_id_of(body, self.request.query_arguments), "run")
             if LOGGED_MODEL_CREATE.search(path):
-                return await self.not_owner(name, json_field(body, "source_run_id"), "model")
+                return await self.not_owner(
+                    name, run_id_of(body, {}, "source_run_id", "sourceRunId"), "model"
+                )
             logged_model = LOGGED_MODEL.search(path)
             if logged_model:
                 return await self.not_owner(name, await self.source_run_of(logged_model["id"]), "model")
             artifact = ARTIFACT.search(path)
-            if artifact and self.request.method in ("PUT", "POST", "DELETE"):
+            if artifact:
                 run_id = artifact["id"]
                 if artifact["kind"]:
                     run_id = await self.source_run_of(artifact["id"])
                 return await self.not_owner(name, run_id, "artifact")
-            return None
+            return f"{name} may not {self.request.method} {path}: only the pipeline or a hub admin may"
 
         async def source_run_of(self, model_id: str) -> str | None:
             answer = await self.ask_mlflow(f"api/2.0/mlflow/logged-models/{model_id}")
             return (answer or {}).get("model", {}).get("info", {}).get("source_run_id")
 
         async def not_owner(self, name: str, run_id: str | None, what: str) -> str | None:
+            """Why `name` may not change this run's things, or None: closed when in doubt."""
             if not run_id:
-                return None  # MLflow answers a request that names no run itself
-            answer = await self.ask_mlflow(f"api/2.0/mlflow/runs/get?run_id={run_id}")
-            owner = (answer or {}).get("run", {}).get("info", {}).get("user_id")
+                return f"name the run this {what} belongs to (run_id): {name} changes only their own runs"
+            query = urllib.parse.urlencode({"run_id": run_id})
+            answer = await self.ask_mlflow(f"api/2.0/mlflow/runs/get?{query}")
             if answer is None:
-                return None  # no such run: MLflow says so
+                return f"no run {run_id} that {name} may change"
+            owner = answer.get("run", {}).get("info", {}).get("user_id")
             if owner != name:
                 whose = owner or "nobody"
                 return f"this {what} belongs to run {run_id} of {whose}; {name} may change only their own"
@@ -235,7 +251,7 @@ def gate_handler_class() -> type:
             )
             return json.loads(response.body) if response.code == 200 else None
 
-        async def relay(self, body: bytes) -> None:
+        async def relay(self, path_and_query: str, body: bytes) -> None:
             headers = {
                 key: value
                 for key, value in self.request.headers.get_all()
@@ -244,7 +260,7 @@ def gate_handler_class() -> type:
             headers["Host"] = self.mlflow.host  # MLflow checks the Host header
             response = await self.mlflow.fetch(
                 httpclient.HTTPRequest(
-                    self.mlflow.url(self.request.uri),
+                    self.mlflow.url(path_and_query),
                     method=self.request.method,
                     headers=headers,
                     body=body if self.request.method not in ("GET", "HEAD") else None,
@@ -274,12 +290,38 @@ def gate_handler_class() -> type:
     return GateHandler
 
 
-def json_field(body: bytes, key: str) -> str | None:
-    try:
-        value = json.loads(body or b"{}").get(key)
-    except (ValueError, AttributeError):
+def clean_path(path: str) -> str | None:
+    """The path as MLflow will route it (decoded once, `//` merged); None for one that is
+    still encoded after that, or climbs: the rules must see what MLflow sees."""
+    decoded = re.sub(r"/{2,}", "/", urllib.parse.unquote(path))
+    if "%" in decoded or "/../" in decoded or decoded.endswith("/.."):
         return None
-    return value if isinstance(value, str) else None
+    return decoded
+
+
+def request_json(body: bytes) -> dict:
+    """The request's JSON as MLflow reads it (it decodes a JSON string body a second time)."""
+    try:
+        value = json.loads(body or b"{}")
+        if isinstance(value, str):
+            value = json.loads(value)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def run_id_of(body: bytes, query: dict, *keys: str) -> str | None:
+    """The run a change names, under any spelling MLflow accepts (snake or camel case, body
+    or query); None when it names none."""
+    keys = keys or ("run_id", "run_uuid", "runId", "runUuid")
+    found = request_json(body)
+    for key in keys:
+        value = found.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if query.get(key):
+            return query[key][0].decode(errors="replace")
+    return None
 
 
 def recorded_as(body: bytes, name: str) -> bytes:
