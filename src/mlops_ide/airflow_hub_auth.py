@@ -111,7 +111,10 @@ class HubAuthManager(SimpleAuthManager):
             )
             response = RedirectResponse(setting("hub_url").rstrip("/") + f"/hub/api/oauth2/authorize?{query}")
             value = remembered_login(state, next_url if is_safe_url(next_url, request) else "")
-            response.set_cookie(STATE_COOKIE, value, path=get_cookie_path(), httponly=True, samesite="lax")
+            secure = setting("hub_url").startswith("https://")
+            response.set_cookie(
+                STATE_COOKIE, value, path=get_cookie_path(), secure=secure, httponly=True, samesite="lax"
+            )
             return response
 
         @app.get(CALLBACK_PATH, include_in_schema=False)
@@ -134,7 +137,11 @@ class HubAuthManager(SimpleAuthManager):
             except (urllib.error.URLError, KeyError, ValueError) as error:
                 raise HTTPException(502, f"the hub did not confirm the login ({error}): try again") from None
             jwt = self.generate_jwt(airflow_user(model))
-            response = RedirectResponse(remembered.get("next") or conf.get("api", "base_url", fallback="/"))
+            # checked again: the cookie comes back from the browser, which a page could have set
+            next_url = remembered.get("next")
+            if not next_url or not is_safe_url(next_url, request):
+                next_url = conf.get("api", "base_url", fallback="/")
+            response = RedirectResponse(next_url)
             secure = setting("hub_url").startswith("https://")
             response.set_cookie(
                 COOKIE_NAME_JWT_TOKEN,
