@@ -1,4 +1,5 @@
-"""Stdlib-only helpers that every virtualenv's tests can use."""
+"""Stdlib-only helpers that every virtualenv's tests can use (those the pipeline's tests
+need too live in tests/pipeline/servers.py, which goes into the pipeline repository)."""
 
 from __future__ import annotations
 
@@ -6,22 +7,16 @@ import contextlib
 import hashlib
 import hmac
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.pipeline.servers import free_port as free_port
+from tests.pipeline.servers import start_logged as start_logged
+from tests.pipeline.servers import stop as stop
+from tests.pipeline.servers import wait_until_healthy as wait_until_healthy
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def tools_file_value(name: str) -> str:
@@ -31,49 +26,6 @@ def tools_file_value(name: str) -> str:
         if key == name:
             return value
     raise KeyError(f"{name} is not in .tools.env: run scripts/install.sh")
-
-
-def start_logged(
-    argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
-) -> subprocess.Popen:
-    """A process in a session of its own, its output appended to `log`. SIGINT is reset to
-    its default: a test run started in the background (`cmd &`) ignores it, the child would
-    inherit that, and the hub stops its services with SIGINT."""
-    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            argv,
-            env=env,
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_default_sigint,
-        )
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    """Until `url` answers 200; fail with the end of `log` if the process dies or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"{url} never answered:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-
-
-def stop(process: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM to the process's session, then wait."""
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout)
 
 
 def github_signature(secret: bytes, body: bytes) -> str:

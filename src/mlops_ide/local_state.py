@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops_ide import pipeline_repo
 from mlops_ide.settings import CHECKOUT, Settings
 
 TOOLS_FILE = CHECKOUT / ".tools.env"
@@ -153,25 +154,26 @@ def git_credentials(settings: Settings) -> dict[str, str]:
 
 
 def ensure_local_remote(settings: Settings, checkout: Path = CHECKOUT) -> tuple[Path, str]:
-    """The bare repository users clone and push to. Made once, seeded from the checkout's
-    committed HEAD as branch main; after that it belongs to its users and is kept."""
+    """The bare repository users clone and push to. Made once, seeded with the pipeline
+    repository built from the checkout's committed HEAD (mlops_ide.pipeline_repo) as branch
+    main; after that it belongs to its users and is kept (a remote of an earlier version,
+    seeded with the whole checkout, too: README, "A fresh pipeline repository")."""
     remote = settings.local_remote
     if (remote / "HEAD").exists():
         protect_remote(remote)  # also a remote made by an earlier version
         return remote, "kept"
-    head = subprocess.run(
-        ["git", "rev-parse", "--verify", "HEAD"], cwd=checkout, capture_output=True, text=True
-    )
-    if head.returncode:
-        raise StateError(f"{checkout} has no commit to seed the local git remote from: commit first.")
+    try:
+        seed = pipeline_repo.commit(checkout)
+    except pipeline_repo.PipelineRepoError as error:
+        raise StateError(f"cannot seed the local git remote: {error}") from None
     partial = remote.with_name(remote.name + ".partial")
     subprocess.run(["rm", "-rf", str(partial)], check=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
     run_git(["init", "--quiet", "--bare", "--initial-branch", settings.repo_branch, str(partial)], checkout)
     protect_remote(partial)
-    run_git(["push", "--quiet", str(partial), f"HEAD:refs/heads/{settings.repo_branch}"], checkout)
+    run_git(["push", "--quiet", str(partial), f"{seed}:refs/heads/{settings.repo_branch}"], checkout)
     os.rename(partial, remote)
-    return remote, f"seeded from {head.stdout.strip()[:12]}"
+    return remote, f"seeded with the pipeline repository {seed[:12]}"
 
 
 # What makes the shared remote keep every commit: no rewriting or deleting a branch, every
@@ -347,6 +349,30 @@ def write_code_server_shim(settings: Settings, tools: Tools) -> Path:
         shim.write_text(text)
         shim.chmod(0o755)
     return bin_dir
+
+
+def write_user_tools(settings: Settings, tools: Tools, dag_env: dict[str, str]) -> Path:
+    """Beside the code-server shim, first on the user servers' PATH: `python` & co. of the
+    pipeline's environment and `mlops-ide` (mlops_ide.user_tools; `dag_env`: the DAGs'
+    settings for `mlops-ide dag test`); and a JupyterLab kernel on that Python."""
+    from mlops_ide import user_tools
+
+    bin_dir = user_tools.write(
+        code_server_bin(settings), tools.pipeline_python, tools.airflow_python, code_lib(settings), dag_env
+    )
+    kernel = ensure_folder(kernels_folder(settings) / "kernels" / "python3", 0o755)
+    for folder in (kernels_folder(settings), kernel.parent):
+        folder.chmod(0o755)
+    spec = user_tools.kernel_spec(bin_dir / "python")
+    if not (kernel / "kernel.json").exists() or (kernel / "kernel.json").read_text() != spec:
+        (kernel / "kernel.json").write_text(spec)
+    (kernel / "kernel.json").chmod(0o644)
+    return bin_dir
+
+
+def kernels_folder(settings: Settings) -> Path:
+    """On the user servers' JUPYTER_PATH: its kernels/python3 replaces the hub's Python kernel."""
+    return settings.home / "jupyter"
 
 
 def run_git(args: list[str], cwd: Path) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from mlops_ide.services.mlflow import server_process as mlflow_server_process
 from skin_cancer.synthetic import generate
-from tests.platform_tools import free_port, start_logged, stop, tools_file_value, wait_until_healthy
+
+from .servers import free_port, start_logged, stop, wait_until_healthy
 
 
 @pytest.fixture(scope="session")
@@ -21,12 +22,25 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """`mlflow server` as the platform runs it (one worker, SQLite, local artifacts)."""
+    """`mlflow server` of this environment: one worker, SQLite, local artifacts."""
     home = tmp_path_factory.mktemp("mlflow")
     port = free_port()
-    mlflow = Path(tools_file_value("MLOPS_IDE_AIRFLOW_PYTHON")).parent / "mlflow"
+    bin_dir = Path(sys.executable).parent  # `mlflow server` runs uvicorn from PATH
     log = home / "server.log"
-    argv, env = mlflow_server_process(mlflow, port, home)
+    argv = [str(bin_dir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    argv += [
+        "--backend-store-uri",
+        f"sqlite:///{home / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(home / "a"),
+    ]
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(
+        {
+            "PATH": f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
+    )
     server = start_logged(argv, env, log)
     url = f"http://127.0.0.1:{port}"
     wait_until_healthy(f"{url}/health", server, log, timeout=60)

@@ -19,11 +19,15 @@ import pytest
 import requests
 from PIL import Image
 
+import skin_cancer
 from skin_cancer import CHAMPION, CLASSES
 from skin_cancer.data import list_split
 from skin_cancer.preprocess import preprocess
 from skin_cancer.train import TrainParams, train
-from tests.platform_tools import ROOT, free_port, start_logged, stop, wait_until_healthy
+
+from .servers import free_port, start_logged, stop, wait_until_healthy
+
+SRC = str(Path(skin_cancer.__file__).resolve().parents[1])  # this repository's src/
 
 MODEL = "serving_test_model"
 UPLOAD_LIMIT = 200_000
@@ -49,7 +53,7 @@ def server(versions: list[str], mlflow_server: str, tmp_path_factory: pytest.Tem
     log = tmp_path_factory.mktemp("serving") / "serving.log"
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT / "src"),
+        "PYTHONPATH": SRC,
         "MLFLOW_TRACKING_URI": mlflow_server,
         "SKIN_CANCER_MODEL_NAME": MODEL,
         "SKIN_CANCER_RELOAD_SECONDS": "1",

@@ -12,11 +12,13 @@ from pathlib import Path
 import mlflow
 import pytest
 
+import skin_cancer
 from skin_cancer import CHAMPION
 from skin_cancer.compare import NoCandidates, choose_champion
 from skin_cancer.preprocess import preprocess
 from skin_cancer.train import TrainParams, train
-from tests.platform_tools import ROOT
+
+SRC = str(Path(skin_cancer.__file__).resolve().parents[1])  # this repository's src/
 
 MODEL = "skin_cancer_cnn_test"
 
@@ -115,7 +117,7 @@ print(json.dumps({{"backend": keras.backend.backend(),
                   "accuracy": float((model.predict(x, verbose=0).argmax(1) == y).mean())}}))
 """
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
-    env["PYTHONPATH"] = str(ROOT / "src")
+    env["PYTHONPATH"] = SRC
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
     )
