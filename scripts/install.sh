@@ -118,8 +118,8 @@ progress "Airflow 3 and MLflow virtualenv (first time: a few minutes)"
 make_venv airflow "$here/requirements/airflow.txt"
 airflow_venv=$venv
 
-progress "skin-lesion pipeline virtualenv (Keras 3 on PyTorch CPU, MLflow client)"
-make_venv pipeline "$here/requirements/pipeline.txt" "$here/requirements/pipeline-test.txt"
+progress "skin-lesion pipeline virtualenv (Keras 3 on PyTorch CPU, MLflow client, a Jupyter kernel for users)"
+make_venv pipeline "$here/requirements/pipeline.txt" "$here/requirements/pipeline-test.txt" "$here/requirements/pipeline-workspace.txt"
 pipeline_venv=$venv
 
 progress "Streamlit app virtualenv"

@@ -20,7 +20,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from startup import vscode
+from startup import git_hooks, vscode
 from startup.sync import STATUS_FILE_NAME, repo_name, sync
 
 SINGLEUSER = "jupyterhub-singleuser"
@@ -49,13 +49,17 @@ def sync_repository(home: Path) -> Path | None:
 
 
 def prepare(home: Path) -> dict[str, str]:
-    """Sync the repository and write VS Code's config; return the variables the server needs."""
+    """Sync the repository, add the DAG check to its pushes, write VS Code's config; return
+    the variables the server needs."""
     repository = sync_repository(home)
+    env = {"MLOPS_IDE_WORKSPACE": str(repository)} if repository else {}
     try:
-        return vscode.prepare(home, repository or home)
+        if repository:
+            git_hooks.install_pre_push(repository)
+        env.update(vscode.prepare(home, repository or home))
     except OSError:
         traceback.print_exc()
-        return {}
+    return env
 
 
 def main(argv: list[str] | None = None) -> None:

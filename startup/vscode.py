@@ -1,9 +1,12 @@
-"""VS Code (code-server) as the landing page: offline, quiet, the repository trusted.
+"""VS Code (code-server) as the landing page: quiet, the repository trusted, the
+pipeline's Python preselected; its extension gallery Open VSX, or off
+(MLOPS_IDE_VSCODE_GALLERY=off) on offline machines.
 
 jupyter-vscode-proxy always starts `code-server --auth none --disable-telemetry` with the
 folder from CODE_WORKINGDIR; everything else goes through the config file named by
-CODE_SERVER_CONFIG (ours, rewritten each start) and the user's settings.json (written once,
-only when the user has none: after that it is theirs).
+CODE_SERVER_CONFIG (ours, rewritten each start), the machine settings (ours, rewritten each
+start) and the user's settings.json (written once, only when the user has none: after that
+it is theirs).
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ DEFAULT_USER_SETTINGS = {
     "update.mode": "none",
     "extensions.autoCheckUpdates": False,
     "extensions.autoUpdate": False,
-    "extensions.ignoreRecommendations": True,
     "chat.disableAIFeatures": True,
     "chat.commandCenter.enabled": False,
     "chat.agent.enabled": False,
@@ -48,15 +50,31 @@ def prepare(home: Path, workspace: Path) -> dict[str, str]:
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(CODE_SERVER_CONFIG)
 
-    settings = home / ".local" / "share" / "code-server" / "User" / "settings.json"
+    gallery = os.environ.get("MLOPS_IDE_VSCODE_GALLERY") or "open-vsx"
+    data = home / ".local" / "share" / "code-server"
+    settings = data / "User" / "settings.json"
     if not settings.exists():
         settings.parent.mkdir(parents=True, exist_ok=True)
-        settings.write_text(json.dumps(DEFAULT_USER_SETTINGS, indent=2) + "\n")
+        defaults = {**DEFAULT_USER_SETTINGS, "extensions.ignoreRecommendations": gallery == "off"}
+        settings.write_text(json.dumps(defaults, indent=2) + "\n")
+    write_machine_settings(data / "Machine" / "settings.json")
 
-    return {
+    env = {
         "CODE_SERVER_CONFIG": str(config),
         "CODE_WORKINGDIR": str(workspace),
         "JUPYTER_VSCODE_PROXY_USE_SOCKET": "1",  # a 0600 Unix socket, no TCP port
-        "EXTENSIONS_GALLERY": "{}",  # offline: no calls to an extension gallery
         "VSCODE_PROXY_URI": os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/") + "proxy/{{port}}/",
     }
+    if gallery == "off":
+        env["EXTENSIONS_GALLERY"] = "{}"  # no calls to an extension gallery (else Open VSX)
+    return env
+
+
+def write_machine_settings(path: Path) -> None:
+    """The settings that follow the machine, not the user (ours, rewritten each start; the
+    workspace's settings win over them): the pipeline's Python as the interpreter."""
+    machine = {}
+    if os.environ.get("MLOPS_IDE_USER_PYTHON"):
+        machine["python.defaultInterpreterPath"] = os.environ["MLOPS_IDE_USER_PYTHON"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(machine, indent=2) + "\n")

@@ -73,6 +73,7 @@ def platform_env(home: Path, port: int, **extra: str) -> dict[str, str]:
         MLOPS_IDE_PORT=str(port),
         PYTHONPATH=f"{ROOT}/src:{ROOT}",
         MLOPS_IDE_SERVICES="none",
+        MLOPS_IDE_VSCODE_GALLERY="off",  # this machine reaches no extension gallery
     )
     env.update(extra)
     env.setdefault("MLOPS_IDE_GIT_PORT", str(free_port_base()))  # the git service runs with the hub

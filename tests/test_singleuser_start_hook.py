@@ -5,6 +5,7 @@ the pod's Secret. The git server is real (git http-backend demanding the token).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -62,15 +63,24 @@ def test_hook_clones_with_the_users_token_and_the_server_gets_vscode_settings(
     url = server.url("pipelines.git")
 
     result, env = run_start_script(
-        home, {"MLOPS_IDE_REPO_URL": url, "MLOPS_IDE_GIT_TOKEN_FILE": str(token_file)}
+        home,
+        {
+            "MLOPS_IDE_REPO_URL": url,
+            "MLOPS_IDE_GIT_TOKEN_FILE": str(token_file),
+            "MLOPS_IDE_USER_PYTHON": "/opt/pipeline-venv/bin/python",
+        },
     )
 
     assert result.returncode == 0, result.stderr.decode()
     clone = home / "pipelines"
     assert git(clone, "rev-parse", "HEAD") == remote.head()
     assert env["CODE_WORKINGDIR"] == str(clone)
+    assert env["MLOPS_IDE_WORKSPACE"] == str(clone)  # `python` and `mlops-ide` find the clone
     assert env["JUPYTER_VSCODE_PROXY_USE_SOCKET"] == "1"
-    assert env["EXTENSIONS_GALLERY"] == "{}"
+    assert "EXTENSIONS_GALLERY" not in env  # code-server's own gallery, Open VSX, by default
+    machine = json.loads((home / ".local/share/code-server/Machine/settings.json").read_text())
+    assert machine == {"python.defaultInterpreterPath": "/opt/pipeline-venv/bin/python"}
+    assert "mlops-ide dag check --pre-push" in (clone / ".git" / "hooks" / "pre-push").read_text()
     assert env["VSCODE_PROXY_URI"] == "/user/alice/proxy/{{port}}/"
     assert Path(env["CODE_SERVER_CONFIG"]).read_text().startswith("# Written by mlops-ide")
     assert "PYTHONPATH" not in env  # the hook's own path does not leak into the user's server

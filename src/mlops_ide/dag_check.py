@@ -2,7 +2,7 @@
 without error while the network and the metadata database are out of reach, and its
 top-level body is cheap (DAG files must do no I/O and no heavy work at import).
 
-    <airflow venv>/bin/python src/mlops_ide/dag_check.py DAGS_DIR [--problems]
+    <airflow venv>/bin/python src/mlops_ide/dag_check.py DAGS_DIR [--problems] [--only A.py,B.py]
 
 With --problems (CI runs it so): one line per file that would not load,
 `dags/<file>.py:<line>: <error>`, and exit 1 if there is any. Otherwise prints one JSON
@@ -98,13 +98,14 @@ def error_line(traceback_text: str, path: Path) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    dags_dir = Path(next(arg for arg in args if not arg.startswith("--"))).resolve()
+    dags_dir = Path(args[0]).resolve()
     # Airflow logs to stdout; the result gets stdout to itself, the logs go to stderr.
     result = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     block_database()
     block_network()
-    files = check(dags_dir)
+    only = args[args.index("--only") + 1].split(",") if "--only" in args else None
+    files = check(dags_dir, set(only) if only is not None else None)
     if "--problems" not in args:
         result.write(json.dumps({"files": files}) + "\n")
         result.flush()

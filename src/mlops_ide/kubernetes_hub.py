@@ -102,6 +102,7 @@ def spawner_traits(settings: Settings) -> dict[str, Any]:
             "MLOPS_IDE_REPO_URL": settings.effective_repo_url,
             "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
             "MLOPS_IDE_SYNC_TIMEOUT": str(settings.sync_timeout),
+            "MLOPS_IDE_VSCODE_GALLERY": settings.vscode_gallery,
         },
         "start_timeout": 600,  # the first pull of the image on a new node takes minutes
         "http_timeout": 120,

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mlops_ide import local_state, modes, os_accounts, services, users
-from mlops_ide.services import Platform, Port
+from mlops_ide.services import Platform, Port, airflow
 from mlops_ide.settings import Settings, SettingsError, parsers
 from mlops_ide.supervisor import Supervisor
 
@@ -69,7 +69,9 @@ def prepare_state(settings: Settings, tools: local_state.Tools) -> tuple[Platfor
         say(f"   pipeline repository {settings.repo_url} (MLOPS_IDE_REPO_URL)")
     local_state.write_code_server_shim(settings, tools)
     local_state.install_code(settings)
-    return Platform(settings, tools, password, accounts), made, new_admins
+    platform = Platform(settings, tools, password, accounts)
+    local_state.write_user_tools(settings, tools, airflow.dag_settings(platform))
+    return platform, made, new_admins
 
 
 def unreachable_for_users(settings: Settings, tools: local_state.Tools) -> list[str]:

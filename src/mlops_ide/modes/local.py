@@ -130,11 +130,17 @@ def configure(c: Any, settings: Settings) -> None:
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 90
     c.Spawner.environment = {
+        # code-server and the user's commands (mlops_ide.user_tools: `python` is the pipeline's),
+        # then the server's own
         "PATH": f"{local_state.code_server_bin(settings)}:{tools.python.parent}:/usr/local/bin:/usr/bin:/bin",
         "PYTHONPATH": str(local_state.code_lib(settings)),  # for startup.start only; it drops it
         "MLOPS_IDE_REPO_URL": settings.repo_url or git.repo_url(settings),
         "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
         "MLOPS_IDE_SYNC_TIMEOUT": str(settings.sync_timeout),
+        "MLOPS_IDE_VSCODE_GALLERY": settings.vscode_gallery,
+        # the pipeline's Python: `python` on PATH (its bin above), VS Code's, the kernel's
+        "MLOPS_IDE_USER_PYTHON": str(tools.pipeline_python),
+        "JUPYTER_PATH": str(local_state.kernels_folder(settings)),
         **local_state.git_credentials(settings),  # a token for a private MLOPS_IDE_REPO_URL
         **services.client_env(settings),  # MLFLOW_TRACKING_URI, when MLflow runs
     }

@@ -192,17 +192,24 @@ def environment(platform: Platform) -> dict[str, str]:
             f"AIRFLOW_CONN_{GIT_CONN_ID.upper()}": json.dumps(
                 {"conn_type": "git", "host": settings.effective_repo_url}
             ),
-            # read by the skin-lesion DAGs at parse time (environment only, no I/O)
-            "MLOPS_IDE_PIPELINE_RUNNER": "local",
-            "MLOPS_IDE_PIPELINE_PYTHON": str(tools.pipeline_python),
-            "MLOPS_IDE_DATA_ROOT": str(settings.dataset),
             "MLOPS_IDE_WORK_ROOT": str(settings.home / "pipeline-runs"),
-            "MLOPS_IDE_SERVING_URL": serving.url(settings),
+            **dag_settings(platform),
         }
     )
     if mlflow.NAME in settings.services:  # as the pipeline: the one identity that may register models
         env.update(mlflow.pipeline_env(platform))
     return env
+
+
+def dag_settings(platform: Platform) -> dict[str, str]:
+    """What the skin-lesion DAGs read at parse time (environment only, no I/O): in Airflow,
+    and in `mlops-ide dag test` in a user's server (which picks its own work folder)."""
+    return {
+        "MLOPS_IDE_PIPELINE_RUNNER": "local",
+        "MLOPS_IDE_PIPELINE_PYTHON": str(platform.tools.pipeline_python),
+        "MLOPS_IDE_DATA_ROOT": str(platform.settings.dataset),
+        "MLOPS_IDE_SERVING_URL": serving.url(platform.settings),
+    }
 
 
 def prepare(platform: Platform) -> Iterator[str]:

@@ -166,6 +166,14 @@ PLATFORM = (
         default="60",
         parse=p.seconds,
     ),
+    Setting(
+        "MLOPS_IDE_VSCODE_GALLERY",
+        "vscode_gallery",
+        "where VS Code installs extensions from: `open-vsx` (code-server's own gallery) or `off` "
+        "(no calls out, for offline machines; recommendations are then not offered)",
+        default="open-vsx",
+        parse=p.choice(("open-vsx", "off"), "an extension gallery"),
+    ),
 )
 
 KUBERNETES = (
@@ -463,6 +471,20 @@ ELSEWHERE = (
         modes=LOCAL,
         read_by="user servers",
         default_doc="`<user>@localhost`",
+    ),
+    Setting(
+        "MLOPS_IDE_USER_PYTHON",
+        "user_python",
+        "the Python VS Code preselects in user servers (the pipeline's environment); the platform "
+        "sets it locally, images/singleuser on Kubernetes",
+        read_by="user servers",
+    ),
+    Setting(
+        "MLOPS_IDE_WORKSPACE",
+        "workspace",
+        "the user's clone of the pipeline repository: its src/ is importable from `python` and the "
+        "kernel, and `mlops-ide` finds it; the start wrapper sets it",
+        read_by="user servers",
     ),
     Setting(
         "MLOPS_IDE_STARTUP_DIR",
