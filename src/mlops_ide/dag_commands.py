@@ -36,9 +36,8 @@ BUNDLE = "working-copy"
 # What a task's log says when the DAG needs something set in Airflow (Airflow 3.3's SDK).
 MISSING = (
     (re.compile(r"The conn_id `([^`]+)` isn't defined"), "connection"),
-    (re.compile(r"CONNECTION_NOT_FOUND.*?conn_id['\"]?: ['\"]([^'\"]+)"), "connection"),
-    (re.compile(r"Variable ([^ ]+) does not exist"), "variable"),
-    (re.compile(r"VARIABLE_NOT_FOUND.*?key['\"]?: ['\"]([^'\"]+)"), "variable"),
+    (re.compile(r"Variable (\S+) not found"), "variable"),
+    (re.compile(r"Variable (\S+) does not exist"), "variable"),
 )
 
 

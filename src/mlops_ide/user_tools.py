@@ -25,7 +25,9 @@ import shlex
 from pathlib import Path
 
 HEADER = "#!/bin/sh\n# Written by mlops-ide (mlops_ide.user_tools); replaced at each start.\n"
-WORKSPACE_SRC = (
+PIPELINE_ENV = (
+    "# Keras on PyTorch, as the pipeline runs it (without it Keras looks for TensorFlow)\n"
+    'KERAS_BACKEND="${KERAS_BACKEND:-torch}"; export KERAS_BACKEND\n'
     'if [ -n "$MLOPS_IDE_WORKSPACE" ]; then\n'
     '  PYTHONPATH="$MLOPS_IDE_WORKSPACE/src${PYTHONPATH:+:$PYTHONPATH}"; export PYTHONPATH\n'
     "fi\n"
@@ -39,7 +41,7 @@ def scripts(pipeline_python: Path, airflow_python: Path, code: Path, env: dict[s
     defaults = "".join(
         f"{name}=${{{name}:-{shlex.quote(value)}}}; export {name}\n" for name, value in env.items()
     )
-    pipeline = HEADER + WORKSPACE_SRC
+    pipeline = HEADER + PIPELINE_ENV
     return {
         "python": f'{pipeline}exec {python} "$@"\n',
         "python3": f'{pipeline}exec {python} "$@"\n',
