@@ -32,6 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ACCEPTED = ROOT / "accepted-findings.yaml"
 PYTHON_SOURCES = ("src", "startup", "dags")
+WORKFLOWS = (
+    ".github/workflows",
+    "pipeline-repo/.github/workflows",
+)  # the platform's, the pipeline repository's
 Finding = tuple[str, str, str]  # (tool, check id, where)
 
 
@@ -78,17 +82,18 @@ def rendered_manifests(root: Path, folder: Path) -> Path:
 
 def zizmor(root: Path) -> list[Finding]:
     found = []
-    report = run_json(
-        [str(BIN / "zizmor"), "--offline", "--no-config", "--format", "json", ".github/workflows"], root
-    )
+    report = run_json([str(BIN / "zizmor"), "--offline", "--no-config", "--format", "json", *WORKFLOWS], root)
     for finding in report:
         location = finding["locations"][0]["symbolic"]
-        path = Path(location["key"]["Local"]["given_path"]).name
+        given = location["key"]["Local"]["given_path"]
+        path = Path(given).name if given.startswith(WORKFLOWS[0]) else given  # pipeline-repo/...: in full
         route = ".".join(str(next(iter(step.values()))) for step in location["route"]["route"])
         found.append(("zizmor", finding["ident"], f"{path}:{route}"))
-    for workflow in sorted((root / ".github" / "workflows").glob("*.y*ml")):  # ignores hide findings
-        for _ in re.finditer(r"zizmor:\s*ignore", workflow.read_text()):
-            found.append(("zizmor", "inline-ignore", workflow.name))
+    for folder in WORKFLOWS:
+        for workflow in sorted((root / folder).glob("*.y*ml")):  # ignores hide findings
+            for _ in re.finditer(r"zizmor:\s*ignore", workflow.read_text()):
+                where = workflow.name if folder == WORKFLOWS[0] else str(workflow.relative_to(root))
+                found.append(("zizmor", "inline-ignore", where))
     return found
 
 
@@ -108,7 +113,7 @@ def scan(root: Path = ROOT) -> Counter[Finding]:
         found = [
             *checkov(root, ["-f", str(manifests)], "kubernetes"),
             *checkov(root, ["-d", "images"], "dockerfile"),
-            *checkov(root, ["-d", ".github/workflows"], "github_actions"),
+            *(found for folder in WORKFLOWS for found in checkov(root, ["-d", folder], "github_actions")),
             *zizmor(root),
             *bandit(root),
         ]

@@ -146,8 +146,9 @@ def test_broken_dags_are_import_errors_and_the_rest_keeps_working(
             "dags/missing_import.py": "from airflow.sdk import dag\nimport module_that_is_not_installed\n",
         },
         "two broken DAGs",
+        "--no-verify",  # her clone's pre-push check, and the remote's, would refuse them:
         "-o",
-        "skip-dag-check",  # the push check would refuse them: as they land in an emergency
+        "skip-dag-check",  # as they land in an emergency
     )
 
     errors = wait_for(
@@ -327,6 +328,7 @@ def test_a_pushed_dag_runs_as_the_pipelines_account_and_reaches_no_secret(
         clone,
         {"dags/probe_dag.py": PROBE_DAG % json.dumps(attempts)},
         "a probing DAG",
+        "--no-verify",
         "-o",
         "skip-dag-check",
     )
@@ -376,9 +378,7 @@ def test_user_server_logs_a_run_to_mlflow_as_its_user(platform: Platform, clone:
         "    mlflow.log_metric('accuracy', 0.93)\n"
         "print(run.info.run_id)\n"
     )
-    pipeline_python = Tools.load().pipeline_python
-
-    logged = platform.terminal("alice", str(pipeline_python), "-c", script, cwd=clone, PYTHONPATH="")
+    logged = platform.terminal("alice", "python", "-c", script, cwd=clone)  # her terminal's python
 
     assert logged.returncode == 0, logged.stderr[-3000:]
     run_id = logged.stdout.split()[-1]
@@ -389,6 +389,80 @@ def test_user_server_logs_a_run_to_mlflow_as_its_user(platform: Platform, clone:
     assert run["data"]["metrics"][0]["value"] == 0.93
     assert run["info"]["user_id"] == "alice"
     assert {"key": "mlflow.user", "value": "alice"} in run["data"]["tags"]
+
+
+def test_the_users_clone_is_the_pipeline_repository_with_its_python_kernel_and_dag_commands(
+    platform: Platform, clone: Path
+) -> None:
+    files = git(clone, "ls-files").splitlines()
+    platform_only = [
+        f for f in files if f.startswith(("jupyterhub_config", "deploy/", "images/", "src/mlops_ide"))
+    ]
+    assert platform_only == [] and "dags/cnn_skin_cancer_workflow.py" in files and "Dockerfile" in files
+    assert "mlops-ide dag check" in (clone / "README.md").read_text()
+    assert "mlops-ide dag check --pre-push" in (clone / ".git" / "hooks" / "pre-push").read_text()
+
+    probe = "import keras, mlflow, numpy, skin_cancer; print(skin_cancer.__file__)"
+    imported = platform.terminal("alice", "python", "-c", probe, cwd=clone.parent)
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    assert imported.stdout.strip() == str(clone / "src" / "skin_cancer" / "__init__.py")  # her working copy's
+    server_token = platform.server_environ("alice")["JUPYTERHUB_API_TOKEN"]
+    kernels = requests.get(
+        f"{platform.url}/user/alice/api/kernelspecs",
+        headers={"Authorization": f"token {server_token}"},
+        timeout=30,
+    ).json()
+    python3 = kernels["kernelspecs"]["python3"]["spec"]
+    assert python3["display_name"] == "Python 3 (pipeline)"
+    assert python3["argv"][0] == str(platform.home / "bin" / "python")
+
+    dataset = platform.home / "data" / "skin-lesions"
+    listed = platform.terminal(
+        "alice", "python", "-c", f"import os; print(os.listdir({str(dataset)!r}))", cwd=clone
+    )
+    assert listed.returncode == 0 and "train" in listed.stdout, listed.stderr[-2000:]  # she reads the data
+    if os.geteuid() == 0:  # and only the pipeline writes it
+        planted = platform.terminal("alice", "touch", str(dataset / "planted"), cwd=clone)
+        assert planted.returncode != 0 and not (dataset / "planted").exists()
+    seeded = ("dags/cnn_skin_cancer_workflow.py", "dags/platform_smoke_test.py")
+    checked = platform.terminal("alice", "mlops-ide", "dag", "check", *seeded, cwd=clone)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # a DAG file (a teammate's, say) run by the check sees none of her server's tokens
+    (clone / "dags" / "env_probe.py").write_text(ENV_PROBE_DAG)
+    probed = platform.terminal("alice", "mlops-ide", "dag", "check", "dags/env_probe.py", cwd=clone)
+    (clone / "dags" / "env_probe.py").unlink()
+    assert "dags/env_probe.py:4: RuntimeError: seen: MLFLOW_TRACKING_URI\n" in probed.stdout, probed.stdout
+    (clone / "dags" / "two_steps.py").write_text(TWO_STEPS_DAG)
+    tested = platform.terminal("alice", "mlops-ide", "dag", "test", "dags/two_steps.py", cwd=clone)
+    (clone / "dags" / "two_steps.py").unlink()
+    assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-2000:]
+    assert "step two got 1" in tested.stdout
+
+
+ENV_PROBE_DAG = """from airflow.sdk import dag
+import os
+seen = sorted(k for k in os.environ if "TOKEN" in k or k.startswith(("JUPYTERHUB", "MLFLOW")))
+raise RuntimeError("seen: " + ",".join(seen))
+"""
+TWO_STEPS_DAG = """
+from airflow.sdk import dag, task
+
+
+@dag(schedule=None)
+def two_steps():
+    @task
+    def one():
+        return 1
+
+    @task
+    def two(x):
+        print("step two got", x)
+
+    two(one())
+
+
+two_steps()
+"""
 
 
 def test_mlflow_refuses_whoever_does_not_say_who_they_are(platform: Platform) -> None:
@@ -555,8 +629,13 @@ def test_a_push_of_a_dag_that_would_not_load_is_refused_with_file_and_line(
 ) -> None:
     before = remote_head(platform)
 
-    pushed = push_output(platform, clone, {f"dags/{name}": text}, f"broken {name}")
+    stopped = push_output(platform, clone, {f"dags/{name}": text}, f"broken {name}")
+    # the pre-push hook skipped: the remote refuses it all the same
+    pushed = platform.terminal("alice", "git", "push", "--no-verify", "origin", "main", cwd=clone)
 
+    assert stopped.returncode != 0  # by her clone's pre-push hook, before anything left
+    assert f"dags/{name}{expected}" in stopped.stdout and "--no-verify" in stopped.stderr, stopped.stderr
+    assert "remote:" not in stopped.stderr
     assert pushed.returncode != 0
     assert "remote: mlops-ide: push refused" in pushed.stderr
     assert f"remote:   dags/{name}{expected}" in pushed.stderr, pushed.stderr
@@ -624,7 +703,8 @@ def test_the_skip_option_lets_a_broken_dag_through_and_says_so(
     platform: Platform, airflow: AirflowAPI, clone: Path
 ) -> None:
     broken = "from airflow.sdk import dag\nimport module_that_is_not_installed\n"
-    pushed = push_output(platform, clone, {"dags/skipped.py": broken}, "skip", "-o", "skip-dag-check")
+    options = ("--no-verify", "-o", "skip-dag-check")  # past her own pre-push check, and the remote's
+    pushed = push_output(platform, clone, {"dags/skipped.py": broken}, "skip", *options)
 
     assert pushed.returncode == 0, pushed.stderr
     assert "DAG check skipped (skip-dag-check)" in pushed.stderr
@@ -636,7 +716,10 @@ def test_the_skip_option_lets_a_broken_dag_through_and_says_so(
 def test_a_huge_dags_folder_is_refused(platform: Platform, clone: Path) -> None:
     before = remote_head(platform)
 
-    pushed = push_output(platform, clone, {"dags/weights.py": "# " + "0" * (21 * 2**20) + "\n"}, "huge")
+    huge = {"dags/weights.py": "# " + "0" * (21 * 2**20) + "\n"}
+    pushed = push_output(
+        platform, clone, huge, "huge", "--no-verify"
+    )  # the remote's limit, whatever the client
 
     assert pushed.returncode != 0 and "dags/ is over 20 MB" in pushed.stderr, pushed.stderr
     assert remote_head(platform) == before

@@ -76,8 +76,14 @@ def test_image_installs_the_requirements_the_local_platform_uses(dockerfile: Pat
         assert "pytest" not in (ROOT / name).read_text(), f"{name} carries test tools into the image"
 
 
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml")) + sorted(
+    (ROOT / "pipeline-repo" / ".github" / "workflows").glob("*.yml")  # the pipeline repository's CI
+)
+
+
 def test_workflows_pass_actionlint() -> None:
-    result = subprocess.run([str(BIN / "actionlint")], cwd=ROOT, capture_output=True, text=True)
+    files = [str(path.relative_to(ROOT)) for path in WORKFLOWS]
+    result = subprocess.run([str(BIN / "actionlint"), *files], cwd=ROOT, capture_output=True, text=True)
 
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -104,6 +110,20 @@ def test_ci_checks_the_dags_of_every_push_and_pull_request_as_the_local_remote_d
     assert "python src/mlops_ide/dag_check.py dags --problems" in commands
 
 
+def test_the_pipeline_repositorys_ci_checks_its_dags_runs_its_tests_and_builds_its_image() -> None:
+    workflow = yaml.safe_load((ROOT / "pipeline-repo" / ".github" / "workflows" / "ci.yml").read_text())
+    jobs = workflow["jobs"]
+    runs = {name: [step.get("run", "") for step in job["steps"]] for name, job in jobs.items()}
+    build = next(step for step in jobs["image"]["steps"] if "build-push-action" in step.get("uses", ""))
+
+    assert "python ci/dag_check.py dags --problems" in runs["dag-check"]  # pipeline_repo copies it there
+    assert "python -m pytest" in runs["test"]
+    assert build["with"]["file"] == "Dockerfile" and build["with"]["context"] == "."
+    assert build["with"]["push"] == "${{ github.event_name != 'pull_request' }}"
+    assert set(jobs["image"]["needs"]) == {"dag-check", "test"}
+    assert workflow["permissions"] == {"contents": "read"}
+
+
 def test_images_workflow_builds_every_image_and_pushes_only_from_main_and_tags() -> None:
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "images.yml").read_text())
     job = workflow["jobs"]["build"]
@@ -123,9 +143,7 @@ def test_images_workflow_builds_every_image_and_pushes_only_from_main_and_tags()
     assert job["permissions"] == {"contents": "read", "packages": "write"}
 
 
-@pytest.mark.parametrize(
-    "workflow", sorted((ROOT / ".github" / "workflows").glob("*.yml")), ids=lambda p: p.name
-)
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_workflow_actions_are_pinned_to_commits_and_checkout_keeps_no_token(workflow: Path) -> None:
     """A tag can be moved to other code; a commit cannot. The version stays in a comment,
     which Dependabot updates with the SHA."""

@@ -192,6 +192,32 @@ def test_dag_check_names_the_changed_file_and_line_that_would_not_load(
     assert "1 DAG file(s), 0 that would not load" in named.stdout
 
 
+def test_dag_code_the_check_runs_sees_none_of_the_servers_tokens(user_bin: Path, working_copy: Path) -> None:
+    probe = (
+        "from airflow.sdk import dag\nimport os\n"
+        'seen = sorted(k for k in os.environ if "TOKEN" in k or k.startswith(("JUPYTERHUB", "MLFLOW")))\n'
+        'raise RuntimeError("seen: " + ",".join(seen))\n'
+    )
+    (working_copy / "dags" / "probe.py").write_text(probe)
+    server = {
+        "JUPYTERHUB_API_TOKEN": "hub-token",
+        "MLOPS_IDE_GIT_TOKEN": "git-token",
+        "MLFLOW_TRACKING_TOKEN": "mlflow-token",
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:1/services/mlflow",
+    }
+
+    checked = subprocess.run(
+        ["mlops-ide", "dag", "check", "dags/probe.py"],
+        env=user_env(user_bin, **server),
+        cwd=working_copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert "dags/probe.py:4: RuntimeError: seen: MLFLOW_TRACKING_URI\n" in checked.stdout, checked.stdout
+
+
 def test_dag_check_refuses_what_is_not_a_dag_file_with_what_to_do(user_bin: Path, working_copy: Path) -> None:
     outside = mlops_ide(user_bin, working_copy, "dag", "check", "README.md")
     assert outside.returncode == 2 and "is not a DAG file" in outside.stderr

@@ -10,7 +10,9 @@ prints one line per problem, `dags/<file>.py:<line>: <error>`; exit 1 on any. `t
 the DAG once from the working copy with `airflow dags test`, against a metadata database
 of its own made for this run and thrown away after (never the platform's), its task logs
 streamed here; MLflow's address and token are the user's (runs land in the platform's
-MLflow, as them); exit 0 only if every task succeeded.
+MLflow, as them); exit 0 only if every task succeeded. The DAG code either runs has none of
+the server's other credentials in its environment (hub and git tokens): it may be a
+teammate's.
 
 Run by Airflow's Python as a script (user_tools writes the `mlops-ide` wrapper that does);
 the DAGs' settings (MLOPS_IDE_PIPELINE_PYTHON, MLOPS_IDE_DATA_ROOT ...) come from its
@@ -39,6 +41,15 @@ MISSING = (
     (re.compile(r"Variable (\S+) not found"), "variable"),
     (re.compile(r"Variable (\S+) does not exist"), "variable"),
 )
+
+
+# What DAG code run here never sees: the hub's tokens for this server, git's, any secret.
+# `dag test` keeps MLflow's token alone (its runs land in MLflow as the user).
+CREDENTIAL = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_KEY|^JUPYTERHUB_", re.IGNORECASE)
+
+
+def without_credentials(environ: dict[str, str], keep: tuple[str, ...] = ()) -> dict[str, str]:
+    return {key: value for key, value in environ.items() if key in keep or not CREDENTIAL.search(key)}
 
 
 class UsageError(Exception):
@@ -120,7 +131,14 @@ def run_checker(dags: Path, names: list[str]) -> int:
     if not names:
         return 0
     argv = [sys.executable, str(CHECKER), str(dags), "--problems", "--only", ",".join(names)]
-    result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=dags)
+    result = subprocess.run(
+        argv,
+        env=without_credentials(dict(os.environ)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=dags,
+    )
     for line in result.stdout.splitlines():
         # dag_check names the folder; here it is always the repository's dags/
         print(line if not line.startswith(f"{dags.name}/") else f"{DAGS}/{line[len(dags.name) + 1 :]}")
@@ -180,6 +198,7 @@ def find_dags(dags: Path) -> list[dict]:
     """dag_check.py's report of every file: its DAG ids and whether it loads."""
     result = subprocess.run(
         [sys.executable, str(CHECKER), str(dags)],
+        env=without_credentials(dict(os.environ)),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -227,8 +246,8 @@ def test_environment(repo: Path, home: Path) -> dict[str, str]:
         "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
         "kwargs": {"path": str(repo / DAGS)},
     }
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
-    env.pop("PYTHONPATH", None)
+    env = without_credentials(dict(os.environ), keep=("MLFLOW_TRACKING_TOKEN",))
+    env = {key: value for key, value in env.items() if not key.startswith(("AIRFLOW", "PYTHONPATH"))}
     env.update(
         {
             "AIRFLOW_HOME": str(home),

@@ -231,6 +231,8 @@ def share_remote(remote: Path, writer: pwd.struct_passwd) -> None:
 
 
 PIPELINE_FOLDERS = ("airflow", "mlflow", "data", "pipeline-runs")  # what the pipeline's account writes
+# the dataset: data scientists read it (their notebooks, `mlops-ide dag test`); the pipeline writes it
+READ_BY_USERS = ("data",)
 
 
 def push_check_socket(settings: Settings) -> Path:
@@ -297,6 +299,8 @@ def service_accounts(settings: Settings) -> dict[str, pwd.struct_passwd]:
     home = pipeline_home(settings)
     for folder in (home, *(settings.home / name for name in PIPELINE_FOLDERS)):
         os_accounts.ensure_home(folder, pipeline.pw_uid, pipeline.pw_gid)
+    for name in READ_BY_USERS:
+        (settings.home / name).chmod(0o755)
     writer = os_accounts.ensure_service_account(os_accounts.GIT)
     # with this state folder's home for the pipeline's processes (their HOME)
     pipeline = pwd.struct_passwd((*pipeline[:5], str(home), *pipeline[6:]))
