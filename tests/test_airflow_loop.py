@@ -428,7 +428,7 @@ def test_the_users_clone_is_the_pipeline_repository_with_its_python_kernel_and_d
     checked = platform.terminal("alice", "mlops-ide", "dag", "check", *seeded, cwd=clone)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     # a DAG file (a teammate's, say) run by the check sees none of her server's tokens
-    (clone / "dags" / "env_probe.py").write_text(ENV_PROBE_DAG)
+    (clone / "dags" / "env_probe.py").write_text(TOKEN_PROBE_DAG)
     probed = platform.terminal("alice", "mlops-ide", "dag", "check", "dags/env_probe.py", cwd=clone)
     (clone / "dags" / "env_probe.py").unlink()
     assert "dags/env_probe.py:4: RuntimeError: seen: MLFLOW_TRACKING_URI\n" in probed.stdout, probed.stdout
@@ -439,7 +439,7 @@ def test_the_users_clone_is_the_pipeline_repository_with_its_python_kernel_and_d
     assert "step two got 1" in tested.stdout
 
 
-ENV_PROBE_DAG = """from airflow.sdk import dag
+TOKEN_PROBE_DAG = """from airflow.sdk import dag
 import os
 seen = sorted(k for k in os.environ if "TOKEN" in k or k.startswith(("JUPYTERHUB", "MLFLOW")))
 raise RuntimeError("seen: " + ",".join(seen))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mlops_ide.services import HealthCheck
 from tests.kubernetes_hub_tools import hub_config, kubernetes_env
 
 
@@ -43,7 +44,12 @@ def test_local_config_reads_the_prepared_state_and_writes_nothing(
 
     assert c.SharedPasswordAuthenticator.user_password == "prepared-password"
     assert c.Spawner.environment["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000/services/mlflow"
-    assert c.JupyterHub.template_vars["platform_services"] == {"MLflow": "/services/mlflow/"}
+    assert c.JupyterHub.template_vars["platform_services"] == {
+        "MLflow": "/services/mlflow/#/experiments?workflowType=machine_learning"  # its classic mode
+    }
+    assert c.JupyterHub.template_vars["platform_waiting"] == {}  # MLflow waits for nothing
+    (health,) = (handler for handler in c.JupyterHub.extra_handlers if handler[0] == r"/platform/health")
+    assert health[2]["checks"] == {"MLflow": HealthCheck("http://127.0.0.1:5000/services/mlflow/health")}
     # MLflow's gate is a hub service; the pipeline's token is registered, users get the scope
     gate, pipeline = (
         service for service in c.JupyterHub.services if service["name"] in ("mlflow", "pipeline")

@@ -3,20 +3,32 @@ all come from one module per service."""
 
 from __future__ import annotations
 
+import ast
+import asyncio
+import dataclasses
 import json
+import re
 import socket
+import sqlite3
+import subprocess
 import sys
 import textwrap
+from contextlib import closing
 from pathlib import Path
 
+import jinja2
 import pytest
+from tornado import httpserver, netutil, web
 
 from mlops_ide import services
+from mlops_ide.local_hub import check_health
 from mlops_ide.local_state import Tools
 from mlops_ide.modes import load
-from mlops_ide.services import Platform
+from mlops_ide.services import Platform, airflow, app, mlflow, serving
 from mlops_ide.settings import table
 from mlops_ide.up import banner, check_ports_free
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_registry_holds_each_service_once_the_hubs_first() -> None:
@@ -142,3 +154,260 @@ def test_every_service_builds_its_processes_from_the_settings(tmp_path: Path) ->
     passwords = json.loads((tmp_path / "airflow-auth" / "passwords.json").read_text())
     assert set(passwords) == {"mlops-ide-platform"} and "a-password" not in passwords.values()
     assert (tmp_path / "airflow-auth" / "passwords.json").stat().st_mode & 0o777 == 0o600
+
+
+class Answers(web.RequestHandler):
+    """A service's health path as a test wants it: GET /<n> answers the n-th answer."""
+
+    def initialize(self, answers: list[tuple[int, str]]) -> None:
+        self.answers = answers
+
+    def get(self, n: str) -> None:
+        status, body = self.answers[int(n)]
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.write(body.encode())  # as it is, whatever it holds
+
+
+def health_states(answers: list[tuple[int, str]], waiting: services.Waiting | None) -> list[str]:
+    """What check_health says of a tiny server giving each answer in turn, then of a closed port."""
+
+    async def check_all() -> list[str]:
+        sockets = netutil.bind_sockets(0, "127.0.0.1")
+        server = httpserver.HTTPServer(web.Application([(r"/(\d+)", Answers, {"answers": answers})]))
+        server.add_sockets(sockets)
+        base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            nobody = f"http://127.0.0.1:{closed.getsockname()[1]}/health"
+        try:
+            states = [await check_health(f"{base}/{n}", waiting) for n in range(len(answers))]
+            return [*states, await check_health(nobody, waiting)]
+        finally:
+            server.stop()
+
+    return asyncio.run(check_all())
+
+
+NO_CHAMPION_ANSWER = (503, json.dumps({"detail": "no champion model loaded"}))  # FastAPI's shape
+
+
+def test_the_health_check_tells_a_waiting_service_from_a_broken_one() -> None:
+    states = health_states(
+        [
+            (200, json.dumps({"status": "ok"})),
+            NO_CHAMPION_ANSWER,  # serving before a champion exists
+            (503, json.dumps({"detail": "could not load the champion"})),  # another 503
+            (500, NO_CHAMPION_ANSWER[1]),  # the words, with another status
+            (503, "no champion model loaded"),  # not JSON
+            (503, json.dumps(["no champion model loaded"])),  # JSON, not an object
+        ],
+        serving.NO_CHAMPION,
+    )
+
+    assert states == [
+        "healthy",
+        "waiting: no champion model yet: run cnn_skin_cancer_workflow",
+        "error 503",
+        "error 500",
+        "error 503",
+        "error 503",
+        "unreachable",
+    ]
+
+
+def test_a_service_that_declares_no_waiting_answer_is_never_waiting() -> None:
+    assert health_states([NO_CHAMPION_ANSWER], None) == ["error 503", "unreachable"]
+
+
+def test_servings_waiting_answer_is_the_one_serving_gives_without_a_champion() -> None:
+    """The hub recognises serving's words: they must stay those of skin_cancer/serving.py's
+    GET /health (another venv: read, not imported), and the DAG it names must exist."""
+    tree = ast.parse((ROOT / "src" / "skin_cancer" / "serving.py").read_text())
+    (health,) = (
+        node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == "health"
+    )
+    answers = [
+        tuple(ast.literal_eval(arg) for arg in node.args)
+        for node in ast.walk(health)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "HTTPException"
+    ]
+
+    assert answers == [(serving.NO_CHAMPION.status, serving.NO_CHAMPION.detail)]
+    workflow = ROOT / "dags" / f"{serving.WORKFLOW_DAG}.py"
+    assert f'dag_id="{serving.WORKFLOW_DAG}"' in workflow.read_text()
+
+
+def test_the_home_page_links_a_waiting_service_to_where_its_step_is_taken() -> None:
+    with_airflow = load({"MLOPS_IDE_SERVICES": "serving,airflow"})
+    without = load({"MLOPS_IDE_SERVICES": "serving,mlflow"})
+
+    (page, text) = services.waiting_steps(with_airflow)["Serving"]
+
+    # Airflow 3's page of the DAG, under the hub's prefix for Airflow: its Trigger button is there
+    assert page == "/services/airflow/dags/cnn_skin_cancer_workflow"
+    assert "cnn_skin_cancer_workflow" in text and "Trigger" in text
+    assert services.health_checks(with_airflow)["Serving"] == services.HealthCheck(
+        "http://127.0.0.1:8500/health", serving.NO_CHAMPION
+    )
+    assert services.waiting_steps(without) == {}  # no Airflow here: no link to it
+    assert services.health_checks(without)["MLflow"].waiting is None
+
+
+def test_mlflow_opens_on_its_experiments_in_the_classic_mode() -> None:
+    """MLflow's UI starts in its GenAI mode; no server setting changes that, its page's
+    `workflowType` does. If an MLflow upgrade stops reading it, this test says so."""
+    settings = load({"MLOPS_IDE_SERVICES": "mlflow", "MLOPS_IDE_PASSWORD": "a-password"})
+    bundle = Tools.load().airflow_python.parents[1].glob("lib/python3*/site-packages/mlflow/server/js/build")
+    (main_js,) = next(bundle).glob("static/js/main.*.js")
+    ui = main_js.read_text()
+
+    assert (
+        services.links(settings)["MLflow"][0]
+        == "/services/mlflow/#/experiments?workflowType=machine_learning"
+    )
+    assert (
+        "   MLflow:  http://127.0.0.1:8000/services/mlflow/#/experiments?workflowType=machine_learning  "
+        in "\n".join(banner(settings, "a-password", made=False, seconds=1.0))
+    )
+    assert 'GENAI="genai",e.MACHINE_LEARNING="machine_learning"' in ui and '.get("workflowType")' in ui
+
+
+def test_mlflows_assistant_answers_no_one_else_whatever_the_environment_says(tmp_path: Path) -> None:
+    _, env = mlflow.server_process(
+        Path("/venv/bin/mlflow"), 5000, tmp_path, {"MLFLOW_ENABLE_REMOTE_ASSISTANT": "1"}
+    )
+
+    assert env["MLFLOW_ENABLE_REMOTE_ASSISTANT"] == "false"
+
+
+def test_the_app_hides_streamlits_deploy_button(tmp_path: Path) -> None:
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path)})
+    tools = Tools.load()
+    (process,) = app.processes(Platform(settings, tools, "a-password"))
+    mode = process.argv[process.argv.index("--client.toolbarMode") + 1]
+    # the installed Streamlit must know the option and the value: a wrong one fails in the browser only
+    probe = (
+        "import sys; from streamlit import config; from streamlit.proto.NewSession_pb2 import Config; "
+        "assert 'client.toolbarMode' in config.get_config_options(); "
+        "Config.ToolbarMode.Value(sys.argv[1].upper())"
+    )
+    known = subprocess.run([str(tools.app_python), "-c", probe, mode], capture_output=True, text=True)
+
+    assert mode == "viewer"  # hides Deploy, Rerun and Clear cache; print and the theme stay
+    assert known.returncode == 0, known.stderr
+
+
+def fake_airflow(folder: Path, revision: str) -> Path:
+    """An Airflow virtualenv's `airflow` whose `db migrate` leaves the database at `revision`
+    and notes each call; its python, as Tools names it."""
+    (folder / "bin").mkdir(parents=True)
+    script = folder / "bin" / "airflow"
+    script.write_text(
+        textwrap.dedent(
+            f"""\
+            #!{sys.executable}
+            import os, sqlite3, sys
+            with open({str(folder / "calls")!r}, "a") as calls:
+                calls.write(" ".join(sys.argv[1:]) + "\\n")
+            db = sqlite3.connect(os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
+            db.execute("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32))")
+            db.execute("DELETE FROM alembic_version")
+            db.execute("INSERT INTO alembic_version VALUES (?)", ({revision!r},))
+            db.commit()
+            """
+        )
+    )
+    script.chmod(0o755)
+    return folder / "bin" / "python"
+
+
+def calls(airflow_python: Path) -> list[str]:
+    record = airflow_python.parents[1] / "calls"
+    return record.read_text().splitlines() if record.exists() else []
+
+
+def test_the_airflow_database_step_runs_and_is_said_only_when_there_is_something_to_do(
+    tmp_path: Path,
+) -> None:
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    (settings.dataset / "train").mkdir(parents=True)  # the dataset is there: no seeding
+    tools = Tools.load()
+    this = Platform(
+        settings, dataclasses.replace(tools, airflow_python=fake_airflow(tmp_path / "a", "r1")), "pw"
+    )
+    newer = Platform(
+        settings, dataclasses.replace(tools, airflow_python=fake_airflow(tmp_path / "b", "r2")), "pw"
+    )
+
+    first = list(airflow.prepare(this))
+    again = list(airflow.prepare(this))
+    upgraded = list(airflow.prepare(newer))
+
+    assert first[1:] == ["Airflow database (first start: about 20 s)"]
+    assert again[1:] == []  # the same Airflow, the database as it left it: nothing to do, nothing said
+    assert upgraded[1:] == ["Airflow database (migrating it to this Airflow)"]
+    assert calls(this.tools.airflow_python) == ["db migrate"] and calls(newer.tools.airflow_python) == [
+        "db migrate"
+    ]
+
+
+def test_an_airflow_database_changed_behind_the_platforms_back_is_migrated_again(tmp_path: Path) -> None:
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    (settings.dataset / "train").mkdir(parents=True)
+    platform = Platform(
+        settings, dataclasses.replace(Tools.load(), airflow_python=fake_airflow(tmp_path / "a", "r1")), "pw"
+    )
+    list(airflow.prepare(platform))
+    with closing(sqlite3.connect(airflow.database(settings))) as db:  # an older copy put back, say
+        db.execute("UPDATE alembic_version SET version_num = 'r0'")
+        db.commit()
+
+    lines = list(airflow.prepare(platform))
+
+    assert lines[1:] == ["Airflow database (migrating it to this Airflow)"]
+    assert calls(platform.tools.airflow_python) == ["db migrate", "db migrate"]
+
+
+def render_home_page(platform_waiting: dict[str, tuple[str, str]], ready: bool = True) -> str:
+    """Our home page template around a stand-in for JupyterHub's own."""
+    stand_in = "{% block main %}{% endblock %}{% block script %}{% endblock %}"
+    loader = jinja2.ChoiceLoader(
+        [
+            jinja2.DictLoader({"templates/home.html": stand_in}),
+            jinja2.FileSystemLoader(ROOT / "src" / "mlops_ide" / "templates"),
+        ]
+    )
+    template = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined).get_template("home.html")
+    return template.render(
+        user={"url": "/user/alice/"},
+        default_server={"ready": ready},
+        base_url="/hub/",
+        platform_services={"Serving": "http://127.0.0.1:8500/docs", "Airflow": "/services/airflow/"},
+        platform_waiting=platform_waiting,
+    )
+
+
+def test_the_home_page_has_the_waiting_link_in_the_waiting_services_row_only() -> None:
+    page = render_home_page(
+        {"Serving": ("/services/airflow/dags/cnn_skin_cancer_workflow", "open it in Airflow")}
+    )
+    rows = re.findall(r'<tr class="platform-tool">.*?</tr>', page, re.DOTALL)
+
+    serving_row, airflow_row = rows[-2:]
+    assert re.search(
+        r'<a class="tool-waiting-step[^"]*d-none" href="/services/airflow/dags/cnn_skin_cancer_workflow"',
+        serving_row,
+    )  # hidden until the health check says "waiting: …"
+    assert "tool-waiting-step" not in airflow_row
+    assert 'startsWith("waiting: ")' in page and '"text-bg-warning"' in page
+
+
+def test_the_home_page_shows_the_first_steps() -> None:
+    page = render_home_page({})
+    steps = page[page.index('id="first-steps"') :]
+
+    assert '<a href="/user/alice/vscode/">VS Code</a>' in steps
+    for step in ("dags/", "mlops-ide dag check", "git push", "Airflow", "MLflow", "champion"):
+        assert step in steps, step
+    assert "start your server" in render_home_page({}, ready=False)

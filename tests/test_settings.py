@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import local_state
+from mlops_ide import local_state, pipeline_repo
 from mlops_ide.modes import load
 from mlops_ide.settings import CHECKOUT, SettingsError
 from tests.gitrepos import git
@@ -150,22 +150,18 @@ def empty_commit(repo: Path, message: str) -> None:
     )
 
 
-def test_local_remote_is_seeded_from_the_checkout_once_then_kept(tmp_path: Path) -> None:
-    checkout = tmp_path / "checkout"
-    checkout.mkdir()
-    git(checkout, "init", "--quiet", "--initial-branch", "work")
-    empty_commit(checkout, "one")
+def test_local_remote_is_seeded_with_the_pipeline_repository_once_then_kept(tmp_path: Path) -> None:
     settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
 
-    remote, how = local_state.ensure_local_remote(settings, checkout)
-    assert how.startswith("seeded from ")
-    assert git(remote, "rev-parse", "main") == git(checkout, "rev-parse", "HEAD")
+    remote, how = local_state.ensure_local_remote(settings, CHECKOUT)
+    assert how.startswith("seeded with the pipeline repository ")
+    seeded_tree = git(remote, "rev-parse", "main^{tree}")
+    assert seeded_tree == git(CHECKOUT, "rev-parse", f"{pipeline_repo.commit(CHECKOUT)}^{{tree}}")
     assert git(remote, "symbolic-ref", "HEAD") == "refs/heads/main"
 
-    empty_commit(checkout, "two")
-    _, how = local_state.ensure_local_remote(settings, checkout)
+    _, how = local_state.ensure_local_remote(settings, CHECKOUT)
     assert how == "kept"
-    assert git(remote, "rev-parse", "main") != git(checkout, "rev-parse", "HEAD")
+    assert git(remote, "rev-parse", "main^{tree}") == seeded_tree
 
 
 def test_checkout_without_commits_cannot_seed_the_remote(tmp_path: Path) -> None:
@@ -183,7 +179,10 @@ def test_the_home_page_links_only_the_services_that_run() -> None:
     links = service_links(load({"MLOPS_IDE_SERVICES": "mlflow,app", "MLOPS_IDE_APP_PORT": "9501"}))
 
     assert links == {
-        "MLflow": ("/services/mlflow/", "http://127.0.0.1:5000/services/mlflow/health"),  # via the hub
+        "MLflow": (  # via the hub, in its classic mode
+            "/services/mlflow/#/experiments?workflowType=machine_learning",
+            "http://127.0.0.1:5000/services/mlflow/health",
+        ),
         "App": ("http://127.0.0.1:9501/", "http://127.0.0.1:9501/_stcore/health"),
     }
     assert service_links(load({"MLOPS_IDE_SERVICES": "none"})) == {}

@@ -4,6 +4,7 @@ process tree (code-server and its helpers included) ends when they stop."""
 from __future__ import annotations
 
 import asyncio
+import json
 from hmac import compare_digest
 from pathlib import Path
 
@@ -12,11 +13,12 @@ from jupyterhub.handlers import BaseHandler
 from jupyterhub.spawner import SimpleLocalProcessSpawner, set_user_setuid
 from nativeauthenticator import NativeAuthenticator
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 from traitlets import Bool
 
 from mlops_ide import os_accounts, service_tokens
 from mlops_ide.processes import end_processes, session_members
+from mlops_ide.services import HealthCheck, Waiting
 from mlops_ide.services.git import SCOPE as GIT_SCOPE
 from mlops_ide.services.mlflow import SCOPE as MLFLOW_SCOPE
 
@@ -135,26 +137,45 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
 
 
 class PlatformHealthHandler(BaseHandler):
-    """GET /hub/platform/health: {"<service>": "healthy" | "<what is wrong>"} for the
-    services beside the hub. Checked by the hub, because the browser cannot reach them
-    across origins; for logged-in users only."""
+    """GET /hub/platform/health: {"<service>": "healthy" | "waiting: <what is missing>" |
+    "<what is wrong>"} for the services beside the hub. Checked by the hub, because the
+    browser cannot reach them across origins; for logged-in users only."""
 
-    def initialize(self, checks: dict[str, str]) -> None:
-        self.checks = checks  # service name -> health URL
+    def initialize(self, checks: dict[str, HealthCheck]) -> None:
+        self.checks = checks  # service title -> how to check it
 
     @web.authenticated
     async def get(self) -> None:
         names = list(self.checks)
-        results = await asyncio.gather(*(check_health(self.checks[name]) for name in names))
+        results = await asyncio.gather(
+            *(check_health(self.checks[name].url, self.checks[name].waiting) for name in names)
+        )
         self.set_header("Content-Type", "application/json")
         self.write(dict(zip(names, results, strict=True)))
 
 
-async def check_health(url: str) -> str:
+WAITING = "waiting: "  # how a waiting state starts; the home page shows it in yellow
+
+
+async def check_health(url: str, waiting: Waiting | None = None) -> str:
+    """ "healthy" for a 200; for the answer `waiting` names, "waiting: " and what is missing;
+    else what is wrong ("error <status>", "unreachable")."""
     try:
         response = await AsyncHTTPClient().fetch(url, request_timeout=3, connect_timeout=2)
     except HTTPClientError as error:
+        if waiting is not None and answers_waiting(error.response, waiting):
+            return WAITING + waiting.says
         return f"error {error.code}"
     except OSError:
         return "unreachable"
     return "healthy" if response.code == 200 else f"error {response.code}"
+
+
+def answers_waiting(response: HTTPResponse | None, waiting: Waiting) -> bool:
+    """Whether an error answer is the service's waiting one: its status and JSON detail."""
+    if response is None or response.code != waiting.status:
+        return False
+    try:
+        return json.loads(response.body).get("detail") == waiting.detail
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        return False

@@ -69,7 +69,10 @@ def entries(checkout: Path, revision: str = "HEAD") -> list[str]:
 def commit(checkout: Path, revision: str = "HEAD") -> str:
     """A root commit holding the pipeline repository as of `revision`, written into the
     checkout's object store (push it from there); its id."""
-    source = git(["rev-parse", "--verify", f"{revision}^{{commit}}"], checkout).strip()
+    try:
+        source = git(["rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], checkout).strip()
+    except PipelineRepoError:
+        raise PipelineRepoError(f"{checkout} has no commit {revision}: commit first.") from None
     with tempfile.TemporaryDirectory(prefix="pipeline-repo-") as folder:
         env = {**os.environ, **AUTHOR, "GIT_INDEX_FILE": str(Path(folder) / "index")}
         git(

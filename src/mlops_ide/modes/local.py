@@ -172,9 +172,11 @@ def configure(c: Any, settings: Settings) -> None:
     ]
 
     # -- the hub's home page: links to the tools, with their health ---------------------------------
-    links = services.links(settings)  # title -> (page, health check)
     c.JupyterHub.template_paths = [str(CHECKOUT / "src" / "mlops_ide" / "templates")]
-    c.JupyterHub.template_vars = {"platform_services": {title: page for title, (page, _) in links.items()}}
+    c.JupyterHub.template_vars = {
+        "platform_services": {title: page for title, (page, _) in services.links(settings).items()},
+        "platform_waiting": services.waiting_steps(settings),  # title -> (where to act, link text)
+    }
     c.JupyterHub.extra_handlers = [
-        (r"/platform/health", PlatformHealthHandler, {"checks": {t: h for t, (_, h) in links.items()}}),
+        (r"/platform/health", PlatformHealthHandler, {"checks": services.health_checks(settings)}),
     ]

@@ -1,7 +1,8 @@
 """The platform's services in local mode, one module each: the hub, MLflow, serving, the
 app, Airflow. Each module declares one `SERVICE`: its name, its settings (ports), where it
-listens, its address and health check, its banner line, its one-shot preparation and the
-processes the supervisor runs. `make up`, the port check, the hub's home page and its
+listens, its address and health check (and which of its answers means "up, but waiting
+for a step of yours"), its banner line, its one-shot preparation and the processes the
+supervisor runs. `make up`, the port check, the hub's home page and its
 health handler loop over `REGISTRY`; nothing else names a service.
 
 Adding a service: write `services/<name>.py` with a `SERVICE` (see mlflow.py, the
@@ -49,6 +50,29 @@ class Platform:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """An answer of a service's health check that means "up, and waiting for a step of
+    yours", not "broken" (serving before any champion model exists). The home page says
+    what is missing in yellow, and links to the page where that step is taken when the
+    service it is taken in runs."""
+
+    status: int  # the HTTP (error) status of that answer
+    detail: str  # and its JSON "detail" (FastAPI's HTTPException), exactly
+    says: str  # what is missing and what to do, as the home page says it
+    step_service: str | None = None  # the service the step is taken in, by name
+    step_path: str = ""  # the step's page, under that service's page
+    step_text: str = ""  # the text of the link to it
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """How the hub checks a service for its home page: the URL, and its waiting answer."""
+
+    url: str
+    waiting: Waiting | None = None
+
+
+@dataclass(frozen=True)
 class PlatformService:
     name: str  # as MLOPS_IDE_SERVICES lists it
     title: str  # as people read it: on the home page and in the banner
@@ -61,6 +85,7 @@ class PlatformService:
     link: str = "/"  # the page the home page and the banner link to, under `url`
     page: Callable[[Settings], str] | None = None  # that page for browsers, if not `url` + `link`
     health: str | None = None  # the path that answers 200 when it is healthy
+    waiting: Waiting | None = None  # what that path answers while it is up but waiting
     banner: str | Callable[[Settings], str] = ""  # after the address in `make up`'s banner
     prepare: Callable[[Platform], Iterable[str]] | None = None  # one-shot steps, each said first
     client_env: Callable[[Settings], dict[str, str]] = field(default=lambda settings: {})
@@ -174,15 +199,43 @@ def client_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def linked(settings: Settings) -> list[PlatformService]:
+    """The running services the hub's home page links, with their health."""
+    return [s for s in running(settings) if s.url is not None and s.health is not None]
+
+
+def browser_page(service: PlatformService, settings: Settings) -> str:
+    """The page of a linked service that the home page opens."""
+    return service.page(settings) if service.page else service.url(settings) + service.link
+
+
 def links(settings: Settings) -> dict[str, tuple[str, str]]:
     """For the hub's home page: each linked service's page and health check, by title."""
     return {
+        service.title: (browser_page(service, settings), service.url(settings) + service.health)
+        for service in linked(settings)
+    }
+
+
+def health_checks(settings: Settings) -> dict[str, HealthCheck]:
+    """For the hub's health handler: how to check each linked service, by title."""
+    return {
+        service.title: HealthCheck(service.url(settings) + service.health, service.waiting)
+        for service in linked(settings)
+    }
+
+
+def waiting_steps(settings: Settings) -> dict[str, tuple[str, str]]:
+    """For the hub's home page: the page where the step a service may wait for is taken,
+    and the link's text, by title; only when the service of that page runs."""
+    pages = {service.name: browser_page(service, settings) for service in linked(settings)}
+    return {
         service.title: (
-            service.page(settings) if service.page else service.url(settings) + service.link,
-            service.url(settings) + service.health,
+            pages[service.waiting.step_service] + service.waiting.step_path,
+            service.waiting.step_text,
         )
-        for service in running(settings)
-        if service.url is not None and service.health is not None
+        for service in linked(settings)
+        if service.waiting is not None and service.waiting.step_service in pages
     }
 
 

@@ -13,10 +13,12 @@ are in `airflow-auth/`, which root writes and that account only reads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,7 +169,7 @@ def environment(platform: Platform) -> dict[str, str]:
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",  # the default 32 starts 32 idle workers on 2 cores
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",  # pushed means meant to run
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{database(settings)}",
             "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:admin" for u in users(settings)),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(write_passwords(platform)),
@@ -212,10 +214,58 @@ def dag_settings(platform: Platform) -> dict[str, str]:
     }
 
 
+def database(settings: Settings) -> Path:
+    return settings.home / "airflow" / "airflow.db"
+
+
+def migrated_file(settings: Settings) -> Path:
+    """What the last `airflow db migrate` left: which Airflow ran it (its virtualenv, named
+    by a hash of what built it) and the database's revision after it. The platform's own
+    file, not in the folder the pipeline's account writes."""
+    return settings.home / "airflow-migrated.json"
+
+
+def database_revision(path: Path) -> str | None:
+    """The database's Alembic revision, read only; None without a database or a revision."""
+    if not path.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:  # no such table, a journal to roll back first, not a database
+        return None
+    return row[0] if row else None
+
+
+def migrated(platform: Platform) -> dict[str, str | None]:
+    return {
+        "airflow": str(platform.tools.airflow_python),
+        "revision": database_revision(database(platform.settings)),
+    }
+
+
+def database_step(platform: Platform) -> str | None:
+    """What the database step is about to do, None when there is nothing to do: this Airflow
+    migrated the database last and it is still at the revision that left (a migration would
+    change nothing, and cost seconds at every start)."""
+    if not database(platform.settings).exists():
+        return "Airflow database (first start: about 20 s)"
+    try:
+        if json.loads(migrated_file(platform.settings).read_text()) == migrated(platform):
+            return None
+    except (OSError, ValueError):  # never migrated by the platform, or by an earlier version
+        pass
+    return "Airflow database (migrating it to this Airflow)"
+
+
 def prepare(platform: Platform) -> Iterator[str]:
-    """The dataset the DAGs train on, Airflow's database; each line is said before its step."""
+    """The dataset the DAGs train on, Airflow's database when it is new or another Airflow
+    migrated it; each line is said before its step."""
     yield from serving.seed_dataset(platform)
-    yield "Airflow database (first start: about 20 s)"
+    step = database_step(platform)
+    if step is None:
+        return
+    yield step
     log = platform.settings.home / "logs" / "airflow-db-migrate.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
@@ -228,6 +278,10 @@ def prepare(platform: Platform) -> Iterator[str]:
             check=True,
             **as_account(platform.account(os_accounts.PIPELINE)),
         )
+    record = migrated_file(platform.settings)
+    partial = record.with_name(f".{record.name}.new")
+    partial.write_text(json.dumps(migrated(platform)) + "\n")
+    partial.replace(record)
 
 
 def processes(platform: Platform) -> list[Service]:

@@ -21,6 +21,7 @@ def processes(platform: Platform) -> list[Service]:
     argv = [str(platform.tools.app_python), "-m", "streamlit", "run", str(app)]
     argv += ["--server.address", "127.0.0.1", "--server.port", str(settings.app_port)]
     argv += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    argv += ["--client.toolbarMode", "viewer"]  # no Deploy, Rerun or Clear cache: people use it
     ready = f"{url(settings)}/_stcore/health"
     env = {"SKIN_CANCER_API_URL": serving.url(settings)}
     return [process(platform, "App", argv, ready, env=env, account=os_accounts.PIPELINE)]

@@ -27,6 +27,10 @@ PREFIX = f"/services/{NAME}/"
 SCOPE = f"access:services!service={NAME}"
 PIPELINE_SERVICE = "pipeline"  # the hub service whose token Airflow's tasks and serving use
 PORT = port_setting("MLOPS_IDE_MLFLOW_PORT", "mlflow_port", "MLflow (its login gate)", 5000)
+# MLflow's UI opens in its GenAI mode unless the page asks for the classic one: no server
+# flag or variable sets the default (it is fixed in its JavaScript), but the `workflowType`
+# of the page's query overrides it. So the home page and the banner link the experiments so.
+CLASSIC_PAGE = "#/experiments?workflowType=machine_learning"
 
 
 def url(settings: Settings) -> str:
@@ -77,6 +81,10 @@ def server_process(
         {
             "PATH": f"{mlflow.parent}:{env.get('PATH', '/usr/bin:/bin')}",
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            # Its assistant (an agent with a shell on this machine) answers requests from a
+            # loopback address only, whatever the environment says; the platform's MLflow
+            # hears only its gate, over a Unix socket: no such address, so none.
+            "MLFLOW_ENABLE_REMOTE_ASSISTANT": "false",
         }
     )
     argv = [
@@ -137,7 +145,7 @@ SERVICE = PlatformService(
     processes=processes,
     ports=lambda settings: [Port("127.0.0.1", settings.mlflow_port, PORT.name, "MLflow's login gate")],
     url=url,
-    page=lambda settings: PREFIX,
+    page=lambda settings: PREFIX + CLASSIC_PAGE,
     health="/health",
     banner="(your hub login)",
     prepare=prepare,

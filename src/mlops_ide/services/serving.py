@@ -8,11 +8,23 @@ import os
 import subprocess
 
 from mlops_ide import local_state, os_accounts, services
-from mlops_ide.services import Platform, PlatformService, Port, mlflow, port_setting, process
+from mlops_ide.services import Platform, PlatformService, Port, Waiting, mlflow, port_setting, process
 from mlops_ide.settings import Settings
 from mlops_ide.supervisor import Service, as_account
 
 PORT = port_setting("MLOPS_IDE_SERVING_PORT", "serving_port", "the model-serving API", 8500)
+WORKFLOW_DAG = "cnn_skin_cancer_workflow"  # trains the models and names the champion (dags/)
+NO_CHAMPION = Waiting(
+    status=503,
+    detail="no champion model loaded",  # what skin_cancer/serving.py's GET /health answers then
+    says=f"no champion model yet: run {WORKFLOW_DAG}",
+    step_service="airflow",
+    step_path=f"dags/{WORKFLOW_DAG}",  # its page in Airflow's UI, with the Trigger button
+    step_text=(
+        f"open {WORKFLOW_DAG} in Airflow and press Trigger (then Trigger in its dialog): "
+        "it trains the models and serves the best"
+    ),
+)
 
 
 def url(settings: Settings) -> str:
@@ -69,6 +81,7 @@ SERVICE = PlatformService(
     url=url,
     link="/docs",
     health="/health",
+    waiting=NO_CHAMPION,
     banner="(the champion model's API)",
     prepare=seed_dataset,
 )
