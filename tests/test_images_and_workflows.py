@@ -73,7 +73,8 @@ def test_image_installs_the_requirements_the_local_platform_uses(dockerfile: Pat
     for name in installed:
         assert (ROOT / name).is_file()
         assert f'"$here/{name}"' in INSTALL_SCRIPT, f"{name} is not what a local virtualenv is made from"
-        assert "pytest" not in (ROOT / name).read_text(), f"{name} carries test tools into the image"
+        if dockerfile.parent.name != "singleuser":  # where data scientists run the pipeline's tests
+            assert "pytest" not in (ROOT / name).read_text(), f"{name} carries test tools into the image"
 
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml")) + sorted(

@@ -14,7 +14,7 @@ import yaml
 
 from tests.local_platform import ROOT
 
-SCANNED = ("deploy", "images", ".github", "src", "startup", "dags")
+SCANNED = ("deploy", "images", ".github", "src", "startup", "dags", "pipeline-repo")
 
 
 @pytest.fixture(scope="module")
