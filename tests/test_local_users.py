@@ -173,3 +173,44 @@ def test_the_banner_says_who_logs_in_how_and_how_to_add_people() -> None:
     assert any("add people: `make users ARGS='add NAME'`" in line for line in native)
     assert "   log in with any username and the password: pw-1" in shared
     assert not any("add people" in line for line in shared)
+
+
+def test_the_spawner_returns_once_the_server_listens_not_before(tmp_path) -> None:
+    """The hub's first check then finds the server up, instead of polling with a backoff."""
+    import asyncio
+    import socket
+    import subprocess
+    import sys
+    import time
+    from types import SimpleNamespace
+
+    from mlops_ide.local_hub import LocalVSCodeSpawner
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    late = (
+        "import socket, time; time.sleep(0.6); s = socket.socket(); "
+        f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(30)"
+    )
+    server = subprocess.Popen([sys.executable, "-c", late])
+    try:
+        started = time.monotonic()
+        asyncio.run(
+            LocalVSCodeSpawner.until_listening(
+                SimpleNamespace(start_timeout=10, proc=server), "127.0.0.1", port
+            )
+        )
+        waited = time.monotonic() - started
+        assert 0.5 < waited < 2 and server.poll() is None
+    finally:
+        server.kill()
+        server.wait()
+
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    dead.wait()
+    started = time.monotonic()
+    asyncio.run(
+        LocalVSCodeSpawner.until_listening(SimpleNamespace(start_timeout=10, proc=dead), "127.0.0.1", port)
+    )
+    assert time.monotonic() - started < 0.5  # a server that died is not waited for

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from tests.airflow_api import AirflowAPI
+from tests.browser_tools import log_in
 from tests.local_platform import Platform, wait_for
 
 MODEL = "skin_cancer_cnn"
@@ -34,6 +35,27 @@ def workflow_run(airflow: AirflowAPI) -> dict:
     return airflow.wait_for_run(
         "cnn_skin_cancer_workflow", airflow.trigger("cnn_skin_cancer_workflow"), timeout=420
     )
+
+
+@pytest.mark.browser
+def test_before_a_champion_the_home_page_says_serving_waits_for_the_workflow(
+    browser, platform: Platform
+) -> None:
+    """Before the first workflow run (module order: this runs first), serving is up with no
+    model: the home page says what it waits for and where to start it, not an error code."""
+    health = platform.login("alice").get(f"{platform.url}/hub/platform/health", timeout=30).json()
+    assert health["Serving"] == "waiting: no champion model yet: run cnn_skin_cancer_workflow"
+
+    page = browser.new_page()
+    log_in(page, platform, "alice")
+    page.goto(f"{platform.url}/hub/home")
+    row = page.locator("tr.platform-tool", has_text="Serving")
+    row.locator(".tool-health.text-bg-warning").wait_for(timeout=30_000)
+    step = row.locator(".tool-waiting-step")
+    assert step.is_visible()
+    assert step.get_attribute("href").endswith("/services/airflow/dags/cnn_skin_cancer_workflow")
+    assert page.locator("#first-steps", has_text="mlops-ide dag check").is_visible()
+    page.close()
 
 
 def test_the_workflow_dag_succeeds(workflow_run: dict) -> None:

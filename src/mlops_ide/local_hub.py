@@ -4,6 +4,7 @@ process tree (code-server and its helpers included) ends when they stop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from hmac import compare_digest
 from pathlib import Path
@@ -96,7 +97,27 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
             await asyncio.get_running_loop().run_in_executor(
                 None, os_accounts.ensure_account, self.user.name, Path(self.home_dir)
             )
-        return await super().start()
+        ip, port = await super().start()
+        await self.until_listening(ip, port)
+        return ip, port
+
+    async def until_listening(self, ip: str, port: int, step: float = 0.05) -> None:
+        """Return once the server accepts connections (or its process ended, or start_timeout
+        passed): the hub's first check then finds it up. Left to the hub, it polls with a
+        backoff that doubles to seconds, and a login waits that long after the server is up."""
+        deadline = asyncio.get_running_loop().time() + self.start_timeout
+        while asyncio.get_running_loop().time() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                return  # it died: the hub's own check says so
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(ip or "127.0.0.1", port), 1)
+            except (TimeoutError, OSError):
+                await asyncio.sleep(step)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
 
     def make_preexec_fn(self, name: str):
         if self.os_accounts:

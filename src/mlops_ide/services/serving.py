@@ -48,9 +48,10 @@ def seed_dataset(platform: Platform) -> list[str]:
                 str(settings.dataset),
             ],
             env={**services.account_environ(account), "PYTHONPATH": str(local_state.code_lib(settings))},
-            cwd=local_state.ensure_folder(settings.dataset.parent),
+            cwd=local_state.ensure_folder(settings.dataset.parent, 0o755),
             check=True,
             capture_output=True,
+            umask=0o022,  # readable by the data scientists (local_state.READ_BY_USERS), not under 077
             **as_account(account),
         )
         how = "seeded with synthetic images"
