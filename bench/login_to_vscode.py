@@ -58,7 +58,7 @@ def browser_login_to_explorer(context, platform: Platform, user: str) -> tuple[f
     started = time.perf_counter()
     log_in(page, platform, user)
     page.wait_for_selector(".monaco-workbench", timeout=120_000)
-    assert "startup" in explorer_entries(page)
+    assert "dags" in explorer_entries(page)
     return time.perf_counter() - started, page
 
 

@@ -41,7 +41,7 @@ def test_login_shows_the_workbench_with_the_repository_in_the_explorer(
 
     clone = platform.home / "homes" / "carol" / "pipelines"
     top_level = set(git(clone, "ls-tree", "--name-only", "HEAD").splitlines())
-    assert "startup" in entries and set(entries) <= top_level, entries
+    assert "dags" in entries and set(entries) <= top_level, entries  # the pipeline repository
     # Trusted, quiet and offline: no editor open (no welcome page), no trust dialog, no chat.
     assert page.locator(".tabs-container .tab").count() == 0
     assert page.get_by_text("Do you trust the authors").count() == 0

@@ -120,3 +120,16 @@ def test_the_home_page_reports_every_service_healthy(platform: Platform, workflo
     health = platform.login("alice").get(f"{platform.url}/hub/platform/health", timeout=30).json()
 
     assert health == {"Airflow": "healthy", "MLflow": "healthy", "Serving": "healthy", "App": "healthy"}
+
+
+@pytest.mark.browser
+def test_after_the_workflow_the_home_page_shows_serving_healthy(
+    browser, platform: Platform, workflow_run: dict
+) -> None:
+    page = browser.new_page()
+    log_in(page, platform, "alice")
+    page.goto(f"{platform.url}/hub/home")
+    row = page.locator("tr.platform-tool", has_text="Serving")
+    row.locator(".tool-health.text-bg-success", has_text="healthy").wait_for(timeout=30_000)
+    assert not row.locator(".tool-waiting-step").is_visible()  # the step it waited for is done
+    page.close()

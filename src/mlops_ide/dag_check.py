@@ -47,6 +47,8 @@ def block_database() -> None:
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{nowhere}"
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="dag-check-"))
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    # the whole traceback (Airflow keeps 2 frames): the DAG file's own line is in it
+    os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_ERROR_TRACEBACK_DEPTH"] = "100"
 
 
 def ignored(dags_dir: Path) -> list[str]:

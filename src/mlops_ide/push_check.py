@@ -304,8 +304,6 @@ def main(argv: list[str] | None = None) -> int:
     dag_check.block_database()
     os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"] = FILE_IMPORT_SECONDS
     os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"  # the push log: a line per check and per push
-    # the whole traceback (Airflow keeps 2 frames): the DAG file's own line is in it
-    os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_ERROR_TRACEBACK_DEPTH"] = "100"
     import airflow.sdk  # noqa: F401 - paid once, not at each push
     from airflow.dag_processing.dagbag import DagBag  # noqa: F401
 
