@@ -113,6 +113,10 @@ cs="$tools/code-server-$CODE_SERVER_VERSION"
 # yes=false (which cancels node-pty's `npx node-gyp`) and points nodedir at Node 20.
 PATH="$node24_home/bin:$PATH" npm_install "$cs" "code-server@$CODE_SERVER_VERSION" \
   --unsafe-perm=true --yes=true --nodedir="$node24_home"
+# Our built-in extension: VS Code's own notion of the user's activity, for idle culling
+# (startup/vscode_activity; images/singleuser installs it the same way). Copied each run.
+builtin="$cs/node_modules/code-server/lib/vscode/extensions/mlops-ide-activity"
+rm -rf "$builtin" && cp -r "$here/startup/vscode_activity" "$builtin" && chmod -R a+rX "$builtin"
 
 progress "Airflow 3 and MLflow virtualenv (first time: a few minutes)"
 make_venv airflow "$here/requirements/airflow.txt"

@@ -85,7 +85,7 @@ def test_kubernetes_mode_has_no_default_admin(tmp_path: Path) -> None:
         ({"JUPYTERHUB_CRYPT_KEY": "short"}, "JUPYTERHUB_CRYPT_KEY is not a 32-byte key"),
         ({"CONFIGPROXY_AUTH_TOKEN": None}, "CONFIGPROXY_AUTH_TOKEN is not set"),
         ({"MLOPS_IDE_STORAGE_SIZE": "10GB"}, "MLOPS_IDE_STORAGE_SIZE='10GB' is not a size"),
-        ({"MLOPS_IDE_IDLE_TIMEOUT": "60"}, "300 or more"),
+        ({"MLOPS_IDE_IDLE_TIMEOUT": "59"}, "60 or more"),
         ({"MLOPS_IDE_PROXY_API_URL": "proxy-api:8001"}, "MLOPS_IDE_PROXY_API_URL='proxy-api:8001'"),
         ({"MLOPS_IDE_HUB_PORT": "80a"}, "MLOPS_IDE_HUB_PORT='80a' is not a port"),
         ({"MLOPS_IDE_GITHUB_WEBHOOK_SECRET": "short"}, "shorter than 16 characters"),
@@ -164,7 +164,7 @@ def test_hub_config_in_kubernetes_mode(tmp_path: Path, monkeypatch: pytest.Monke
     assert c.JupyterHub.cleanup_servers is False
     assert c.KubeSpawner.image == IMAGE
     culler, gate, pipeline = c.JupyterHub.services
-    assert culler["command"][1:] == ["-m", "jupyterhub_idle_culler", "--timeout=1800"]
+    assert culler["command"][1:] == ["-m", "jupyterhub_idle_culler", "--timeout=1800", "--cull-every=300"]
     assert {"delete:servers", "read:users:activity"} <= set(c.JupyterHub.load_roles[0]["scopes"])
     # MLflow's gate in the hub's pod, in front of the MLflow Service; the pipeline's identity
     assert gate["name"] == "mlflow" and gate["url"] == "http://hub:8091" and gate["oauth_no_confirm"]

@@ -22,6 +22,7 @@ from kubespawner.objects import make_owner_reference
 from traitlets import default
 
 from mlops_ide import service_tokens
+from mlops_ide.idle_culling import activity_interval
 from mlops_ide.push_webhook import settings_rows as push_webhook_settings
 from mlops_ide.services import airflow as airflow_names
 from mlops_ide.services import mlflow
@@ -103,6 +104,7 @@ def spawner_traits(settings: Settings) -> dict[str, Any]:
             "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
             "MLOPS_IDE_SYNC_TIMEOUT": str(settings.sync_timeout),
             "MLOPS_IDE_VSCODE_GALLERY": settings.vscode_gallery,
+            "JUPYTERHUB_ACTIVITY_INTERVAL": str(activity_interval(settings)),  # for the idle culler
         },
         "start_timeout": 600,  # the first pull of the image on a new node takes minutes
         "http_timeout": 120,
@@ -136,23 +138,6 @@ def github_scopes(repo_scope: str) -> list[str]:
     if repo_scope == "none":
         return []
     return ["read:org", repo_scope]
-
-
-def idle_culler(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """jupyterhub-idle-culler as a hub service, and the role it needs ([] when turned off)."""
-    timeout = settings.idle_timeout
-    if timeout == 0:
-        return [], []
-    service = {
-        "name": "idle-culler",
-        "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={timeout}"],
-    }
-    role = {
-        "name": "idle-culler",
-        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-        "services": ["idle-culler"],
-    }
-    return [service], [role]
 
 
 def mlflow_gate_url(settings: Settings) -> str:

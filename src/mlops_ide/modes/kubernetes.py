@@ -57,7 +57,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 
 def configure(c: Any, settings: Settings) -> None:
     """The hub's configuration for Kubernetes, one block per concern."""
-    from mlops_ide import kubernetes_hub
+    from mlops_ide import idle_culling, kubernetes_hub
 
     settings.home.mkdir(parents=True, exist_ok=True)  # the hub's volume: database, cookie secret
 
@@ -74,6 +74,7 @@ def configure(c: Any, settings: Settings) -> None:
         c.JupyterHub.cookie_host_prefix_enabled = True
 
     # -- proxy: configurable-http-proxy in its own Deployment (CONFIGPROXY_AUTH_TOKEN shared) -----
+    c.JupyterHub.proxy_class = idle_culling.ProxyWithoutActivity  # its activity: every frame
     c.ConfigurableHTTPProxy.should_start = False
     c.ConfigurableHTTPProxy.api_url = settings.proxy_api_url
 
@@ -88,7 +89,8 @@ def configure(c: Any, settings: Settings) -> None:
         setattr(c.KubeSpawner, name, value)
 
     # -- idle culling: stop servers nobody used for MLOPS_IDE_IDLE_TIMEOUT seconds ----------------
-    services, roles = kubernetes_hub.idle_culler(settings)
+    # (what counts: the server's report, startup/server_activity.py; VS Code's traffic does not)
+    services, roles = idle_culling.idle_culler(settings)
 
     # -- MLflow behind the hub: its gate in this pod, the pipeline's identity, who may use it -----
     gate_services, gate_roles = kubernetes_hub.mlflow_gate(settings)

@@ -77,6 +77,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 
 def configure(c: Any, settings: Settings) -> None:
     """The hub's configuration for local mode, one block per concern."""
+    from mlops_ide import idle_culling
     from mlops_ide.local_hub import PlatformHealthHandler
 
     tools = local_state.Tools.load()
@@ -95,6 +96,7 @@ def configure(c: Any, settings: Settings) -> None:
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 
     # -- proxy: configurable-http-proxy from npm, started and stopped by the hub ------------------
+    c.JupyterHub.proxy_class = idle_culling.ProxyWithoutActivity  # its activity: every frame
     c.ConfigurableHTTPProxy.command = [str(tools.chp)]
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "jupyterhub-proxy.pid")
@@ -141,14 +143,17 @@ def configure(c: Any, settings: Settings) -> None:
         # the pipeline's Python: `python` on PATH (its bin above), VS Code's, the kernel's
         "MLOPS_IDE_USER_PYTHON": str(tools.pipeline_python),
         "JUPYTER_PATH": str(local_state.kernels_folder(settings)),
+        # what counts as activity (startup/server_activity.py), reported every minute
+        "JUPYTER_CONFIG_PATH": str(local_state.code_lib(settings) / "startup" / "jupyter_config"),
+        "JUPYTERHUB_ACTIVITY_INTERVAL": str(idle_culling.activity_interval(settings)),
         **local_state.git_credentials(settings),  # a token for a private MLOPS_IDE_REPO_URL
         **services.client_env(settings),  # MLFLOW_TRACKING_URI, when MLflow runs
     }
 
     # -- services behind the hub's login, and what users may reach -----------------------------------
-    hub_services: list[dict] = []
+    # -- idle culling: stop servers nobody used for MLOPS_IDE_IDLE_TIMEOUT seconds (homes stay) -----
+    hub_services, roles = idle_culling.idle_culler(settings)
     user_scopes = ["self"]
-    roles: list[dict] = []
     if settings.repo_url is None:  # the platform's own remote: users push with their hub token
         hub_services.append(
             {"name": git.NAME, "url": f"http://127.0.0.1:{settings.git_port}", "display": False}

@@ -323,10 +323,10 @@ KUBERNETES = (
     Setting(
         "MLOPS_IDE_IDLE_TIMEOUT",
         "idle_timeout",
-        "seconds without activity before a server is stopped (`0`: never); volumes stay",
+        "seconds without activity before a server is stopped (`0`: never); homes and volumes "
+        "stay. An open VS Code tab is not activity; typing, a terminal command or a debug session is",
         default="3600",
         parse=p.idle_timeout,
-        modes=K8S,
     ),
     Setting(
         "MLOPS_IDE_HUB_CONNECT_URL",

@@ -204,8 +204,8 @@ def image(raw: str) -> str:
 
 
 def idle_timeout(raw: str) -> int:
-    if not raw.isdigit() or 0 < int(raw) < 300:
-        raise Invalid("is not a timeout: set seconds, 300 or more (or 0 to never stop idle servers).")
+    if not raw.isdigit() or 0 < int(raw) < 60:
+        raise Invalid("is not a timeout: set seconds, 60 or more (or 0 to never stop idle servers).")
     return int(raw)
 
 

@@ -1,0 +1,136 @@
+"""Idle culling that understands VS Code: an open VS Code tab nobody touches is idle, a
+command running in its terminal is not. The pieces alone, then the real platform with a
+one-minute timeout and two users in headless Chromium."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from mlops_ide.idle_culling import ProxyWithoutActivity
+from startup import server_activity
+from tests.browser_tools import ARTIFACTS, log_in
+from tests.local_platform import Platform, wait_for
+
+
+def test_the_proxys_activity_is_left_out_of_what_the_hub_reads() -> None:
+    route = ProxyWithoutActivity._reformat_routespec(
+        ProxyWithoutActivity.__new__(ProxyWithoutActivity),
+        "/user/alice/",
+        {"target": "http://127.0.0.1:1", "jupyterhub": True, "user": "alice", "last_activity": "2026-11-30"},
+    )
+
+    assert route == {"routespec": "/user/alice/", "target": "http://127.0.0.1:1", "data": {"user": "alice"}}
+
+
+def process_tree(shell_command: str) -> subprocess.Popen:
+    """A stand-in for code-server's pty host (named as VS Code names it) with one shell."""
+    host = (
+        "import subprocess, sys, time\n"
+        f"shell = subprocess.Popen(['sh', '-c', {shell_command!r}])\n"
+        "time.sleep(60)\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", host, "--type=ptyHost"])
+
+
+@pytest.mark.parametrize(("command", "busy"), [("sleep 60", True), ("exec sleep 60", False)])
+def test_a_command_running_in_a_terminal_is_activity_a_shell_at_its_prompt_is_not(
+    command: str, busy: bool
+) -> None:
+    # `sleep 60` in a shell: the shell waits for its child (a command runs);
+    # `exec sleep 60`: the shell itself, with no child (a prompt waiting for input)
+    host = process_tree(command)
+    try:
+        wait_for(lambda: psutil.Process(host.pid).children(), 10, "the shell")
+        time.sleep(0.3)
+        assert server_activity.terminal_command_running(psutil.Process()) is busy
+    finally:
+        for child in psutil.Process(host.pid).children(recursive=True):
+            child.kill()
+        host.kill()
+        host.wait()
+
+
+def test_vscodes_activity_file_is_read_as_its_mtime(tmp_path: Path) -> None:
+    path = server_activity.activity_file(tmp_path)
+    assert server_activity.touched_at(path) is None
+    path.parent.mkdir(parents=True)
+    path.write_text("now\n")
+
+    touched = server_activity.touched_at(path)
+
+    assert touched is not None and abs((datetime.now(UTC) - touched).total_seconds()) < 5
+    assert path == tmp_path / ".local" / "share" / "code-server" / "mlops-ide-activity"
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
+    running = Platform(tmp_path_factory.mktemp("idle") / "state", MLOPS_IDE_IDLE_TIMEOUT="60").start()
+    yield running
+    running.stop()
+
+
+def admin_token(platform: Platform) -> str:
+    admin = platform.login("admin")
+    made = admin.post(
+        f"{platform.url}/hub/api/users/admin/tokens",
+        json={"expires_in": 900, "note": "idle culling test"},
+        headers={"X-XSRFToken": admin.cookies.get("_xsrf", path="/hub/")},
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    return made.json()["token"]
+
+
+def server_running(platform: Platform, token: str, user: str) -> bool:
+    answer = requests.get(
+        f"{platform.url}/hub/api/users/{user}", headers={"Authorization": f"token {token}"}, timeout=30
+    )
+    return bool(answer.json()["servers"])
+
+
+@pytest.mark.browser
+def test_an_untouched_vscode_tab_is_culled_and_a_terminal_command_keeps_its_server(
+    browser, platform: Platform
+) -> None:
+    pages = {}
+    for user in ("alice", "bob"):
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        log_in(page, platform, user)
+        page.wait_for_selector(".monaco-workbench", timeout=90_000)
+        pages[user] = page
+    (platform.home / "homes" / "alice" / "notes.md").write_text("alice's notes")
+    terminal = pages["bob"]
+    terminal.keyboard.press("Control+Backquote")  # View: Toggle Terminal
+    terminal.locator(".xterm-helper-textarea").first.wait_for(timeout=60_000)
+    terminal.wait_for_timeout(2000)  # the shell's prompt
+    terminal.keyboard.type("sleep 600\n")
+    ARTIFACTS.mkdir(exist_ok=True)
+    terminal.screenshot(path=str(ARTIFACTS / "idle-terminal.png"))
+    started = time.monotonic()
+    token = admin_token(platform)
+
+    # alice's tab stays open, untouched: her server goes within the timeout and a few checks
+    wait_for(
+        lambda: not server_running(platform, token, "alice"), 300, "alice's idle server to be culled", step=5
+    )
+    culled_after = time.monotonic() - started
+
+    assert culled_after > 50  # not before a minute of idleness (the tab was opened at the start)
+    assert (platform.home / "homes" / "alice" / "notes.md").read_text() == "alice's notes"
+    assert (platform.home / "homes" / "alice" / "pipelines" / ".git").is_dir()
+    hub_log = (platform.home / "logs" / "jupyterhub.log").read_text()
+    assert "Culling server alice (inactive for" in hub_log
+    # bob typed his command at the start: by now only the command running keeps him
+    time.sleep(max(0, 200 - (time.monotonic() - started)))
+    assert server_running(platform, token, "bob"), "a running terminal command kept bob's server"
+    assert "Culling server bob" not in (platform.home / "logs" / "jupyterhub.log").read_text()
+    for page in pages.values():
+        page.close()
