@@ -123,8 +123,16 @@ make_venv airflow "$here/requirements/airflow.txt"
 airflow_venv=$venv
 
 progress "skin-lesion pipeline virtualenv (Keras 3 on PyTorch CPU, MLflow client, a Jupyter kernel for users)"
-make_venv pipeline "$here/requirements/pipeline.txt" "$here/requirements/pipeline-test.txt" "$here/requirements/pipeline-workspace.txt"
+make_venv pipeline "$here/requirements/pipeline.txt" "$here/requirements/pipeline-test.txt"
 pipeline_venv=$venv
+# What users' servers add to it (a Jupyter kernel on it), installed into it in place: a few
+# seconds, where a new virtualenv would download and install PyTorch again.
+workspace_mark="$pipeline_venv/.workspace-$(hash_of "$here/requirements/pipeline-workspace.txt")"
+if [ ! -f "$workspace_mark" ]; then
+  "$pipeline_venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements/pipeline-workspace.txt" \
+    2> >(grep -v "is ignored: it is neither" >&2)
+  touch "$workspace_mark"
+fi
 
 progress "Streamlit app virtualenv"
 make_venv app "$here/requirements/app.txt" "$here/requirements/app-test.txt"

@@ -91,6 +91,11 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
         config=True,
         help="Give the server a hub token for MLflow's gate (MLFLOW_TRACKING_TOKEN, for MLflow's client).",
     )
+    return_when_listening = Bool(
+        True,
+        config=True,
+        help="Return from start() once the server accepts connections (else as soon as its process exists).",
+    )
 
     async def start(self):
         if self.os_accounts:
@@ -98,7 +103,8 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
                 None, os_accounts.ensure_account, self.user.name, Path(self.home_dir)
             )
         ip, port = await super().start()
-        await self.until_listening(ip, port)
+        if self.return_when_listening:
+            await self.until_listening(ip, port)
         return ip, port
 
     async def until_listening(self, ip: str, port: int, step: float = 0.05) -> None:
