@@ -4,6 +4,7 @@ one-minute timeout and two users in headless Chromium."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -96,6 +97,27 @@ def server_running(platform: Platform, token: str, user: str) -> bool:
     return bool(answer.json()["servers"])
 
 
+def terminal_shell() -> bool:
+    """Whether a shell runs in a VS Code terminal (a child of code-server's pty host)."""
+    for process in psutil.process_iter(["cmdline"]):
+        if server_activity.PTY_HOST in " ".join(process.info["cmdline"] or ()):
+            with contextlib.suppress(psutil.Error):
+                if process.children():
+                    return True
+    return False
+
+
+def sleep_running(within: float = 0) -> bool:
+    """Whether a `sleep 600` runs (bob's command), waiting up to `within` seconds for it."""
+    deadline = time.monotonic() + within
+    while True:
+        if any(p.info["cmdline"] == ["sleep", "600"] for p in psutil.process_iter(["cmdline"])):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
 @pytest.mark.browser
 def test_an_untouched_vscode_tab_is_culled_and_a_terminal_command_keeps_its_server(
     browser, platform: Platform
@@ -109,11 +131,16 @@ def test_an_untouched_vscode_tab_is_culled_and_a_terminal_command_keeps_its_serv
     (platform.home / "homes" / "alice" / "notes.md").write_text("alice's notes")
     terminal = pages["bob"]
     terminal.keyboard.press("Control+Backquote")  # View: Toggle Terminal
-    terminal.locator(".xterm-helper-textarea").first.wait_for(timeout=60_000)
-    terminal.wait_for_timeout(2000)  # the shell's prompt
-    terminal.keyboard.type("sleep 600\n")
+    wait_for(terminal_shell, 60, "the shell of bob's VS Code terminal")
+    terminal.wait_for_timeout(1500)  # its prompt
+    for _ in range(3):  # keys typed while the terminal still starts are lost: type until it runs
+        terminal.locator(".xterm").first.click()
+        terminal.keyboard.type("sleep 600\n")
+        if sleep_running(within=10):
+            break
     ARTIFACTS.mkdir(exist_ok=True)
     terminal.screenshot(path=str(ARTIFACTS / "idle-terminal.png"))
+    assert sleep_running(), "bob's command runs in his VS Code terminal"
     started = time.monotonic()
     token = admin_token(platform)
 
