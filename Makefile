@@ -4,11 +4,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTEST_ARGS ?=
 
-.PHONY: help up test lint bench users
+.PHONY: help up test test-slow lint bench users
 
 help:
 	@echo "make up     install what is missing, then run the platform (Ctrl-C stops it)"
-	@echo "make test   install what is missing, then run the linters and every test"
+	@echo "make test   install what is missing, then run the linters and every test (but the slow ones)"
+	@echo "make test-slow   the tests that wait minutes of real time (idle culling in Chromium)"
 	@echo "make bench  run the benchmarks in bench/ and print their figures"
 	@echo "make users ARGS='add NAME'   accounts: add NAME [--admin] | reset NAME | list | remove NAME"
 
@@ -19,11 +20,15 @@ up:
 test:
 	@bash scripts/install.sh test
 	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m ruff check . && "$$MLOPS_IDE_PYTHON" -m ruff format --check . \
-		&& "$$MLOPS_IDE_PYTHON" -m pytest $(PYTEST_ARGS) \
+		&& "$$MLOPS_IDE_PYTHON" -m pytest -m "not slow" $(PYTEST_ARGS) \
 		&& echo "== the pipeline's tests, in its own virtualenv (Keras, PyTorch)" \
 		&& "$$MLOPS_IDE_PIPELINE_PYTHON" -m pytest tests/pipeline -W ignore::DeprecationWarning $(PYTEST_ARGS) \
 		&& echo "== the app's tests, in its own virtualenv (Streamlit)" \
 		&& "$$MLOPS_IDE_APP_PYTHON" -m pytest tests/app $(PYTEST_ARGS)
+
+test-slow:
+	@bash scripts/install.sh test
+	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m pytest -m slow $(PYTEST_ARGS)
 
 users:
 	@. ./.tools.env && PYTHONPATH="$(CURDIR)/src:$(CURDIR)" exec "$$MLOPS_IDE_PYTHON" -m mlops_ide.users $(ARGS)

@@ -1,6 +1,7 @@
 """Idle culling that understands VS Code: an open VS Code tab nobody touches is idle, a
-command running in its terminal is not. The pieces alone, then the real platform with a
-one-minute timeout and two users in headless Chromium."""
+command running in its terminal is not. The pieces alone (`make test`), then the real
+platform with a one-minute timeout and two users in headless Chromium (`make test-slow`:
+it waits ~3.5 minutes of real time, beyond CI's budget)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,36 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
     running.stop()
 
 
+def test_the_server_reports_vscodes_activity_file_and_the_hub_runs_the_culler(platform: Platform) -> None:
+    """The pieces are wired on the real platform: the server's extension is loaded and reads
+    the file VS Code's extension touches; the hub ignores the proxy's activity; the culler runs."""
+    session = platform.login("alice")
+    platform.open_vscode(session, "alice")
+    token = platform.server_environ("alice")["JUPYTERHUB_API_TOKEN"]
+
+    def server_last_activity() -> datetime:
+        status = requests.get(
+            f"{platform.url}/user/alice/api/status", headers={"Authorization": f"token {token}"}, timeout=30
+        )
+        return datetime.fromisoformat(status.json()["last_activity"].replace("Z", "+00:00"))
+
+    time.sleep(1.5)
+    file = server_activity.activity_file(platform.home / "homes" / "alice")
+    touched = platform.terminal(
+        "alice", "sh", "-c", f"mkdir -p {file.parent} && touch {file}", cwd=file.parents[3]
+    )
+    assert touched.returncode == 0, touched.stderr
+    stamp = server_activity.touched_at(file)
+    assert stamp is not None
+
+    wait_for(
+        lambda: server_last_activity() >= stamp, server_activity.TICK + 10, "the server to count the file"
+    )
+    hub_log = (platform.home / "logs" / "jupyterhub.log").read_text()
+    assert "Using Proxy: mlops_ide.idle_culling.ProxyWithoutActivity" in hub_log
+    assert "--timeout=60" in hub_log and "Starting managed service idle-culler" in hub_log
+
+
 def admin_token(platform: Platform) -> str:
     admin = platform.login("admin")
     made = admin.post(
@@ -118,6 +149,7 @@ def sleep_running(within: float = 0) -> bool:
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # ~3.5 min of real time: `make test-slow`
 @pytest.mark.browser
 def test_an_untouched_vscode_tab_is_culled_and_a_terminal_command_keeps_its_server(
     browser, platform: Platform
