@@ -126,19 +126,24 @@ def named(repo: Path, paths: list[str]) -> list[str]:
     return names
 
 
-def run_checker(dags: Path, names: list[str]) -> int:
-    """dag_check.py --problems on `names` of the folder `dags`; its lines go to stdout."""
-    if not names:
-        return 0
-    argv = [sys.executable, str(CHECKER), str(dags), "--problems", "--only", ",".join(names)]
-    result = subprocess.run(
-        argv,
+def dag_check(dags: Path, *flags: str) -> subprocess.CompletedProcess:
+    """dag_check.py on the folder `dags`, in this (Airflow's) Python, with none of the
+    server's credentials in the environment of the DAG code it imports."""
+    return subprocess.run(
+        [sys.executable, str(CHECKER), str(dags), *flags],
         env=without_credentials(dict(os.environ)),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         cwd=dags,
     )
+
+
+def run_checker(dags: Path, names: list[str]) -> int:
+    """dag_check.py --problems on `names` of the folder `dags`; its lines go to stdout."""
+    if not names:
+        return 0
+    result = dag_check(dags, "--problems", "--only", ",".join(names))
     for line in result.stdout.splitlines():
         # dag_check names the folder; here it is always the repository's dags/
         print(line if not line.startswith(f"{dags.name}/") else f"{DAGS}/{line[len(dags.name) + 1 :]}")
@@ -167,8 +172,7 @@ def pre_push(repo: Path, updates: str) -> int:
         if len(fields) != 4 or fields[1] == NO_COMMIT:
             continue  # a deletion: nothing to check
         local, remote = fields[1], fields[3]
-        known = remote != NO_COMMIT and has_commit(repo, remote)
-        if known:
+        if remote != NO_COMMIT and has_commit(repo, remote):
             changed = git(["diff", "--name-only", "--diff-filter=d", remote, local, "--", DAGS], repo).split()
         else:  # a new branch, or a remote commit this clone has not fetched: all of them
             changed = git(["ls-tree", "--name-only", "-r", local, "--", f"{DAGS}/"], repo).split()
@@ -196,14 +200,7 @@ def pre_push(repo: Path, updates: str) -> int:
 
 def find_dags(dags: Path) -> list[dict]:
     """dag_check.py's report of every file: its DAG ids and whether it loads."""
-    result = subprocess.run(
-        [sys.executable, str(CHECKER), str(dags)],
-        env=without_credentials(dict(os.environ)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=dags,
-    )
+    result = dag_check(dags)
     try:
         return json.loads(result.stdout)["files"]
     except (ValueError, KeyError):
