@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import getpass
 import os
+import secrets
 import socket
 import sys
 import time
@@ -59,6 +60,8 @@ def prepare_state(settings: Settings, tools: local_state.Tools) -> tuple[Platfor
     local_state.lock_down(settings, accounts=bool(accounts))
     password, made = local_state.ensure_password(settings)
     new_admins = users.ensure_admins(settings, password) if settings.auth == "native" else {}
+    if settings.auth == "native":  # the command line removes people through the running hub
+        local_state.ensure_secret(users.service_token_file(settings), lambda: secrets.token_hex(32))
     if settings.repo_url is None:
         remote, how = local_state.ensure_local_remote(settings)
         if accounts:

@@ -20,9 +20,12 @@ import re
 import secrets
 import shutil
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlops_ide import local_state
@@ -137,8 +140,54 @@ def accounts(settings: Settings) -> list[Account]:
         ]
 
 
+# The command line's way into a running hub: a service whose token (root's, in the state
+# folder) may delete users and nothing else.
+SERVICE = "accounts"
+
+
+def service_token_file(settings: Settings) -> Path:
+    return settings.home / "accounts_token"
+
+
+def hub_service(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `accounts` hub service and its role (the hub's configuration reads the token)."""
+    token = local_state.read_secret(service_token_file(settings))
+    return (
+        {"name": SERVICE, "api_token": token, "display": False},
+        {"name": SERVICE, "scopes": ["delete:users"], "services": [SERVICE]},
+    )
+
+
+def delete_in_running_hub(settings: Settings, name: str) -> bool:
+    """Delete `name` through the running hub (it stops their server and forgets them); False
+    when no hub runs. Deleted in the database alone, a running hub kept them in memory under
+    their id, which SQLite then gives to the next new account: that person was logged in as
+    the removed one."""
+    try:
+        token = service_token_file(settings).read_text().strip()
+    except FileNotFoundError:  # the platform never started: no hub remembers anyone
+        return False
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{settings.hub_port}/hub/api/users/{name}",
+        method="DELETE",
+        headers={"Authorization": f"token {token}"},
+    )
+    try:
+        urllib.request.urlopen(request, timeout=120).close()
+    except urllib.error.HTTPError as error:
+        if error.code == 404:  # the hub has never seen them log in
+            return True
+        raise UsersError(
+            f"the running hub refused to delete {name} ({error.code}): retry, or stop the platform "
+            "and run the command again."
+        ) from None
+    except urllib.error.URLError:  # nothing listens: the platform is stopped
+        return False
+    return True
+
+
 def remove(settings: Settings, name: str, delete_home: bool = False) -> None:
-    """The account goes (no more logins); the home stays unless asked."""
+    """The account goes (no more logins, their server stopped); the home stays unless asked."""
     from jupyterhub import orm
     from nativeauthenticator.orm import UserInfo
 
@@ -148,13 +197,13 @@ def remove(settings: Settings, name: str, delete_home: bool = False) -> None:
             f"{name} is in MLOPS_IDE_ADMIN_USERS: take it out there and restart the platform first."
         )
     with hub_database(settings) as db:
-        info = UserInfo.find(db, name)
-        if info is None:
+        if UserInfo.find(db, name) is None:
             raise UsersError(f"{name} has no account.")
-        db.delete(info)
-        user = orm.User.find(db, name)
-        if user is not None:
-            db.delete(user)
+    deleted = delete_in_running_hub(settings, name)
+    with hub_database(settings) as db:  # what the hub did not delete (its authenticator drops the login)
+        for row in (UserInfo.find(db, name), None if deleted else orm.User.find(db, name)):
+            if row is not None:
+                db.delete(row)
     if delete_home:
         shutil.rmtree(settings.homes / name, ignore_errors=True)
 
@@ -209,10 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             remove(settings, args.name, delete_home=args.delete_home)
             kept = "deleted" if args.delete_home else f"kept in {settings.homes / check_name(args.name)}"
-            print(
-                f"{check_name(args.name)} can no longer log in; their home is {kept}. A server of "
-                "theirs that runs now stops when stopped from the admin page or at the next restart."
-            )
+            name = check_name(args.name)
+            print(f"{name} can no longer log in and no server of theirs runs; their home is {kept}.")
     except (UsersError, SettingsError) as problem:
         print(f"mlops-ide users: {problem}", file=sys.stderr)
         return 2

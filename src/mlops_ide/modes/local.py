@@ -170,6 +170,10 @@ def configure(c: Any, settings: Settings) -> None:
     if airflow.NAME in settings.services:  # Airflow's UI through the hub, logged in as yourself
         hub_services.append(airflow.hub_service(settings))
         user_scopes.append(airflow.SCOPE)
+    if settings.auth == "native":  # `make users ARGS='remove NAME'` through the running hub
+        service, role = users.hub_service(settings)
+        hub_services.append(service)
+        roles.append(role)
     c.JupyterHub.services = hub_services
     c.JupyterHub.load_roles = [
         {"name": "user", "description": "Standard user privileges", "scopes": user_scopes},
