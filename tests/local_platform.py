@@ -3,6 +3,8 @@ folder, and an HTTP client that logs in the way a browser does."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import pwd
 import signal
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -232,3 +235,64 @@ class Platform:
                     f"VS Code of {username} not ready: {response.status_code} {response.url}"
                 )
             time.sleep(0.3)
+
+
+def vscode_websocket(platform: Platform, session: requests.Session, username: str) -> int:
+    """Open VS Code's websocket through the proxy and the user's server, as the workbench
+    does (an HTTP upgrade with the user's cookies); the status of the upgrade (101: open)."""
+    query = f"reconnectionToken={uuid.uuid4()}&reconnection=false&skipWebSocketFrames=false"
+    path = f"/user/{username}/vscode/?{query}"
+    cookies = "; ".join(f"{cookie.name}={cookie.value}" for cookie in session.cookies)
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{platform.port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+        f"Sec-WebSocket-Version: 13\r\nOrigin: {platform.url}\r\nCookie: {cookies}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", platform.port), timeout=60) as sock:
+        sock.sendall(request.encode())
+        head = b""
+        while b"\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    status_line = head.split(b"\r\n", 1)[0].split()
+    return int(status_line[1]) if len(status_line) > 1 else 0
+
+
+def log_in_to_vscode(platform: Platform, username: str, started: float | None = None) -> dict[str, float]:
+    """One person's way in, as the browser goes: the login form, the spawn, the wait on
+    the server's progress stream, VS Code's workbench HTML, its websocket. Seconds from
+    ``started`` (now if not given) to each step; raises naming the step that failed."""
+    started = time.perf_counter() if started is None else started
+    timings: dict[str, float] = {}
+    session = platform.login(username)
+    timings["login"] = time.perf_counter() - started
+    session.get(f"{platform.url}/hub/spawn/{username}", timeout=300)
+    xsrf = session.cookies.get("_xsrf", path="/hub/") or session.cookies.get("_xsrf") or ""
+    with session.get(
+        f"{platform.url}/hub/api/users/{username}/server/progress",
+        headers={"X-XSRFToken": xsrf, "Accept": "text/event-stream"},
+        stream=True,
+        timeout=300,
+    ) as progress:
+        if progress.status_code != 200:
+            raise AssertionError(f"{username}: progress stream answered {progress.status_code}")
+        for line in progress.iter_lines():
+            event = json.loads(line[5:]) if line.startswith(b"data:") else {}
+            if event.get("failed"):
+                raise AssertionError(f"{username}: the spawn failed: {event.get('message')}")
+            if event.get("ready"):
+                break
+        else:
+            raise AssertionError(f"{username}: the progress stream ended before the server was ready")
+    timings["ready"] = time.perf_counter() - started
+    response = session.get(f"{platform.url}/user/{username}/vscode/", timeout=120)
+    if response.status_code != 200 or "workbench" not in response.text:
+        raise AssertionError(f"{username}: VS Code answered {response.status_code} at {response.url}")
+    timings["vscode_html"] = time.perf_counter() - started
+    status = vscode_websocket(platform, session, username)
+    if status != 101:
+        raise AssertionError(f"{username}: VS Code's websocket answered {status}, not 101")
+    timings["websocket"] = time.perf_counter() - started
+    return timings

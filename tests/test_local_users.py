@@ -127,6 +127,41 @@ def test_the_command_line_adds_lists_resets_and_removes_while_the_platform_runs(
     assert "grace" not in platform.users("list").stdout
 
 
+def test_a_removed_person_loses_their_session_and_server_and_nobody_inherits_them(
+    platform: Platform,
+) -> None:
+    """Removed while the hub runs: their cookie opens nothing, their server stops, and the
+    next new account (the database hands it the same id) is itself, not them."""
+    platform.add_user("ivan")
+    ivan = platform.login("ivan")
+    platform.open_vscode(ivan, "ivan")
+
+    assert platform.users("remove", "ivan").returncode == 0
+
+    assert ivan.get(f"{platform.url}/hub/api/user", timeout=30).status_code == 403
+    assert ivan.get(f"{platform.url}/user/ivan/vscode/", timeout=30, allow_redirects=False).status_code != 200
+    with pytest.raises(AssertionError, match="has no running server"):
+        platform.server_environ("ivan")
+    platform.add_user("judy")
+    judy = platform.login("judy")
+    assert judy.get(f"{platform.url}/hub/api/user", timeout=30).json()["name"] == "judy"
+
+
+def test_the_command_lines_hub_token_deletes_people_and_does_nothing_else(platform: Platform) -> None:
+    token_file = platform.home / "accounts_token"
+    headers = {"Authorization": f"token {token_file.read_text().strip()}"}
+    hub = f"{platform.url}/hub/api"
+
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert requests.get(f"{hub}/users", headers=headers, timeout=30).status_code == 403
+    assert requests.post(f"{hub}/users/admin/server", headers=headers, timeout=30).status_code == 403
+    assert requests.post(f"{hub}/users/admin/tokens", headers=headers, json={}, timeout=30).status_code == 403
+    assert (
+        requests.get(f"{platform.url}/user/admin/api/contents", headers=headers, timeout=30).status_code
+        != 200
+    )
+
+
 def test_the_command_line_names_what_is_wrong(platform: Platform) -> None:
     platform.add_user("heidi")
 
@@ -146,12 +181,17 @@ def test_the_command_line_names_what_is_wrong(platform: Platform) -> None:
 def test_accounts_made_before_the_first_start_can_log_in(tmp_path: Path) -> None:
     platform = Platform(tmp_path / "state")
     password = platform.add_user("ivan")  # no database yet: the command makes it
+    platform.add_user("kim")
+    assert platform.users("remove", "kim").returncode == 0  # no hub runs: the database alone
     try:
         platform.start()
         assert attempt(platform, "ivan", password) == 302
         assert attempt(platform, "admin", platform.password) == 302
+        assert "kim" not in platform.users("list").stdout
     finally:
         platform.stop()
+    assert platform.users("remove", "ivan").returncode == 0  # the hub stopped: likewise
+    assert "ivan" not in platform.users("list").stdout
 
 
 def test_the_shared_password_is_for_loopback_only() -> None:
@@ -214,3 +254,69 @@ def test_the_spawner_returns_once_the_server_listens_not_before(tmp_path) -> Non
         LocalVSCodeSpawner.until_listening(SimpleNamespace(start_timeout=10, proc=dead), "127.0.0.1", port)
     )
     assert time.monotonic() - started < 0.5  # a server that died is not waited for
+
+
+def test_a_team_logging_in_at_once_each_reaches_vscode_and_its_websocket(platform: Platform) -> None:
+    """Five people at the same moment (a stand-up): every one through the login form, the
+    spawn, VS Code's HTML and its websocket, through the real proxy (bench/many_users.py
+    measures 10, 20, 40)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.local_platform import log_in_to_vscode
+
+    team = [f"member{n}" for n in range(5)]
+    for name in team:
+        platform.add_user(name)
+    with ThreadPoolExecutor(max_workers=len(team)) as pool:
+        arrivals = list(pool.map(lambda name: log_in_to_vscode(platform, name), team))
+
+    assert all(steps["websocket"] >= steps["vscode_html"] >= steps["ready"] for steps in arrivals)
+    admin = platform.login("admin")
+    running = admin.get(f"{platform.url}/hub/api/users", timeout=30).json()
+    assert {user["name"] for user in running if user["servers"].get("", {}).get("ready")} >= set(team)
+    for name in team:  # the next tests of this module do not need five servers
+        admin.delete(
+            f"{platform.url}/hub/api/users/{name}/server",
+            headers={"X-XSRFToken": admin.cookies.get("_xsrf", path="/hub/") or ""},
+            timeout=60,
+        )
+
+
+def test_password_checks_leave_the_hub_answering(tmp_path) -> None:
+    """bcrypt runs off the hub's event loop: while a slow check runs (cost 13, about 0.6 s
+    here), the loop keeps turning. Checked inline it would not turn once."""
+    import asyncio
+
+    import bcrypt
+    from nativeauthenticator.orm import UserInfo
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from mlops_ide.local_hub import LocalNativeAuthenticator
+
+    db = Session(create_engine("sqlite://"))
+    authenticator = LocalNativeAuthenticator(db=db, allowed_failed_logins=5)
+    stored = bcrypt.hashpw(b"right horse battery", bcrypt.gensalt(13))
+    db.add(UserInfo(username="alice", password=stored, is_authorized=True))
+    db.commit()
+
+    async def check_while_ticking(password: str) -> tuple[str | None, int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0)  # the ticker starts before the check
+        who = await authenticator.authenticate(None, {"username": "alice", "password": password})
+        ticker.cancel()
+        return who, ticks
+
+    who, ticks = asyncio.run(check_while_ticking("right horse battery"))
+    assert who == "alice" and ticks >= 20
+    who, ticks = asyncio.run(check_while_ticking("wrong"))
+    assert who is None and ticks >= 20
+    assert authenticator.login_attempts["alice"]["count"] == 1  # the failure counts toward the lockout

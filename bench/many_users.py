@@ -1,0 +1,195 @@
+"""A team arriving at once on the real local platform: N users (default 20) log in at the
+same moment through the proxy, and each reaches VS Code's workbench HTML and opens its
+websocket, as a class or a stand-up does.
+
+    python bench/many_users.py [N ...] [--services all|none]
+
+For each N, on a fresh platform (its state folder new: every home is cloned, as on a
+team's first day; the OS accounts of earlier runs are reused): p50/p95/max of login ->
+server ready, -> VS Code HTML, -> websocket open; failures (must be 0); the hub API's
+latency while it happens (GET /hub/api/user with a token, every 0.2 s); the machine's
+memory the logins added (MemTotal - MemAvailable, peak minus before); the CPU the machine
+spent (all cores, /proc/stat) while the logins ran. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+
+from tests.local_platform import Platform, log_in_to_vscode  # noqa: E402
+
+STEPS = ("ready", "vscode_html", "websocket")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile, nearest rank (p95 of 20 values is the 19th)."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def memory_used_mib() -> float:
+    fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    kib = lambda name: int(fields[name].split()[0])  # noqa: E731
+    return (kib("MemTotal") - kib("MemAvailable")) / 1024
+
+
+def cpu_busy_seconds() -> float:
+    """Seconds of CPU the whole machine spent (all cores), from /proc/stat."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / 100  # USER_HZ
+
+
+class Watch(threading.Thread):
+    """The hub API's latency and the machine's memory, sampled while the logins run."""
+
+    def __init__(self, platform: Platform, token: str):
+        super().__init__(daemon=True)
+        self.platform, self.token = platform, token
+        self.latencies: list[float] = []
+        self.api_errors = 0
+        self.peak_memory = memory_used_mib()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"token {self.token}"
+        while not self.done.is_set():
+            started = time.perf_counter()
+            try:
+                ok = session.get(f"{self.platform.url}/hub/api/user", timeout=30).status_code == 200
+            except requests.RequestException:
+                ok = False
+            self.latencies.append(time.perf_counter() - started)
+            self.api_errors += not ok
+            self.peak_memory = max(self.peak_memory, memory_used_mib())
+            self.done.wait(0.2)
+
+
+def api_token(platform: Platform) -> str:
+    admin = platform.login("admin")
+    response = admin.post(
+        f"{platform.url}/hub/api/users/admin/tokens",
+        json={"note": "many_users benchmark", "expires_in": 3600},
+        headers={"X-XSRFToken": admin.cookies.get("_xsrf", path="/hub/") or ""},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()["token"]
+
+
+def team_arrives(platform: Platform, count: int) -> dict:
+    users = [f"team{n}" for n in range(count)]
+    for user in users:
+        platform.password_of(user)  # the hub accounts exist before the clock starts
+    watch = Watch(platform, api_token(platform))
+    time.sleep(2)  # let the platform settle after the accounts
+    memory_before, cpu_before = memory_used_mib(), cpu_busy_seconds()
+    watch.start()
+    failures: list[str] = []
+    started = time.perf_counter()
+
+    def one(user: str) -> dict[str, float] | None:
+        try:
+            return log_in_to_vscode(platform, user, started)
+        except Exception as error:  # a benchmark counts failures, it does not stop
+            failures.append(f"{user}: {error}")
+            return None
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = [r for r in pool.map(one, users) if r]
+    wall = time.perf_counter() - started
+    cpu = cpu_busy_seconds() - cpu_before
+    watch.done.set()
+    watch.join()
+    return {
+        "users": count,
+        "results": results,
+        "failures": failures,
+        "wall": wall,
+        "cpu": cpu,
+        "memory": watch.peak_memory - memory_before,
+        "api": watch.latencies,
+        "api_errors": watch.api_errors,
+    }
+
+
+def report(run: dict) -> None:
+    print(f"== {run['users']} users at once: {len(run['failures'])} failure(s), all in {run['wall']:.1f} s")
+    for failure in run["failures"]:
+        print(f"   FAILED {failure}")
+    for step in STEPS:
+        values = [r[step] for r in run["results"]]
+        if values:
+            print(
+                f"   login -> {step:12s} p50 {statistics.median(values):5.1f} s  "
+                f"p95 {percentile(values, 95):5.1f} s  max {max(values):5.1f} s"
+            )
+    api = [seconds * 1000 for seconds in run["api"]]
+    print(
+        f"   hub API while it happens: p50 {statistics.median(api):.0f} ms  "
+        f"p95 {percentile(api, 95):.0f} ms  max {max(api):.0f} ms  "
+        f"({len(api)} calls, {run['api_errors']} not 200)"
+    )
+    print(
+        f"   memory the logins added: {run['memory'] / 1024:.2f} GiB "
+        f"({run['memory'] / run['users']:.0f} MiB per user: server and code-server, no tab)"
+    )
+    print(
+        f"   CPU: {run['cpu']:.0f} CPU-s in all ({run['cpu'] / run['users']:.1f} per login), "
+        f"{run['cpu'] / run['wall']:.2f} of {os.cpu_count()} cores busy on average"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("counts", nargs="*", type=int, default=[20])
+    parser.add_argument(
+        "--services", default="none", help="MLOPS_IDE_SERVICES for the platform (all: as make up)"
+    )
+    args = parser.parse_args()
+    summary = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in args.counts:
+            platform = Platform(Path(tmp) / f"state-{count}", MLOPS_IDE_SERVICES=args.services)
+            platform.start(timeout=300)
+            try:
+                run = team_arrives(platform, count)
+            finally:
+                platform.stop(timeout=300)
+            report(run)
+            summary.append(run)
+    if len(summary) > 1:
+        print(
+            "\n| users at once | failures | login -> VS Code HTML p50 / p95 / max | websocket p95 "
+            "| hub API p95 | memory added | CPU-s per login |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for run in summary:
+            html = [r["vscode_html"] for r in run["results"]] or [float("nan")]
+            ws = [r["websocket"] for r in run["results"]] or [float("nan")]
+            api = [s * 1000 for s in run["api"]]
+            print(
+                f"| {run['users']} | {len(run['failures'])} | {statistics.median(html):.1f} / "
+                f"{percentile(html, 95):.1f} / {max(html):.1f} s | {percentile(ws, 95):.1f} s | "
+                f"{percentile(api, 95):.0f} ms | {run['memory'] / 1024:.2f} GiB | "
+                f"{run['cpu'] / run['users']:.1f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
