@@ -16,3 +16,19 @@ c.ServerApp.jpserver_extensions = {"startup.server_activity": True}
 # The entry jupyter-vscode-proxy registers, with its traffic left out of the server's
 # activity; this one, from the configuration, takes /vscode/ first.
 c.ServerProxy.servers = {"vscode": {**setup_vscode(), "update_last_activity": False}}
+
+# What a VS Code user never needs, paid at every server start (bench/many_users.py):
+# - JupyterLab asks yarn for the npm registry when it is imported (`node yarn.js config`:
+#   ~0.3 s of CPU, ~0.5 s of waiting), for its extension manager only; that manager is
+#   read-only here (the environment is root's: nobody installs extensions from JupyterLab).
+#   An empty yarn configuration is what JupyterLab itself uses when Node is missing.
+c.LabApp.extension_manager = "readonly"
+try:
+    import jupyterlab.commands as lab_commands
+except ImportError:  # a server without JupyterLab
+    lab_commands = None
+if lab_commands is not None and hasattr(lab_commands, "_yarn_config"):
+    lab_commands._yarn_config = lambda logger: {"yarn config": {}, "npm config": {}}
+# - jupyter-lsp looks for Node language servers (`npm prefix -g`) at each start; there are
+#   none for JupyterLab here: VS Code brings its own.
+c.LanguageServerManager.autodetect = False
