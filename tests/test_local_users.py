@@ -3,6 +3,8 @@ another or as an admin by choosing a name, lockout, and the command line for ope
 
 from __future__ import annotations
 
+import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -271,6 +273,10 @@ def test_a_team_logging_in_at_once_each_reaches_vscode_and_its_websocket(platfor
         arrivals = list(pool.map(lambda name: log_in_to_vscode(platform, name), team))
 
     assert all(steps["websocket"] >= steps["vscode_html"] >= steps["ready"] for steps in arrivals)
+    # their servers yield the CPU to the hub and the proxy; commits do not wait for the disk
+    assert {niceness(server_pid(platform, name)) for name in team} == {5}
+    with sqlite3.connect(platform.home / "jupyterhub.sqlite") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     admin = platform.login("admin")
     running = admin.get(f"{platform.url}/hub/api/users", timeout=30).json()
     assert {user["name"] for user in running if user["servers"].get("", {}).get("ready")} >= set(team)
@@ -280,6 +286,41 @@ def test_a_team_logging_in_at_once_each_reaches_vscode_and_its_websocket(platfor
             headers={"X-XSRFToken": admin.cookies.get("_xsrf", path="/hub/") or ""},
             timeout=60,
         )
+
+
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def server_pid(platform: Platform, username: str) -> int:
+    """The pid of `username`'s running single-user server."""
+    from mlops_ide.processes import descendants
+
+    for pid in descendants(platform.proc.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if b"jupyterhub-singleuser" in cmdline and f"JUPYTERHUB_USER={username}\0".encode() in environ:
+            return pid
+    raise AssertionError(f"{username} has no running server")
+
+
+def test_the_hubs_sqlite_connections_commit_without_fsync() -> None:
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.engine import Engine
+
+    from mlops_ide.local_hub import commit_without_waiting_for_the_disk, sqlite_pragmas
+
+    commit_without_waiting_for_the_disk()
+    commit_without_waiting_for_the_disk()  # the hub's configuration may load twice: one listener
+    try:
+        with create_engine("sqlite:///" + tempfile.mkdtemp() + "/hub.sqlite").connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    finally:
+        event.remove(Engine, "connect", sqlite_pragmas)
 
 
 def test_password_checks_leave_the_hub_answering(tmp_path) -> None:

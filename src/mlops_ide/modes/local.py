@@ -78,7 +78,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 def configure(c: Any, settings: Settings) -> None:
     """The hub's configuration for local mode, one block per concern."""
     from mlops_ide import idle_culling
-    from mlops_ide.local_hub import PlatformHealthHandler
+    from mlops_ide.local_hub import PlatformHealthHandler, commit_without_waiting_for_the_disk
 
     tools = local_state.Tools.load()
     password = local_state.read_password(settings)
@@ -93,6 +93,7 @@ def configure(c: Any, settings: Settings) -> None:
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = settings.hub_port
     c.JupyterHub.db_url = local_state.hub_db_url(settings)
+    commit_without_waiting_for_the_disk()
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 
     # -- proxy: configurable-http-proxy from npm, started and stopped by the hub ------------------
