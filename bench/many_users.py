@@ -2,14 +2,16 @@
 same moment through the proxy, and each reaches VS Code's workbench HTML and opens its
 websocket, as a class or a stand-up does.
 
-    python bench/many_users.py [N ...] [--services all|none]
+    python bench/many_users.py [N ...] [--services all|none] [--by-process]
 
 For each N, on a fresh platform (its state folder new: every home is cloned, as on a
 team's first day; the OS accounts of earlier runs are reused): p50/p95/max of login ->
 server ready, -> VS Code HTML, -> websocket open; failures (must be 0); the hub API's
 latency while it happens (GET /hub/api/user with a token, every 0.2 s); the machine's
 memory the logins added (MemTotal - MemAvailable, peak minus before); the CPU the machine
-spent (all cores, /proc/stat) while the logins ran. Prints figures; asserts nothing.
+spent (all cores, /proc/stat) while the logins ran. With --by-process, where that CPU
+went: the platform's processes sampled every 0.3 s, grouped by command (a process that
+lives less than that is missed). Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,6 +32,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
+from mlops_ide.processes import descendants  # noqa: E402
 from tests.local_platform import Platform, log_in_to_vscode  # noqa: E402
 
 STEPS = ("login", "ready", "vscode_html", "websocket")
@@ -81,6 +85,45 @@ class Watch(threading.Thread):
             self.done.wait(0.2)
 
 
+class CPUByProcess(threading.Thread):
+    """CPU seconds of the platform's processes while the logins run, by command."""
+
+    def __init__(self, platform: Platform):
+        super().__init__(daemon=True)
+        self.platform = platform
+        self.seen: dict[int, tuple[str, float]] = {}  # pid -> (command, CPU seconds so far)
+        self.sample()
+        self.before = {pid: cpu for pid, (_, cpu) in self.seen.items()}  # only what comes after counts
+        self.done = threading.Event()
+
+    def sample(self) -> None:
+        for pid in descendants(self.platform.proc.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            command = " ".join(Path(a.decode(errors="replace")).name for a in argv[:3] if a)[:60]
+            cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            self.seen[pid] = (command or self.seen.get(pid, ("?", 0))[0], cpu)
+
+    def run(self) -> None:
+        while not self.done.wait(0.3):
+            self.sample()
+
+    def report(self, users: int) -> None:
+        by_command, count = Counter(), Counter()
+        for pid, (command, cpu) in self.seen.items():
+            by_command[command] += cpu - self.before.get(pid, 0)
+            count[command] += 1
+        print(f"   CPU by process (sampled every 0.3 s; per login = / {users}):")
+        for command, seconds in by_command.most_common(8):
+            print(
+                f"     {seconds:6.1f} CPU-s  {seconds / users:4.2f} per login  "
+                f"x{count[command]:<3d} {command}"
+            )
+
+
 def api_token(platform: Platform) -> str:
     admin = platform.login("admin")
     response = admin.post(
@@ -93,7 +136,7 @@ def api_token(platform: Platform) -> str:
     return response.json()["token"]
 
 
-def team_arrives(platform: Platform, count: int) -> dict:
+def team_arrives(platform: Platform, count: int, by_process: bool = False) -> dict:
     users = [f"team{n}" for n in range(count)]
     for user in users:
         platform.password_of(user)  # the hub accounts exist before the clock starts
@@ -101,6 +144,9 @@ def team_arrives(platform: Platform, count: int) -> dict:
     time.sleep(2)  # let the platform settle after the accounts
     memory_before, (cpu_before, steal_before) = memory_used_mib(), cpu_seconds()
     watch.start()
+    processes = CPUByProcess(platform) if by_process else None
+    if processes:
+        processes.start()
     failures: list[str] = []
     started = time.perf_counter()
 
@@ -118,6 +164,9 @@ def team_arrives(platform: Platform, count: int) -> dict:
     cpu, steal = cpu_after - cpu_before, steal_after - steal_before
     watch.done.set()
     watch.join()
+    if processes:
+        processes.done.set()
+        processes.join()
     return {
         "users": count,
         "results": results,
@@ -128,6 +177,7 @@ def team_arrives(platform: Platform, count: int) -> dict:
         "memory": watch.peak_memory - memory_before,
         "api": watch.latencies,
         "api_errors": watch.api_errors,
+        "processes": processes,
     }
 
 
@@ -157,6 +207,8 @@ def report(run: dict) -> None:
         f"{run['cpu'] / run['wall']:.2f} of {os.cpu_count()} cores busy on average; "
         f"{run['steal']:.0f} CPU-s taken by the hypervisor (steal)"
     )
+    if run["processes"]:
+        run["processes"].report(run["users"])
 
 
 def main() -> None:
@@ -165,6 +217,7 @@ def main() -> None:
     parser.add_argument(
         "--services", default="none", help="MLOPS_IDE_SERVICES for the platform (all: as make up)"
     )
+    parser.add_argument("--by-process", action="store_true", help="where the CPU went, by command")
     args = parser.parse_args()
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,7 +225,7 @@ def main() -> None:
             platform = Platform(Path(tmp) / f"state-{count}", MLOPS_IDE_SERVICES=args.services)
             platform.start(timeout=300)
             try:
-                run = team_arrives(platform, count)
+                run = team_arrives(platform, count, args.by_process)
             finally:
                 platform.stop(timeout=300)
             report(run)
