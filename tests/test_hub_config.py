@@ -86,6 +86,22 @@ def test_airflow_is_a_hub_service_the_hub_does_not_wait_for(
     assert "access:services!service=airflow" in user["scopes"]
 
 
+def test_the_command_line_reaches_the_hub_as_a_service_that_may_only_delete_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "password").write_text("prepared-password\n")
+    (state / "accounts_token").write_text("accounts-token\n")
+
+    c = hub_config(monkeypatch, {"MLOPS_IDE_HOME": str(state), "MLOPS_IDE_SERVICES": "none"})
+
+    (accounts,) = (service for service in c.JupyterHub.services if service["name"] == "accounts")
+    assert accounts == {"name": "accounts", "api_token": "accounts-token", "display": False}
+    (role,) = (role for role in c.JupyterHub.load_roles if role["name"] == "accounts")
+    assert role == {"name": "accounts", "scopes": ["delete:users"], "services": ["accounts"]}
+
+
 def test_the_operators_files_come_last_in_name_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     own = tmp_path / "config.d"
     own.mkdir()
