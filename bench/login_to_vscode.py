@@ -106,19 +106,6 @@ def pss_mib(session: int) -> float:
     return total_kib / 1024
 
 
-def server_pid(platform: Platform, user: str) -> int:
-    home = str(platform.home / "homes" / user).encode()
-    for proc in process_table():
-        try:
-            environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
-            cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"jupyterhub-singleuser" in cmdline and b"HOME=" + home + b"\0" in environ:
-            return proc.pid
-    raise RuntimeError(f"no server for {user}")
-
-
 def med(values: list[float]) -> str:
     return f"{statistics.median(values):6.2f} s (min {min(values):.2f}, max {max(values):.2f})"
 
@@ -291,7 +278,7 @@ def main() -> None:
                     seconds, page = browser_login_to_explorer(contexts[user], platform, user)
                     cold_browser.append(seconds)
                     time.sleep(5)  # let the extension host and language servers settle
-                    memory.append(pss_mib(server_pid(platform, user)))
+                    memory.append(pss_mib(platform.server_pid(user)))
                     page.close()
                 warm_browser, warm_fresh_profile = [], []
                 for user in browser_users:

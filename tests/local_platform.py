@@ -190,19 +190,26 @@ class Platform:
         assert response.status_code == 302, f"login of {username} failed: {response.status_code}"
         return session
 
-    def server_environ(self, username: str) -> dict[str, str]:
-        """The environment of `username`'s running server: what a terminal in their VS Code
-        gets (their hub token for the git service included)."""
+    def server_pid(self, username: str) -> int:
+        """The pid of `username`'s running single-user server."""
         for pid in descendants(self.proc.pid):
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                raw = Path(f"/proc/{pid}/environ").read_bytes()
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
             except OSError:
                 continue
-            environ = dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
-            if b"jupyterhub-singleuser" in cmdline and environ.get("JUPYTERHUB_USER") == username:
-                return environ
+            if (
+                b"jupyterhub-singleuser" in cmdline
+                and f"\0JUPYTERHUB_USER={username}\0".encode() in b"\0" + environ
+            ):
+                return pid
         raise AssertionError(f"{username} has no running server")
+
+    def server_environ(self, username: str) -> dict[str, str]:
+        """The environment of `username`'s running server: what a terminal in their VS Code
+        gets (their hub token for the git service included)."""
+        raw = Path(f"/proc/{self.server_pid(username)}/environ").read_bytes()
+        return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
 
     def terminal(self, username: str, *argv: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
         """`argv` as in a terminal of `username`'s VS Code: their server's environment, and

@@ -15,6 +15,16 @@ def snapshot(folder: Path) -> dict[str, float]:
     return {str(p.relative_to(folder)): p.stat().st_mtime for p in folder.rglob("*")}
 
 
+def prepared_state(tmp_path: Path, **secrets: str) -> Path:
+    """A state folder as `make up` leaves it for the hub: its password and `secrets`
+    (relative path -> content)."""
+    state = tmp_path / "state"
+    for path, content in {"password": "prepared-password", **secrets}.items():
+        (state / path).parent.mkdir(parents=True, exist_ok=True)
+        (state / path).write_text(content + "\n")
+    return state
+
+
 def test_local_config_refuses_an_unprepared_state_folder_and_makes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -30,11 +40,7 @@ def test_local_config_refuses_an_unprepared_state_folder_and_makes_nothing(
 def test_local_config_reads_the_prepared_state_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "password").write_text("prepared-password\n")
-    (state / "airflow-auth").mkdir()
-    (state / "airflow-auth" / "mlflow_token").write_text("pipeline-token\n")
+    state = prepared_state(tmp_path, **{"airflow-auth/mlflow_token": "pipeline-token"})
     before = snapshot(state)
 
     c = hub_config(
@@ -68,10 +74,7 @@ def test_airflow_is_a_hub_service_the_hub_does_not_wait_for(
 ) -> None:
     """Airflow's UI through the hub, the hub as its login; Airflow starts after the hub,
     which must not wait its default 30 s for it at every start."""
-    state = tmp_path / "state"
-    (state / "airflow-auth").mkdir(parents=True)
-    (state / "password").write_text("prepared-password\n")
-    (state / "airflow-auth" / "hub_oauth_secret").write_text("client-secret\n")
+    state = prepared_state(tmp_path, **{"airflow-auth/hub_oauth_secret": "client-secret"})
 
     c = hub_config(
         monkeypatch,
@@ -89,10 +92,7 @@ def test_airflow_is_a_hub_service_the_hub_does_not_wait_for(
 def test_the_command_line_reaches_the_hub_as_a_service_that_may_only_delete_users(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "password").write_text("prepared-password\n")
-    (state / "accounts_token").write_text("accounts-token\n")
+    state = prepared_state(tmp_path, accounts_token="accounts-token")
 
     c = hub_config(monkeypatch, {"MLOPS_IDE_HOME": str(state), "MLOPS_IDE_SERVICES": "none"})
 

@@ -274,7 +274,7 @@ def test_a_team_logging_in_at_once_each_reaches_vscode_and_its_websocket(platfor
 
     assert all(steps["websocket"] >= steps["vscode_html"] >= steps["ready"] for steps in arrivals)
     # their servers yield the CPU to the hub and the proxy; commits do not wait for the disk
-    assert {niceness(server_pid(platform, name)) for name in team} == {5}
+    assert {niceness(platform.server_pid(name)) for name in team} == {5}
     with sqlite3.connect(platform.home / "jupyterhub.sqlite") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     admin = platform.login("admin")
@@ -290,21 +290,6 @@ def test_a_team_logging_in_at_once_each_reaches_vscode_and_its_websocket(platfor
 
 def niceness(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
-
-
-def server_pid(platform: Platform, username: str) -> int:
-    """The pid of `username`'s running single-user server."""
-    from mlops_ide.processes import descendants
-
-    for pid in descendants(platform.proc.pid):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        if b"jupyterhub-singleuser" in cmdline and f"JUPYTERHUB_USER={username}\0".encode() in environ:
-            return pid
-    raise AssertionError(f"{username} has no running server")
 
 
 def test_the_hubs_sqlite_connections_commit_without_fsync() -> None:
