@@ -3,16 +3,21 @@ another or as an admin by choosing a name, lockout, and the command line for ope
 
 from __future__ import annotations
 
+import os
+import pwd
 import sqlite3
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import requests
 
+from mlops_ide import users
 from mlops_ide.modes import load
 from mlops_ide.settings import SettingsError
-from tests.local_platform import Platform
+from tests.local_platform import Platform, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +142,15 @@ def test_a_removed_person_loses_their_session_and_server_and_nobody_inherits_the
     platform.add_user("ivan")
     ivan = platform.login("ivan")
     platform.open_vscode(ivan, "ivan")
+    escaped = None
+    if os.geteuid() == 0:  # something ivan left running outside his server's session
+        account = pwd.getpwnam("jupyter-ivan")
+        escaped = subprocess.Popen(["sleep", "300"], user=account.pw_uid, start_new_session=True)
 
     assert platform.users("remove", "ivan").returncode == 0
 
+    if escaped:
+        assert escaped.wait(10) is not None
     assert ivan.get(f"{platform.url}/hub/api/user", timeout=30).status_code == 403
     assert ivan.get(f"{platform.url}/user/ivan/vscode/", timeout=30, allow_redirects=False).status_code != 200
     with pytest.raises(AssertionError, match="has no running server"):
@@ -147,6 +158,21 @@ def test_a_removed_person_loses_their_session_and_server_and_nobody_inherits_the
     platform.add_user("judy")
     judy = platform.login("judy")
     assert judy.get(f"{platform.url}/hub/api/user", timeout=30).json()["name"] == "judy"
+
+
+def test_a_person_removed_while_their_server_starts_is_removed_once_it_has(platform: Platform) -> None:
+    platform.add_user("leo")
+    leo = platform.login("leo")
+    with pytest.raises(requests.ReadTimeout):  # the spawn begins; the hub answers when it is up
+        leo.get(f"{platform.url}/hub/spawn/leo", timeout=0.5)
+
+    removed = platform.users("remove", "leo")
+
+    assert removed.returncode == 0, removed.stderr
+    assert "leo" not in platform.users("list").stdout
+    with pytest.raises(AssertionError, match="has no running server"):
+        platform.server_environ("leo")
+    assert attempt(platform, "leo", platform.passwords["leo"]) == 403
 
 
 def test_the_command_lines_hub_token_deletes_people_and_does_nothing_else(platform: Platform) -> None:
@@ -192,8 +218,34 @@ def test_accounts_made_before_the_first_start_can_log_in(tmp_path: Path) -> None
         assert "kim" not in platform.users("list").stdout
     finally:
         platform.stop()
-    assert platform.users("remove", "ivan").returncode == 0  # the hub stopped: likewise
+    # the hub stopped: another account's program on its port gets no token
+    hub_port = int(platform.env["MLOPS_IDE_PORT"]) + 1
+    squatter = subprocess.Popen(
+        [sys.executable, "-c", SQUATTER, str(hub_port), str(tmp_path / "heard")],
+        user="nobody" if os.geteuid() == 0 else None,
+    )
+    try:
+        wait_for(lambda: users.listener_uid(hub_port) is not None, 10, "the squatter to listen")
+        refused = platform.users("remove", "ivan")
+        if os.geteuid() == 0:
+            assert refused.returncode == 2 and "held by uid" in refused.stderr
+            assert not (tmp_path / "heard").exists()
+    finally:
+        squatter.kill()
+        squatter.wait()
+    assert platform.users("remove", "ivan").returncode == 0  # the database alone
     assert "ivan" not in platform.users("list").stdout
+
+
+SQUATTER = """
+import socket, sys
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", int(sys.argv[1])))
+server.listen()
+connection, _ = server.accept()
+open(sys.argv[2], "wb").write(connection.recv(65536))
+"""
 
 
 def test_the_shared_password_is_for_loopback_only() -> None:
@@ -308,11 +360,8 @@ def test_the_hubs_sqlite_connections_commit_without_fsync() -> None:
         event.remove(Engine, "connect", sqlite_pragmas)
 
 
-def test_password_checks_leave_the_hub_answering(tmp_path) -> None:
-    """bcrypt runs off the hub's event loop: while a slow check runs (cost 13, about 0.6 s
-    here), the loop keeps turning. Checked inline it would not turn once."""
-    import asyncio
-
+def native_authenticator(password: bytes, cost: int):
+    """The hub's authenticator on a database of its own with one account, alice."""
     import bcrypt
     from nativeauthenticator.orm import UserInfo
     from sqlalchemy import create_engine
@@ -322,9 +371,19 @@ def test_password_checks_leave_the_hub_answering(tmp_path) -> None:
 
     db = Session(create_engine("sqlite://"))
     authenticator = LocalNativeAuthenticator(db=db, allowed_failed_logins=5)
-    stored = bcrypt.hashpw(b"right horse battery", bcrypt.gensalt(13))
-    db.add(UserInfo(username="alice", password=stored, is_authorized=True))
+    db.add(
+        UserInfo(username="alice", password=bcrypt.hashpw(password, bcrypt.gensalt(cost)), is_authorized=True)
+    )
     db.commit()
+    return authenticator
+
+
+def test_password_checks_leave_the_hub_answering() -> None:
+    """bcrypt runs off the hub's event loop: while a slow check runs (cost 13, about 0.6 s
+    here), the loop keeps turning. Checked inline it would not turn once."""
+    import asyncio
+
+    authenticator = native_authenticator(b"right horse battery", 13)
 
     async def check_while_ticking(password: str) -> tuple[str | None, int]:
         ticks = 0
@@ -346,3 +405,38 @@ def test_password_checks_leave_the_hub_answering(tmp_path) -> None:
     who, ticks = asyncio.run(check_while_ticking("wrong"))
     assert who is None and ticks >= 20
     assert authenticator.login_attempts["alice"]["count"] == 1  # the failure counts toward the lockout
+
+
+def test_guesses_sent_at_once_cannot_pass_the_lockout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twelve wrong passwords at the same moment: five are checked, the rest refused
+    unchecked, and then the right one too (locked). Counted after the check, all twelve
+    would have been tried."""
+    import asyncio
+
+    from mlops_ide import local_hub
+
+    authenticator = native_authenticator(b"right horse battery", 4)
+    checked = []
+    matches = local_hub.password_matches
+    monkeypatch.setattr(
+        local_hub, "password_matches", lambda given, stored: checked.append(given) or matches(given, stored)
+    )
+
+    async def at_once(passwords: list[str]) -> list[str | None]:
+        return await asyncio.gather(
+            *(authenticator.authenticate(None, {"username": "alice", "password": p}) for p in passwords)
+        )
+
+    assert asyncio.run(at_once([f"guess {n}" for n in range(12)])) == [None] * 12
+    assert len(checked) == 5
+    assert asyncio.run(at_once(["right horse battery"])) == [None]
+
+
+def test_a_password_bcrypt_cannot_take_is_a_failed_login_not_an_error() -> None:
+    import asyncio
+
+    authenticator = native_authenticator(b"right horse battery", 4)
+    too_long = {"username": "alice", "password": "x" * 100}  # bcrypt takes 72 bytes
+
+    assert asyncio.run(authenticator.authenticate(None, too_long)) is None
+    assert authenticator.login_attempts["alice"]["count"] == 1

@@ -79,18 +79,22 @@ class LocalNativeAuthenticator(NativeAuthenticator):
 
     async def authenticate(self, handler, data):
         """NativeAuthenticator's check (authorized, not locked out, the password, a second
-        factor if set up), with bcrypt run off the event loop (it releases the GIL)."""
+        factor if set up), with bcrypt run off the event loop (it releases the GIL). The
+        attempt counts before the check: guesses sent at once cannot pass the lockout while
+        the first ones are being checked; a success clears it."""
         username = self.normalize_username(data["username"])
         user = self.get_user(username)
         if not user or (self.allowed_failed_logins and self.is_blocked(username)):
             return None
+        self.add_login_attempt(username)
         valid = await asyncio.get_running_loop().run_in_executor(
-            self.password_checks, bcrypt.checkpw, data["password"].encode(), user.password
+            self.password_checks, password_matches, data["password"], user.password
         )
+        if self.get_user(username) is not user:  # removed while the check ran
+            return None
         if valid and user.is_authorized and (not user.has_2fa or user.is_valid_token(data.get("2fa"))):
             self.successful_login(username)
             return username
-        self.add_login_attempt(username)
         return None
 
     def get_handlers(self, app) -> list:
@@ -99,6 +103,13 @@ class LocalNativeAuthenticator(NativeAuthenticator):
             for path, handler in super().get_handlers(app)
             if path != r"/login"
         ]
+
+
+def password_matches(password: str, stored: bytes) -> bool:
+    try:
+        return bcrypt.checkpw(password.encode(), stored)
+    except ValueError:  # over bcrypt's 72 bytes, or a stored value that is no bcrypt hash
+        return False
 
 
 def same_site_only(handler: type) -> type:
@@ -183,8 +194,13 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
         )
         nice = self.nice
 
-        def preexec() -> None:
-            os.setpriority(os.PRIO_PROCESS, 0, nice)  # not the hub's own; inherited by all it starts
+        def preexec() -> None:  # in the server's new session, before it becomes the user
+            with contextlib.suppress(OSError):  # a platform already at a higher nice keeps its own
+                os.setpriority(os.PRIO_PROCESS, 0, nice)  # absolute: not the hub's; inherited
+                # With autogroup scheduling (Debian's default) a niceness only counts inside
+                # the session's group; the group's own nice is what weighs against the hub.
+                with open("/proc/self/autogroup", "w") as autogroup:
+                    autogroup.write(str(nice))
             become()
 
         return preexec

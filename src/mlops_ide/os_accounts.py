@@ -44,6 +44,23 @@ def system_name(hub_name: str) -> str:
     return PREFIX + hub_name
 
 
+def processes_of(hub_name: str) -> list[int]:
+    """Every process that runs as `hub_name`'s OS account ([] when it has none)."""
+    try:
+        uid = pwd.getpwnam(system_name(hub_name)).pw_uid
+    except KeyError:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    found.append(int(entry))
+            except OSError:
+                continue  # gone while we looked
+    return found
+
+
 def ensure_group() -> int:
     """The group of every user account; its gid."""
     try:

@@ -15,11 +15,14 @@ database as the hub's signup and authorization pages do. People can also sign up
 from __future__ import annotations
 
 import argparse
+import http.client
 import logging
+import os
 import re
 import secrets
 import shutil
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_ide import local_state
+from mlops_ide import local_state, os_accounts
+from mlops_ide.processes import end_processes
 from mlops_ide.settings import Settings, SettingsError
 
 # One pattern for every local username: hub logins, admins, the command line (and, with a
@@ -158,36 +162,72 @@ def hub_service(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     )
 
 
-def delete_in_running_hub(settings: Settings, name: str) -> bool:
+def listener_uid(port: int) -> int | None:
+    """The account that listens on 127.0.0.1:`port` (or on every address), from
+    /proc/net/tcp; None when nothing does."""
+    wanted = {f"0100007F:{port:04X}", f"00000000:{port:04X}"}
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if fields[1] in wanted and fields[3] == "0A":  # LISTEN
+            return int(fields[7])
+    return None
+
+
+def delete_in_running_hub(settings: Settings, name: str, wait: float = 150) -> bool:
     """Delete `name` through the running hub (it stops their server and forgets them); False
     when no hub runs. Deleted in the database alone, a running hub kept them in memory under
     their id, which SQLite then gives to the next new account: that person was logged in as
-    the removed one."""
+    the removed one. The token goes to the hub's port only when the account listening there
+    is this one (the hub's), never through a proxy; a server that is starting or stopping
+    is waited for (the hub answers 400 or 500 until it settles)."""
     try:
         token = service_token_file(settings).read_text().strip()
     except FileNotFoundError:  # the platform never started: no hub remembers anyone
         return False
+    owner = listener_uid(settings.hub_port)
+    if owner is None:
+        return False
+    if owner != os.geteuid():
+        raise UsersError(
+            f"port {settings.hub_port} (the hub's API) is held by uid {owner}, not by the platform: "
+            "stop that program, or run this command as the platform's account."
+        )
     request = urllib.request.Request(
         f"http://127.0.0.1:{settings.hub_port}/hub/api/users/{name}",
         method="DELETE",
         headers={"Authorization": f"token {token}"},
     )
-    try:
-        urllib.request.urlopen(request, timeout=120).close()
-    except urllib.error.HTTPError as error:
-        if error.code == 404:  # the hub has never seen them log in
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            direct.open(request, timeout=120).close()
             return True
-        raise UsersError(
-            f"the running hub refused to delete {name} ({error.code}): retry, or stop the platform "
-            "and run the command again."
-        ) from None
-    except urllib.error.URLError:  # nothing listens: the platform is stopped
-        return False
-    return True
+        except urllib.error.HTTPError as error:
+            if error.code == 404:  # the hub has never seen them log in
+                return True
+            if error.code in (400, 500) and time.monotonic() < deadline:
+                time.sleep(1)
+                continue
+            raise UsersError(
+                f"the running hub refused to delete {name} ({error.code}): retry, or stop the "
+                "platform and run the command again."
+            ) from None
+        except urllib.error.URLError as error:
+            if isinstance(error.reason, ConnectionRefusedError):  # the platform stopped meanwhile
+                return False
+            raise UsersError(f"the hub did not answer ({error.reason}): retry.") from None
+        except (ConnectionError, http.client.HTTPException) as error:  # it hung up mid-answer
+            raise UsersError(f"the hub did not answer ({error}): retry.") from None
 
 
 def remove(settings: Settings, name: str, delete_home: bool = False) -> None:
-    """The account goes (no more logins, their server stopped); the home stays unless asked."""
+    """The account goes (no more logins, their server and every process of their OS account
+    stopped); the home stays unless asked."""
     from jupyterhub import orm
     from nativeauthenticator.orm import UserInfo
 
@@ -196,14 +236,16 @@ def remove(settings: Settings, name: str, delete_home: bool = False) -> None:
         raise UsersError(
             f"{name} is in MLOPS_IDE_ADMIN_USERS: take it out there and restart the platform first."
         )
-    with hub_database(settings) as db:
-        if UserInfo.find(db, name) is None:
+    with hub_database(settings) as db:  # a removal cut short left the hub's user: finish it
+        if UserInfo.find(db, name) is None and orm.User.find(db, name) is None:
             raise UsersError(f"{name} has no account.")
     deleted = delete_in_running_hub(settings, name)
     with hub_database(settings) as db:  # what the hub did not delete (its authenticator drops the login)
         for row in (UserInfo.find(db, name), None if deleted else orm.User.find(db, name)):
             if row is not None:
                 db.delete(row)
+    if os_accounts.enabled():  # what they started outside their server's session, too
+        end_processes(os_accounts.processes_of(name), grace=3)
     if delete_home:
         shutil.rmtree(settings.homes / name, ignore_errors=True)
 
