@@ -323,6 +323,9 @@ def test_a_team_logging_in_at_once_each_reaches_vscode_and_its_websocket(platfor
     assert [set(steps) for steps in arrivals] == [{"login", "ready", "vscode_html", "websocket"}] * 5
     # their servers yield the CPU to the hub and the proxy; commits do not wait for the disk
     assert {niceness(platform.server_pid(name)) for name in team} == {5}
+    groups = [Path(f"/proc/{platform.server_pid(name)}/autogroup") for name in team]
+    if all(group.exists() for group in groups):  # scheduled by session group: the group's nice weighs
+        assert {group.read_text().split()[-1] for group in groups} == {"5"}
     with sqlite3.connect(platform.home / "jupyterhub.sqlite") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     admin = platform.login("admin")
