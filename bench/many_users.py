@@ -218,11 +218,25 @@ def main() -> None:
         "--services", default="none", help="MLOPS_IDE_SERVICES for the platform (all: as make up)"
     )
     parser.add_argument("--by-process", action="store_true", help="where the CPU went, by command")
+    parser.add_argument(
+        "--server-nice", type=int, help="LocalVSCodeSpawner.nice for this run (default: the platform's, 5)"
+    )
+    parser.add_argument(
+        "--starts-at-once", type=int, help="LocalVSCodeSpawner.starts_at_once (default: the platform's)"
+    )
     args = parser.parse_args()
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
         for count in args.counts:
-            platform = Platform(Path(tmp) / f"state-{count}", MLOPS_IDE_SERVICES=args.services)
+            settings = {"MLOPS_IDE_SERVICES": args.services}
+            spawner = {"nice": args.server_nice, "starts_at_once": args.starts_at_once}
+            lines = [f"c.LocalVSCodeSpawner.{k} = {v}\n" for k, v in spawner.items() if v is not None]
+            if lines:  # an operator's hub config file, read last
+                config = Path(tmp) / "config"
+                config.mkdir(exist_ok=True)
+                (config / "spawner.py").write_text("".join(lines))
+                settings["MLOPS_IDE_HUB_CONFIG_DIR"] = str(config)
+            platform = Platform(Path(tmp) / f"state-{count}", **settings)
             platform.start(timeout=300)
             try:
                 run = team_arrives(platform, count, args.by_process)

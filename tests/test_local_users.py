@@ -439,3 +439,33 @@ def test_a_password_bcrypt_cannot_take_is_a_failed_login_not_an_error() -> None:
 
     assert asyncio.run(authenticator.authenticate(None, too_long)) is None
     assert authenticator.login_attempts["alice"]["count"] == 1
+
+
+def test_servers_start_in_turns_first_come_first_served(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most `starts_at_once` servers start together; the others wait, in arrival order."""
+    import asyncio
+
+    from jupyterhub.spawner import SimpleLocalProcessSpawner
+
+    from mlops_ide.local_hub import LocalVSCodeSpawner
+
+    starting, most, order = 0, 0, []
+
+    async def process_start(spawner) -> tuple[str, int]:
+        nonlocal starting, most
+        starting += 1
+        most = max(most, starting)
+        order.append(crowd.index(spawner))
+        await asyncio.sleep(0.05)
+        starting -= 1
+        return "127.0.0.1", 1
+
+    monkeypatch.setattr(SimpleLocalProcessSpawner, "start", process_start)
+    monkeypatch.setattr(LocalVSCodeSpawner, "start_turns", None)
+    crowd = [LocalVSCodeSpawner(starts_at_once=2, return_when_listening=False) for _ in range(7)]
+
+    async def arrive() -> None:
+        await asyncio.gather(*(spawner.start() for spawner in crowd))
+
+    asyncio.run(arrive())
+    assert most == 2 and order == list(range(7))
