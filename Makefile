@@ -4,12 +4,16 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTEST_ARGS ?=
 
-.PHONY: help up test test-slow lint bench users
+.PHONY: help up test test-slow images test-images lint bench users
 
 help:
 	@echo "make up     install what is missing, then run the platform (Ctrl-C stops it)"
 	@echo "make test   install what is missing, then run the linters and every test (but the slow ones)"
 	@echo "make test-slow   the tests that wait minutes of real time (idle culling in Chromium)"
+	@echo "make images   install the container engine (podman), then build the hub, app, serving and"
+	@echo "              pipeline images on the stand-in Python base (docs/containers.md)"
+	@echo "make test-images   build them (cached) and run each; not part of \`make test\`: the first build"
+	@echo "              takes minutes and CI's 20-minute budget already holds ~15 minutes of tests"
 	@echo "make bench  run the benchmarks in bench/ and print their figures"
 	@echo "make users ARGS='add NAME'   accounts: add NAME [--admin] | reset NAME | list | remove NAME"
 
@@ -20,7 +24,7 @@ up:
 test:
 	@bash scripts/install.sh test
 	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m ruff check . && "$$MLOPS_IDE_PYTHON" -m ruff format --check . \
-		&& "$$MLOPS_IDE_PYTHON" -m pytest -m "not slow" $(PYTEST_ARGS) \
+		&& "$$MLOPS_IDE_PYTHON" -m pytest -m "not slow and not images" $(PYTEST_ARGS) \
 		&& echo "== the pipeline's tests, in its own virtualenv (Keras, PyTorch)" \
 		&& "$$MLOPS_IDE_PIPELINE_PYTHON" -m pytest tests/pipeline -W ignore::DeprecationWarning $(PYTEST_ARGS) \
 		&& echo "== the app's tests, in its own virtualenv (Streamlit)" \
@@ -29,6 +33,14 @@ test:
 test-slow:
 	@bash scripts/install.sh test
 	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m pytest -m slow $(PYTEST_ARGS)
+
+images:
+	@bash scripts/install.sh images
+	@PYTHONPATH="$(CURDIR)/src" python3 -m mlops_ide.images build $(IMAGES)
+
+test-images:
+	@bash scripts/install.sh test && bash scripts/install.sh images
+	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m pytest -m images tests/test_images.py $(PYTEST_ARGS)
 
 users:
 	@. ./.tools.env && PYTHONPATH="$(CURDIR)/src:$(CURDIR)" exec "$$MLOPS_IDE_PYTHON" -m mlops_ide.users $(ARGS)

@@ -6,6 +6,10 @@
 #   scripts/install.sh test       the above, plus Debian's Chromium for the browser tests,
 #                                 kubectl (Debian's kubernetes-client) for `kubectl kustomize`
 #                                 and the security scanners' virtualenv (scripts/scan.py)
+#   scripts/install.sh images     only the container engine of `make images`: Debian's podman,
+#                                 runc and mmdebstrap (root); its configuration is ours, in
+#                                 images/engine/, read through CONTAINERS_CONF by mlops_ide.images:
+#                                 nothing is written into /etc (docs/containers.md)
 #
 # Everything lands in $MLOPS_IDE_TOOLS_DIR (default /opt/mlops-ide as root, where the users'
 # own OS accounts can run the tools; ~/.cache/mlops-ide otherwise), in folders named
@@ -19,7 +23,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 if [ "$(id -u)" = 0 ]; then default_tools=/opt/mlops-ide; else default_tools=$HOME/.cache/mlops-ide; fi
 tools=${MLOPS_IDE_TOOLS_DIR:-$default_tools}
 what=${1:-platform}
-case "$what" in platform|test) ;; *) echo "usage: $0 platform|test" >&2; exit 2 ;; esac
+case "$what" in platform|test|images) ;; *) echo "usage: $0 platform|test|images" >&2; exit 2 ;; esac
 
 NODE24_VERSION=24.21.0
 CODE_SERVER_VERSION=4.139.1
@@ -70,6 +74,14 @@ npm_install() {  # npm_install DIR PACKAGE@VERSION [npm flags...]
   npm install --prefix "$dir" --no-save --no-audit --no-fund --loglevel=error "$@" "$pkg" >/dev/null
   touch "$dir/.complete"
 }
+
+if [ "$what" = images ]; then
+  steps=1
+  progress "container engine: podman with runc (crun fails here on cgroups and rlimits), mmdebstrap"
+  # Root's podman on ext4: the kernel's overlay, no fuse-overlayfs; no uidmap (not rootless).
+  apt_install podman runc mmdebstrap
+  exit 0
+fi
 
 mkdir -p "$tools"
 chmod 755 "$tools"  # user servers run Python, Node and code-server from here
