@@ -17,6 +17,7 @@ import pytest
 
 from mlops_ide import images
 from mlops_ide.local_state import TOOLS_FILE_KEYS
+from mlops_ide.services import mlflow as mlflow_service
 from tests.kubernetes_hub_tools import kubernetes_env
 
 pytestmark = pytest.mark.images
@@ -267,23 +268,9 @@ def mlflow_in_pipeline_image(built, tmp_path_factory: pytest.TempPathFactory) ->
     )
     assert generated.returncode == 0, generated.stderr
     port = free_port()
-    server = Detached(
-        image,
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        "sqlite:////data/mlflow.db",
-        "--artifacts-destination",
-        "/data/artifacts",
-        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        mounts={data: "/data"},
-        entrypoint="mlflow",
-    )
+    # the command and environment the platform runs MLflow with, inside the image
+    argv, env = mlflow_service.server_process(Path("/usr/local/bin/mlflow"), port, Path("/data"), environ={})
+    server = Detached(image, *argv[1:], env=env, mounts={data: "/data"}, entrypoint=argv[0])
     try:
         server.wait_for(f"http://127.0.0.1:{port}/health", timeout=120)
         yield f"http://127.0.0.1:{port}", data
