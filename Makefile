@@ -12,7 +12,8 @@ help:
 	@echo "make test-slow   the tests that wait minutes of real time (idle culling in Chromium)"
 	@echo "make images   install the container engine (podman), then build the hub, app, serving and"
 	@echo "              pipeline images on the stand-in Python base (docs/containers.md)"
-	@echo "make test-images   build them (cached) and run each; not part of \`make test\`: the first build"
+	@echo "make test-images   build them (cached), run each, and the workflow DAG with each step in a container"
+	@echo "              (MLOPS_IDE_PIPELINE_RUNNER=docker); not part of \`make test\`: the first build"
 	@echo "              takes minutes and CI's 20-minute budget already holds ~15 minutes of tests"
 	@echo "make bench  run the benchmarks in bench/ and print their figures"
 	@echo "make users ARGS='add NAME'   accounts: add NAME [--admin] | reset NAME | list | remove NAME"
@@ -40,7 +41,7 @@ images:
 
 test-images:
 	@bash scripts/install.sh test && bash scripts/install.sh images
-	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m pytest -m images tests/test_images.py $(PYTEST_ARGS)
+	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m pytest -m images tests/test_images.py tests/test_docker_runner.py $(PYTEST_ARGS)
 
 users:
 	@. ./.tools.env && PYTHONPATH="$(CURDIR)/src:$(CURDIR)" exec "$$MLOPS_IDE_PYTHON" -m mlops_ide.users $(ARGS)

@@ -4,10 +4,12 @@ Airflow from parsing it): the DAG files import it, as Airflow 3 puts the bundle'
 on sys.path for them, at parse time and when a task runs.
 
 MLOPS_IDE_PIPELINE_RUNNER picks where steps run: `local`, the pipeline's virtualenv
-(`@task.external_python`); `kubernetes`, pods of images/pipeline (KubernetesPodOperator).
-A step's arguments are one dict either way; its values may be `Expr("params.epochs")`
-(a Jinja expression: a param, the run id) or `output(other_step)`, and are rendered for
-each runner from the dict: native objects locally, JSON (Jinja's `tojson`) for a pod.
+(`@task.external_python`); `docker`, containers of images/pipeline on this machine
+(DockerOperator, step_container.py); `kubernetes`, pods of that image
+(KubernetesPodOperator). A step's arguments are one dict whatever the runner; its values
+may be `Expr("params.epochs")` (a Jinja expression: a param, the run id) or
+`output(other_step)`, and are rendered for each runner from the dict: native objects
+locally, JSON (Jinja's `tojson`) on a container's command line.
 
 No I/O and nothing heavy at import: environment variables and a path.
 """
@@ -23,6 +25,7 @@ from typing import Any
 # environment Airflow gives its DAGs: the platform sets them locally, deploy/airflow on Kubernetes.
 RUNNER = os.environ.get("MLOPS_IDE_PIPELINE_RUNNER", "local")
 ON_KUBERNETES = RUNNER == "kubernetes"
+IN_CONTAINERS = RUNNER in ("docker", "kubernetes")  # a step's arguments travel as JSON text
 PIPELINE_PYTHON = os.environ.get("MLOPS_IDE_PIPELINE_PYTHON", "python3")
 # images/pipeline as .github/workflows/images.yml names it: <prefix>-pipeline:<tag>
 PIPELINE_IMAGE = os.environ.get("MLOPS_IDE_PIPELINE_IMAGE") or "{}-pipeline:{}".format(
@@ -37,8 +40,8 @@ SERVING_URL = os.environ.get(
 )
 SRC = str(Path(__file__).resolve().parents[1] / "src")  # this commit's src/, beside dags/
 # What every DAG of steps passes to @dag: run when asked, and locally "{{ params.epochs }}"
-# must arrive as 10, not "10" (a pod gets JSON text).
-DAG_DEFAULTS = {"schedule": None, "catchup": False, "render_template_as_native_obj": not ON_KUBERNETES}
+# must arrive as 10, not "10" (a container gets JSON text).
+DAG_DEFAULTS = {"schedule": None, "catchup": False, "render_template_as_native_obj": not IN_CONTAINERS}
 
 
 class Expr(str):
@@ -72,6 +75,8 @@ def step(task_id: str, name: str, arguments: dict[str, Any]) -> Any:
     it runs after every step whose output it takes."""
     if ON_KUBERNETES:
         return pod_step(task_id, name, arguments)
+    if RUNNER == "docker":
+        return container_step(task_id, name, arguments)
     from airflow.sdk import task  # its decorators load the standard provider (~30 ms): local steps only
 
     return task.external_python(task_id=task_id, python=PIPELINE_PYTHON, expect_airflow=False)(run_step)(
@@ -112,6 +117,35 @@ def pod_step(task_id: str, name: str, arguments: dict[str, Any]) -> Any:
         get_logs=True,
         on_finish_action="delete_succeeded_pod",
         **pipeline_pod_settings(),
+    )
+    for before in upstream:
+        before >> operator
+    return operator
+
+
+def container_step(task_id: str, name: str, arguments: dict[str, Any]) -> Any:
+    """A container of images/pipeline on the pipeline's engine (DOCKER_HOST), running the
+    pod's command (the image's entry point: `python -m skin_cancer.tasks`). The dataset is
+    mounted read-only and the work folder read-write, each at the path the arguments name;
+    the host's network (MLflow and serving listen on 127.0.0.1); removed once it ends."""
+    from docker.types import Mount
+    from step_container import StepContainer
+
+    upstream: list[Any] = []
+    operator = StepContainer(
+        task_id=task_id,
+        image=PIPELINE_IMAGE,
+        command=[name, "{{ " + jinja_literal(arguments, upstream) + " | tojson }}"],
+        docker_url=os.environ.get("DOCKER_HOST") or None,
+        mounts=[
+            Mount(target=DATA_ROOT, source=DATA_ROOT, type="bind", read_only=True),
+            Mount(target=WORK_ROOT, source=WORK_ROOT, type="bind"),
+        ],
+        environment={"MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", "")},
+        network_mode="host",
+        mount_tmp_dir=False,  # the engine is the pipeline account's: a folder of the worker's is no use
+        auto_remove="force",
+        do_xcom_push=True,
     )
     for before in upstream:
         before >> operator

@@ -7,7 +7,7 @@
 #                                 kubectl (Debian's kubernetes-client) for `kubectl kustomize`
 #                                 and the security scanners' virtualenv (scripts/scan.py)
 #   scripts/install.sh images     only the container engine of `make images`: Debian's podman,
-#                                 runc and mmdebstrap (root); its configuration is ours, in
+#                                 runc, mmdebstrap and uidmap (root); its configuration is ours, in
 #                                 images/engine/, read through CONTAINERS_CONF by mlops_ide.images:
 #                                 nothing is written into /etc (docs/containers.md)
 #
@@ -77,9 +77,11 @@ npm_install() {  # npm_install DIR PACKAGE@VERSION [npm flags...]
 
 if [ "$what" = images ]; then
   steps=1
-  progress "container engine: podman with runc (crun fails here on cgroups and rlimits), mmdebstrap"
-  # Root's podman on ext4: the kernel's overlay, no fuse-overlayfs; no uidmap (not rootless).
-  apt_install podman runc mmdebstrap
+  progress "container engine: podman with runc (crun fails here on cgroups and rlimits), mmdebstrap, uidmap"
+  # Root's podman on ext4 (builds): the kernel's overlay, no fuse-overlayfs. uidmap: the
+  # pipeline's own rootless engine (MLOPS_IDE_PIPELINE_RUNNER=docker; its subordinate IDs
+  # are given by the platform when it starts it, src/mlops_ide/pipeline_engine.py).
+  apt_install podman runc mmdebstrap uidmap
   exit 0
 fi
 

@@ -4,6 +4,7 @@ its top-level body is cheap: the equivalent of `astro dev parse`, run in Airflow
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -87,16 +88,39 @@ def test_the_check_catches_work_at_import(bad_dags: dict[str, dict], name: str) 
     assert found is not None and BAD_DAG_FILES[name][1] in found
 
 
-@pytest.fixture(scope="module")
-def pods() -> dict[str, dict]:
+def render_steps(runner: str, **env: str) -> dict[str, dict]:
+    """What each step task of the DAGs would start with `runner` (tests/render_step_commands.py)."""
     result = subprocess.run(
-        [str(Tools.load().airflow_python), str(ROOT / "tests" / "render_pod_arguments.py")],
+        [str(Tools.load().airflow_python), str(ROOT / "tests" / "render_step_commands.py"), runner],
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **env},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def pods() -> dict[str, dict]:
+    return render_steps("kubernetes")
+
+
+# what the platform gives Airflow with MLOPS_IDE_PIPELINE_RUNNER=docker (services/airflow.py)
+CONTAINER_ENV = {
+    "DOCKER_HOST": "unix:///state/pipeline-engine/podman.sock",
+    "MLOPS_IDE_PIPELINE_IMAGE": "localhost/mlops-ide-pipeline:local",
+    "MLOPS_IDE_DATA_ROOT": "/state/data/skin-lesions",
+    "MLOPS_IDE_WORK_ROOT": "/state/pipeline-runs",
+    "MLOPS_IDE_SERVING_URL": "http://127.0.0.1:8500",
+    "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000/services/mlflow",
+    "MLFLOW_TRACKING_TOKEN": "pipeline-token-0123456789",
+}
+
+
+@pytest.fixture(scope="module")
+def containers() -> dict[str, dict]:
+    return render_steps("docker", **CONTAINER_ENV)
 
 
 def test_every_pipeline_pod_is_valid_for_kubernetes(pods: dict[str, dict]) -> None:
@@ -158,3 +182,46 @@ def test_the_dags_shared_steps_module_is_not_parsed_as_a_dag_file(repository_dag
     assert (DAGS / "pipeline_steps.py").exists()
     assert "pipeline_steps.py" not in repository_dags
     assert {"cnn_skin_cancer_workflow.py", "cnn_skin_cancer_test_inference.py"} <= set(repository_dags)
+
+
+def test_every_container_step_runs_what_its_pod_runs(containers: dict[str, dict]) -> None:
+    """One DAG body, three runners: with MLOPS_IDE_PIPELINE_RUNNER=docker every step is a
+    container of the pipeline image given the same step and JSON arguments as its pod
+    (with the same settings)."""
+    pods = render_steps("kubernetes", **CONTAINER_ENV)
+    assert {name: (task["step"], task["arguments"]) for name, task in containers.items()} == {
+        name: (task["step"], task["arguments"]) for name, task in pods.items()
+    }
+    assert {task["image"] for task in containers.values()} == {"localhost/mlops-ide-pipeline:local"}
+
+
+def test_every_container_step_mounts_the_dataset_read_only_and_holds_no_credential(
+    containers: dict[str, dict],
+) -> None:
+    """The dataset read-only and the work folder at the paths the arguments name; the
+    platform's engine (DOCKER_HOST), not the machine's; removed once it ends. MLflow's
+    token is read from the worker's environment when the step runs: none in the task as
+    parsed nor as Airflow stores it."""
+    token = CONTAINER_ENV["MLFLOW_TRACKING_TOKEN"]
+    for name, task in containers.items():
+        container = task["container"]
+        assert container["mounts"] == [
+            {
+                "Target": "/state/data/skin-lesions",
+                "Source": "/state/data/skin-lesions",
+                "Type": "bind",
+                "ReadOnly": True,
+            },
+            {
+                "Target": "/state/pipeline-runs",
+                "Source": "/state/pipeline-runs",
+                "Type": "bind",
+                "ReadOnly": False,
+            },
+        ], name
+        assert container["docker_url"] == CONTAINER_ENV["DOCKER_HOST"], name
+        assert container["environment"] == {"MLFLOW_TRACKING_URI": CONTAINER_ENV["MLFLOW_TRACKING_URI"]}, name
+        assert (container["network_mode"], container["auto_remove"]) == ("host", "force"), name
+        assert container["mount_tmp_dir"] is False and container["privileged"] is False, name
+        assert container["private_environment"] == {}, name
+        assert token not in task["serialized"] and token not in json.dumps(container), name

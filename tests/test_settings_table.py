@@ -60,7 +60,7 @@ def test_every_row_has_help_and_a_parsable_default() -> None:
     for row in table.rows():
         assert row.help.strip(), row.name
         for mode in row.modes:
-            if isinstance(row.default, str) and row.read_by == "hub":
+            if isinstance(row.default, str) and row.reader(mode) == "hub":
                 row.parse(row.default)  # raises Invalid for a default that would be refused
             assert row.documented_default(mode), row.name
 

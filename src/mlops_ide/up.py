@@ -161,6 +161,7 @@ def main() -> int:
         say(f"mlops-ide: cannot start:\n{problem}")
         return 2
     problems = check_ports_free(settings)
+    problems += [problem for service in services.running(settings) for problem in service.problems(settings)]
     if os_accounts.enabled():
         problems += unreachable_for_users(settings, tools)
     if problems:
@@ -172,11 +173,15 @@ def main() -> int:
     password = platform.password
     running = services.running(settings)
     said: set[str] = set()  # two services may prepare the same thing (the dataset)
-    for service in running:
-        for line in service.prepare(platform) if service.prepare else []:
-            if line not in said:
-                said.add(line)
-                say(f"   {line}")
+    try:
+        for service in running:
+            for line in service.prepare(platform) if service.prepare else []:
+                if line not in said:
+                    said.add(line)
+                    say(f"   {line}")
+    except local_state.StateError as problem:
+        say(f"mlops-ide: cannot start:\n{problem}")
+        return 2
     processes = [process for service in running for process in service.processes(platform)]
 
     say("==> Starting the platform")

@@ -88,6 +88,8 @@ class PlatformService:
     waiting: Waiting | None = None  # what that path answers while it is up but waiting
     banner: str | Callable[[Settings], str] = ""  # after the address in `make up`'s banner
     prepare: Callable[[Platform], Iterable[str]] | None = None  # one-shot steps, each said first
+    # what stops the start before anything is made or started, each a sentence of what to do
+    problems: Callable[[Settings], list[str]] = field(default=lambda settings: [])
     client_env: Callable[[Settings], dict[str, str]] = field(default=lambda settings: {})
     # ^ what a client needs to find it: set in user servers and in Airflow's tasks
 

@@ -23,7 +23,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlops_ide import dag_refresh, local_state, os_accounts, services
+from mlops_ide import dag_refresh, local_state, os_accounts, pipeline_engine, services
 from mlops_ide.local_state import ensure_folder, ensure_secret
 from mlops_ide.services import Platform, PlatformService, Port, git, mlflow, port_setting, serving
 from mlops_ide.settings import Settings
@@ -198,6 +198,14 @@ def environment(platform: Platform) -> dict[str, str]:
             **dag_settings(platform),
         }
     )
+    if pipeline_engine.chosen(settings):  # the DAGs' steps in containers (Airflow only: never a user's)
+        env.update(
+            {
+                "MLOPS_IDE_PIPELINE_RUNNER": "docker",
+                "MLOPS_IDE_PIPELINE_IMAGE": pipeline_engine.image(settings),
+                "DOCKER_HOST": pipeline_engine.docker_host(settings),
+            }
+        )
     if mlflow.NAME in settings.services:  # as the pipeline: the one identity that may register models
         env.update(mlflow.pipeline_env(platform))
     return env
@@ -205,7 +213,8 @@ def environment(platform: Platform) -> dict[str, str]:
 
 def dag_settings(platform: Platform) -> dict[str, str]:
     """What the skin-lesion DAGs read at parse time (environment only, no I/O): in Airflow,
-    and in `mlops-ide dag test` in a user's server (which picks its own work folder)."""
+    and in `mlops-ide dag test` in a user's server (which picks its own work folder, and
+    runs steps in the pipeline's virtualenv: a user never reaches the pipeline's engine)."""
     return {
         "MLOPS_IDE_PIPELINE_RUNNER": "local",
         "MLOPS_IDE_PIPELINE_PYTHON": str(platform.tools.pipeline_python),
@@ -262,6 +271,8 @@ def prepare(platform: Platform) -> Iterator[str]:
     """The dataset the DAGs train on, Airflow's database when it is new or another Airflow
     migrated it; each line is said before its step."""
     yield from serving.seed_dataset(platform)
+    if pipeline_engine.chosen(platform.settings):
+        yield from pipeline_engine.prepare(platform.settings, platform.account(os_accounts.PIPELINE))
     step = database_step(platform)
     if step is None:
         return
@@ -301,7 +312,9 @@ def processes(platform: Platform) -> list[Service]:
         )
 
     checks = [push_check(platform)] if settings.repo_url is None else []
+    engine = [pipeline_engine.process(settings, platform.account(os_accounts.PIPELINE))]
     return [
+        *(engine if pipeline_engine.chosen(settings) else []),
         process("API server", "api-server", ready_url=f"{url(settings)}/api/v2/monitor/health"),
         # SIGINT: the scheduler stops its LocalExecutor workers too (SIGTERM leaves them).
         # No log servers: they bind every interface whatever they are told, and on one
@@ -358,4 +371,5 @@ SERVICE = PlatformService(
     health="/api/v2/monitor/health",
     banner="(your hub login)",
     prepare=prepare,
+    problems=pipeline_engine.problems,
 )

@@ -75,7 +75,14 @@ class Setting:
     refused_in: Mapping[str, str] = field(default_factory=dict)  # mode -> why it must not be set
     secret: bool = False  # never echoed in a message
     default_doc: str | Mapping[str, str] | None = None  # the docs' "default" column
-    read_by: str = "hub"  # "hub": read at start; otherwise who reads it from the environment
+    # "hub": read at start; otherwise who reads it from the environment; per mode: {mode: reader}
+    read_by: str | Mapping[str, str] = "hub"
+
+    def reader(self, mode: str) -> str:
+        """Who reads it in `mode`: "hub" (the platform, at start) unless the row names another."""
+        if isinstance(self.read_by, Mapping):
+            return self.read_by.get(mode, "hub")
+        return self.read_by
 
     def needed_in(self, mode: str) -> bool:
         return self.required is not None and mode in (self.required_in or self.modes)
@@ -165,7 +172,7 @@ def read(
     values: dict[str, Any] = {"mode": mode}
     failed: set[str] = set()
     for row in table:
-        if row.read_by != "hub" or row.attr in values:
+        if row.reader(mode) != "hub" or row.attr in values:
             continue
         raw = env.get(row.name, "")
         raw = raw if row.secret else raw.strip()  # a secret is taken as it is

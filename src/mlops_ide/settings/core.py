@@ -494,26 +494,35 @@ ELSEWHERE = (
         modes=K8S,
         read_by="images/singleuser",
     ),
+    Setting(
+        "MLOPS_IDE_PIPELINE_RUNNER",
+        "pipeline_runner",
+        "where the DAGs run each step: `local`, in the pipeline's virtualenv; `docker`, in a container "
+        "of the pipeline image on the pipeline account's rootless engine (`make images` first; "
+        "docs/containers.md); `kubernetes`, in a pod of it",
+        default="local",
+        parse=p.choice(("local", "docker"), "a runner of this machine"),
+        default_doc={"kubernetes": "`kubernetes` (deploy/airflow/values.yaml)"},
+        read_by={"kubernetes": "DAGs"},
+    ),
+    Setting(
+        "MLOPS_IDE_PIPELINE_IMAGE",
+        "pipeline_image",
+        "the pipeline steps' image (locally: with MLOPS_IDE_PIPELINE_RUNNER=docker)",
+        parse=p.image,
+        default_doc={
+            "local": "`localhost/mlops-ide-pipeline:local` (`make images`)",
+            "kubernetes": "`<MLOPS_IDE_IMAGE_PREFIX>-pipeline:<MLOPS_IDE_IMAGE_TAG>`",
+        },
+        read_by={"kubernetes": "DAGs"},
+    ),
     *(
         Setting(name, name.removeprefix("MLOPS_IDE_").lower(), help, read_by="DAGs", **more)
         for name, help, more in (
             (
-                "MLOPS_IDE_PIPELINE_RUNNER",
-                "`local`: steps in the pipeline's virtualenv; `kubernetes`: pods of the pipeline image",
-                {
-                    "default": "local",
-                    "default_doc": {"kubernetes": "`kubernetes` (deploy/airflow/values.yaml)"},
-                },
-            ),
-            (
                 "MLOPS_IDE_PIPELINE_PYTHON",
                 "the pipeline virtualenv's interpreter for local steps (the platform sets it)",
                 {"default": "python3", "modes": LOCAL},
-            ),
-            (
-                "MLOPS_IDE_PIPELINE_IMAGE",
-                "the pipeline steps' image",
-                {"modes": K8S, "default_doc": "`<MLOPS_IDE_IMAGE_PREFIX>-pipeline:<MLOPS_IDE_IMAGE_TAG>`"},
             ),
             (
                 "MLOPS_IDE_PIPELINE_NAMESPACE",

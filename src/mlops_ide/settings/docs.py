@@ -22,7 +22,7 @@ def markdown(mode: str, rows: tuple[Setting, ...] | None = None) -> str:
     for row in table.rows() if rows is None else rows:
         if mode not in row.modes:
             continue
-        reader = READERS.get(row.read_by, f"(read by {row.read_by}) ")
+        reader = READERS.get(row.reader(mode), f"(read by {row.reader(mode)}) ")
         lines.append(f"| `{row.name}` | {row.documented_default(mode)} | {reader}{row.help} |")
     return "\n".join(lines)
 

@@ -1,0 +1,100 @@
+"""The Docker runner's settings and errors, without a container engine (these run in
+`make test`; the engine itself, its boundary and the workflow in containers are in
+tests/test_docker_runner.py, `make test-images`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlops_ide import modes, pipeline_engine
+from mlops_ide.local_state import Tools
+from mlops_ide.settings import SettingsError
+from tests.local_platform import ROOT, free_port_base, platform_env
+
+
+def run_step(step: str, arguments: dict, **env: str) -> dict:
+    """One step through the Docker runner's operator (tests/run_step_container.py)."""
+    shown = subprocess.run(
+        [
+            str(Tools.load().airflow_python),
+            str(ROOT / "tests" / "run_step_container.py"),
+            step,
+            json.dumps(arguments),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **env},
+    )
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    return json.loads(shown.stdout.splitlines()[-1])
+
+
+def test_a_step_without_an_engine_fails_saying_how_to_start_one(tmp_path: Path) -> None:
+    answer = run_step("preprocess", {"data_root": "/data"}, DOCKER_HOST=f"unix://{tmp_path}/podman.sock")
+
+    assert answer["error"].startswith(f"no container engine answers at unix://{tmp_path}/podman.sock")
+    assert "`make images`, then `make up` with MLOPS_IDE_PIPELINE_RUNNER=docker" in answer["error"]
+
+
+def test_the_docker_runner_without_podman_stops_the_start_saying_what_to_install(tmp_path: Path) -> None:
+    empty = tmp_path / "bin"  # git alone (settings read the checkout's branch)
+    empty.mkdir()
+    (empty / "git").symlink_to(shutil.which("git"))
+    env = platform_env(tmp_path / "state", free_port_base(), MLOPS_IDE_SERVICES="airflow,mlflow")
+    env.update(MLOPS_IDE_PIPELINE_RUNNER="docker", PATH=str(empty))
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "mlops_ide.up"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env
+    )
+
+    assert shown.returncode == 2, shown.stdout
+    assert (
+        "MLOPS_IDE_PIPELINE_RUNNER=docker runs each step in a container, and Debian's podman" in shown.stdout
+    )
+    assert "run `make images`" in shown.stdout and "or set MLOPS_IDE_PIPELINE_RUNNER=local" in shown.stdout
+    assert not (tmp_path / "state" / "pipeline-engine").exists()  # stopped before making anything
+
+
+@pytest.mark.parametrize("runner", ["kubernetes", "podman"])
+def test_a_runner_this_machine_has_not_is_refused(runner: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        modes.load({"MLOPS_IDE_PIPELINE_RUNNER": runner})
+
+    assert (
+        f"MLOPS_IDE_PIPELINE_RUNNER='{runner}' is not a runner of this machine: set 'local' or 'docker'"
+        in str(refused.value)
+    )
+
+
+def test_the_docker_runner_is_a_setting_of_the_platform() -> None:
+    settings = modes.load({"MLOPS_IDE_PIPELINE_RUNNER": "Docker"})
+
+    assert pipeline_engine.chosen(settings)
+    assert (
+        pipeline_engine.image(settings) == "localhost/mlops-ide-pipeline:local"
+    )  # what `make images` builds
+    assert not pipeline_engine.chosen(modes.load({}))
+
+
+def test_subordinate_ids_are_found_or_taken_after_every_range_given_out() -> None:
+    given = [
+        [("alice", 100000, 65536), ("mlops-ide-pipeline", 300000, 65536), ("bob", 165536, 65536)],
+        [("alice", 100000, 65536), ("980", 300000, 65536)],  # by uid in /etc/subgid
+    ]
+
+    assert pipeline_engine.owned_range(given, ("mlops-ide-pipeline", "980")) == (300000, 65536)
+    assert pipeline_engine.owned_range(given, ("bob", "981")) is None  # in one file only
+    assert pipeline_engine.free_range(given) == 365536
+    assert pipeline_engine.free_range([[], []]) == 100000
+    assert (
+        pipeline_engine.owned_range([[("carol", 100000, 1000)], [("carol", 100000, 1000)]], ("carol",))
+        is None
+    )
