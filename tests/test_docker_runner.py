@@ -36,6 +36,21 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
     ).start(timeout=600)  # the first start after a build copies the image into the engine
     yield running
     running.stop()
+    assert engine_processes(running.home) == [], "the engine left processes behind"
+
+
+def engine_processes(home: Path) -> list[int]:
+    """The pipeline account's processes of this platform's engine (its runtime folder;
+    podman's own, its "pause" process included, have it in their environment)."""
+    marker = f"XDG_RUNTIME_DIR={home / 'pipeline-engine'}".encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
 
 
 def pipeline_account() -> pwd.struct_passwd:
@@ -175,13 +190,21 @@ def test_the_workflows_steps_ran_in_containers_that_are_gone(platform: Platform,
         assert shown.returncode == 0, shown.stderr
         return shown.stdout.split()
 
+    def events(kind: str) -> list[str]:  # since the run began: the engine's events are the machine's
+        since = workflow_run["start_date"]
+        return pipeline_engine_says(
+            "events",
+            "--stream=false",
+            "--since",
+            since,
+            "--filter",
+            f"event={kind}",
+            "--format",
+            "{{.Image}}",
+        )
+
     image = images.tag_of("pipeline")
-    created = pipeline_engine_says(
-        "events", "--stream=false", "--filter", "event=create", "--format", "{{.Image}}"
-    )
-    removed = pipeline_engine_says(
-        "events", "--stream=false", "--filter", "event=remove", "--format", "{{.Image}}"
-    )
+    created, removed = events("create"), events("remove")
 
     assert created.count(image) >= 6  # preprocess, three trainings, compare, reload serving
     assert removed.count(image) == created.count(image)  # each removed once its step ended

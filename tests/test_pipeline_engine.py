@@ -94,6 +94,7 @@ def test_subordinate_ids_are_found_or_taken_after_every_range_given_out() -> Non
     assert pipeline_engine.owned_range(given, ("bob", "981")) is None  # in one file only
     assert pipeline_engine.free_range(given) == 365536
     assert pipeline_engine.free_range([[], []]) == 100000
+    assert pipeline_engine.free_range(given, taken=[1000, 400000]) == 400001  # a directory's user
     assert (
         pipeline_engine.owned_range([[("carol", 100000, 1000)], [("carol", 100000, 1000)]], ("carol",))
         is None

@@ -21,13 +21,15 @@ save | podman load`, once per build), and removes the versions it replaced.
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from mlops_ide import images, os_accounts
@@ -115,6 +117,10 @@ def podman_argv(*args: str) -> list[str]:
         str(STORAGE / "storage"),
         "--runroot",
         str(RUN_ROOT / "run"),
+        # its own state (the pause process, events, exit codes): podman records the first
+        # one used in the store's database, so one per store, not per state folder
+        "--tmpdir",
+        str(RUN_ROOT / "tmp"),
         "--storage-driver",
         "overlay",
         *args,
@@ -142,7 +148,9 @@ def ensure_subordinate_ids(account: pwd.struct_passwd) -> tuple[int, int]:
         found = owned_range(given, owners)
         if found is not None:
             return found
-        start = free_range(given)
+        start = free_range(
+            given, [user.pw_uid for user in pwd.getpwall()] + [g.gr_gid for g in grp.getgrall()]
+        )
         last = start + SUBORDINATE_IDS - 1
         os_accounts.run(
             [
@@ -164,10 +172,11 @@ def owned_range(given: list[list[tuple[str, int, int]]], owners: tuple[str, ...]
     return min(fitting) if fitting else None
 
 
-def free_range(given: list[list[tuple[str, int, int]]]) -> int:
-    """The start of a range after every range of every file, and never below 100000."""
+def free_range(given: list[list[tuple[str, int, int]]], taken: Iterable[int] = ()) -> int:
+    """The start of a range after every range of every file and every ID `taken` by a user
+    or a group of this machine (a container's ID is never someone's), never below 100000."""
     ends = [start + count for ranges in given for _, start, count in ranges]
-    return max([FIRST_SUBORDINATE_ID, *ends])
+    return max([FIRST_SUBORDINATE_ID, *ends, *(used + 1 for used in taken)])
 
 
 SUBORDINATE_LINE = re.compile(r"^([^:#\s]+):(\d+):(\d+)$")
@@ -217,14 +226,29 @@ def prepare(settings: Settings, account: pwd.struct_passwd) -> Iterator[str]:
     ensure_subordinate_ids(account)
     ensure_folders(settings, account)
     wanted = image(settings)
-    built = root_image_id(wanted)
-    present = account_image_id(settings, account, wanted)
-    if built is None and present is None:
-        raise EngineError(f"{wanted} is not built: run `make images IMAGES=pipeline`")
-    if built is None or present == built:  # up to date, or loaded into the account's engine by hand
-        return
-    yield f"{wanted} into the pipeline's container engine (after each build: about 90 s)"
-    copy_image(settings, account, wanted)
+    try:
+        built = root_image_id(wanted)
+        present = account_image_id(settings, account, wanted)
+        if built is None and present is None:
+            raise EngineError(f"{wanted} is not built: run `make images IMAGES=pipeline`")
+        if built is None or present == built:  # up to date, or loaded into the account's engine by hand
+            return
+        yield f"{wanted} into the pipeline's container engine (after each build: about 90 s)"
+        copy_image(settings, account, wanted)
+    finally:
+        end_pause_process(settings, account)
+
+
+def end_pause_process(settings: Settings, account: pwd.struct_passwd) -> None:
+    """Rootless podman leaves a process behind that holds its user namespace (its "pause"
+    process, detached). One made before the supervisor runs would outlive the platform:
+    it ends here; the engine's service makes its own, which the supervisor ends at stop."""
+    try:
+        pid = int((RUN_ROOT / "tmp" / "pause.pid").read_text())
+        if os.stat(f"/proc/{pid}").st_uid == account.pw_uid:
+            os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):  # none, or gone
+        pass
 
 
 def copy_image(settings: Settings, account: pwd.struct_passwd, wanted: str) -> None:
