@@ -15,13 +15,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import requests
 
 from mlops_ide import images, os_accounts, pipeline_engine
 from mlops_ide.local_state import Tools
 from tests.airflow_api import AirflowAPI
 from tests.local_platform import ROOT, Platform, wait_for
-from tests.test_skin_cancer_workflow import MODEL, mlflow_api
+from tests.test_skin_cancer_workflow import assert_three_models_and_the_best_is_champion, mlflow_gate
 
 pytestmark = pytest.mark.images
 
@@ -75,7 +74,7 @@ def as_pipeline(platform: Platform, argv: list[str], **env: str) -> subprocess.C
     )
 
 
-def in_container(platform: Platform, script: str, mounts: dict[str, str], privileged: bool = False) -> dict:
+def in_container(platform: Platform, script: str, mounts: dict[str, str], **asked: object) -> dict:
     """A container of the pipeline image started through the engine's Docker API (the
     docker SDK of Airflow's virtualenv, as DockerOperator does), as the pipeline's account."""
     client = f"""
@@ -84,8 +83,9 @@ from docker.types import Mount
 api = docker.APIClient(base_url=os.environ["DOCKER_HOST"])
 container = api.create_container(
     image={images.tag_of("pipeline")!r}, entrypoint=["sh", "-c"], command=[{script!r}],
+    user={asked.get("user")!r},
     host_config=api.create_host_config(
-        privileged={privileged!r}, network_mode="host",
+        privileged={asked.get("privileged", False)!r}, cap_add={asked.get("cap_add")!r}, network_mode="host",
         mounts=[Mount(target=inside, source=host, type="bind") for host, inside in {mounts!r}.items()]))
 api.start(container)
 status = api.wait(container)["StatusCode"]
@@ -138,14 +138,22 @@ def test_a_container_asked_for_root_and_the_host_gets_the_pipeline_account_only(
         f"touch /host{runs}/written-by-a-container"
     )
 
-    shown = in_container(platform, script, {"/": "/host"}, privileged=True)
+    shown = in_container(platform, script, {"/": "/host"}, privileged=True, user="0", cap_add=["ALL"])
 
-    lines = shown["output"].split()
-    assert lines[0] == "10001"  # the image's user, that is the pipeline's account
-    assert "SECRET-CLOSED" in lines and "ETC-CLOSED" in lines
+    lines = shown["output"].splitlines()
+    assert lines[0] == "0"  # root of the container's user namespace: not the host's
+    assert lines[1:5] == [
+        f"cat: /host{secret}: Permission denied",
+        "SECRET-CLOSED",
+        "touch: cannot touch '/host/etc/mlops-ide-escape': Permission denied",
+        "ETC-CLOSED",
+    ]
     assert secret.read_text().strip() not in shown["output"]
     assert not Path("/etc/mlops-ide-escape").exists()
-    assert (runs / "written-by-a-container").stat().st_uid == pipeline_account().pw_uid
+    # the container's root is the pipeline's account on the host (keep-id maps it to 10001,
+    # and 0 to a subordinate ID: what root of the container makes there is nobody's)
+    made = (runs / "written-by-a-container").stat().st_uid
+    assert made != 0 and made not in {user.pw_uid for user in pwd.getpwall()} - {pipeline_account().pw_uid}
 
 
 @pytest.fixture(scope="module")
@@ -159,24 +167,7 @@ def test_the_workflow_in_containers_registers_three_models_and_a_champion(
     platform: Platform, workflow_run: dict
 ) -> None:
     assert workflow_run["state"] == "success"
-    mlflow, auth = mlflow_api(platform)
-    versions = requests.get(
-        f"{mlflow}/model-versions/search", params={"filter": f"name='{MODEL}'"}, headers=auth, timeout=30
-    ).json()["model_versions"]
-    champion = requests.get(
-        f"{mlflow}/registered-models/alias",
-        params={"name": MODEL, "alias": "champion"},
-        headers=auth,
-        timeout=30,
-    ).json()["model_version"]
-
-    accuracy = {
-        version["version"]: float(next(t["value"] for t in version["tags"] if t["key"] == "test_accuracy"))
-        for version in versions
-    }
-    kinds = sorted(t["value"] for version in versions for t in version["tags"] if t["key"] == "model_kind")
-    assert kinds == ["basic_cnn", "crossval", "resnet50"]
-    assert accuracy[champion["version"]] == max(accuracy.values())
+    assert_three_models_and_the_best_is_champion(platform)
 
 
 def test_the_workflows_steps_ran_in_containers_that_are_gone(platform: Platform, workflow_run: dict) -> None:
@@ -225,8 +216,8 @@ def step_in_engine(platform: Platform, step: str, arguments: dict, **env: str) -
         MLOPS_IDE_DATA_ROOT=str(platform.home / "data" / "skin-lesions"),
         MLOPS_IDE_WORK_ROOT=str(platform.home / "pipeline-runs"),
         # as the platform gives Airflow (services/airflow.py): its MLflow, the pipeline's token
-        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}/services/mlflow",
-        MLFLOW_TRACKING_TOKEN=(platform.home / "airflow-auth" / "mlflow_token").read_text().strip(),
+        MLFLOW_TRACKING_URI=mlflow_gate(platform)[0],
+        MLFLOW_TRACKING_TOKEN=mlflow_gate(platform)[1],
         **{"MLOPS_IDE_PIPELINE_IMAGE": images.tag_of("pipeline"), **env},
     )
     assert shown.returncode == 0, shown.stderr[-3000:]

@@ -21,6 +21,7 @@ from mlops_ide.services import mlflow as mlflow_service
 from tests.kubernetes_hub_tools import kubernetes_env
 
 pytestmark = pytest.mark.images
+RESULT_PREFIX = "mlops-ide step result: "  # src/skin_cancer/tasks.py's (tests/test_pipeline_engine.py)
 
 OFFICIAL_PYTHON = images.official_name(images.python_bases()[0])
 
@@ -289,7 +290,9 @@ def task(step: str, arguments: dict, mlflow: tuple[str, Path]) -> dict | str:
         mounts={data: "/data"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.splitlines()[-1])
+    last = done.stdout.splitlines()[-1]
+    assert last.startswith(RESULT_PREFIX), last
+    return json.loads(last.removeprefix(RESULT_PREFIX))
 
 
 @pytest.fixture(scope="module")

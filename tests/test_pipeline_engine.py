@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,6 +64,40 @@ def test_the_docker_runner_without_podman_stops_the_start_saying_what_to_install
     assert not (tmp_path / "state" / "pipeline-engine").exists()  # stopped before making anything
 
 
+def stand_in_tools(folder: Path, *names: str) -> str:
+    """A PATH of `names` (stand-ins: problems() asks for their presence) and git (settings
+    read the checkout's branch)."""
+    folder.mkdir()
+    (folder / "git").symlink_to(shutil.which("git"))
+    for name in names:
+        (folder / name).write_text("#!/bin/sh\nexit 1\n")
+        (folder / name).chmod(0o755)
+    return str(folder)
+
+
+def test_an_engine_without_uidmap_is_named_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """podman and runc installed earlier (`make images` of an older version), uidmap not."""
+    monkeypatch.setenv("PATH", stand_in_tools(tmp_path / "bin", "podman", "runc"))
+    settings = modes.load({"MLOPS_IDE_PIPELINE_RUNNER": "docker", "MLOPS_IDE_HOME": str(tmp_path / "state")})
+
+    assert pipeline_engine.problems(settings) == [
+        "MLOPS_IDE_PIPELINE_RUNNER=docker runs each step in a container, and Debian's uidmap is not "
+        f"installed: {pipeline_engine.INSTALL}; or set MLOPS_IDE_PIPELINE_RUNNER=local."
+    ]
+
+
+def test_a_state_folder_too_deep_for_the_engines_socket_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", stand_in_tools(tmp_path / "bin", "podman", "runc", "newuidmap", "newgidmap"))
+    deep = tmp_path / ("d" * 100) / "state"
+    settings = modes.load({"MLOPS_IDE_PIPELINE_RUNNER": "docker", "MLOPS_IDE_HOME": str(deep)})
+
+    (problem,) = pipeline_engine.problems(settings)
+    assert problem.startswith(f"MLOPS_IDE_PIPELINE_RUNNER=docker puts its engine's socket at {deep}")
+    assert problem.endswith("set MLOPS_IDE_HOME to a shorter folder.")
+
+
 @pytest.mark.parametrize("runner", ["kubernetes", "podman"])
 def test_a_runner_this_machine_has_not_is_refused(runner: str) -> None:
     with pytest.raises(SettingsError) as refused:
@@ -99,3 +134,54 @@ def test_subordinate_ids_are_found_or_taken_after_every_range_given_out() -> Non
         pipeline_engine.owned_range([[("carol", 100000, 1000)], [("carol", 100000, 1000)]], ("carol",))
         is None
     )
+
+
+def test_the_step_and_its_container_operator_agree_on_the_result_line() -> None:
+    """The pipeline image's step prints its result after a prefix that the Docker runner
+    looks for (two files: Airflow's process does not import the pipeline's code)."""
+    pattern = re.compile(r'^RESULT_PREFIX = "([^"]+)"', re.MULTILINE)
+    said = {path: pattern.findall((ROOT / path).read_text()) for path in (TASKS, STEP_CONTAINER)}
+
+    assert said[TASKS] == said[STEP_CONTAINER] == ["mlops-ide step result: "]
+
+
+TASKS, STEP_CONTAINER = "src/skin_cancer/tasks.py", "dags/step_container.py"
+FIND_RESULT = """
+import json, sys
+sys.path.append("dags")
+from step_container import step_result
+try:
+    print(json.dumps({"result": step_result("train", json.loads(sys.argv[1]))}))
+except Exception as error:
+    print(json.dumps({"error": str(error)}))
+"""
+
+
+@pytest.mark.parametrize(
+    "lines, expected",
+    [
+        # a library's warning on stderr after the result (stdout and stderr come mixed)
+        (
+            ["Epoch 1/2", 'mlops-ide step result: {"version": "3"}', "resource_tracker: leaked"],
+            {"version": "3"},
+        ),
+        # a bare JSON value printed last is not the result
+        (['mlops-ide step result: "/work/arrays"', "0"], "/work/arrays"),
+        (["Epoch 1/2", "0"], "step 'train' ended without its result"),
+        (["mlops-ide step result: {broken"], "step 'train' ended without its result"),
+    ],
+)
+def test_a_steps_result_is_its_last_result_line(lines: list[str], expected: object) -> None:
+    shown = subprocess.run(
+        [str(Tools.load().airflow_python), "-c", FIND_RESULT, json.dumps(lines)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    answer = json.loads(shown.stdout.splitlines()[-1])
+
+    if isinstance(expected, str) and expected.startswith("step "):
+        assert answer["error"].startswith(expected) and lines[-1] in answer["error"]
+    else:
+        assert answer == {"result": expected}

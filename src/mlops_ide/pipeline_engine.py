@@ -26,7 +26,6 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import subprocess
 import urllib.parse
 from collections.abc import Iterable, Iterator
@@ -44,6 +43,8 @@ STORAGE = Path("/var/lib/mlops-ide/pipeline-containers")
 RUN_ROOT = Path("/run/mlops-ide/pipeline-containers")
 SUBORDINATE_IDS = 65536  # a container's user namespace: 0-65535
 FIRST_SUBORDINATE_ID = 100000  # below: the machine's own users
+LAST_ID = 2**32 - 2  # (uid_t)-1 means "no ID"
+SOCKET_PATH_MAX = 108  # sun_path, its final NUL included
 TOOLS = {
     "podman": "podman",
     "runc": "runc",
@@ -91,6 +92,12 @@ def problems(settings: Settings) -> list[str]:
             f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: {INSTALL}; "
             "or set MLOPS_IDE_PIPELINE_RUNNER=local."
         ]
+    if len(str(socket_path(settings)).encode()) >= SOCKET_PATH_MAX:
+        return [
+            f"MLOPS_IDE_PIPELINE_RUNNER=docker puts its engine's socket at {socket_path(settings)}, "
+            f"longer than a socket's path may be ({SOCKET_PATH_MAX - 1} bytes): set MLOPS_IDE_HOME to a "
+            "shorter folder."
+        ]
     if not os_accounts.enabled():
         return [
             "MLOPS_IDE_PIPELINE_RUNNER=docker runs its container engine as the pipeline's OS account, which "
@@ -128,15 +135,16 @@ def podman_argv(*args: str) -> list[str]:
 
 
 def environment(settings: Settings, account: pwd.struct_passwd) -> dict[str, str]:
-    from mlops_ide.services import account_environ  # services/airflow.py imports this module
-
-    env = account_environ(account, drop=("PYTHONPATH", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF"))
-    env.update(
-        CONTAINERS_CONF=str(CONF),
-        XDG_RUNTIME_DIR=str(runtime_dir(settings)),
-        PATH=f"{env.get('PATH', '/usr/bin:/bin')}:/usr/sbin:/sbin",  # runc, newuidmap
-    )
-    return env
+    """What the engine runs with, and nothing of root's: a DAG can read its environment."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",  # podman, runc, newuidmap
+        "HOME": account.pw_dir,
+        "USER": account.pw_name,
+        "LOGNAME": account.pw_name,
+        "LANG": "C.UTF-8",
+        "XDG_RUNTIME_DIR": str(runtime_dir(settings)),
+        "CONTAINERS_CONF": str(CONF),
+    }
 
 
 def ensure_subordinate_ids(account: pwd.struct_passwd) -> tuple[int, int]:
@@ -152,16 +160,27 @@ def ensure_subordinate_ids(account: pwd.struct_passwd) -> tuple[int, int]:
             given, [user.pw_uid for user in pwd.getpwall()] + [g.gr_gid for g in grp.getgrall()]
         )
         last = start + SUBORDINATE_IDS - 1
-        os_accounts.run(
-            [
-                "usermod",
-                "--add-subuids",
-                f"{start}-{last}",
-                "--add-subgids",
-                f"{start}-{last}",
-                account.pw_name,
-            ]
-        )
+        if last >= LAST_ID:
+            raise EngineError(
+                f"no room for {SUBORDINATE_IDS} subordinate IDs after {start - 1} (/etc/subuid, /etc/subgid, "
+                f"the machine's users): give {account.pw_name} a range of its own with `usermod "
+                "--add-subuids START-END --add-subgids START-END`"
+            )
+        for path in ("/etc/subuid", "/etc/subgid"):  # usermod refuses to add to a missing file
+            Path(path).touch(mode=0o644, exist_ok=True)
+        try:
+            os_accounts.run(
+                [
+                    "usermod",
+                    "--add-subuids",
+                    f"{start}-{last}",
+                    "--add-subgids",
+                    f"{start}-{last}",
+                    account.pw_name,
+                ]
+            )
+        except os_accounts.AccountError as failed:
+            raise EngineError(str(failed)) from None
         return start, SUBORDINATE_IDS
 
 
@@ -226,29 +245,14 @@ def prepare(settings: Settings, account: pwd.struct_passwd) -> Iterator[str]:
     ensure_subordinate_ids(account)
     ensure_folders(settings, account)
     wanted = image(settings)
-    try:
-        built = root_image_id(wanted)
-        present = account_image_id(settings, account, wanted)
-        if built is None and present is None:
-            raise EngineError(f"{wanted} is not built: run `make images IMAGES=pipeline`")
-        if built is None or present == built:  # up to date, or loaded into the account's engine by hand
-            return
-        yield f"{wanted} into the pipeline's container engine (after each build: about 90 s)"
-        copy_image(settings, account, wanted)
-    finally:
-        end_pause_process(settings, account)
-
-
-def end_pause_process(settings: Settings, account: pwd.struct_passwd) -> None:
-    """Rootless podman leaves a process behind that holds its user namespace (its "pause"
-    process, detached). One made before the supervisor runs would outlive the platform:
-    it ends here; the engine's service makes its own, which the supervisor ends at stop."""
-    try:
-        pid = int((RUN_ROOT / "tmp" / "pause.pid").read_text())
-        if os.stat(f"/proc/{pid}").st_uid == account.pw_uid:
-            os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError):  # none, or gone
-        pass
+    built = root_image_id(wanted)
+    present = account_image_id(settings, account, wanted)
+    if built is None and present is None:
+        raise EngineError(f"{wanted} is not built: run `make images IMAGES=pipeline`")
+    if built is None or present == built:  # up to date, or loaded into the account's engine by hand
+        return
+    yield f"{wanted} into the pipeline's container engine (after each build: about 90 s)"
+    copy_image(settings, account, wanted)
 
 
 def copy_image(settings: Settings, account: pwd.struct_passwd, wanted: str) -> None:

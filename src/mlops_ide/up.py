@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mlops_ide import local_state, modes, os_accounts, services, users
+from mlops_ide.processes import become_subreaper, descendants, end_processes
 from mlops_ide.services import Platform, Port, airflow
 from mlops_ide.settings import Settings, SettingsError, parsers
 from mlops_ide.supervisor import Supervisor
@@ -169,6 +170,9 @@ def main() -> int:
         return 2
 
     os.umask(0o077)  # what the platform and its services write is their owner's alone
+    # What a one-shot step leaves running (rootless podman's "pause" process, detached) is
+    # re-parented to us, not to init, and ended before the services start.
+    become_subreaper()
     platform, made, new_admins = prepare_state(settings, tools)
     password = platform.password
     running = services.running(settings)
@@ -182,6 +186,8 @@ def main() -> int:
     except local_state.StateError as problem:
         say(f"mlops-ide: cannot start:\n{problem}")
         return 2
+    finally:
+        end_processes(descendants(os.getpid()))
     processes = [process for service in running for process in service.processes(platform)]
 
     say("==> Starting the platform")

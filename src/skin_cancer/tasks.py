@@ -111,6 +111,11 @@ STEPS = {
 }
 
 
+# The line that carries a step's result (JSON) on its output, among whatever else the step
+# and its libraries print, on stdout or stderr: dags/step_container.py looks for it.
+RESULT_PREFIX = "mlops-ide step result: "
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] not in STEPS:
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     result = STEPS[args[0]](**json.loads(args[1]))
-    print(json.dumps(result))
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
     xcom = Path("/airflow/xcom")  # in a KubernetesPodOperator pod with do_xcom_push
     if xcom.is_dir():
         (xcom / "return.json").write_text(json.dumps(result))
