@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import modes, pipeline_engine
+from mlops_ide import modes, os_accounts, pipeline_engine
 from mlops_ide.local_state import Tools
+from mlops_ide.services import Platform, airflow
 from mlops_ide.settings import SettingsError
 from tests.local_platform import ROOT, free_port_base, platform_env
 
@@ -185,3 +187,50 @@ def test_a_steps_result_is_its_last_result_line(lines: list[str], expected: obje
         assert answer["error"].startswith(expected) and lines[-1] in answer["error"]
     else:
         assert answer == {"result": expected}
+
+
+def test_with_the_docker_runner_airflow_starts_the_engine_first_as_the_pipeline_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's process, built from the settings: podman's API as the pipeline's
+    account on the platform's store, with an environment of its own (root's secrets stay
+    out: a DAG can read the engine's); Airflow gets DOCKER_HOST, user servers do not."""
+    monkeypatch.setenv("ROOTS_OWN_SECRET", "not-for-the-pipeline")
+    account = pwd.struct_passwd(
+        ("mlops-ide-pipeline", "x", 12345, 12345, "", str(tmp_path / "ph"), "/bin/false")
+    )
+    settings = modes.load({"MLOPS_IDE_HOME": str(tmp_path), "MLOPS_IDE_PIPELINE_RUNNER": "docker"})
+    git = pwd.struct_passwd(("mlops-ide-git", "x", 12346, 12346, "", "/nonexistent", "/bin/false"))
+    platform = Platform(
+        settings, Tools.load(), "a-password", {os_accounts.PIPELINE: account, os_accounts.GIT: git}
+    )
+    socket_path = tmp_path / "pipeline-engine" / "podman.sock"
+
+    engine, *others = airflow.processes(platform)
+
+    assert engine.name == "pipeline container engine" and engine.account == account
+    assert engine.argv[1:] == [
+        "--root", "/var/lib/mlops-ide/pipeline-containers/storage",
+        "--runroot", "/run/mlops-ide/pipeline-containers/run",
+        "--tmpdir", "/run/mlops-ide/pipeline-containers/tmp",
+        "--storage-driver", "overlay",
+        "system", "service", "--time", "0", f"unix://{socket_path}",
+    ]  # fmt: skip
+    assert set(engine.env) == {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "XDG_RUNTIME_DIR",
+        "CONTAINERS_CONF",
+    }
+    assert engine.env["XDG_RUNTIME_DIR"] == str(socket_path.parent)
+    assert engine.ready_url.startswith("http+unix://") and engine.ready_url.endswith("/_ping")
+    scheduler = next(process for process in others if process.name == "Airflow scheduler")
+    assert scheduler.env["DOCKER_HOST"] == f"unix://{socket_path}"
+    assert scheduler.env["MLOPS_IDE_PIPELINE_RUNNER"] == "docker"
+    assert scheduler.env["MLOPS_IDE_PIPELINE_IMAGE"] == "localhost/mlops-ide-pipeline:local"
+    users_dag_settings = airflow.dag_settings(platform)  # what user servers get (up.py)
+    assert "DOCKER_HOST" not in users_dag_settings
+    assert users_dag_settings["MLOPS_IDE_PIPELINE_RUNNER"] == "local"

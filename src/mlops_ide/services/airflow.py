@@ -312,9 +312,13 @@ def processes(platform: Platform) -> list[Service]:
         )
 
     checks = [push_check(platform)] if settings.repo_url is None else []
-    engine = [pipeline_engine.process(settings, platform.account(os_accounts.PIPELINE))]
+    engine = (  # first: Airflow's tasks start their containers through it
+        [pipeline_engine.process(settings, platform.account(os_accounts.PIPELINE))]
+        if pipeline_engine.chosen(settings)
+        else []
+    )
     return [
-        *(engine if pipeline_engine.chosen(settings) else []),
+        *engine,
         process("API server", "api-server", ready_url=f"{url(settings)}/api/v2/monitor/health"),
         # SIGINT: the scheduler stops its LocalExecutor workers too (SIGTERM leaves them).
         # No log servers: they bind every interface whatever they are told, and on one
