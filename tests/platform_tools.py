@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,14 @@ from tests.pipeline.servers import stop as stop
 from tests.pipeline.servers import wait_until_healthy as wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULT_PREFIX = "mlops-ide step result: "  # as src/skin_cancer/tasks.py prints a step's result
+
+
+def step_result(stdout: str) -> object:
+    """The result `python -m skin_cancer.tasks <step> '<json>'` printed: its last line's JSON."""
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith(RESULT_PREFIX), f"no result line; the last line: {last!r}"
+    return json.loads(last.removeprefix(RESULT_PREFIX))
 
 
 def tools_file_value(name: str) -> str:

@@ -170,6 +170,17 @@ def test_the_workflow_in_containers_registers_three_models_and_a_champion(
     assert_three_models_and_the_best_is_champion(platform)
 
 
+def test_the_test_inference_dag_passes_in_a_container_too(platform: Platform, workflow_run: dict) -> None:
+    """The second skin-cancer DAG: its check of serving's champion, in a container."""
+    api = AirflowAPI(platform.airflow_url, platform.airflow_password)
+
+    run = api.wait_for_run(
+        "cnn_skin_cancer_test_inference", api.trigger("cnn_skin_cancer_test_inference"), timeout=300
+    )
+
+    assert run["state"] == "success"
+
+
 def test_the_workflows_steps_ran_in_containers_that_are_gone(platform: Platform, workflow_run: dict) -> None:
     def pipeline_engine_says(*args: str) -> list[str]:
         shown = as_pipeline(
@@ -197,7 +208,7 @@ def test_the_workflows_steps_ran_in_containers_that_are_gone(platform: Platform,
     image = images.tag_of("pipeline")
     created, removed = events("create"), events("remove")
 
-    assert created.count(image) >= 6  # preprocess, three trainings, compare, reload serving
+    assert created.count(image) >= 7  # preprocess, three trainings, compare, reload serving; the check
     assert removed.count(image) == created.count(image)  # each removed once its step ended
     assert image not in pipeline_engine_says("ps", "--all", "--format", "{{.Image}}")
 

@@ -19,9 +19,9 @@ from mlops_ide import images
 from mlops_ide.local_state import TOOLS_FILE_KEYS
 from mlops_ide.services import mlflow as mlflow_service
 from tests.kubernetes_hub_tools import kubernetes_env
+from tests.platform_tools import step_result
 
 pytestmark = pytest.mark.images
-RESULT_PREFIX = "mlops-ide step result: "  # src/skin_cancer/tasks.py's (tests/test_pipeline_engine.py)
 
 OFFICIAL_PYTHON = images.official_name(images.python_bases()[0])
 
@@ -290,9 +290,7 @@ def task(step: str, arguments: dict, mlflow: tuple[str, Path]) -> dict | str:
         mounts={data: "/data"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    last = done.stdout.splitlines()[-1]
-    assert last.startswith(RESULT_PREFIX), last
-    return json.loads(last.removeprefix(RESULT_PREFIX))
+    return step_result(done.stdout)
 
 
 @pytest.fixture(scope="module")

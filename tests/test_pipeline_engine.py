@@ -140,14 +140,19 @@ def test_subordinate_ids_are_found_or_taken_after_every_range_given_out() -> Non
 
 def test_the_step_and_its_container_operator_agree_on_the_result_line() -> None:
     """The pipeline image's step prints its result after a prefix that the Docker runner
-    looks for (two files: Airflow's process does not import the pipeline's code)."""
+    looks for (Airflow's process does not import the pipeline's code), as do the tests
+    that run a step by hand."""
     pattern = re.compile(r'^RESULT_PREFIX = "([^"]+)"', re.MULTILINE)
-    said = {path: pattern.findall((ROOT / path).read_text()) for path in (TASKS, STEP_CONTAINER)}
+    said = {path: pattern.findall((ROOT / path).read_text()) for path in (TASKS, STEP_CONTAINER, TEST_TOOLS)}
 
-    assert said[TASKS] == said[STEP_CONTAINER] == ["mlops-ide step result: "]
+    assert said[TASKS] == said[STEP_CONTAINER] == said[TEST_TOOLS] == ["mlops-ide step result: "]
 
 
-TASKS, STEP_CONTAINER = "src/skin_cancer/tasks.py", "dags/step_container.py"
+TASKS, STEP_CONTAINER, TEST_TOOLS = (
+    "src/skin_cancer/tasks.py",
+    "dags/step_container.py",
+    "tests/platform_tools.py",
+)
 FIND_RESULT = """
 import json, sys
 sys.path.append("dags")

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from mlops_ide.services.mlflow import server_process as mlflow_server_process
-from tests.platform_tools import ROOT, free_port, start_logged, stop, tools_file_value, wait_until_healthy
+from tests.platform_tools import (
+    ROOT,
+    free_port,
+    start_logged,
+    step_result,
+    stop,
+    tools_file_value,
+    wait_until_healthy,
+)
 
 
 def pipeline_step(python: str, env: dict, step: str, arguments: dict) -> object:
@@ -23,7 +31,7 @@ def pipeline_step(python: str, env: dict, step: str, arguments: dict) -> object:
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return step_result(done.stdout)
 
 
 @pytest.fixture(scope="session")
