@@ -70,12 +70,12 @@ def ensure_group() -> int:
         return grp.getgrnam(GROUP).gr_gid
 
 
-_accounts_file = threading.Lock()  # useradd fails when another holds /etc/passwd's lock
+ACCOUNT_FILES_LOCK = threading.Lock()  # useradd, usermod fail when another holds /etc/passwd's lock
 
 
 def ensure_account(hub_name: str, home: Path) -> pwd.struct_passwd:
     """The account of `hub_name` (made when missing) and its private home."""
-    with _accounts_file:
+    with ACCOUNT_FILES_LOCK:
         return _ensure_account(hub_name, home)
 
 
@@ -104,7 +104,7 @@ def ensure_service_account(name: str) -> pwd.struct_passwd:
     change while any of its processes runs."""
     if name not in SERVICE_ACCOUNTS:
         raise ValueError(f"{name!r} is not one of the platform's service accounts {SERVICE_ACCOUNTS}")
-    with _accounts_file:
+    with ACCOUNT_FILES_LOCK:
         try:
             return pwd.getpwnam(name)
         except KeyError:

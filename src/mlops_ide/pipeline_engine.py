@@ -150,7 +150,7 @@ def environment(settings: Settings, account: pwd.struct_passwd) -> dict[str, str
 def ensure_subordinate_ids(account: pwd.struct_passwd) -> tuple[int, int]:
     """The account's subordinate user and group IDs (/etc/subuid, /etc/subgid): the same
     range in both, added once, after every range already given out. Returns it."""
-    with os_accounts._accounts_file:
+    with os_accounts.ACCOUNT_FILES_LOCK:
         given = [subordinate_ranges(Path(path)) for path in ("/etc/subuid", "/etc/subgid")]
         owners = (account.pw_name, str(account.pw_uid))
         found = owned_range(given, owners)
