@@ -129,7 +129,7 @@ def test_the_command_line_adds_lists_resets_and_removes_while_the_platform_runs(
 
     removed = platform.users("remove", "grace")
 
-    assert removed.returncode == 0 and "kept in" in removed.stdout
+    assert removed.returncode == 0 and "they had no home" in removed.stdout  # never started a server
     assert attempt(platform, "grace", new) == 403
     assert "grace" not in platform.users("list").stdout
 
@@ -158,6 +158,40 @@ def test_a_removed_person_loses_their_session_and_server_and_nobody_inherits_the
     platform.add_user("judy")
     judy = platform.login("judy")
     assert judy.get(f"{platform.url}/hub/api/user", timeout=30).json()["name"] == "judy"
+
+
+def test_a_new_account_of_a_removed_name_starts_empty_and_cannot_reach_the_old_files(
+    platform: Platform,
+) -> None:
+    """An approved signup of a removed person's name gets a fresh OS account and home: not
+    their files, tokens or shell history. Theirs stay where the command says, root's alone,
+    also when the new account gets the old uid."""
+    platform.add_user("olga")
+    platform.open_vscode(platform.login("olga"), "olga")
+    home = platform.home / "homes" / "olga"
+    (home / "notes.txt").write_text("olga's own\n")
+    if os.geteuid() == 0:
+        os.chown(home / "notes.txt", pwd.getpwnam("jupyter-olga").pw_uid, -1)
+
+    removed = platform.users("remove", "olga")
+
+    assert removed.returncode == 0, removed.stderr
+    aside = Path(removed.stdout.split("kept in ")[1].split(",")[0].split(" (")[0])
+    assert aside.parent == home.parent and aside.name.startswith("olga.removed-")
+    assert (aside / "notes.txt").read_text() == "olga's own\n" and not home.exists()
+    if os.geteuid() == 0:
+        with pytest.raises(KeyError):
+            pwd.getpwnam("jupyter-olga")
+        assert aside.stat().st_uid == 0 and aside.stat().st_mode & 0o777 == 0o700
+    platform.add_user("olga")
+    platform.open_vscode(platform.login("olga"), "olga")
+    assert not (home / "notes.txt").exists() and (home / "pipelines").is_dir()
+    peek = platform.terminal("olga", "cat", str(aside / "notes.txt"), cwd=home)
+    if os.geteuid() == 0:
+        assert peek.returncode != 0 and "Permission denied" in peek.stderr
+        assert home.stat().st_uid == pwd.getpwnam("jupyter-olga").pw_uid
+    deleted = platform.users("remove", "olga", "--delete-home")
+    assert deleted.returncode == 0 and "home is deleted" in deleted.stdout and not home.exists()
 
 
 def test_a_person_removed_while_their_server_starts_is_removed_once_it_has(platform: Platform) -> None:

@@ -2,7 +2,8 @@
 
 - One per hub user: `jupyter-<name>`, made at the user's first start, no password and no
   login shell, in the group `mlops-ide-users` (which names them; it may write nothing).
-  The home, MLOPS_IDE_HOME/homes/<name>, is the account's, mode 0700.
+  The home, MLOPS_IDE_HOME/homes/<name>, is the account's, mode 0700. Removing the user
+  deletes the account (mlops_ide.users).
 - Two for the platform's own services (`SERVICE_ACCOUNTS`): `mlops-ide-pipeline` runs
   Airflow, MLflow, serving and the app, so a pushed DAG runs as it, not as root;
   `mlops-ide-git` runs the git service, the only account that writes the shared remote.
@@ -95,6 +96,19 @@ def _ensure_account(hub_name: str, home: Path) -> pwd.struct_passwd:
         account = pwd.getpwnam(name)
     ensure_home(home, account.pw_uid, account.pw_gid)
     return account
+
+
+def delete_account(hub_name: str) -> bool:
+    """`hub_name`'s account and its group gone (userdel; the home is the caller's to set
+    aside or delete); False when it had none. userdel refuses while a process of the
+    account runs: end them first (processes_of)."""
+    with ACCOUNT_FILES_LOCK:
+        try:
+            pwd.getpwnam(system_name(hub_name))
+        except KeyError:
+            return False
+        run(["userdel", system_name(hub_name)])
+        return True
 
 
 def ensure_service_account(name: str) -> pwd.struct_passwd:

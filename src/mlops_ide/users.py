@@ -4,7 +4,7 @@ NativeAuthenticator keeps them in the hub's database), from the command line:
     python -m mlops_ide.users add NAME [--admin]     the new password, alone on the last line
     python -m mlops_ide.users reset NAME             a new password for NAME, likewise
     python -m mlops_ide.users list
-    python -m mlops_ide.users remove NAME [--delete-home]
+    python -m mlops_ide.users remove NAME [--delete-home]   the home is set aside unless deleted
 
 Run it from the checkout with the platform's MLOPS_IDE_HOME: `make users ARGS='add NAME'`
 does, with the hub's virtualenv. It works whether the platform runs or not, writing the
@@ -225,9 +225,11 @@ def delete_in_running_hub(settings: Settings, name: str, wait: float = 150) -> b
             raise UsersError(f"the hub did not answer ({error}): retry.") from None
 
 
-def remove(settings: Settings, name: str, delete_home: bool = False) -> None:
+def remove(settings: Settings, name: str, delete_home: bool = False) -> Path | None:
     """The account goes (no more logins, their server and every process of their OS account
-    stopped); the home stays unless asked."""
+    stopped, that account deleted); their home is set aside where the next account of that
+    name does not get it, or deleted when asked. Returns where the home went (None: deleted,
+    or there was none)."""
     from jupyterhub import orm
     from nativeauthenticator.orm import UserInfo
 
@@ -244,10 +246,60 @@ def remove(settings: Settings, name: str, delete_home: bool = False) -> None:
         for row in (UserInfo.find(db, name), None if deleted else orm.User.find(db, name)):
             if row is not None:
                 db.delete(row)
-    if os_accounts.enabled():  # what they started outside their server's session, too
-        end_processes(os_accounts.processes_of(name), grace=3)
+    if os_accounts.enabled():
+        delete_os_account(name)
+    home = settings.homes / name
     if delete_home:
-        shutil.rmtree(settings.homes / name, ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
+        return None
+    return set_aside_home(home)
+
+
+def delete_os_account(name: str, attempts: int = 5) -> None:
+    """Every process of `name`'s OS account ended (what they started outside their server's
+    session too), then the account deleted: kept, a later account of the same name (an
+    approved signup) would be that account, and all it owns outside the home its own."""
+    for attempt in range(attempts):
+        end_processes(os_accounts.processes_of(name), grace=3)
+        try:
+            os_accounts.delete_account(name)
+            return
+        except os_accounts.AccountError as error:  # a process just started, or /etc/passwd locked
+            if attempt == attempts - 1:
+                raise UsersError(
+                    f"the OS account {os_accounts.system_name(name)} could not be deleted ({error}): "
+                    f"run the command again; `ps -u {os_accounts.system_name(name)}` shows what still runs."
+                ) from None
+            time.sleep(1)
+
+
+REMOVED = ".removed-"  # <home>.removed-<UTC time>: capitals and length no username has
+
+
+def set_aside_home(home: Path) -> Path | None:
+    """`home` renamed to `<home>.removed-<UTC time>`, root's and open to root alone (as
+    root): nothing stored is lost, the next account of that name starts in an empty home,
+    and an account that gets the removed one's uid again cannot enter it. Only the top
+    folder changes owner: root never walks a tree its former owner could fill with links.
+    None when there is no home."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = home.with_name(home.name + REMOVED + stamp)
+    for number in range(2, 100):  # removed twice within a second
+        if not aside.exists():
+            break
+        aside = home.with_name(f"{home.name}{REMOVED}{stamp}-{number}")
+    try:
+        home.rename(aside)
+    except FileNotFoundError:
+        return None
+    if os_accounts.enabled():
+        folder = os.open(aside, os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY)
+        try:
+            os.fchown(folder, 0, 0)
+            os.fchmod(folder, 0o700)
+        finally:
+            os.close(folder)
+    return aside
 
 
 def ensure_admins(settings: Settings, first_password: str) -> dict[str, str]:
@@ -275,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     adding.add_argument("--admin", action="store_true", help="a hub admin")
     commands.add_parser("reset", help="a new password; prints it last").add_argument("name")
     commands.add_parser("list", help="every account")
-    removing = commands.add_parser("remove", help="no more logins; the home is kept")
+    removing = commands.add_parser("remove", help="no more logins; the home is set aside, kept")
     removing.add_argument("name")
     removing.add_argument("--delete-home", action="store_true", help="delete the home folder too")
     args = parser.parse_args(argv)
@@ -298,10 +350,16 @@ def main(argv: list[str] | None = None) -> int:
                 ]
                 print(account.name + (f" ({', '.join(flags)})" if flags else ""))
         else:
-            remove(settings, args.name, delete_home=args.delete_home)
-            kept = "deleted" if args.delete_home else f"kept in {settings.homes / check_name(args.name)}"
+            aside = remove(settings, args.name, delete_home=args.delete_home)
             name = check_name(args.name)
-            print(f"{name} can no longer log in and no server of theirs runs; their home is {kept}.")
+            if args.delete_home:
+                home = "their home is deleted"
+            elif aside is None:
+                home = "they had no home"
+            else:
+                private = ", root's alone" if os_accounts.enabled() else ""
+                home = f"their home is kept in {aside}{private} (a new {name} starts with an empty one)"
+            print(f"{name} can no longer log in and no server or process of theirs runs; {home}.")
     except (UsersError, SettingsError) as problem:
         print(f"mlops-ide users: {problem}", file=sys.stderr)
         return 2
