@@ -30,9 +30,9 @@ EDITOR = Reason(
 PYTHON_START = Reason(
     "review_python_startup",
     "files Python runs by itself when it starts",
-    "`python`, `pytest`, `mlflow` and the notebook kernel have the clone's src/ first on their "
-    "path, so every one of them you (or VS Code, or a restored notebook) start would run these, "
-    "as you, with your home and tokens",
+    "a Python with them on its path or in a site folder runs them as it starts, and the clone's "
+    "src/ is first on the path of every `python`, `pytest`, `mlflow` and notebook kernel you (or "
+    "VS Code, or a restored notebook) start: they would run as you, with your home and tokens",
 )
 
 # Files VS Code, the terminal or direnv act on without being asked: workspace settings can

@@ -538,7 +538,8 @@ def write_status(path: Path, outcome: Outcome, url: str, branch: str, dest: Path
         outcome.summary[:1].upper() + outcome.summary[1:] + ("" if outcome.summary.endswith(".") else "."),
     ]
     if outcome.files:
-        lines += ["", "Files in the way:", *[f"- `{name}`" for name in outcome.files]]
+        heading = "Files to read first:" if outcome.state.startswith("review_") else "Files in the way:"
+        lines += ["", heading, *[f"- `{name}`" for name in outcome.files]]
     if outcome.advice:
         lines += ["", "What to do: " + outcome.advice]
     partial = path.with_name(f".{path.name}.tmp")

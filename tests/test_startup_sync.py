@@ -245,7 +245,7 @@ def test_a_teammates_change_to_what_python_runs_at_start_waits_for_the_user(
     assert snapshot(clone) == before
     assert git(clone, "rev-parse", "origin/main") == remote.head()  # fetched all the same
     status = (home / "sync-status.md").read_text()
-    assert "Python runs by itself when it starts" in status
+    assert "Python runs by itself when it starts" in status and f"Files to read first:\n- `{path}`" in status
     assert f"git diff HEAD origin/main -- {path}" in status and "git merge --ff-only origin/main" in status
 
 
