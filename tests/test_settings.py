@@ -8,6 +8,7 @@ import pytest
 
 from mlops_ide import local_state, pipeline_repo
 from mlops_ide.modes import load
+from mlops_ide.services import airflow
 from mlops_ide.settings import CHECKOUT, SettingsError
 from tests.gitrepos import git
 
@@ -112,15 +113,24 @@ def test_an_ssh_url_with_its_user_is_accepted() -> None:
     )
 
 
-def test_git_token_settings_are_passed_on(tmp_path: Path) -> None:
+def test_git_token_settings_go_to_airflows_bundle(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
-    token_file.write_text("t")
+    token_file.write_text("t\n")
+    url = "https://git.example.org/team/pipelines.git"
 
-    settings = load({"MLOPS_IDE_GIT_TOKEN_FILE": str(token_file), "MLOPS_IDE_GIT_USERNAME": "bot"})
+    settings = load(
+        {
+            "MLOPS_IDE_REPO_URL": url,
+            "MLOPS_IDE_GIT_TOKEN_FILE": str(token_file),
+            "MLOPS_IDE_GIT_USERNAME": "bot",
+        }
+    )
 
-    assert local_state.git_credentials(settings) == {
-        "MLOPS_IDE_GIT_TOKEN_FILE": str(token_file),
-        "MLOPS_IDE_GIT_USERNAME": "bot",
+    assert airflow.git_connection(settings) == {
+        "conn_type": "git",
+        "host": url,
+        "login": "bot",
+        "password": "t",
     }
 
 

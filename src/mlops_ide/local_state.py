@@ -143,16 +143,6 @@ def read_secret(path: Path) -> str:
         ) from None
 
 
-def git_credentials(settings: Settings) -> dict[str, str]:
-    """The MLOPS_IDE_GIT_* settings that are set, passed on to user servers as they are."""
-    values = {
-        "MLOPS_IDE_GIT_TOKEN": settings.git_token,
-        "MLOPS_IDE_GIT_TOKEN_FILE": settings.git_token_file,
-        "MLOPS_IDE_GIT_USERNAME": settings.git_username,
-    }
-    return {name: value for name, value in values.items() if value}
-
-
 def ensure_local_remote(settings: Settings, checkout: Path = CHECKOUT) -> tuple[Path, str]:
     """The bare repository users clone and push to. Made once, seeded with the pipeline
     repository built from the checkout's committed HEAD (mlops_ide.pipeline_repo) as branch

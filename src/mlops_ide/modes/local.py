@@ -132,6 +132,8 @@ def configure(c: Any, settings: Settings) -> None:
     )
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 90
+    # No MLOPS_IDE_GIT_TOKEN: the operator's token is the platform's (Airflow's bundle);
+    # people clone a team's repository with their own credentials.
     c.Spawner.environment = {
         # code-server and the user's commands (mlops_ide.user_tools: `python` is the pipeline's),
         # then the server's own
@@ -147,7 +149,6 @@ def configure(c: Any, settings: Settings) -> None:
         # what counts as activity (startup/server_activity.py), reported every minute
         "JUPYTER_CONFIG_PATH": str(local_state.code_lib(settings) / "startup" / "jupyter_config"),
         "JUPYTERHUB_ACTIVITY_INTERVAL": str(idle_culling.activity_interval(settings)),
-        **local_state.git_credentials(settings),  # a token for a private MLOPS_IDE_REPO_URL
         **services.client_env(settings),  # MLFLOW_TRACKING_URI, when MLflow runs
     }
 

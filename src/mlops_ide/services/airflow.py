@@ -191,9 +191,7 @@ def environment(platform: Platform) -> dict[str, str]:
             "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
-            f"AIRFLOW_CONN_{GIT_CONN_ID.upper()}": json.dumps(
-                {"conn_type": "git", "host": settings.effective_repo_url}
-            ),
+            f"AIRFLOW_CONN_{GIT_CONN_ID.upper()}": json.dumps(git_connection(settings)),
             "MLOPS_IDE_WORK_ROOT": str(settings.home / "pipeline-runs"),
             **dag_settings(platform),
         }
@@ -209,6 +207,23 @@ def environment(platform: Platform) -> dict[str, str]:
     if mlflow.NAME in settings.services:  # as the pipeline: the one identity that may register models
         env.update(mlflow.pipeline_env(platform))
     return env
+
+
+def git_connection(settings: Settings) -> dict[str, str]:
+    """The bundle's git connection; for a team's repository (MLOPS_IDE_REPO_URL) with the
+    operator's token (MLOPS_IDE_GIT_TOKEN or _FILE), which Airflow's git hook hands to git
+    through a credential helper. The token stays with the platform: no user server gets it
+    (people clone with their own credentials), but a DAG's task, in Airflow's environment,
+    can read it: give it read access to the repository alone."""
+    connection = {"conn_type": "git", "host": settings.effective_repo_url}
+    if settings.repo_url is None:  # the local remote: a folder, no token
+        return connection
+    token = settings.git_token or ""
+    if not token and settings.git_token_file:
+        token = Path(settings.git_token_file).read_text().strip()
+    if token:
+        connection.update(login=settings.git_username or "x-access-token", password=token)
+    return connection
 
 
 def dag_settings(platform: Platform) -> dict[str, str]:

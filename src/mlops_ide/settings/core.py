@@ -138,8 +138,9 @@ PLATFORM = (
     Setting(
         "MLOPS_IDE_GIT_TOKEN",
         "git_token",
-        "token for a private HTTPS repository; git reads it through a credential helper, it is "
-        "never stored in `.git/config`",
+        "token for a private HTTPS MLOPS_IDE_REPO_URL, for Airflow's DAG bundle alone (a DAG's "
+        "task can read it: give it read access only); no user server gets it, people clone with "
+        "their own credentials; git reads it through a credential helper, never from `.git/config`",
         modes=LOCAL,
         refused_in={"kubernetes": ONE_TOKEN_FOR_EVERYONE},
         secret=True,
