@@ -16,6 +16,10 @@ only their own runs and their artifacts; registering model versions and moving a
 made it (`user_id` and the `mlflow.user` tag are the hub's name for the caller, whatever
 the client said). Anything else gets 401 (who are you?) or 403 (not yours), with what to do.
 
+Who may call which route is MLflow's own route table (mlops_ide/mlflow_routes.py): the gate
+matches the path exactly as MLflow will route it, forwards it as it came, and refuses (400) a
+path that does not decode to one plain path and a change that names two different runs.
+
     python -m mlops_ide.mlflow_gate --socket STATE/mlflow/sock --port 5000      (one machine)
     python -m mlops_ide.mlflow_gate --mlflow-url http://mlflow:5000 --ip 0.0.0.0 --port 8091
                                                                            (in the hub's pod)
@@ -38,33 +42,32 @@ from typing import Any
 from tornado import httpclient, httpserver, web
 from tornado.netutil import Resolver
 
+from mlops_ide import mlflow_routes
 from mlops_ide.processes import until_stopped
 from mlops_ide.services.mlflow import PIPELINE_SERVICE, PREFIX
 
 log = logging.getLogger("mlops_ide.mlflow_gate")
 MAX_BODY_BYTES = 1024 * 2**20  # a model's files come through here (ResNet50: ~100 MB)
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
-# What changes the model registry: registering, versions, aliases, stages, tags, deletions.
-REGISTRY = re.compile(r"(registered-models|model-versions|registered_models|model_versions)(/|$)")
-# What changes a run that exists: its owner, or the pipeline, only.
-RUN_CHANGES = re.compile(
-    r"mlflow/runs/(update|delete|restore|log-metric|log-parameter|set-tag|delete-tag|log-batch|"
-    r"log-model|log-inputs|log-outputs)$"
-)
-RUN_CREATE = re.compile(r"mlflow/runs/create$")
-EXPERIMENT_CREATE = re.compile(r"mlflow/experiments/create$")
-UPLOAD = re.compile(r"mlflow/upload-artifact$")  # the UI's upload: the run in the query (run_uuid)
-# Reads MLflow's API sends as POST (searches, GraphQL queries); every other POST is a change.
-SEARCHES = re.compile(r"(/search|/search-[a-z-]+|/graphql)$")
-# Logged models (MLflow 3) belong to the run that made them.
-LOGGED_MODEL_CREATE = re.compile(r"mlflow/logged-models$")
-LOGGED_MODEL = re.compile(r"mlflow/logged-models/(?P<id>[^/]+)")
 # Artifacts of a run (<experiment>/<run>/artifacts/...) or of a logged model (<experiment>/models/<id>/...)
 ARTIFACT = re.compile(
     r"mlflow-artifacts/(artifacts|mpu/create|mpu/complete|mpu/abort)/"
     r"(?P<experiment>[^/]+)/(?P<kind>models/)?(?P<id>[^/]+)/"
 )
+LOGGED_MODEL = re.compile(r"mlflow/logged-models/(?P<id>[^/]+)")
+RUN_KEYS = ("run_id", "run_uuid", "runId", "runUuid")  # every spelling an MLflow handler reads
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
+# Not passed on: the caller's credentials, and headers that could make MLflow (or a framework
+# under it) act on another method or workspace than the one authorized.
+NOT_RELAYED = HOP_BY_HOP | {
+    "authorization",
+    "cookie",
+    "host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-mlflow-workspace",
+}
 
 
 class UnixResolver(Resolver):
@@ -172,77 +175,103 @@ def gate_handler_class() -> type:
 
         def refuse(self, status: int, message: str) -> None:
             """MLflow's own error shape, so its client shows the message."""
-            code = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}.get(status, "INVALID_PARAMETER_VALUE")
+            code = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND"}.get(
+                status, "INVALID_PARAMETER_VALUE"
+            )
             self.set_status(status)
             self.set_header("Content-Type", "application/json")
             self.finish({"error_code": code, "message": message})
 
         async def forward(self) -> None:
+            """Authorize the path exactly as MLflow will route it, then pass it on as received."""
             name, may_register = self.caller
-            path = clean_path(self.request.path)
-            if path is None:
+            path = routed_path(self.request.path)
+            if path is None or ";" in self.request.query:
                 self.refuse(400, "an encoded or odd path: ask MLflow with its plain paths")
                 return
+            rule = mlflow_routes.rule_for(self.request.method, path)
+            if rule is None:
+                self.refuse(404, f"MLflow has no {self.request.method} {path}")
+                return
+            problem = await self.problem_with(rule, name, may_register, api_path(path))
+            if problem:
+                status, message = problem
+                self.refuse(status, message)
+                return
             body = self.request.body
-            if self.request.method not in READ_METHODS and not may_register:
-                problem = await self.problem_with_change(name, api_path(path), body)
-                if problem:
-                    self.refuse(403, problem)
-                    return
-            if RUN_CREATE.search(api_path(path)):
+            if rule == "CREATE_RUN":
                 body = recorded_as(body, name)
             query = f"?{self.request.query}" if self.request.query else ""
-            await self.relay(path + query, body)
+            await self.relay(self.request.path + query, body)
 
-        async def problem_with_change(self, name: str, path: str, body: bytes) -> str | None:
-            """Why `name` (a user) may not make this change, or None. Default deny: a user
-            changes only what is listed here, and only what is theirs."""
-            if SEARCHES.search(path):
-                return None  # reads that MLflow's API sends as POST
-            if REGISTRY.search(path):
-                return (
-                    f"{name} may not change the model registry: registering versions and moving aliases "
-                    "is the pipeline's (push a DAG that does it); read models freely"
-                )
-            if EXPERIMENT_CREATE.search(path):
-                if request_json(body).get("artifact_location"):
-                    return f"{name} may create experiments in MLflow's own store only: no artifact_location"
+        async def problem_with(
+            self, rule: str, name: str, may_register: bool, path: str
+        ) -> tuple[int, str] | None:
+            """(status, why) when `name` may not make this request under `rule`, else None.
+            The pipeline and hub admins may make any request but NOBODY's; a user, reads and
+            their own changes only."""
+            if rule == "NOBODY":
+                return 403, f"{self.request.method} {path} is not offered on this platform"
+            if rule == "READ" or may_register:
                 return None
-            if RUN_CREATE.search(path):
-                return None  # recorded as the caller's
-            if RUN_CHANGES.search(path) or UPLOAD.search(path):
-                return await self.not_owner(name, run_id_of(body, self.request.query_arguments), "run")
-            if LOGGED_MODEL_CREATE.search(path):
-                return await self.not_owner(
-                    name, run_id_of(body, {}, "source_run_id", "sourceRunId"), "model"
+            body, query = self.request.body, self.request.query_arguments
+            if rule == "PIPELINE":
+                return 403, (
+                    f"{name} may not {self.request.method} {path}: the pipeline's or a hub admin's "
+                    "(registering versions and moving aliases: push a DAG that does it); read freely"
                 )
-            logged_model = LOGGED_MODEL.search(path)
-            if logged_model:
-                return await self.not_owner(name, await self.source_run_of(logged_model["id"]), "model")
-            artifact = ARTIFACT.search(path)
-            if artifact:
+            if rule == "CREATE_EXPERIMENT":
+                if request_json(body).get("artifact_location"):
+                    return (
+                        403,
+                        f"{name} may create experiments in MLflow's own store only: no artifact_location",
+                    )
+                return None
+            if rule == "CREATE_RUN":
+                return None  # recorded as the caller's
+            try:
+                if rule == "OWN_RUN":
+                    return await self.not_owner(name, the_run_named(body, query), "run")
+                if rule == "CREATE_LOGGED_MODEL":
+                    run_id = the_run_named(body, {}, ("source_run_id", "sourceRunId"))
+                    return await self.not_owner(name, run_id, "model")
+            except AmbiguousRequest as problem:
+                return 400, str(problem)
+            if rule == "OWN_LOGGED_MODEL":
+                model = LOGGED_MODEL.search(path)
+                return await self.not_owner(name, await self.source_run_of(model["id"]), "model")
+            if rule == "OWN_ARTIFACT":
+                artifact = ARTIFACT.search(path)
+                if artifact is None:
+                    return 403, f"{name} may write artifacts only under a run of theirs: <experiment>/<run>/"
                 run_id = artifact["id"]
                 if artifact["kind"]:
                     run_id = await self.source_run_of(artifact["id"])
                 return await self.not_owner(name, run_id, "artifact")
-            return f"{name} may not {self.request.method} {path}: only the pipeline or a hub admin may"
+            return 403, f"{name} may not {self.request.method} {path}"  # a rule without a check: closed
 
         async def source_run_of(self, model_id: str) -> str | None:
             answer = await self.ask_mlflow(f"api/2.0/mlflow/logged-models/{model_id}")
             return (answer or {}).get("model", {}).get("info", {}).get("source_run_id")
 
-        async def not_owner(self, name: str, run_id: str | None, what: str) -> str | None:
-            """Why `name` may not change this run's things, or None: closed when in doubt."""
+        async def not_owner(self, name: str, run_id: str | None, what: str) -> tuple[int, str] | None:
+            """(403, why) when `name` may not change this run's things, else None: closed when in doubt."""
             if not run_id:
-                return f"name the run this {what} belongs to (run_id): {name} changes only their own runs"
+                return (
+                    403,
+                    f"name the run this {what} belongs to (run_id): {name} changes only their own runs",
+                )
             query = urllib.parse.urlencode({"run_id": run_id})
             answer = await self.ask_mlflow(f"api/2.0/mlflow/runs/get?{query}")
             if answer is None:
-                return f"no run {run_id} that {name} may change"
+                return 403, f"no run {run_id} that {name} may change"
             owner = answer.get("run", {}).get("info", {}).get("user_id")
             if owner != name:
                 whose = owner or "nobody"
-                return f"this {what} belongs to run {run_id} of {whose}; {name} may change only their own"
+                return (
+                    403,
+                    f"this {what} belongs to run {run_id} of {whose}; {name} may change only their own",
+                )
             return None
 
         async def ask_mlflow(self, path: str) -> dict | None:
@@ -253,9 +282,7 @@ def gate_handler_class() -> type:
 
         async def relay(self, path_and_query: str, body: bytes) -> None:
             headers = {
-                key: value
-                for key, value in self.request.headers.get_all()
-                if key.lower() not in HOP_BY_HOP | {"authorization", "cookie", "host"}
+                key: value for key, value in self.request.headers.get_all() if key.lower() not in NOT_RELAYED
             }
             headers["Host"] = self.mlflow.host  # MLflow checks the Host header
             response = await self.mlflow.fetch(
@@ -290,38 +317,63 @@ def gate_handler_class() -> type:
     return GateHandler
 
 
-def clean_path(path: str) -> str | None:
-    """The path as MLflow will route it (decoded once, `//` merged); None for one that is
-    still encoded after that, or climbs: the rules must see what MLflow sees."""
-    decoded = re.sub(r"/{2,}", "/", urllib.parse.unquote(path))
-    if "%" in decoded or "/../" in decoded or decoded.endswith("/.."):
+def routed_path(raw: str) -> str | None:
+    """The path MLflow will route for the `raw` path of a request (uvicorn decodes it once,
+    with the same function), or None when that is not one plain path: still encoded, `?`,
+    `#`, `;`, white space or control characters, `//`, `.` or `..` segments, bytes that are
+    not ASCII or decode to no character. The gate forwards `raw` as it came, so what it
+    authorizes is what MLflow routes."""
+    if not raw.isascii() or not raw.startswith(PREFIX):
         return None
-    return decoded
+    path = urllib.parse.unquote(raw)
+    if any(char in "?#;%\ufffd" or char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in path):
+        return None
+    if "//" in path or any(part in (".", "..") for part in path.split("/")):
+        return None
+    return path
+
+
+class AmbiguousRequest(ValueError):
+    """A request that names two different runs (or a run in a form MLflow would not read):
+    the gate would check one and MLflow act on the other."""
 
 
 def request_json(body: bytes) -> dict:
     """The request's JSON as MLflow reads it (it decodes a JSON string body a second time)."""
     try:
-        value = json.loads(body or b"{}")
+        value = json.loads(body or b"{}", object_pairs_hook=refuse_duplicate_keys)
         if isinstance(value, str):
-            value = json.loads(value)
+            value = json.loads(value, object_pairs_hook=refuse_duplicate_keys)
+    except AmbiguousRequest:
+        raise
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
 
 
-def run_id_of(body: bytes, query: dict, *keys: str) -> str | None:
-    """The run a change names, under any spelling MLflow accepts (snake or camel case, body
-    or query); None when it names none."""
-    keys = keys or ("run_id", "run_uuid", "runId", "runUuid")
+def refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise AmbiguousRequest("a JSON object names a key twice: send each once")
+    return dict(pairs)
+
+
+def the_run_named(body: bytes, query: dict, keys: tuple[str, ...] = RUN_KEYS) -> str | None:
+    """The one run a change names, under every spelling MLflow's handlers read (snake or
+    camel case, the body and the query); None when it names none. Two different runs, or a
+    run id that is not a string, is an AmbiguousRequest."""
     found = request_json(body)
+    named = set()
     for key in keys:
-        value = found.get(key)
-        if isinstance(value, str) and value:
-            return value
-        if query.get(key):
-            return query[key][0].decode(errors="replace")
-    return None
+        if key in found:
+            if not isinstance(found[key], str):
+                raise AmbiguousRequest(f"{key} must be a string")
+            named.add(found[key])
+        named.update(value.decode(errors="replace") for value in query.get(key, []))
+    named.discard("")
+    if len(named) > 1:
+        raise AmbiguousRequest(f"the request names {len(named)} different runs: name one")
+    return named.pop() if named else None
 
 
 def recorded_as(body: bytes, name: str) -> bytes:
