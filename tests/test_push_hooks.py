@@ -1,8 +1,9 @@
-"""The local remote's push hooks and the push check, without Airflow running: a broken DAG
-is refused with its file and line, a push is never held long by a hung Airflow nor lost
-when the push check is away, a branch name is data, and a crafted request cannot write
-outside its folder. The push check runs for real (Airflow's virtualenv, as the platform
-runs it); the remote is a real bare repository with the platform's hooks."""
+"""The local remote's push hooks, the DAG check's sandbox and the push check, without Airflow
+running: a broken DAG is refused with its file and line, a push is never held long by a
+hung Airflow nor lost when the checks are away, a branch name is data, and a crafted
+request cannot write outside its folder. Both services run for real (Airflow's virtualenv,
+as the platform runs them, here without the platform's accounts: tests/test_push_sandbox.py
+has them); the remote is a real bare repository with the platform's hooks."""
 
 from __future__ import annotations
 
@@ -10,80 +11,26 @@ import base64
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from mlops_ide import dag_check, push_check
-from mlops_ide.local_state import (
-    Tools,
-    ensure_local_remote,
-    install_code,
-    install_push_hooks,
-)
+from mlops_ide import dag_check, dag_sandbox
+from mlops_ide.local_state import Tools, ensure_local_remote, install_code, install_push_hooks
 from mlops_ide.modes import load
-from mlops_ide.services import Platform, airflow
 from tests.gitrepos import git, user_commit
 from tests.local_platform import ROOT, free_port_base
+from tests.push_remote import logs, push, remote_with_hooks
 
 GOOD_DAG = (
     "from airflow.sdk import dag\n\n\n@dag(dag_id='good', schedule=None)\ndef good():\n    pass\n\n\ngood()\n"
 )
 
 
-@contextmanager
-def remote_with_hooks(tmp_path: Path, airflow_port: int, branch: str = "main") -> Iterator[tuple[Path, Path]]:
-    """A fresh local remote with the platform's hooks, and its push check asking an Airflow
-    on `airflow_port` (nothing, or something that hangs); yields (clone, the check's log)."""
-    settings = load(
-        {
-            "MLOPS_IDE_HOME": str(tmp_path / "state"),
-            "MLOPS_IDE_AIRFLOW_PORT": str(airflow_port),
-            "MLOPS_IDE_REPO_BRANCH": branch,
-        }
-    )
-    tools = Tools.load()
-    remote, _ = ensure_local_remote(settings)
-    install_code(settings)
-    install_push_hooks(settings, tools)
-    platform = Platform(settings, tools, "a-password")
-    airflow.write_passwords(platform)
-    check = airflow.push_check(platform)
-    check.argv += ["--wait", "2"]
-    log = tmp_path / "push-check.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            check.argv,
-            env=check.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            pass_fds=[listening.fileno() for listening in check.sockets],  # as the supervisor does
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while "checking pushes" not in log.read_text() and time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()
-            time.sleep(0.05)
-        clone = tmp_path / "clone"
-        git(tmp_path, "clone", "--quiet", "--branch", branch, str(remote), str(clone))
-        yield clone, log
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def push(clone: Path, branch: str = "main") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["git", "push", "origin", branch], cwd=clone, capture_output=True, text=True, timeout=120
-    )
-
-
 def test_a_broken_dag_is_refused_and_a_hung_airflow_holds_a_good_push_only_briefly(
     tmp_path: Path, silent_port: int
 ) -> None:
-    with remote_with_hooks(tmp_path, silent_port) as (clone, log):
+    with remote_with_hooks(tmp_path, silent_port) as (clone, settings):
         before = git(clone, "rev-parse", "origin/main")
         user_commit(
             clone, {"dags/broken.py": "from airflow.sdk import dag\nraise ValueError('no')\n"}, "broken"
@@ -104,7 +51,7 @@ def test_a_broken_dag_is_refused_and_a_hung_airflow_holds_a_good_push_only_brief
     assert "cannot tell what is live (TimeoutError)" in accepted.stderr or "still parsing" in accepted.stderr
     assert took < 15  # the live report waits 2 s here (5 s on the platform), then gives up
     assert git(clone, "ls-remote", "origin", "main").split()[0] == mine
-    logged = log.read_text()  # the push log: each check and each live report, with the pusher
+    logged = logs(settings)  # the push log: each check and each live report, with the pusher
     assert "pushed by local: 1 problem(s)" in logged and "pushed by local: passed" in logged
     assert f"push of {mine[:12]} by local: cannot tell what is live" in logged
 
@@ -196,7 +143,7 @@ def test_a_crafted_check_request_cannot_write_outside_its_folder(tmp_path: Path)
     content = base64.b64encode(b"x").decode()
     for name in ("dags/../../escaped.py", "/etc/escaped.py", "other/x.py", "dags/sub/../../../escaped.py"):
         with pytest.raises(ValueError, match="not a path under dags/"):
-            push_check.write_files({name: content}, tmp_path / "root")
+            dag_sandbox.write_files({name: content}, tmp_path / "root")
     assert not list(tmp_path.rglob("escaped.py"))
 
 
@@ -210,7 +157,7 @@ def test_the_line_of_an_error_is_the_dag_files_own(tmp_path: Path) -> None:
 
     assert dag_check.error_line(traceback_text, path) == 3
     assert dag_check.error_line("OSError: no\n", path) is None
-    assert push_check.problem_lines([{"file": "x.py", "line": None, "error": "E", "dags": []}]) == [
+    assert dag_sandbox.problem_lines([{"file": "x.py", "line": None, "error": "E", "dags": []}]) == [
         "dags/x.py: E"
     ]
 

@@ -134,9 +134,15 @@ def test_every_service_builds_its_processes_from_the_settings(tmp_path: Path) ->
         "Airflow scheduler",
         "Airflow DAG processor",
         "Airflow triggerer",
-        "Airflow push check",  # the local remote's hooks ask it: does the push load, what is live
+        "Airflow DAG check",  # the pre-receive hook asks it: does the push load (it runs pushed code)
+        "Airflow push check",  # the post-receive hook asks it: what is live
     ]
     assert "--socket-fd" in built["airflow"][-1].argv and "--skip-serve-logs" in built["airflow"][1].argv
+    sandbox = built["airflow"][-2]  # nothing secret where pushed code runs (no accounts here: no unshare)
+    assert "--socket-fd" in sandbox.argv and sandbox.argv[0] != "unshare"
+    assert not [
+        key for key in sandbox.env if any(word in key for word in ("TOKEN", "SECRET", "PASSWORD", "AIRFLOW"))
+    ]
     # under the prefix the hub serves it at: its sub-applications answer there only
     assert built["airflow"][0].ready_url == "http://127.0.0.1:18080/services/airflow/api/v2/monitor/health"
     # MLflow on its socket only; serving and Airflow reach it through the gate, as the pipeline

@@ -43,8 +43,12 @@ CHUNK = 64 * 1024
 log = logging.getLogger("mlops_ide.git_http")
 
 
-def git_environment(repo: Path, path_info: str, request, user: str) -> dict[str, str]:
-    """The CGI environment of `git http-backend` for one request of `user`."""
+def git_environment(
+    repo: Path, path_info: str, request, user: str, admin: bool = False, admins: str = ""
+) -> dict[str, str]:
+    """The CGI environment of `git http-backend` for one request of `user`; the push hooks
+    read whether the hub says `user` is an admin (MLOPS_IDE_PUSHER_ADMIN: only headers named
+    below reach the environment, so no client sets it) and who the admins are."""
     headers = request.headers
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -57,6 +61,8 @@ def git_environment(repo: Path, path_info: str, request, user: str) -> dict[str,
         "QUERY_STRING": request.query,
         "CONTENT_TYPE": headers.get("Content-Type", ""),
         "REMOTE_USER": user,  # also the reflog's name for the update: "alice"
+        "MLOPS_IDE_PUSHER_ADMIN": "1" if admin else "0",
+        "MLOPS_IDE_HUB_ADMINS": admins,
         "REMOTE_ADDR": request.remote_ip or "127.0.0.1",
     }
     # root owns the remote's folder, so git wants it named as safe; git http-backend and the
@@ -83,9 +89,10 @@ class GitHandler(web.RequestHandler):
     """One request of git's smart protocol, answered by `git http-backend`; the request
     body is streamed to it and its answer streamed back, neither held in memory."""
 
-    def initialize(self, repo: Path, hub_auth: HubAuth) -> None:
+    def initialize(self, repo: Path, hub_auth: HubAuth, admins: str = "") -> None:
         self.repo = repo
         self.hub_auth = hub_auth
+        self.admins = admins
         self.backend: asyncio.subprocess.Process | None = None
 
     async def prepare(self) -> None:
@@ -93,11 +100,13 @@ class GitHandler(web.RequestHandler):
         if not match or match["repo"] not in (self.repo.name, self.repo.name.removesuffix(".git")):
             self.refuse(404, f"no such repository here; the team's is {PREFIX}{self.repo.name}")
             return
-        user = await self.authenticate()
-        if user is None:
+        model = await self.authenticate()
+        if model is None:
             return
         self.request.connection.set_max_body_size(MAX_REQUEST_BYTES)
-        env = git_environment(self.repo, f"/{self.repo.name}{match['rest']}", self.request, user)
+        path_info = f"/{self.repo.name}{match['rest']}"
+        admin = model.get("admin") is True
+        env = git_environment(self.repo, path_info, self.request, model["name"], admin, self.admins)
         self.backend = await asyncio.create_subprocess_exec(
             "git",
             "http-backend",
@@ -107,8 +116,8 @@ class GitHandler(web.RequestHandler):
             stderr=asyncio.subprocess.PIPE,
         )
 
-    async def authenticate(self) -> str | None:
-        """The hub user the request's token belongs to, or None (the answer is sent)."""
+    async def authenticate(self) -> dict | None:
+        """The hub's model of the user the request's token belongs to, or None (the answer is sent)."""
         token = basic_password(self.request.headers.get("Authorization", ""))
         if token is None:
             self.set_header("WWW-Authenticate", 'Basic realm="mlops-ide git"')
@@ -122,7 +131,7 @@ class GitHandler(web.RequestHandler):
         if not self.hub_auth.check_scopes({SCOPE}, model):
             self.refuse(403, f"{model['name']} may not use the team's git remote (needs the scope {SCOPE})")
             return None
-        return model["name"]
+        return model
 
     def refuse(self, status: int, message: str) -> None:
         """An answer git shows its user: a text/plain body is printed after `remote:`."""
@@ -187,21 +196,22 @@ async def read_cgi_headers(stream: asyncio.StreamReader) -> tuple[int, list[tupl
     return status, headers
 
 
-def application(repo: Path, hub_api: str, cache_seconds: int = 30) -> web.Application:
+def application(repo: Path, hub_api: str, cache_seconds: int = 30, admins: str = "") -> web.Application:
+    """`admins`: the configured hub admins, named to whoever may not skip the DAG check."""
     from jupyterhub.services.auth import HubAuth  # the hub's client; only this process needs it
 
     hub_auth = HubAuth(api_url=hub_api, cache_max_age=cache_seconds)
     return web.Application(
         [
             (rf"{PREFIX}health", HealthHandler),
-            (rf"{PREFIX}(.*)", GitHandler, {"repo": repo, "hub_auth": hub_auth}),
+            (rf"{PREFIX}(.*)", GitHandler, {"repo": repo, "hub_auth": hub_auth, "admins": admins}),
         ]
     )
 
 
 async def serve(args: argparse.Namespace) -> None:
     server = httpserver.HTTPServer(
-        application(args.repo.resolve(), args.hub_api), max_body_size=MAX_REQUEST_BYTES
+        application(args.repo.resolve(), args.hub_api, admins=args.admins), max_body_size=MAX_REQUEST_BYTES
     )
     server.listen(args.port, "127.0.0.1")
     log.info("serving %s at http://127.0.0.1:%s%s%s", args.repo, args.port, PREFIX, args.repo.name)
@@ -214,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, required=True, help="the bare repository to serve")
     parser.add_argument("--port", type=int, required=True, help="listen on 127.0.0.1:PORT")
     parser.add_argument("--hub-api", required=True, help="the hub's API, http://127.0.0.1:PORT/hub/api")
+    parser.add_argument("--admins", default="", help="the configured hub admins, comma-separated")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if not (args.repo / "HEAD").is_file():

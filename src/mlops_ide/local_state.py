@@ -230,14 +230,26 @@ def push_check_socket(settings: Settings) -> Path:
     return settings.home / "push-check" / "socket"
 
 
-def push_check_listener(settings: Settings, accounts: dict[str, pwd.struct_passwd]) -> socket.socket:
-    """The push check's listening socket, made here (root) and handed to the push check: in
-    a folder of root's that only the git service's account (its group) enters, so neither a
-    user nor a DAG (the push check's own account runs them too) can put another socket
-    there; while the push check restarts, hooks wait in the socket's queue."""
+def dag_sandbox_socket(settings: Settings) -> Path:
+    """Where the DAG check's sandbox listens for the pre-receive hook, beside the push check."""
+    return settings.home / "push-check" / "sandbox"
+
+
+def dag_check_folder(settings: Settings) -> Path:
+    """The sandbox account's folder: its HOME, and each check's own tmp folder inside."""
+    return settings.home / "dag-check"
+
+
+def push_check_listener(
+    settings: Settings, accounts: dict[str, pwd.struct_passwd], path: Path | None = None
+) -> socket.socket:
+    """The push check's (or, with `path`, the sandbox's) listening socket, made here (root)
+    and handed over: in a folder of root's that only the git service's account (its group)
+    enters, so neither a user nor a DAG can put another socket there; while the push check
+    restarts, hooks wait in the socket's queue."""
     from mlops_ide import os_accounts
 
-    path = push_check_socket(settings)
+    path = path or push_check_socket(settings)
     folder = ensure_folder(path.parent, 0o750 if accounts else 0o700)
     if accounts:
         os.chown(folder, 0, accounts[os_accounts.GIT].pw_gid)
@@ -264,6 +276,7 @@ def install_push_hooks(settings: Settings, tools: Tools) -> None:
     script = code_lib(settings) / "mlops_ide" / "push_hook.py"
     for name in PUSH_HOOKS:
         argv = [str(tools.python), str(script), name, "--socket", str(push_check_socket(settings))]
+        argv += ["--check-socket", str(dag_sandbox_socket(settings))]
         argv += ["--branch", settings.repo_branch]
         text = f"#!/bin/sh\n# {HOOK_MARK}: what a push is told.\nexec {shlex.join(argv)}\n"
         hook = hooks / name
@@ -292,9 +305,12 @@ def service_accounts(settings: Settings) -> dict[str, pwd.struct_passwd]:
     for name in READ_BY_USERS:
         (settings.home / name).chmod(0o755)
     writer = os_accounts.ensure_service_account(os_accounts.GIT)
+    checker = os_accounts.ensure_service_account(os_accounts.DAG_CHECK)
+    os_accounts.ensure_home(dag_check_folder(settings), checker.pw_uid, checker.pw_gid)
     # with this state folder's home for the pipeline's processes (their HOME)
     pipeline = pwd.struct_passwd((*pipeline[:5], str(home), *pipeline[6:]))
-    return {os_accounts.PIPELINE: pipeline, os_accounts.GIT: writer}
+    checker = pwd.struct_passwd((*checker[:5], str(dag_check_folder(settings)), *checker[6:]))
+    return {os_accounts.PIPELINE: pipeline, os_accounts.GIT: writer, os_accounts.DAG_CHECK: checker}
 
 
 def code_lib(settings: Settings) -> Path:

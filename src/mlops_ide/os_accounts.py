@@ -4,9 +4,11 @@
   login shell, in the group `mlops-ide-users` (which names them; it may write nothing).
   The home, MLOPS_IDE_HOME/homes/<name>, is the account's, mode 0700. Removing the user
   deletes the account (mlops_ide.users).
-- Two for the platform's own services (`SERVICE_ACCOUNTS`): `mlops-ide-pipeline` runs
+- Three for the platform's own services (`SERVICE_ACCOUNTS`): `mlops-ide-pipeline` runs
   Airflow, MLflow, serving and the app, so a pushed DAG runs as it, not as root;
-  `mlops-ide-git` runs the git service, the only account that writes the shared remote.
+  `mlops-ide-git` runs the git service, the only account that writes the shared remote;
+  `mlops-ide-dagcheck` runs the DAG check's sandbox (the code of a push not yet taken),
+  in no group that reads anything of the platform's.
 
 The OS is the boundary: a user's server and everything it starts (code-server, terminals,
 git) run as that account, so they cannot read another home or the platform's secrets;
@@ -29,7 +31,8 @@ NO_LOGIN = "/usr/sbin/nologin"
 NO_HOME = "/nonexistent"
 PIPELINE = "mlops-ide-pipeline"
 GIT = "mlops-ide-git"
-SERVICE_ACCOUNTS = (PIPELINE, GIT)
+DAG_CHECK = "mlops-ide-dagcheck"
+SERVICE_ACCOUNTS = (PIPELINE, GIT, DAG_CHECK)
 
 
 class AccountError(RuntimeError):

@@ -1,19 +1,15 @@
-"""The push check: the local remote's hooks (mlops_ide/push_hook.py) ask it whether the
-pushed DAG files load, and, once a push is in, what Airflow made of it.
+"""The push report: once a push is in, the local remote's post-receive hook
+(mlops_ide/push_hook.py) asks it what Airflow made of it.
 
     <airflow venv>/bin/python src/mlops_ide/push_check.py --socket-fd FD --airflow-url URL \
         --passwords-file FILE --bundle pipelines --dag platform_smoke_test
 
-Runs beside Airflow, as the pipeline's account (it runs pushed DAG code, as Airflow does),
-warm: Airflow is imported once, and each check runs in a forked child (network blocked, no
-metadata database, a time limit) that imports every DAG file as dag_check.py does and ends
-with it, so nothing one push's DAG does stays for the next. One request at a time, on a
-Unix socket the platform makes (as root) in a folder only the git service's account and
-root can reach, and hands over as --socket-fd (no password travels); one JSON line each way:
+Runs beside Airflow, as the pipeline's account: it reads Airflow's password and calls its
+API. It never runs pushed code: whether pushed DAG files load is the sandbox's question
+(mlops_ide/dag_sandbox.py). One request at a time, on a Unix socket the platform makes
+(as root) in a folder only the git service's account and root can reach, and hands over
+as --socket-fd (no password travels); one JSON line each way:
 
-  {"check": COMMIT, "files": {"dags/x.py": BASE64}, "only": ["dags/x.py"] (optional)}
-                                                     -> {"problems": ["dags/x.py:3: ..."]}
-      (a line per DAG file that would not load, "dags/<file>.py:<line>: <error>")
   {"live": COMMIT, "changed": [["M", "dags/x.py"]]} -> {"lines": ["live: x (at 1a2b3c4d5e6f)"]}
   {"skipped": COMMIT}                                -> {} (logged)
 
@@ -25,134 +21,24 @@ any DAG records and runs it, also after a push of code outside dags/) and waits 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
-import os
-import select
 import signal
 import socket
 import socketserver
 import sys
-import tempfile
 import time
 import urllib.error
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its siblings
-import dag_check
 import dag_refresh
 
-CHECK_SECONDS = 30.0  # the whole check; each file has Airflow's own import timeout below it
-FILE_IMPORT_SECONDS = "20"
-MAX_REQUEST_BYTES = 32 * 2**20
+MAX_REQUEST_BYTES = 2**20
 
 
 def log(line: str) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", flush=True)
-
-
-# -- the check: in a forked child ---------------------------------------------------------
-
-
-def write_files(files: dict[str, str], root: Path) -> Path:
-    """The pushed dags/ as files under `root`; a path that would leave it is refused."""
-    for name, content in files.items():
-        parts = PurePosixPath(name).parts
-        if (
-            not parts
-            or parts[0] != "dags"
-            or any(part in ("", ".", "..") for part in parts)
-            or name.startswith("/")
-        ):
-            raise ValueError(f"not a path under dags/: {name!r}")
-        target = root.joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(base64.b64decode(content))
-    return root / "dags"
-
-
-def problem_lines(results: list[dict]) -> list[str]:
-    """One line per DAG file that would not load: `dags/<file>.py:<line>: <error>`."""
-    return [
-        f"dags/{r['file']}:{r['line']}: {r['error']}" if r["line"] else f"dags/{r['file']}: {r['error']}"
-        for r in results
-        if r["error"]
-    ]
-
-
-def run_check(files: dict[str, str], only: list[str] | None = None, keep_from_child: tuple = ()) -> dict:
-    """Every DAG file of the pushed dags/ (or those named in `only`) imported in a child;
-    its problems, one line each. The child (which runs the pushed code) gets none of the
-    server's sockets (`keep_from_child`) and a session of its own, and its whole process
-    group is killed when it is done: nothing it starts outlives the check."""
-    readable, writable = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - the child reports through the pipe
-        code = 0
-        try:
-            os.setsid()
-            for sock in keep_from_child:
-                sock.close()
-            os.close(readable)
-            dag_check.block_network()
-            with tempfile.TemporaryDirectory(prefix="push-check-") as tmp:
-                folder = write_files(files, Path(tmp))
-                chosen = None if only is None else {PurePosixPath(name).name for name in only}
-                results = dag_check.check(folder, chosen) if folder.is_dir() else []
-            answer = {
-                "problems": problem_lines(results),
-                "broken": broken(results),
-                "summary": summary(results),
-            }
-        except BaseException as error:
-            answer, code = {"problems": [f"the check itself failed: {error!r}"]}, 1
-        with os.fdopen(writable, "w") as out:
-            out.write(json.dumps(answer))
-        os._exit(code)
-    os.close(writable)
-    return read_child(child, readable)
-
-
-def read_child(child: int, readable: int) -> dict:
-    """The child's answer, once it has exited (a process it left behind may hold the pipe
-    open: its end is not waited for), or a problem after CHECK_SECONDS."""
-    deadline = time.monotonic() + CHECK_SECONDS
-    data, reaped = b"", False
-    try:
-        while True:
-            ready, _, _ = select.select([readable], [], [], 0.05)
-            if ready:
-                chunk = os.read(readable, 65536)
-                if not chunk:
-                    break
-                data += chunk
-            elif reaped:
-                break  # it has exited and said all it had
-            elif os.waitpid(child, os.WNOHANG)[0]:
-                reaped = True
-            elif time.monotonic() > deadline:
-                late = f"dags/: the check took over {CHECK_SECONDS:.0f} s (a DAG doing work at import?)"
-                return {"problems": [late], "broken": ["dags/"]}
-    finally:
-        os.close(readable)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child, signal.SIGKILL)  # the child and all it started, in its session
-        if not reaped:
-            os.waitpid(child, 0)
-    return (
-        json.loads(data) if data else {"problems": ["the check ended without an answer"], "broken": ["dags/"]}
-    )
-
-
-def broken(results: list[dict]) -> list[str]:
-    """The DAG files of `problem_lines`, in the same order."""
-    return [f"dags/{r['file']}" for r in results if r["error"]]
-
-
-def summary(results: list[dict]) -> str:
-    dags = sum(len(r["dags"]) for r in results)
-    return f"{len(results)} DAG file(s), {dags} DAG(s)"
 
 
 # -- live: what Airflow made of the push ----------------------------------------------------
@@ -259,14 +145,7 @@ class Handler(socketserver.StreamRequestHandler):
         try:
             request = json.loads(self.rfile.readline(MAX_REQUEST_BYTES))
             who = request.get("pusher", "?")
-            if "check" in request:
-                sockets = (self.server.socket, self.request)
-                answer = run_check(request.get("files", {}), request.get("only"), sockets)
-                outcome = f"{len(answer['problems'])} problem(s)" if answer["problems"] else "passed"
-                log(f"check of {request['check'][:12]} pushed by {who}: {outcome}")
-                for problem in answer["problems"]:
-                    log(f"  {problem}")
-            elif "live" in request:
+            if "live" in request:
                 answer = {"lines": live(args, request["live"], request.get("changed", []))}
                 log(f"push of {request['live'][:12]} by {who}: " + "; ".join(answer["lines"]))
             elif "skipped" in request:
@@ -276,7 +155,7 @@ class Handler(socketserver.StreamRequestHandler):
             else:
                 answer = {"error": "unknown request"}
         except (OSError, ValueError, KeyError, urllib.error.URLError) as error:
-            answer = {"problems": [], "broken": [], "lines": [f"the push check failed: {error!r}"]}
+            answer = {"lines": [f"the push check failed: {error!r}"]}
             log(f"request failed: {error!r}")
         self.wfile.write(json.dumps(answer).encode() + b"\n")
 
@@ -301,15 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dag", required=True, help="the anchor DAG whose re-parse refreshes the bundle")
     parser.add_argument("--wait", type=float, default=5.0, help="at most this long for Airflow's verdict")
     args = parser.parse_args(argv)
-    dag_check.block_database()
-    os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"] = FILE_IMPORT_SECONDS
-    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"  # the push log: a line per check and per push
-    import airflow.sdk  # noqa: F401 - paid once, not at each push
-    from airflow.dag_processing.dagbag import DagBag  # noqa: F401
-
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with Server(args) as server:
-        log(f"checking pushes on {server.socket.getsockname()}")
+        log(f"reporting pushes on {server.socket.getsockname()}")
         server.serve_forever()
     return 0
 

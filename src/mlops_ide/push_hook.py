@@ -1,10 +1,12 @@
 """The local remote's pre-receive and post-receive hooks: what a `git push` to the tracked
 branch is told, in its own output (git prints it after `remote:`).
 
-    pre-receive   the pushed commit's dags/ go to the push check (mlops_ide/push_check.py),
-                  which imports each DAG file as Airflow would; any problem refuses the
-                  push, one line each: `dags/<file>.py:<line>: <error>`. The branch stays
-                  as it was. `git push -o skip-dag-check` lets it through, and says so.
+    pre-receive   the pushed commit's dags/ go to the DAG check's sandbox
+                  (mlops_ide/dag_sandbox.py), which imports each DAG file as Airflow would;
+                  any problem refuses the push, one line each: `dags/<file>.py:<line>:
+                  <error>`. The branch stays as it was. `git push -o skip-dag-check` lets
+                  it through, and says so: for hub admins (the git service says who is,
+                  MLOPS_IDE_PUSHER_ADMIN) and pushes made in the folder itself only.
     post-receive  the push check moves Airflow to the pushed commit and waits (a few
                   seconds at most) to say, for each DAG file the push touched, `live:`,
                   `removed:` or its import error; for a push of code outside dags/,
@@ -12,8 +14,8 @@ branch is told, in its own output (git prints it after `remote:`).
 
 Run by git (the git service's account, or whoever pushes to the folder directly) with the
 arguments the platform wrote into the hook; standard library only. Neither hook holds a
-password: the push check listens on a Unix socket that only the git service's account and
-root can reach. When it does not answer (Airflow is off), the push goes through unchecked
+password: the sandbox and the push check listen on Unix sockets that only the git service's
+account and root can reach. When it does not answer (Airflow is off), the push goes through unchecked
 and the output says so.
 """
 
@@ -120,6 +122,18 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+def may_skip() -> bool:
+    """Only a hub admin may push past the check, or whoever pushes in the remote's folder
+    itself (no REMOTE_USER: root, or the git service's account). The git service sets
+    MLOPS_IDE_PUSHER_ADMIN from the hub's answer; no header of the request reaches it."""
+    return "REMOTE_USER" not in os.environ or os.environ.get("MLOPS_IDE_PUSHER_ADMIN") == "1"
+
+
+def who_may_skip() -> str:
+    admins = [name for name in os.environ.get("MLOPS_IDE_HUB_ADMINS", "").split(",") if name]
+    return f"ask one of the hub's admins ({', '.join(admins)})" if admins else "ask a hub admin"
+
+
 def pre_receive(args: argparse.Namespace) -> int:
     updates = ref_updates()
     pusher = os.environ.get("REMOTE_USER", "local")
@@ -131,6 +145,10 @@ def pre_receive(args: argparse.Namespace) -> int:
         return 1
     for old, new in tracked(updates, args.branch):
         if SKIP_OPTION in push_options():
+            if not may_skip():
+                say(f"mlops-ide: push refused: only a hub admin may skip the DAG check ({SKIP_OPTION}):")
+                say(f"  {who_may_skip()}, or fix what the check says (push without -o {SKIP_OPTION})")
+                return 1
             say(f"mlops-ide: DAG check skipped ({SKIP_OPTION}); Airflow will say what breaks")
             notify(args, {"skipped": new, "pusher": pusher})
             return 0
@@ -159,7 +177,7 @@ def pre_receive(args: argparse.Namespace) -> int:
             say(f"mlops-ide: push refused: {len(refused)} DAG file(s) would not load in Airflow")
             for problem in refused:
                 say(f"  {problem}")
-            say(f"  fix and push again (or, in an emergency: git push -o {SKIP_OPTION})")
+            say(f"  fix and push again (or, in an emergency, a hub admin: git push -o {SKIP_OPTION})")
             return 1
         say(f"mlops-ide: DAG check passed ({summary})")
     return 0
@@ -170,7 +188,7 @@ def check(
 ) -> tuple[list[str], list[str], str]:
     """The push check's problem lines for `commit`, the DAG file of each, and a summary."""
     request = {"check": commit, "pusher": pusher, "files": dag_files(commit), "only": only}
-    answer = ask(args.socket, request, 60)
+    answer = ask(args.check_socket, request, 60)
     problems, files = answer.get("problems", []), answer.get("broken", [])
     if len(files) != len(problems):
         raise ValueError("the push check answered problems without their files")
@@ -250,7 +268,8 @@ def post_receive(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("hook", choices=("pre-receive", "post-receive"))
-    parser.add_argument("--socket", required=True, help="the push check's Unix socket")
+    parser.add_argument("--socket", required=True, help="the push check's Unix socket (reports)")
+    parser.add_argument("--check-socket", required=True, help="the DAG check sandbox's Unix socket")
     parser.add_argument("--branch", required=True, help="the tracked branch")
     args = parser.parse_args(argv)
     return pre_receive(args) if args.hook == "pre-receive" else post_receive(args)

@@ -326,7 +326,7 @@ def processes(platform: Platform) -> list[Service]:
             **extra,
         )
 
-    checks = [push_check(platform)] if settings.repo_url is None else []
+    checks = [dag_sandbox(platform), push_check(platform)] if settings.repo_url is None else []
     engine = (  # first: Airflow's tasks start their containers through it
         [pipeline_engine.process(settings, platform.account(os_accounts.PIPELINE))]
         if pipeline_engine.chosen(settings)
@@ -345,11 +345,56 @@ def processes(platform: Platform) -> list[Service]:
     ]
 
 
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def dag_sandbox(platform: Platform) -> Service:
+    """Where the pre-receive hook has the pushed DAG files imported (mlops_ide/dag_sandbox.py).
+    As root: `unshare` gives it a network namespace with no interface up and a PID namespace
+    of its own, `setpriv` the sandbox account (its own group alone, no new privileges); its
+    environment has the DAGs' settings and nothing secret. Stopped by killing `unshare`,
+    whose death kills the namespace (the server ignores signals sent from inside it).
+    Without root: the platform's user, the network blocked in Python only (its log says so)."""
+    settings, tools = platform.settings, platform.tools
+    listener = local_state.push_check_listener(
+        settings, platform.accounts, local_state.dag_sandbox_socket(settings)
+    )
+    folder = ensure_folder(local_state.dag_check_folder(settings))
+    script = local_state.code_lib(settings) / "mlops_ide" / "dag_sandbox.py"
+    argv = [str(tools.airflow_python), "-s", str(script), "--socket-fd", str(listener.fileno())]
+    argv += ["--work", str(folder)]
+    env = {
+        "PATH": f"{tools.airflow_python.parent}:{SANDBOX_PATH}",
+        "LANG": "C.UTF-8",
+        "HOME": str(folder),
+        "TMPDIR": str(folder),
+        "PYTHONNOUSERSITE": "1",
+        **dag_settings(platform),
+    }
+    account = platform.account(os_accounts.DAG_CHECK)
+    if account is not None:
+        ids = [f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups"]
+        argv = [
+            *("unshare", "--net", "--pid", "--kill-child", "--"),
+            *("setpriv", *ids, "--no-new-privs", "--pdeathsig=SIGKILL", "--", *argv),
+        ]
+        env["USER"] = env["LOGNAME"] = account.pw_name
+    return Service(
+        name="Airflow DAG check",
+        argv=argv,
+        env=env,
+        cwd=folder,
+        log=settings.home / "logs" / "airflow-dag-check.log",
+        sockets=(listener,),
+        stop_signal=signal.SIGKILL if account is not None else signal.SIGTERM,
+    )
+
+
 def push_check(platform: Platform) -> Service:
-    """What the local remote's hooks ask at each push (mlops_ide/push_check.py): whether the
-    pushed DAG files load, then what Airflow made of the push. Airflow's virtualenv and the
-    DAGs' environment, never Airflow's database or keys; as the pipeline's account, which
-    reads Airflow's password (a hook runs as the pusher's git, which must not)."""
+    """What the local remote's post-receive hook asks after each push (mlops_ide/push_check.py):
+    what Airflow made of it. Airflow's virtualenv and the DAGs' environment, never Airflow's
+    database or keys; as the pipeline's account, which reads Airflow's password (a hook runs
+    as the pusher's git, which must not). It runs no pushed code: dag_sandbox does."""
     settings = platform.settings
     listener = local_state.push_check_listener(settings, platform.accounts)
     argv = [

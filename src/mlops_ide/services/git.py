@@ -49,6 +49,7 @@ def processes(platform: Platform) -> list[Service]:
         return []
     argv = [str(platform.tools.python), "-m", "mlops_ide.git_http", "--repo", str(settings.local_remote)]
     argv += ["--port", str(settings.git_port), "--hub-api", f"http://127.0.0.1:{settings.hub_port}/hub/api"]
+    argv += ["--admins", ",".join(settings.admin_users)]  # named to who may not skip the DAG check
     env = {"PYTHONPATH": str(local_state.code_lib(settings))}
     return [
         process(platform, "Git service", argv, url(settings) + "health", env=env, account=os_accounts.GIT)

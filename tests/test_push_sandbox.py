@@ -1,0 +1,250 @@
+"""A push the remote has not taken yet is checked in a sandbox (as root, with the platform's
+accounts): its DAG code holds no token or secret, reaches no network (not from a child
+process either), and leaves no process; and only a hub admin may skip the check. Real
+pushes, the platform's real hooks, services and OS accounts; a stand-in answers for the hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from mlops_ide import os_accounts
+from mlops_ide.local_state import ensure_secret
+from mlops_ide.services import Platform, git
+from tests.gitrepos import git as run_git
+from tests.gitrepos import user_commit
+from tests.local_platform import free_port_base, wait_for
+from tests.push_remote import logs, platform_for, push, push_services, remote_with_hooks, running
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's accounts need root")
+
+ENVIRONMENT_DAG = (
+    "import os\nfrom airflow.sdk import dag\nraise ValueError('env: ' + repr(dict(os.environ)))\n"
+)
+
+SECRETS_DAG = """
+from pathlib import Path
+from airflow.sdk import dag
+seen = []
+for path in {paths!r}:
+    try:
+        seen.append(path + ' READ ' + Path(path).read_text())
+    except OSError as error:
+        seen.append(path + ' ' + type(error).__name__)
+raise ValueError('secrets: ' + ' | '.join(seen))
+"""
+
+NETWORK_DAG = """
+import subprocess, sys
+from airflow.sdk import dag
+probe = "import socket; socket.create_connection(('127.0.0.1', {port}), 3); print('CONNECTED')"
+done = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True)
+raise ValueError('network: ' + (done.stdout + done.stderr).strip().splitlines()[-1])
+"""
+
+SLEEPER_DAG = """
+import os, subprocess, sys, time
+from airflow.sdk import dag
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(600)  # sandbox-sleeper
+    os._exit(0)
+subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)  # sandbox-sleeper'],
+                 start_new_session=True)
+"""
+
+
+@pytest.fixture
+def sandboxed(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A remote checked in the sandbox, with the secrets a DAG would want in the state
+    folder (Airflow's JWT secret, the pipeline's MLflow token); yields (clone, state)."""
+    with remote_with_hooks(tmp_path, free_port_base(), accounts=True) as (clone, settings):
+        yield clone, settings.home
+
+
+def secrets_of(state: Path) -> list[str]:
+    found = [(state / "airflow-auth" / name).read_text().strip() for name in ("jwt_secret", "mlflow_token")]
+    assert all(len(value) >= 20 for value in found)
+    return found
+
+
+def leftovers(uid: int) -> list[str]:
+    """Processes of the sandbox account other than sandbox servers (the first process of
+    their PID namespace): what a check left."""
+    from tests.push_remote import processes_of_uid
+
+    return [
+        status.splitlines()[0]
+        for status in processes_of_uid(uid).values()
+        if not next(line for line in status.splitlines() if line.startswith("NSpid:")).endswith("\t1")
+    ]
+
+
+def add_mlflow_token(state: Path) -> None:
+    pipeline = pwd.getpwnam(os_accounts.PIPELINE)
+    ensure_secret(
+        state / "airflow-auth" / "mlflow_token", lambda: "mlflow-token-" + "x7" * 16, pipeline.pw_gid
+    )
+
+
+def test_a_pushed_dag_sees_no_secret_in_its_environment_nor_its_files(sandboxed: tuple[Path, Path]) -> None:
+    clone, state = sandboxed
+    add_mlflow_token(state)
+    paths = [str(state / "airflow-auth" / name) for name in ("jwt_secret", "mlflow_token")]
+    user_commit(
+        clone,
+        {"dags/env.py": ENVIRONMENT_DAG, "dags/secrets.py": SECRETS_DAG.format(paths=paths)},
+        "a DAG that looks for secrets",
+    )
+
+    pushed = push(clone)
+
+    assert pushed.returncode != 0 and "push refused" in pushed.stderr
+    assert "dags/env.py:3: ValueError: env: {" in pushed.stderr, pushed.stderr
+    assert "'HOME':" in pushed.stderr  # the environment was printed: nothing secret in it
+    for name in ("TOKEN", "SECRET", "PASSWORD", "AIRFLOW__API", "MLFLOW"):
+        assert name not in pushed.stderr.split("env: ")[1].split("\n")[0].upper(), pushed.stderr
+    assert f"{paths[0]} PermissionError" in pushed.stderr and f"{paths[1]} PermissionError" in pushed.stderr
+    for value in secrets_of(state):
+        assert value not in pushed.stderr and value not in logs_of(state)
+
+
+def logs_of(state: Path) -> str:
+    return "".join(path.read_text(errors="replace") for path in (state / "logs").glob("*.log"))
+
+
+def test_a_pushed_dags_child_process_reaches_no_network(sandboxed: tuple[Path, Path]) -> None:
+    clone, _ = sandboxed
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(0.5)
+    user_commit(clone, {"dags/net.py": NETWORK_DAG.format(port=listener.getsockname()[1])}, "phone home")
+
+    pushed = push(clone)
+
+    with pytest.raises(TimeoutError):
+        listener.accept()  # nobody came
+    listener.close()
+    assert pushed.returncode != 0
+    assert (
+        "dags/net.py:6: ValueError: network: OSError: [Errno 101] Network is unreachable" in pushed.stderr
+    ), pushed.stderr
+
+
+def test_nothing_a_checked_dag_starts_outlives_the_check_not_even_in_a_session_of_its_own(
+    sandboxed: tuple[Path, Path],
+) -> None:
+    clone, _ = sandboxed
+    uid = pwd.getpwnam(os_accounts.DAG_CHECK).pw_uid
+    user_commit(clone, {"dags/sleeper.py": SLEEPER_DAG}, "a DAG that leaves sleepers")
+
+    pushed = push(clone)
+
+    assert pushed.returncode == 0 and "DAG check passed" in pushed.stderr, pushed.stderr
+    assert wait_for(lambda: not leftovers(uid), 5, "no process of the check left") is not None
+
+
+class HubStandIn:
+    """The hub's `GET /hub/api/user` for a token: the model of its user (admin or not)."""
+
+    def __init__(self, port: int, users: dict[str, dict]):
+        self.users = users
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                token = self.headers.get("Authorization", "").removeprefix("token ")
+                model = stand_in.users.get(token)
+                body = json.dumps(model).encode() if model and self.path == "/hub/api/user" else b"{}"
+                self.send_response(200 if model else 403)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def hub_user(name: str, admin: bool) -> dict:
+    return {"kind": "user", "name": name, "admin": admin, "scopes": [git.SCOPE]}
+
+
+def test_only_a_hub_admin_may_skip_the_dag_check(tmp_path: Path) -> None:
+    """Through the git service, as the pushers the hub names: bob (not an admin) is told who
+    may; ada (an admin) skips; a header of bob's own cannot make him one."""
+    port = free_port_base()
+    platform: Platform = platform_for(
+        tmp_path,
+        accounts=True,
+        MLOPS_IDE_PORT=str(port),
+        MLOPS_IDE_GIT_PORT=str(free_port_base()),
+        MLOPS_IDE_AIRFLOW_PORT=str(free_port_base()),
+        MLOPS_IDE_ADMIN_USERS="ada,ops",
+    )
+    hub = HubStandIn(
+        platform.settings.hub_port, {"bob-token": hub_user("bob", False), "ada-token": hub_user("ada", True)}
+    )
+    (git_service,) = git.processes(platform)
+    git_service.ready_url = None
+    try:
+        with running(*push_services(platform)):
+            git_service.start()
+            url = git.repo_url(platform.settings)
+            wait_for(lambda: _answers(git.url(platform.settings) + "health"), 30, "the git service")
+            clone = tmp_path / "clone"
+            run_git(tmp_path, "clone", "--quiet", url.replace("://", "://x:ada-token@"), str(clone))
+            user_commit(clone, {"dags/broken.py": "import module_that_is_not_installed\n"}, "broken")
+            as_bob = ["-c", "http.extraHeader=Mlops-Ide-Pusher-Admin: 1"]
+            bob = _push_as(clone, url, "bob-token", as_bob)
+            ada = _push_as(clone, url, "ada-token")
+    finally:
+        git_service.ask_to_stop()
+        git_service.wait_stopped(time.monotonic() + 10)
+        hub.close()
+
+    assert bob.returncode != 0, bob.stderr
+    assert "only a hub admin may skip the DAG check" in bob.stderr
+    assert "ask one of the hub's admins (ada, ops), or fix what the check says" in bob.stderr, bob.stderr
+    assert ada.returncode == 0, ada.stderr
+    assert "DAG check skipped (skip-dag-check)" in ada.stderr
+    assert "SKIPPED by ada" in logs(platform.settings)
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _push_as(clone: Path, url: str, token: str, extra: list[str] | None = None):
+    import subprocess
+
+    authed = url.replace("://", f"://x:{token}@")
+    return subprocess.run(
+        ["git", *(extra or []), "push", "-o", "skip-dag-check", authed, "HEAD:main"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
