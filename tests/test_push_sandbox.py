@@ -53,7 +53,13 @@ raise ValueError('network: ' + (done.stdout + done.stderr).strip().splitlines()[
 
 SLEEPER_DAG = """
 import os, subprocess, sys, time
+from pathlib import Path
 from airflow.sdk import dag
+# files for later checks to load: a plugin in Airflow's home, one beside its own folder
+(Path(os.environ["AIRFLOW_HOME"]) / "plugins").mkdir(exist_ok=True)
+(Path(os.environ["AIRFLOW_HOME"]) / "plugins" / "planted.py").write_text("# later checks would run me")
+(Path(os.environ["HOME"]).parent / "planted").mkdir()
+(Path(os.environ["HOME"]).parent / "planted").chmod(0)
 if os.fork() == 0:
     os.setsid()
     time.sleep(600)  # sandbox-sleeper
@@ -141,10 +147,10 @@ def test_a_pushed_dags_child_process_reaches_no_network(sandboxed: tuple[Path, P
     ), pushed.stderr
 
 
-def test_nothing_a_checked_dag_starts_outlives_the_check_not_even_in_a_session_of_its_own(
+def test_nothing_a_checked_dag_starts_or_writes_outlives_the_check_not_even_in_a_session_of_its_own(
     sandboxed: tuple[Path, Path],
 ) -> None:
-    clone, _ = sandboxed
+    clone, state = sandboxed
     uid = pwd.getpwnam(os_accounts.DAG_CHECK).pw_uid
     user_commit(clone, {"dags/sleeper.py": SLEEPER_DAG}, "a DAG that leaves sleepers")
 
@@ -152,6 +158,7 @@ def test_nothing_a_checked_dag_starts_outlives_the_check_not_even_in_a_session_o
 
     assert pushed.returncode == 0 and "DAG check passed" in pushed.stderr, pushed.stderr
     assert wait_for(lambda: not leftovers(uid), 5, "no process of the check left") is not None
+    assert [path.name for path in (state / "dag-check").rglob("*")] == ["airflow-home"]
 
 
 class HubStandIn:

@@ -120,6 +120,9 @@ def run_check(files: dict[str, str], work: Path, only: list[str] | None = None, 
             os.setsid()
             for sock in close:
                 sock.close()
+            quiet = os.open(os.devnull, os.O_WRONLY)  # the log is the server's: no line forged into it
+            os.dup2(quiet, 1)
+            os.dup2(quiet, 2)
             os.close(readable)
             for limit, value in LIMITS.items():
                 resource.setrlimit(limit, (value, value))
@@ -144,7 +147,7 @@ def run_check(files: dict[str, str], work: Path, only: list[str] | None = None, 
         return read_child(child, readable)
     finally:
         end_leftovers(child)
-        shutil.rmtree(folder, ignore_errors=True)
+        reset_work(work)
 
 
 def read_child(child: int, readable: int) -> dict:
@@ -201,6 +204,30 @@ def end_leftovers(child: int) -> None:
             os.waitpid(child, 0)
 
 
+def reset_work(work: Path) -> None:
+    """The work folder as at start, this account's alone and empty but for an empty Airflow
+    home: a check writes as this account, and what it left there (an Airflow plugin, say)
+    could change the verdict on later pushes."""
+    work.chmod(0o700)
+    for entry in work.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, onerror=force_remove)
+        else:
+            entry.unlink(missing_ok=True)
+    Path(os.environ["AIRFLOW_HOME"]).mkdir(mode=0o700, exist_ok=True)
+
+
+def force_remove(remove: callable, path: str, _: object) -> None:
+    """What a check made unreadable or unwritable is its own account's: opened up, removed."""
+    with contextlib.suppress(OSError):
+        os.chmod(os.path.dirname(path), 0o700)
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, 0o700)
+            shutil.rmtree(path, onerror=force_remove)
+        else:
+            remove(path)
+
+
 def not_dumpable() -> None:
     """No process of the same account may trace this one (or read its memory)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -247,8 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     if not sandboxed():
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    os.environ.update(TMPDIR=str(args.work))
+    os.environ.update(TMPDIR=str(args.work), AIRFLOW_HOME=str(args.work / "airflow-home"))
     tempfile.tempdir = str(args.work)
+    reset_work(args.work)  # also what an earlier run's checks left
     dag_check.block_database()
     os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"] = FILE_IMPORT_SECONDS
     os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"  # the push log: a line per check
