@@ -99,8 +99,8 @@ def logs(settings: Settings) -> str:
 
 
 def processes_of_uid(uid: int) -> dict[int, str]:
-    """Every process whose real user is `uid`, with its status text. Read from the status
-    (a process that is not dumpable has a /proc folder of root's)."""
+    """Every live process (no zombie) whose real user is `uid`, with its status text. Read
+    from the status (a process that is not dumpable has a /proc folder of root's)."""
     found = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -109,6 +109,6 @@ def processes_of_uid(uid: int) -> dict[int, str]:
             except OSError:
                 continue  # gone while we looked
             uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()
-            if int(uids[1]) == uid:
+            if int(uids[1]) == uid and "\nState:\tZ" not in status:
                 found[int(entry)] = status
     return found

@@ -9,6 +9,8 @@ import json
 import os
 import pwd
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +25,15 @@ from mlops_ide.services import Platform, git
 from tests.gitrepos import git as run_git
 from tests.gitrepos import user_commit
 from tests.local_platform import free_port_base, wait_for
-from tests.push_remote import logs, platform_for, push, push_services, remote_with_hooks, running
+from tests.push_remote import (
+    logs,
+    platform_for,
+    processes_of_uid,
+    push,
+    push_services,
+    remote_with_hooks,
+    running,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's accounts need root")
 
@@ -69,6 +79,13 @@ subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)  # sandbox
 """
 
 
+MEMORY_DAG = "from airflow.sdk import dag\nheld = bytearray(3 * 2**30)\n"
+BIG_FILE_DAG = (
+    "import os\nfrom airflow.sdk import dag\n"
+    "open(os.environ['TMPDIR'] + '/big', 'wb').write(bytes(100 * 2**20))\n"
+)
+
+
 @pytest.fixture
 def sandboxed(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """A remote checked in the sandbox, with the secrets a DAG would want in the state
@@ -86,8 +103,6 @@ def secrets_of(state: Path) -> list[str]:
 def leftovers(uid: int) -> list[str]:
     """Processes of the sandbox account other than sandbox servers (the first process of
     their PID namespace): what a check left."""
-    from tests.push_remote import processes_of_uid
-
     return [
         status.splitlines()[0]
         for status in processes_of_uid(uid).values()
@@ -158,7 +173,44 @@ def test_nothing_a_checked_dag_starts_or_writes_outlives_the_check_not_even_in_a
 
     assert pushed.returncode == 0 and "DAG check passed" in pushed.stderr, pushed.stderr
     assert wait_for(lambda: not leftovers(uid), 5, "no process of the check left") is not None
+    (server,) = [
+        pid for pid in processes_of_uid(uid) if str(state) in Path(f"/proc/{pid}/cmdline").read_text()
+    ]
+    assert "Operation not permitted" in trace_as(
+        pwd.getpwnam(os_accounts.DAG_CHECK), server
+    )  # not dumpable: its own account cannot trace it
     assert [path.name for path in (state / "dag-check").rglob("*")] == ["airflow-home"]
+
+
+TRACE = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.ptrace(16, int(sys.argv[1]), 0, 0) == 0:  # PTRACE_ATTACH
+    libc.ptrace(17, int(sys.argv[1]), 0, 0)  # PTRACE_DETACH
+    print("attached")
+else:
+    print(os.strerror(ctypes.get_errno()))
+"""
+
+
+def trace_as(account: pwd.struct_passwd, pid: int) -> str:
+    """What a process of `account` gets when it tries to trace `pid`."""
+    ids = [f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups"]
+    setpriv = ["setpriv", *ids, sys.executable]
+    return subprocess.run(
+        [*setpriv, "-c", TRACE, str(pid)], capture_output=True, text=True, timeout=30
+    ).stdout
+
+
+def test_a_pushed_dag_gets_no_more_memory_or_disk_than_a_check_needs(sandboxed: tuple[Path, Path]) -> None:
+    clone, _ = sandboxed
+    user_commit(clone, {"dags/memory.py": MEMORY_DAG, "dags/big_file.py": BIG_FILE_DAG}, "greedy DAGs")
+
+    pushed = push(clone)
+
+    assert pushed.returncode != 0
+    assert "dags/memory.py:2: MemoryError" in pushed.stderr, pushed.stderr
+    assert "dags/big_file.py:3: OSError: [Errno 27] File too large" in pushed.stderr, pushed.stderr
 
 
 class HubStandIn:
@@ -245,8 +297,6 @@ def _answers(url: str) -> bool:
 
 
 def _push_as(clone: Path, url: str, token: str, extra: list[str] | None = None):
-    import subprocess
-
     authed = url.replace("://", f"://x:{token}@")
     return subprocess.run(
         ["git", *(extra or []), "push", "-o", "skip-dag-check", authed, "HEAD:main"],
