@@ -141,7 +141,11 @@ def container_step(task_id: str, name: str, arguments: dict[str, Any]) -> Any:
             Mount(target=DATA_ROOT, source=DATA_ROOT, type="bind", read_only=True),
             Mount(target=WORK_ROOT, source=WORK_ROOT, type="bind"),
         ],
-        environment={"MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", "")},
+        environment={
+            "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", ""),
+            # MLflow's telemetry as the platform set it for Airflow (services/mlflow.py)
+            **{name: os.environ[name] for name in ("MLFLOW_DISABLE_TELEMETRY",) if name in os.environ},
+        },
         network_mode="host",
         mount_tmp_dir=False,  # the engine is the pipeline account's: a folder of the worker's is no use
         auto_remove="force",

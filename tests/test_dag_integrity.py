@@ -115,6 +115,7 @@ CONTAINER_ENV = {
     "MLOPS_IDE_SERVING_URL": "http://127.0.0.1:8500",
     "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000/services/mlflow",
     "MLFLOW_TRACKING_TOKEN": "pipeline-token-0123456789",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 
 
@@ -220,7 +221,10 @@ def test_every_container_step_mounts_the_dataset_read_only_and_holds_no_credenti
             },
         ], name
         assert container["docker_url"] == CONTAINER_ENV["DOCKER_HOST"], name
-        assert container["environment"] == {"MLFLOW_TRACKING_URI": CONTAINER_ENV["MLFLOW_TRACKING_URI"]}, name
+        assert container["environment"] == {
+            "MLFLOW_TRACKING_URI": CONTAINER_ENV["MLFLOW_TRACKING_URI"],
+            "MLFLOW_DISABLE_TELEMETRY": "true",  # as Airflow has it: MLflow's telemetry off
+        }, name
         assert (container["network_mode"], container["auto_remove"]) == ("host", "force"), name
         assert container["mount_tmp_dir"] is False and container["privileged"] is False, name
         assert container["private_environment"] == {}, name

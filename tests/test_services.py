@@ -109,7 +109,12 @@ def test_the_port_check_covers_every_running_service_and_only_those() -> None:
 
 
 def test_clients_are_pointed_at_mlflow_only_when_it_runs() -> None:
-    assert services.client_env(load({})) == {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000/services/mlflow"}
+    assert services.client_env(load({})) == {
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000/services/mlflow",
+        "MLFLOW_DISABLE_TELEMETRY": "true",  # MLflow's usage data: off unless MLOPS_IDE_MLFLOW_TELEMETRY=1
+    }
+    allowed = services.client_env(load({"MLOPS_IDE_MLFLOW_TELEMETRY": "1"}))
+    assert "MLFLOW_DISABLE_TELEMETRY" not in allowed
     assert services.client_env(load({"MLOPS_IDE_SERVICES": "serving,app"})) == {}
 
 
@@ -153,6 +158,8 @@ def test_every_service_builds_its_processes_from_the_settings(tmp_path: Path) ->
     for process in (built["serving"][0], *built["airflow"][:4]):
         assert process.env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000/services/mlflow", process.name
         assert process.env["MLFLOW_TRACKING_TOKEN"] == pipeline_token, process.name
+    for process in (built["mlflow"][0], built["serving"][0], *built["airflow"][:4]):
+        assert process.env["MLFLOW_DISABLE_TELEMETRY"] == "true", process.name
     assert built["app"][0].env["SKIN_CANCER_API_URL"] == "http://127.0.0.1:8500"
     assert all(p.log.parent == tmp_path / "logs" for processes in built.values() for p in processes)
     # Airflow's users file: admin and the hub's admins, a password of Airflow's own (a DAG can

@@ -7,7 +7,12 @@ pipeline's account can open, never on a port. Everyone reaches it through its ga
 (mlops_ide.mlflow_gate), a hub service under /services/mlflow/ on MLOPS_IDE_MLFLOW_PORT:
 browsers with their hub login, programs with a hub token in MLFLOW_TRACKING_TOKEN (a user's
 server gets one for this service at each start; Airflow's tasks and serving the token of
-the hub service `pipeline`, the only identity that may change the model registry)."""
+the hub service `pipeline`, the only identity that may change the model registry).
+
+MLflow's usage telemetry (to its makers' servers, from the server, the UI and every
+client) is off unless MLOPS_IDE_MLFLOW_TELEMETRY=1: the server, Airflow and its tasks,
+serving and the users' servers all get MLFLOW_DISABLE_TELEMETRY. The UI's one-time notice
+about usage data is fixed in MLflow's JavaScript and still shows; it sends nothing."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from pathlib import Path
 from mlops_ide import os_accounts
 from mlops_ide.local_state import ensure_folder, ensure_secret
 from mlops_ide.services import Platform, PlatformService, Port, port_setting, process
-from mlops_ide.settings import Settings
+from mlops_ide.settings import Setting, Settings, parsers
 from mlops_ide.supervisor import Service
 
 NAME = "mlflow"  # the hub's name for the gate: served under /services/mlflow/
@@ -27,10 +32,26 @@ PREFIX = f"/services/{NAME}/"
 SCOPE = f"access:services!service={NAME}"
 PIPELINE_SERVICE = "pipeline"  # the hub service whose token Airflow's tasks and serving use
 PORT = port_setting("MLOPS_IDE_MLFLOW_PORT", "mlflow_port", "MLflow (its login gate)", 5000)
+TELEMETRY = Setting(
+    "MLOPS_IDE_MLFLOW_TELEMETRY",
+    "mlflow_telemetry",
+    "`1`: MLflow's server, UI and clients (users' servers, the pipeline) send MLflow's makers "
+    "usage data, as MLflow does by default",
+    default="0",
+    parse=parsers.flag,
+    modes=("local",),
+)
 # MLflow's UI opens in its GenAI mode unless the page asks for the classic one: no server
 # flag or variable sets the default (it is fixed in its JavaScript), but the `workflowType`
 # of the page's query overrides it. So the home page and the banner link the experiments so.
 CLASSIC_PAGE = "#/experiments?workflowType=machine_learning"
+
+
+def telemetry_env(allowed: bool) -> dict[str, str]:
+    """What stops MLflow's telemetry in a process of MLflow's (server or client): MLflow reads
+    it at import (mlflow/telemetry/utils.py), and its server then tells the UI to send
+    nothing (GET ajax-api/3.0/mlflow/ui-telemetry)."""
+    return {} if allowed else {"MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
 def url(settings: Settings) -> str:
@@ -63,14 +84,16 @@ def pipeline_env(platform: Platform) -> dict[str, str]:
     return {
         "MLFLOW_TRACKING_URI": url(platform.settings),
         "MLFLOW_TRACKING_TOKEN": ensure_pipeline_token(platform),
+        **telemetry_env(platform.settings.mlflow_telemetry),
     }
 
 
 def server_process(
-    mlflow: Path, port: int, home: Path, environ: dict[str, str] | None = None
+    mlflow: Path, port: int, home: Path, environ: dict[str, str] | None = None, telemetry: bool = False
 ) -> tuple[list[str], dict[str, str]]:
     """The command and environment of `mlflow server` as the platform runs it, with its
-    database and artifacts in `home`. The tests and benchmarks start their MLflow with it too."""
+    database and artifacts in `home`, its telemetry off unless `telemetry`. The tests and
+    benchmarks start their MLflow with it too."""
     env = {
         key: value
         for key, value in (os.environ if environ is None else environ).items()
@@ -85,6 +108,7 @@ def server_process(
             # loopback address only, whatever the environment says; the platform's MLflow
             # hears only its gate, over a Unix socket: no such address, so none.
             "MLFLOW_ENABLE_REMOTE_ASSISTANT": "false",
+            **telemetry_env(telemetry),
         }
     )
     argv = [
@@ -108,7 +132,8 @@ def processes(platform: Platform) -> list[Service]:
     settings = platform.settings
     home = ensure_folder(settings.home / "mlflow")
     sock = socket_path(settings)
-    argv, env = server_process(platform.tools.airflow_python.parent / "mlflow", settings.mlflow_port, home)
+    mlflow = platform.tools.airflow_python.parent / "mlflow"
+    argv, env = server_process(mlflow, settings.mlflow_port, home, telemetry=settings.mlflow_telemetry)
     port_at = argv.index("--port")
     del argv[port_at : port_at + 2]  # a socket, not a port: nobody reaches MLflow but through its gate
     argv += ["--static-prefix", PREFIX.rstrip("/"), "--uvicorn-opts", f"--uds {sock}"]
@@ -141,7 +166,7 @@ SERVICE = PlatformService(
     name="mlflow",
     title="MLflow",
     order=10,
-    settings=(PORT,),
+    settings=(PORT, TELEMETRY),
     processes=processes,
     ports=lambda settings: [Port("127.0.0.1", settings.mlflow_port, PORT.name, "MLflow's login gate")],
     url=url,
@@ -149,5 +174,8 @@ SERVICE = PlatformService(
     health="/health",
     banner="(your hub login)",
     prepare=prepare,
-    client_env=lambda settings: {"MLFLOW_TRACKING_URI": url(settings)},
+    client_env=lambda settings: {
+        "MLFLOW_TRACKING_URI": url(settings),
+        **telemetry_env(settings.mlflow_telemetry),
+    },
 )
