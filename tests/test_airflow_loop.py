@@ -141,10 +141,10 @@ MISSING_IMPORT = "from airflow.sdk import dag\nimport module_that_is_not_install
 
 
 @contextmanager
-def checks_away(platform: Platform) -> Iterator[None]:
-    """The DAG check and the push check unreachable (restarting, say): pushes go through
-    unchecked, and say so."""
-    sockets = [platform.home / "push-check" / name for name in ("sandbox", "socket")]
+def checks_away(platform: Platform, *names: str) -> Iterator[None]:
+    """The DAG check's sandbox (`sandbox`), the push check (`socket`) unreachable
+    (restarting, say): without the first, pushes go through unchecked, and say so."""
+    sockets = [platform.home / "push-check" / name for name in names]
     for path in sockets:
         path.rename(path.with_name(f"{path.name}-away"))
     try:
@@ -158,7 +158,7 @@ def test_broken_dags_are_import_errors_and_the_rest_keeps_working(
     platform: Platform, airflow: AirflowAPI, clone: Path
 ) -> None:
     # Real DAG files: Airflow's discovery skips files that mention neither "airflow" nor "dag".
-    with checks_away(platform):  # as broken DAGs land when the check is away
+    with checks_away(platform, "sandbox"):  # as broken DAGs land when the check is away
         push(
             platform,
             clone,
@@ -198,7 +198,7 @@ def test_github_push_webhook_makes_airflow_reparse(
     check): push while the DAG check and the push check are away (the push goes through,
     unchecked, and says so), then deliver the signed event."""
     secret = "a-webhook-secret-for-the-test"
-    with checks_away(platform):
+    with checks_away(platform, "sandbox", "socket"):
         user_commit(clone, {"dags/hello_webhook.py": WEBHOOK_DAG}, "add hello_webhook")
         pushed = platform.terminal("alice", "git", "push", "origin", "main", cwd=clone)
         commit = git(clone, "rev-parse", "HEAD")
