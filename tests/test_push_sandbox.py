@@ -86,6 +86,31 @@ BIG_FILE_DAG = (
 )
 
 
+FLOOD_DAG = """
+import os
+from airflow.sdk import dag
+for fd in os.listdir('/proc/self/fd'):  # the pipe of the check's answer, whatever its number
+    try:
+        if os.readlink(f'/proc/self/fd/{fd}').startswith('pipe:'):
+            os.write(int(fd), b'x' * 6 * 2**20)
+    except OSError:
+        pass
+"""
+
+
+FORGER_DAG = """
+import os
+from airflow.sdk import dag
+for fd in os.listdir('/proc/self/fd'):  # the hook's connection, if the check kept it open
+    try:
+        if os.readlink(f'/proc/self/fd/{fd}').startswith('socket:'):
+            os.write(int(fd), b'{"problems": [], "broken": [], "summary": "forged"}\\n')
+    except OSError:
+        pass
+raise ValueError('broken all the same')
+"""
+
+
 @pytest.fixture
 def sandboxed(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """A remote checked in the sandbox, with the secrets a DAG would want in the state
@@ -211,6 +236,31 @@ def test_a_pushed_dag_gets_no_more_memory_or_disk_than_a_check_needs(sandboxed: 
     assert pushed.returncode != 0
     assert "dags/memory.py:2: MemoryError" in pushed.stderr, pushed.stderr
     assert "dags/big_file.py:3: OSError: [Errno 27] File too large" in pushed.stderr, pushed.stderr
+
+
+def test_a_dag_that_floods_the_checks_answer_is_refused_and_the_next_push_is_checked(
+    sandboxed: tuple[Path, Path],
+) -> None:
+    clone, _ = sandboxed
+    user_commit(clone, {"dags/flood.py": FLOOD_DAG}, "a flood")
+
+    flooded = push(clone)
+    run_git(clone, "reset", "--quiet", "--hard", "origin/main")
+    user_commit(clone, {"dags/broken.py": "from airflow.sdk import dag\nraise ValueError('no')\n"}, "broken")
+    next_one = push(clone)
+
+    assert flooded.returncode != 0 and "the check answered too much" in flooded.stderr, flooded.stderr
+    assert next_one.returncode != 0 and "dags/broken.py:2: ValueError: no" in next_one.stderr, next_one.stderr
+
+
+def test_a_checked_dag_cannot_answer_the_hook_in_the_checks_place(sandboxed: tuple[Path, Path]) -> None:
+    clone, _ = sandboxed
+    user_commit(clone, {"dags/forger.py": FORGER_DAG}, "a forged verdict")
+
+    pushed = push(clone)
+
+    assert pushed.returncode != 0 and "forged" not in pushed.stderr, pushed.stderr
+    assert "dags/forger.py:10: ValueError: broken all the same" in pushed.stderr, pushed.stderr
 
 
 class HubStandIn:

@@ -49,6 +49,7 @@ import dag_check
 CHECK_SECONDS = 30.0  # the whole check; each file has Airflow's own import timeout below it
 FILE_IMPORT_SECONDS = "20"
 MAX_REQUEST_BYTES = 32 * 2**20
+MAX_ANSWER_BYTES = 4 * 2**20
 # What one check may use (the child and all it starts): DAG files import cheap code.
 LIMITS = {
     resource.RLIMIT_CPU: 30,  # seconds of CPU
@@ -118,8 +119,8 @@ def run_check(files: dict[str, str], work: Path, only: list[str] | None = None, 
         code = 0
         try:
             os.setsid()
-            for sock in close:
-                sock.close()
+            for sock in close:  # detached first: a file made from it (makefile) keeps it open
+                os.close(sock.detach())
             quiet = os.open(os.devnull, os.O_WRONLY)  # the log is the server's: no line forged into it
             os.dup2(quiet, 1)
             os.dup2(quiet, 2)
@@ -163,6 +164,8 @@ def read_child(child: int, readable: int) -> dict:
                 if not chunk:
                     break
                 data += chunk
+                if len(data) > MAX_ANSWER_BYTES:  # the checked code writes it: it may not fill our memory
+                    return {"problems": ["the check answered too much"], "broken": ["dags/"]}
             elif reaped:
                 break  # it has exited and said all it had
             elif os.waitpid(child, os.WNOHANG)[0]:
