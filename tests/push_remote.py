@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlops_ide import local_state, os_accounts
+from mlops_ide import local_state, names
 from mlops_ide.local_state import Tools, ensure_local_remote, install_code, install_push_hooks
 from mlops_ide.modes import load
 from mlops_ide.services import Platform, airflow
 from mlops_ide.settings import Settings
-from mlops_ide.supervisor import Service
+from mlops_ide.supervisor import Process
 from tests.gitrepos import git
 
 READY = {"Airflow DAG check": "checking pushed DAGs", "Airflow push check": "reporting pushes"}
@@ -36,14 +36,14 @@ def platform_for(tmp_path: Path, accounts: bool = False, **values: str) -> Platf
         local_state.lock_down(settings, accounts=True)
     remote, _ = ensure_local_remote(settings)
     if accounts:
-        local_state.share_remote(remote, made[os_accounts.GIT])
+        local_state.share_remote(remote, made[names.GIT_ACCOUNT])
     install_code(settings)
     install_push_hooks(settings, Tools.load())
     return Platform(settings, Tools.load(), "a-password", made)
 
 
 @contextmanager
-def running(*services: Service, timeout: float = 60) -> Iterator[None]:
+def running(*services: Process, timeout: float = 60) -> Iterator[None]:
     """The services started as the supervisor starts them, each ready once its log says it
     listens; stopped (and what they left ended) at the end."""
     try:
@@ -61,7 +61,7 @@ def running(*services: Service, timeout: float = 60) -> Iterator[None]:
             service.wait_stopped(time.monotonic() + 10)
 
 
-def push_services(platform: Platform, wait: float = 2.0) -> tuple[Service, Service]:
+def push_services(platform: Platform, wait: float = 2.0) -> tuple[Process, Process]:
     """The DAG check's sandbox and the push check, as services/airflow.py builds them."""
     airflow.write_passwords(platform)
     report = airflow.push_check(platform)

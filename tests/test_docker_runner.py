@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import images, os_accounts, pipeline_engine
+from mlops_ide import images, names, pipeline_engine
 from mlops_ide.local_state import Tools
 from tests.airflow_api import AirflowAPI
 from tests.local_platform import ROOT, Platform, wait_for
@@ -53,7 +53,7 @@ def engine_processes(home: Path) -> list[int]:
 
 
 def pipeline_account() -> pwd.struct_passwd:
-    return pwd.getpwnam(os_accounts.PIPELINE)
+    return pwd.getpwnam(names.PIPELINE_ACCOUNT)
 
 
 def as_pipeline(platform: Platform, argv: list[str], **env: str) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import modes, os_accounts, pipeline_engine
+from mlops_ide import modes, names, pipeline_engine
 from mlops_ide.local_state import Tools
 from mlops_ide.services import Platform, airflow
 from mlops_ide.settings import SettingsError
@@ -207,7 +207,7 @@ def test_with_the_docker_runner_airflow_starts_the_engine_first_as_the_pipeline_
     settings = modes.load({"MLOPS_IDE_HOME": str(tmp_path), "MLOPS_IDE_PIPELINE_RUNNER": "docker"})
     git = pwd.struct_passwd(("mlops-ide-git", "x", 12346, 12346, "", "/nonexistent", "/bin/false"))
     platform = Platform(
-        settings, Tools.load(), "a-password", {os_accounts.PIPELINE: account, os_accounts.GIT: git}
+        settings, Tools.load(), "a-password", {names.PIPELINE_ACCOUNT: account, names.GIT_ACCOUNT: git}
     )
     socket_path = tmp_path / "pipeline-engine" / "podman.sock"
 

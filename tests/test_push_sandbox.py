@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import os_accounts
+from mlops_ide import names
 from mlops_ide.local_state import ensure_secret
 from mlops_ide.services import Platform, git
 from tests.gitrepos import git as run_git
@@ -136,7 +136,7 @@ def leftovers(uid: int) -> list[str]:
 
 
 def add_mlflow_token(state: Path) -> None:
-    pipeline = pwd.getpwnam(os_accounts.PIPELINE)
+    pipeline = pwd.getpwnam(names.PIPELINE_ACCOUNT)
     ensure_secret(
         state / "airflow-auth" / "mlflow_token", lambda: "mlflow-token-" + "x7" * 16, pipeline.pw_gid
     )
@@ -191,7 +191,7 @@ def test_nothing_a_checked_dag_starts_or_writes_outlives_the_check_not_even_in_a
     sandboxed: tuple[Path, Path],
 ) -> None:
     clone, state = sandboxed
-    uid = pwd.getpwnam(os_accounts.DAG_CHECK).pw_uid
+    uid = pwd.getpwnam(names.DAG_CHECK_ACCOUNT).pw_uid
     user_commit(clone, {"dags/sleeper.py": SLEEPER_DAG}, "a DAG that leaves sleepers")
 
     pushed = push(clone)
@@ -202,7 +202,7 @@ def test_nothing_a_checked_dag_starts_or_writes_outlives_the_check_not_even_in_a
         pid for pid in processes_of_uid(uid) if str(state) in Path(f"/proc/{pid}/cmdline").read_text()
     ]
     assert "Operation not permitted" in trace_as(
-        pwd.getpwnam(os_accounts.DAG_CHECK), server
+        pwd.getpwnam(names.DAG_CHECK_ACCOUNT), server
     )  # not dumpable: its own account cannot trace it
     assert [path.name for path in (state / "dag-check").rglob("*")] == ["airflow-home"]
 
@@ -292,7 +292,7 @@ class HubStandIn:
 
 
 def hub_user(name: str, admin: bool) -> dict:
-    return {"kind": "user", "name": name, "admin": admin, "scopes": [git.SCOPE]}
+    return {"kind": "user", "name": name, "admin": admin, "scopes": [names.GIT_SCOPE]}
 
 
 def test_only_a_hub_admin_may_skip_the_dag_check(tmp_path: Path) -> None:

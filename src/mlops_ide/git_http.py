@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING
 
 from tornado import httpserver, web
 
+from mlops_ide import names
 from mlops_ide.processes import until_stopped
-from mlops_ide.services.git import PREFIX, SCOPE
 
 if TYPE_CHECKING:
     from jupyterhub.services.auth import HubAuth
@@ -98,7 +98,7 @@ class GitHandler(web.RequestHandler):
     async def prepare(self) -> None:
         match = GIT_PATHS.fullmatch(self.path_args[0] if self.path_args else "")
         if not match or match["repo"] not in (self.repo.name, self.repo.name.removesuffix(".git")):
-            self.refuse(404, f"no such repository here; the team's is {PREFIX}{self.repo.name}")
+            self.refuse(404, f"no such repository here; the team's is {names.GIT_PREFIX}{self.repo.name}")
             return
         model = await self.authenticate()
         if model is None:
@@ -128,8 +128,10 @@ class GitHandler(web.RequestHandler):
             self.set_header("WWW-Authenticate", 'Basic realm="mlops-ide git"')
             self.refuse(401, "this token is not a hub user's (expired? restart your server from the hub)")
             return None
-        if not self.hub_auth.check_scopes({SCOPE}, model):
-            self.refuse(403, f"{model['name']} may not use the team's git remote (needs the scope {SCOPE})")
+        if not self.hub_auth.check_scopes({names.GIT_SCOPE}, model):
+            self.refuse(
+                403, f"{model['name']} may not use the team's git remote (needs the scope {names.GIT_SCOPE})"
+            )
             return None
         return model
 
@@ -203,8 +205,8 @@ def application(repo: Path, hub_api: str, cache_seconds: int = 30, admins: str =
     hub_auth = HubAuth(api_url=hub_api, cache_max_age=cache_seconds)
     return web.Application(
         [
-            (rf"{PREFIX}health", HealthHandler),
-            (rf"{PREFIX}(.*)", GitHandler, {"repo": repo, "hub_auth": hub_auth, "admins": admins}),
+            (rf"{names.GIT_PREFIX}health", HealthHandler),
+            (rf"{names.GIT_PREFIX}(.*)", GitHandler, {"repo": repo, "hub_auth": hub_auth, "admins": admins}),
         ]
     )
 
@@ -214,7 +216,7 @@ async def serve(args: argparse.Namespace) -> None:
         application(args.repo.resolve(), args.hub_api, admins=args.admins), max_body_size=MAX_REQUEST_BYTES
     )
     server.listen(args.port, "127.0.0.1")
-    log.info("serving %s at http://127.0.0.1:%s%s%s", args.repo, args.port, PREFIX, args.repo.name)
+    log.info("serving %s at http://127.0.0.1:%s%s%s", args.repo, args.port, names.GIT_PREFIX, args.repo.name)
     await until_stopped()
     server.stop()
 

@@ -21,11 +21,9 @@ from kubespawner import KubeSpawner
 from kubespawner.objects import make_owner_reference
 from traitlets import default
 
-from mlops_ide import service_tokens
+from mlops_ide import names, service_tokens
 from mlops_ide.idle_culling import activity_interval
 from mlops_ide.push_webhook import settings_rows as push_webhook_settings
-from mlops_ide.services import airflow as airflow_names
-from mlops_ide.services import mlflow
 from mlops_ide.settings import Settings
 
 HOME = "/home/jovyan"  # the docker-stacks user's home: the user's volume is mounted here
@@ -143,7 +141,7 @@ def github_scopes(repo_scope: str) -> list[str]:
 def mlflow_gate_url(settings: Settings) -> str:
     """Where pods reach MLflow: its gate, on the hub's pod (the hub's Service)."""
     host = urlsplit(settings.hub_connect_url).hostname
-    return f"http://{host}:{settings.mlflow_gate_port}{mlflow.PREFIX.rstrip('/')}"
+    return f"http://{host}:{settings.mlflow_gate_port}{names.MLFLOW_PREFIX.rstrip('/')}"
 
 
 def mlflow_gate(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -151,7 +149,7 @@ def mlflow_gate(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str
     programs), the `pipeline` service whose token Airflow and serving use, and their roles."""
     host = urlsplit(settings.hub_connect_url).hostname
     gate = {
-        "name": mlflow.NAME,
+        "name": names.MLFLOW,
         "url": f"http://{host}:{settings.mlflow_gate_port}",
         "command": [
             *(sys.executable, "-m", "mlops_ide.mlflow_gate", "--mlflow-url", settings.mlflow_url),
@@ -161,10 +159,10 @@ def mlflow_gate(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str
         "oauth_no_confirm": True,
         "display": False,
     }
-    pipeline = {"name": mlflow.PIPELINE_SERVICE, "api_token": settings.mlflow_pipeline_token}
+    pipeline = {"name": names.PIPELINE, "api_token": settings.mlflow_pipeline_token}
     roles = [
-        {"name": "user", "description": "Standard user privileges", "scopes": ["self", mlflow.SCOPE]},
-        {"name": "pipeline", "scopes": [mlflow.SCOPE], "services": [mlflow.PIPELINE_SERVICE]},
+        {"name": "user", "description": "Standard user privileges", "scopes": ["self", names.MLFLOW_SCOPE]},
+        {"name": "pipeline", "scopes": [names.MLFLOW_SCOPE], "services": [names.PIPELINE]},
     ]
     return [gate, pipeline], roles
 
@@ -177,16 +175,16 @@ def airflow_ui(settings: Settings) -> tuple[list[dict[str, Any]], list[str]]:
         return [], []
     public = settings.github_callback_url.split("/hub/", 1)[0]  # https://<host>
     service = {
-        "name": airflow_names.NAME,
+        "name": names.AIRFLOW,
         "url": settings.airflow_url,  # the chart's API server Service; the proxy keeps the path
         "api_token": settings.airflow_oauth_secret,
-        "oauth_client_id": airflow_names.OAUTH_CLIENT_ID,
-        "oauth_redirect_uri": f"{public}{airflow_names.PREFIX}auth/hub/callback",
+        "oauth_client_id": names.AIRFLOW_OAUTH_CLIENT_ID,
+        "oauth_redirect_uri": f"{public}{names.AIRFLOW_PREFIX}auth/hub/callback",
         "oauth_no_confirm": True,
         "display": False,
         "timeout": 5,  # the hub does not wait long for Airflow at its start (its route is added anyway)
     }
-    return [service], [airflow_names.SCOPE]
+    return [service], [names.AIRFLOW_SCOPE]
 
 
 def push_webhook(settings: Settings) -> list[dict[str, Any]]:
@@ -197,7 +195,7 @@ def push_webhook(settings: Settings) -> list[dict[str, Any]]:
     host = urlsplit(settings.hub_connect_url).hostname  # the proxy reaches it where it reaches the hub
     return [
         {
-            "name": "push-webhook",
+            "name": names.PUSH_WEBHOOK,
             "url": f"http://{host}:{settings.webhook_port}",
             "command": [sys.executable, "-m", "mlops_ide.push_webhook"],
             "environment": {
@@ -223,9 +221,6 @@ def git_token_secret(
         type="Opaque",
         string_data={GIT_TOKEN_KEY: token},
     )
-
-
-MLFLOW_TOKEN_NOTE = "mlops-ide: mlflow, for the user's server"
 
 
 class GitHubKubeSpawner(KubeSpawner):
@@ -264,7 +259,7 @@ class GitHubKubeSpawner(KubeSpawner):
             env["MLOPS_IDE_GIT_TOKEN_FILE"] = f"{GIT_TOKEN_DIR}/{GIT_TOKEN_KEY}"
         # MLflow's client sends it as a bearer token; for MLflow's gate alone, renewed each start
         env["MLFLOW_TRACKING_TOKEN"] = service_tokens.renew(
-            self.user, self.db, MLFLOW_TOKEN_NOTE, mlflow.SCOPE
+            self.user, self.db, names.MLFLOW_TOKEN_NOTE, names.MLFLOW_SCOPE
         )
         return env
 

@@ -23,11 +23,9 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 from traitlets import Bool, Integer
 
-from mlops_ide import os_accounts, service_tokens
+from mlops_ide import names, os_accounts, service_tokens
 from mlops_ide.processes import end_processes, session_members
 from mlops_ide.services import HealthCheck, Waiting
-from mlops_ide.services.git import SCOPE as GIT_SCOPE
-from mlops_ide.services.mlflow import SCOPE as MLFLOW_SCOPE
 
 
 def commit_without_waiting_for_the_disk() -> None:
@@ -124,10 +122,6 @@ def same_site_only(handler: type) -> type:
     return SameSiteOnly
 
 
-GIT_TOKEN_NOTE = "mlops-ide: git, for the user's server"
-MLFLOW_TOKEN_NOTE = "mlops-ide: mlflow, for the user's server"
-
-
 class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
     """A local process per user server, home under the state folder. With `os_accounts`
     (the platform runs as root) the server and all it starts run as the user's own OS
@@ -220,10 +214,10 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
     def get_env(self) -> dict:
         env = super().get_env()
         if self.git_token:  # read by git's credential helper (startup/credential.py), never stored
-            env["MLOPS_IDE_GIT_TOKEN"] = self.new_service_token(GIT_TOKEN_NOTE, GIT_SCOPE)
+            env["MLOPS_IDE_GIT_TOKEN"] = self.new_service_token(names.GIT_TOKEN_NOTE, names.GIT_SCOPE)
             env["MLOPS_IDE_GIT_USERNAME"] = self.user.name
         if self.mlflow_token:  # MLflow's client sends it as a bearer token
-            env["MLFLOW_TRACKING_TOKEN"] = self.new_service_token(MLFLOW_TOKEN_NOTE, MLFLOW_SCOPE)
+            env["MLFLOW_TRACKING_TOKEN"] = self.new_service_token(names.MLFLOW_TOKEN_NOTE, names.MLFLOW_SCOPE)
         return env
 
     def new_service_token(self, note: str, scope: str) -> str:

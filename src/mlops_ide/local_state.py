@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_ide import pipeline_repo
+from mlops_ide import names, pipeline_repo
 from mlops_ide.settings import CHECKOUT, Settings
 
 TOOLS_FILE = CHECKOUT / ".tools.env"
@@ -132,6 +132,12 @@ def read_password(settings: Settings) -> str:
         ) from None
 
 
+def accounts_token_file(settings: Settings) -> Path:
+    """The token of the hub service `accounts` (root's): `make users` deletes users in a
+    running hub with it, and may do nothing else."""
+    return settings.home / "accounts_token"
+
+
 def read_secret(path: Path) -> str:
     """A secret `make up` made (ensure_secret); the hub reads it, it never makes one."""
     try:
@@ -247,18 +253,17 @@ def push_check_listener(
     and handed over: in a folder of root's that only the git service's account (its group)
     enters, so neither a user nor a DAG can put another socket there; while the push check
     restarts, hooks wait in the socket's queue."""
-    from mlops_ide import os_accounts
 
     path = path or push_check_socket(settings)
     folder = ensure_folder(path.parent, 0o750 if accounts else 0o700)
     if accounts:
-        os.chown(folder, 0, accounts[os_accounts.GIT].pw_gid)
+        os.chown(folder, 0, accounts[names.GIT_ACCOUNT].pw_gid)
     if path.exists() or path.is_symlink():
         path.unlink()  # left by an earlier run
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     if accounts:
-        os.chown(path, 0, accounts[os_accounts.GIT].pw_gid)
+        os.chown(path, 0, accounts[names.GIT_ACCOUNT].pw_gid)
     path.chmod(0o660 if accounts else 0o600)
     listener.listen(16)
     return listener
@@ -298,19 +303,19 @@ def service_accounts(settings: Settings) -> dict[str, pwd.struct_passwd]:
     folders handed over to its account (once; see os_accounts.ensure_home)."""
     from mlops_ide import os_accounts
 
-    pipeline = os_accounts.ensure_service_account(os_accounts.PIPELINE)
+    pipeline = os_accounts.ensure_service_account(names.PIPELINE_ACCOUNT)
     home = pipeline_home(settings)
     for folder in (home, *(settings.home / name for name in PIPELINE_FOLDERS)):
         os_accounts.ensure_home(folder, pipeline.pw_uid, pipeline.pw_gid)
     for name in READ_BY_USERS:
         (settings.home / name).chmod(0o755)
-    writer = os_accounts.ensure_service_account(os_accounts.GIT)
-    checker = os_accounts.ensure_service_account(os_accounts.DAG_CHECK)
+    writer = os_accounts.ensure_service_account(names.GIT_ACCOUNT)
+    checker = os_accounts.ensure_service_account(names.DAG_CHECK_ACCOUNT)
     os_accounts.ensure_home(dag_check_folder(settings), checker.pw_uid, checker.pw_gid)
     # with this state folder's home for the pipeline's processes (their HOME)
     pipeline = pwd.struct_passwd((*pipeline[:5], str(home), *pipeline[6:]))
     checker = pwd.struct_passwd((*checker[:5], str(dag_check_folder(settings)), *checker[6:]))
-    return {os_accounts.PIPELINE: pipeline, os_accounts.GIT: writer, os_accounts.DAG_CHECK: checker}
+    return {names.PIPELINE_ACCOUNT: pipeline, names.GIT_ACCOUNT: writer, names.DAG_CHECK_ACCOUNT: checker}
 
 
 def code_lib(settings: Settings) -> Path:

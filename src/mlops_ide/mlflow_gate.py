@@ -42,9 +42,8 @@ from typing import Any
 from tornado import httpclient, httpserver, web
 from tornado.netutil import Resolver
 
-from mlops_ide import mlflow_routes
+from mlops_ide import mlflow_routes, names
 from mlops_ide.processes import until_stopped
-from mlops_ide.services.mlflow import PIPELINE_SERVICE, PREFIX
 
 log = logging.getLogger("mlops_ide.mlflow_gate")
 MAX_BODY_BYTES = 1024 * 2**20  # a model's files come through here (ResNet50: ~100 MB)
@@ -83,13 +82,13 @@ class UnixResolver(Resolver):
 def caller_of(model: dict) -> tuple[str, bool]:
     """(the name MLflow records, whether it may change the registry) for a hub model."""
     if model.get("kind") == "service":
-        return f"service:{model['name']}", model["name"] == PIPELINE_SERVICE
+        return f"service:{model['name']}", model["name"] == names.PIPELINE
     return model["name"], bool(model.get("admin"))
 
 
 def api_path(path: str) -> str:
     """The path below the prefix, e.g. `api/2.0/mlflow/runs/create`."""
-    return path[len(PREFIX) :] if path.startswith(PREFIX) else path.lstrip("/")
+    return path[len(names.MLFLOW_PREFIX) :] if path.startswith(names.MLFLOW_PREFIX) else path.lstrip("/")
 
 
 class MLflow:
@@ -119,7 +118,9 @@ class HealthHandler(web.RequestHandler):
 
     async def get(self) -> None:
         response = await self.mlflow.fetch(
-            self.mlflow.url(f"{PREFIX}health"), headers={"Host": self.mlflow.host}, request_timeout=5
+            self.mlflow.url(f"{names.MLFLOW_PREFIX}health"),
+            headers={"Host": self.mlflow.host},
+            request_timeout=5,
         )
         self.set_status(200 if response.code == 200 else 503)
         self.finish("OK" if response.code == 200 else f"MLflow answers {response.code}")
@@ -276,7 +277,7 @@ def gate_handler_class() -> type:
 
         async def ask_mlflow(self, path: str) -> dict | None:
             response = await self.mlflow.fetch(
-                self.mlflow.url(f"{PREFIX}{path}"), headers={"Host": self.mlflow.host}
+                self.mlflow.url(f"{names.MLFLOW_PREFIX}{path}"), headers={"Host": self.mlflow.host}
             )
             return json.loads(response.body) if response.code == 200 else None
 
@@ -323,7 +324,7 @@ def routed_path(raw: str) -> str | None:
     `#`, `;`, white space or control characters, `//`, `.` or `..` segments, bytes that are
     not ASCII or decode to no character. The gate forwards `raw` as it came, so what it
     authorizes is what MLflow routes."""
-    if not raw.isascii() or not raw.startswith(PREFIX):
+    if not raw.isascii() or not raw.startswith(names.MLFLOW_PREFIX):
         return None
     path = urllib.parse.unquote(raw)
     if any(char in "?#;%\ufffd" or char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in path):
@@ -398,9 +399,9 @@ def application(socket_path: str | None = None, mlflow_url: str | None = None) -
     mlflow = MLflow(socket_path, mlflow_url)
     return web.Application(
         [
-            (rf"{PREFIX}oauth_callback", HubOAuthCallbackHandler),
-            (rf"{PREFIX}health", HealthHandler, {"mlflow": mlflow}),
-            (rf"{PREFIX}.*", gate_handler_class(), {"mlflow": mlflow}),
+            (rf"{names.MLFLOW_PREFIX}oauth_callback", HubOAuthCallbackHandler),
+            (rf"{names.MLFLOW_PREFIX}health", HealthHandler, {"mlflow": mlflow}),
+            (rf"{names.MLFLOW_PREFIX}.*", gate_handler_class(), {"mlflow": mlflow}),
         ],
         cookie_secret=os.urandom(32),  # the login cookie lasts as long as this process
     )
@@ -410,7 +411,13 @@ async def serve(args: argparse.Namespace) -> None:
     gate = application(args.socket, args.mlflow_url)
     server = httpserver.HTTPServer(gate, max_body_size=MAX_BODY_BYTES, xheaders=True)
     server.listen(args.port, args.ip)
-    log.info("MLflow at http://%s:%s%s, from %s", args.ip, args.port, PREFIX, args.socket or args.mlflow_url)
+    log.info(
+        "MLflow at http://%s:%s%s, from %s",
+        args.ip,
+        args.port,
+        names.MLFLOW_PREFIX,
+        args.socket or args.mlflow_url,
+    )
     await until_stopped()
     server.stop()
 

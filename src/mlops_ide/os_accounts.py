@@ -4,7 +4,7 @@
   login shell, in the group `mlops-ide-users` (which names them; it may write nothing).
   The home, MLOPS_IDE_HOME/homes/<name>, is the account's, mode 0700. Removing the user
   deletes the account (mlops_ide.users).
-- Three for the platform's own services (`SERVICE_ACCOUNTS`): `mlops-ide-pipeline` runs
+- Three for the platform's own services (`names.COMPONENT_ACCOUNTS`): `mlops-ide-pipeline` runs
   Airflow, MLflow, serving and the app, so a pushed DAG runs as it, not as root;
   `mlops-ide-git` runs the git service, the only account that writes the shared remote;
   `mlops-ide-dagcheck` runs the DAG check's sandbox (the code of a push not yet taken),
@@ -25,14 +25,17 @@ import subprocess
 import threading
 from pathlib import Path
 
-PREFIX = "jupyter-"
-GROUP = "mlops-ide-users"
+from mlops_ide import names
+
 NO_LOGIN = "/usr/sbin/nologin"
 NO_HOME = "/nonexistent"
-PIPELINE = "mlops-ide-pipeline"
-GIT = "mlops-ide-git"
-DAG_CHECK = "mlops-ide-dagcheck"
-SERVICE_ACCOUNTS = (PIPELINE, GIT, DAG_CHECK)
+
+
+def as_account(account: pwd.struct_passwd | None) -> dict:
+    """subprocess's arguments that run a child as `account` and its group alone."""
+    if account is None:
+        return {}
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
 
 class AccountError(RuntimeError):
@@ -45,7 +48,7 @@ def enabled() -> bool:
 
 
 def system_name(hub_name: str) -> str:
-    return PREFIX + hub_name
+    return names.USER_ACCOUNT_PREFIX + hub_name
 
 
 def processes_of(hub_name: str) -> list[int]:
@@ -68,10 +71,10 @@ def processes_of(hub_name: str) -> list[int]:
 def ensure_group() -> int:
     """The group of every user account; its gid."""
     try:
-        return grp.getgrnam(GROUP).gr_gid
+        return grp.getgrnam(names.USERS_GROUP).gr_gid
     except KeyError:
-        run(["groupadd", "--system", GROUP])
-        return grp.getgrnam(GROUP).gr_gid
+        run(["groupadd", "--system", names.USERS_GROUP])
+        return grp.getgrnam(names.USERS_GROUP).gr_gid
 
 
 ACCOUNT_FILES_LOCK = threading.Lock()  # useradd, usermod fail when another holds /etc/passwd's lock
@@ -90,10 +93,22 @@ def _ensure_account(hub_name: str, home: Path) -> pwd.struct_passwd:
         account = pwd.getpwnam(name)
     except KeyError:
         where = ["--no-create-home", "--home-dir", str(home), "--shell", NO_LOGIN]
-        run(["useradd", "--system", "--user-group", *where, "--groups", GROUP, "--comment", hub_name, name])
+        run(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                *where,
+                "--groups",
+                names.USERS_GROUP,
+                "--comment",
+                hub_name,
+                name,
+            ]
+        )
         account = pwd.getpwnam(name)
     if group not in os.getgrouplist(name, account.pw_gid):
-        run(["usermod", "--append", "--groups", GROUP, name])
+        run(["usermod", "--append", "--groups", names.USERS_GROUP, name])
     if account.pw_dir != str(home):  # MLOPS_IDE_HOME moved, or another platform's account
         run(["usermod", "--home", str(home), name])
         account = pwd.getpwnam(name)
@@ -115,12 +130,12 @@ def delete_account(hub_name: str) -> bool:
 
 
 def ensure_service_account(name: str) -> pwd.struct_passwd:
-    """A platform service's account (one of SERVICE_ACCOUNTS), made when missing, in a
+    """A platform service's account (one of names.COMPONENT_ACCOUNTS), made when missing, in a
     group of its own, with no home of its own: one machine may run several platforms (each
     state folder gives the account's processes their HOME), and an account's home cannot
     change while any of its processes runs."""
-    if name not in SERVICE_ACCOUNTS:
-        raise ValueError(f"{name!r} is not one of the platform's service accounts {SERVICE_ACCOUNTS}")
+    if name not in names.COMPONENT_ACCOUNTS:
+        raise ValueError(f"{name!r} is not one of the platform's service accounts {names.COMPONENT_ACCOUNTS}")
     with ACCOUNT_FILES_LOCK:
         try:
             return pwd.getpwnam(name)
@@ -171,9 +186,9 @@ def own_tree(path: Path, uid: int, gid: int, folders: int, executables: int, fil
             return
     finally:
         os.close(top)
-    for _, _, names, folder_fd in os.fwalk(path, follow_symlinks=False):
+    for _, _, entries, folder_fd in os.fwalk(path, follow_symlinks=False):
         own_one(folder_fd, uid, gid, folders, executables, files)
-        for name in names:  # links of any kind are here too: not followed, left alone
+        for name in entries:  # links of any kind are here too: not followed, left alone
             try:
                 fd = os.open(
                     name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=folder_fd

@@ -33,8 +33,9 @@ from pathlib import Path
 
 from mlops_ide import images, os_accounts
 from mlops_ide.local_state import StateError, ensure_folder
+from mlops_ide.os_accounts import as_account
 from mlops_ide.settings import Settings
-from mlops_ide.supervisor import Service, as_account
+from mlops_ide.supervisor import Process
 
 CONF = images.ENGINE / "pipeline-containers.conf"
 # The account's image store, kept between runs and shared by every platform of this
@@ -280,10 +281,10 @@ def copy_image(settings: Settings, account: pwd.struct_passwd, wanted: str) -> N
     )
 
 
-def process(settings: Settings, account: pwd.struct_passwd) -> Service:
+def process(settings: Settings, account: pwd.struct_passwd) -> Process:
     """The engine's API on its socket, for as long as the platform runs (`--time 0`)."""
     socket = socket_path(settings)
-    return Service(
+    return Process(
         name="pipeline container engine",
         argv=podman_argv("system", "service", "--time", "0", f"unix://{socket}"),
         env=environment(settings, account),

@@ -287,7 +287,7 @@ def main() -> None:
     where to listen: JUPYTERHUB_SERVICE_URL (its port) and JUPYTERHUB_SERVICE_PREFIX."""
     from tornado.ioloop import IOLoop
 
-    from mlops_ide.services.airflow import ANCHOR_DAG
+    from mlops_ide.names import ANCHOR_DAG
 
     # The hub stops its services with SIGINT; make sure it is not inherited as ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)

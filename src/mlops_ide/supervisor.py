@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlops_ide.os_accounts import as_account
 from mlops_ide.processes import (
     become_subreaper,
     descendants,
@@ -52,7 +53,7 @@ def answers_on_unix_socket(ready_url: str) -> bool:
 
 
 @dataclass
-class Service:
+class Process:
     name: str
     argv: list[str]
     env: dict[str, str]
@@ -109,15 +110,8 @@ class Service:
             self.proc.wait()
 
 
-def as_account(account: pwd.struct_passwd | None) -> dict:
-    """subprocess's arguments that run a child as `account` and its group alone."""
-    if account is None:
-        return {}
-    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-
-
 class Supervisor:
-    def __init__(self, services: list[Service], say: Callable[[str], None] = print):
+    def __init__(self, services: list[Process], say: Callable[[str], None] = print):
         self.services = services
         self.say = say
         self.stopping = threading.Event()

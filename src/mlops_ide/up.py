@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from mlops_ide import local_state, modes, os_accounts, services, users
+from mlops_ide import local_state, modes, names, os_accounts, services, users
 from mlops_ide.processes import become_subreaper, descendants, end_processes
 from mlops_ide.services import Platform, Port, airflow
 from mlops_ide.settings import Settings, SettingsError, parsers
@@ -62,11 +62,11 @@ def prepare_state(settings: Settings, tools: local_state.Tools) -> tuple[Platfor
     password, made = local_state.ensure_password(settings)
     new_admins = users.ensure_admins(settings, password) if settings.auth == "native" else {}
     if settings.auth == "native":  # the command line removes people through the running hub
-        local_state.ensure_secret(users.service_token_file(settings), lambda: secrets.token_hex(32))
+        local_state.ensure_secret(local_state.accounts_token_file(settings), lambda: secrets.token_hex(32))
     if settings.repo_url is None:
         remote, how = local_state.ensure_local_remote(settings)
         if accounts:
-            local_state.share_remote(remote, accounts[os_accounts.GIT])
+            local_state.share_remote(remote, accounts[names.GIT_ACCOUNT])
         local_state.install_push_hooks(settings, tools)
         say(f"   local git remote {remote} ({how})")
     else:

@@ -18,7 +18,6 @@ import argparse
 import http.client
 import logging
 import os
-import re
 import secrets
 import shutil
 import sys
@@ -31,13 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_ide import local_state, os_accounts
+from mlops_ide import local_state, names, os_accounts
 from mlops_ide.processes import end_processes
 from mlops_ide.settings import Settings, SettingsError
 
 # One pattern for every local username: hub logins, admins, the command line (and, with a
 # prefix, OS account names, which may have at most 32 characters).
-USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,22}")
 
 
 class UsersError(ValueError):
@@ -53,7 +51,7 @@ class Account:
 
 def check_name(name: str) -> str:
     name = name.strip().lower()
-    if not USERNAME.fullmatch(name):
+    if not names.USERNAME.fullmatch(name):
         raise UsersError(
             f"{name!r} is not a username: use 1 to 23 lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter or digit."
@@ -144,24 +142,6 @@ def accounts(settings: Settings) -> list[Account]:
         ]
 
 
-# The command line's way into a running hub: a service whose token (root's, in the state
-# folder) may delete users and nothing else.
-SERVICE = "accounts"
-
-
-def service_token_file(settings: Settings) -> Path:
-    return settings.home / "accounts_token"
-
-
-def hub_service(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The `accounts` hub service and its role (the hub's configuration reads the token)."""
-    token = local_state.read_secret(service_token_file(settings))
-    return (
-        {"name": SERVICE, "api_token": token, "display": False},
-        {"name": SERVICE, "scopes": ["delete:users"], "services": [SERVICE]},
-    )
-
-
 def listener_uid(port: int) -> int | None:
     """The account that listens on 127.0.0.1:`port` (or on every address), from
     /proc/net/tcp; None when nothing does."""
@@ -185,7 +165,7 @@ def delete_in_running_hub(settings: Settings, name: str, wait: float = 150) -> b
     is this one (the hub's), never through a proxy; a server that is starting or stopping
     is waited for (the hub answers 400 or 500 until it settles)."""
     try:
-        token = service_token_file(settings).read_text().strip()
+        token = local_state.accounts_token_file(settings).read_text().strip()
     except FileNotFoundError:  # the platform never started: no hub remembers anyone
         return False
     owner = listener_uid(settings.hub_port)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mlops_ide import local_state, os_accounts, services, users
+from mlops_ide import local_state, names, os_accounts, services
 from mlops_ide.services import airflow, git, mlflow
 from mlops_ide.settings import CHECKOUT, Settings, Values, parsers, read, table
 
@@ -45,7 +45,7 @@ def off_loopback_only_safely(values: Values, env: Mapping[str, str]) -> Iterable
 
 def admins_are_local_usernames(values: Values, env: Mapping[str, str]) -> Iterable[str]:
     admins = values.get("admin_users")
-    bad = [name for name in admins if not users.USERNAME.fullmatch(name)] if isinstance(admins, tuple) else []
+    bad = [name for name in admins if not names.USERNAME.fullmatch(name)] if isinstance(admins, tuple) else []
     if bad:
         yield (
             f"MLOPS_IDE_ADMIN_USERS has names longer than 23 characters ({', '.join(bad)}): shorten them "
@@ -112,7 +112,7 @@ def configure(c: Any, settings: Settings) -> None:
         c.LocalNativeAuthenticator.check_common_password = True
         c.LocalNativeAuthenticator.allowed_failed_logins = 5
         c.LocalNativeAuthenticator.seconds_before_next_try = 300
-        c.Authenticator.username_pattern = rf"{users.USERNAME.pattern}\Z"  # the hub matches the start only
+        c.Authenticator.username_pattern = rf"{names.USERNAME.pattern}\Z"  # the hub matches the start only
         c.Authenticator.allow_all = True  # everyone it lets in is authorized by an admin (or the CLI)
     else:  # MLOPS_IDE_AUTH=shared, on loopback only: any name, one password
         c.JupyterHub.authenticator_class = "mlops_ide.local_hub.LocalPasswordAuthenticator"
@@ -158,24 +158,24 @@ def configure(c: Any, settings: Settings) -> None:
     user_scopes = ["self"]
     if settings.repo_url is None:  # the platform's own remote: users push with their hub token
         hub_services.append(
-            {"name": git.NAME, "url": f"http://127.0.0.1:{settings.git_port}", "display": False}
+            {"name": names.GIT, "url": f"http://127.0.0.1:{settings.git_port}", "display": False}
         )
-        user_scopes.append(git.SCOPE)
+        user_scopes.append(names.GIT_SCOPE)
         c.LocalVSCodeSpawner.git_token = True
-    if mlflow.NAME in settings.services:  # MLflow through its gate, as yourself or as the pipeline
+    if names.MLFLOW in settings.services:  # MLflow through its gate, as yourself or as the pipeline
         hub_services.append(mlflow.gate_service(settings, tools.python, local_state.code_lib(settings)))
         token = local_state.read_secret(mlflow.pipeline_token_file(settings))
-        hub_services.append({"name": mlflow.PIPELINE_SERVICE, "api_token": token, "display": False})
-        roles.append({"name": "pipeline", "scopes": [mlflow.SCOPE], "services": [mlflow.PIPELINE_SERVICE]})
-        user_scopes.append(mlflow.SCOPE)
+        hub_services.append({"name": names.PIPELINE, "api_token": token, "display": False})
+        roles.append({"name": "pipeline", "scopes": [names.MLFLOW_SCOPE], "services": [names.PIPELINE]})
+        user_scopes.append(names.MLFLOW_SCOPE)
         c.LocalVSCodeSpawner.mlflow_token = True
-    if airflow.NAME in settings.services:  # Airflow's UI through the hub, logged in as yourself
+    if names.AIRFLOW in settings.services:  # Airflow's UI through the hub, logged in as yourself
         hub_services.append(airflow.hub_service(settings))
-        user_scopes.append(airflow.SCOPE)
+        user_scopes.append(names.AIRFLOW_SCOPE)
     if settings.auth == "native":  # `make users ARGS='remove NAME'` through the running hub
-        service, role = users.hub_service(settings)
-        hub_services.append(service)
-        roles.append(role)
+        token = local_state.read_secret(local_state.accounts_token_file(settings))
+        hub_services.append({"name": names.ACCOUNTS, "api_token": token, "display": False})
+        roles.append({"name": names.ACCOUNTS, "scopes": ["delete:users"], "services": [names.ACCOUNTS]})
     c.JupyterHub.services = hub_services
     c.JupyterHub.load_roles = [
         {"name": "user", "description": "Standard user privileges", "scopes": user_scopes},

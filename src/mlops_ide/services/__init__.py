@@ -18,11 +18,13 @@ import pwd
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_ide.local_state import Tools
 from mlops_ide.settings import Invalid, Setting, Settings, parsers
-from mlops_ide.supervisor import Service
+
+if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
+    from mlops_ide.supervisor import Process
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class PlatformService:
     name: str  # as MLOPS_IDE_SERVICES lists it
     title: str  # as people read it: on the home page and in the banner
     order: int  # start order: a service starts once those before it are ready
-    processes: Callable[[Platform], list[Service]]
+    processes: Callable[[Platform], list[Process]]
     ports: Callable[[Settings], list[Port]]
     settings: tuple[Setting, ...] = ()  # its own rows of the settings table
     optional: bool = True  # False: runs whatever MLOPS_IDE_SERVICES says (the hub)
@@ -112,16 +114,18 @@ def process(
     cwd: Path | None = None,
     account: str | None = None,
     **extra: Any,
-) -> Service:
+) -> Process:
     """One process of a service as the supervisor runs it: this environment less `drop`,
     plus `env`; in the state folder, its output in logs/<log or name>.log. With `account`
-    (os_accounts.PIPELINE, say) it runs as that OS account when the platform has it."""
+    (names.PIPELINE_ACCOUNT, say) it runs as that OS account when the platform has it."""
+    from mlops_ide.supervisor import Process
+
     runs_as = platform.account(account)
     environ = account_environ(runs_as, drop)
     environ.update(env or {})
     home = platform.settings.home
     log_name = log or name.lower().replace(" ", "-")
-    return Service(
+    return Process(
         name=name,
         argv=argv,
         env=environ,

@@ -22,21 +22,20 @@ import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlops_ide import dag_refresh, local_state, os_accounts, pipeline_engine, services
+from mlops_ide import dag_refresh, local_state, names, services
 from mlops_ide.local_state import ensure_folder, ensure_secret
+from mlops_ide.os_accounts import as_account
 from mlops_ide.services import Platform, PlatformService, Port, git, mlflow, port_setting, serving
 from mlops_ide.settings import Settings
-from mlops_ide.supervisor import Service, as_account
+
+if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
+    from mlops_ide.supervisor import Process
 
 BUNDLE_NAME = "pipelines"
 GIT_CONN_ID = "mlops_ide_pipelines"
-ANCHOR_DAG = "platform_smoke_test"  # always valid; the push hook names it (see dags/)
 AUTH_MANAGER = "mlops_ide.airflow_hub_auth.HubAuthManager"  # people log in with the hub
-NAME = "airflow"  # the hub's name for it: its UI at /services/airflow/
-PREFIX = f"/services/{NAME}/"
-SCOPE = f"access:services!service={NAME}"
-OAUTH_CLIENT_ID = f"service-{NAME}"
 PLATFORM_ACCOUNT = dag_refresh.PLATFORM_ACCOUNT  # the push check logs in with a password
 PORT = port_setting(
     "MLOPS_IDE_AIRFLOW_PORT",
@@ -53,7 +52,7 @@ def origin(settings: Settings) -> str:
 def url(settings: Settings) -> str:
     """Airflow's address on this machine, under the prefix the hub serves it at: its
     sub-applications (the login, the tasks' execution API) answer there only."""
-    return origin(settings) + PREFIX.rstrip("/")
+    return origin(settings) + names.AIRFLOW_PREFIX.rstrip("/")
 
 
 def ports(settings: Settings) -> list[Port]:
@@ -76,11 +75,11 @@ def hub_service(settings: Settings) -> dict:
     from mlops_ide.local_state import read_secret
 
     return {
-        "name": NAME,
+        "name": names.AIRFLOW,
         "url": origin(settings),  # the proxy keeps the path: /services/airflow/...
         "api_token": read_secret(oauth_secret_file(settings)),
-        "oauth_client_id": OAUTH_CLIENT_ID,
-        "oauth_redirect_uri": f"{settings.public_url.rstrip('/')}{PREFIX}auth/hub/callback",
+        "oauth_client_id": names.AIRFLOW_OAUTH_CLIENT_ID,
+        "oauth_redirect_uri": f"{settings.public_url.rstrip('/')}{names.AIRFLOW_PREFIX}auth/hub/callback",
         "oauth_no_confirm": True,  # one login: the hub's
         "display": False,  # the home page links it with its health
         # Airflow starts after the hub; JupyterHub would wait 30 s for it at every start (its
@@ -104,7 +103,7 @@ def platform_password_file(settings: Settings) -> Path:
 
 def readable_by_pipeline(platform: Platform) -> int | None:
     """The group that reads Airflow's secrets (the pipeline account's), None without accounts."""
-    account = platform.account(os_accounts.PIPELINE)
+    account = platform.account(names.PIPELINE_ACCOUNT)
     return account.pw_gid if account else None
 
 
@@ -130,7 +129,7 @@ def write_passwords(platform: Platform) -> Path:
     partial = path.with_name(".passwords.json.tmp")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        account = platform.account(os_accounts.PIPELINE)
+        account = platform.account(names.PIPELINE_ACCOUNT)
         if account is not None:
             os.fchown(out.fileno(), account.pw_uid, account.pw_gid)
         json.dump(dict.fromkeys(users(settings), password), out)
@@ -156,7 +155,7 @@ def environment(platform: Platform) -> dict[str, str]:
             "refresh_interval": 60,  # a safety net; pushes refresh at once
         },
     }
-    env = services.account_environ(platform.account(os_accounts.PIPELINE), drop=())
+    env = services.account_environ(platform.account(names.PIPELINE_ACCOUNT), drop=())
     env = {key: value for key, value in env.items() if not key.startswith(("AIRFLOW", "PYTHONPATH"))}
     ensure_secret(oauth_secret_file(settings), lambda: secrets.token_hex(32), group)  # for hub_service
     if settings.repo_url is None:  # the bundle clones the local remote, whose folder is root's
@@ -179,11 +178,11 @@ def environment(platform: Platform) -> dict[str, str]:
             "AIRFLOW__API__PORT": str(settings.airflow_port),
             "AIRFLOW__API__WORKERS": "1",
             # served under the hub: /services/airflow/ (the internal address answers too)
-            "AIRFLOW__API__BASE_URL": settings.public_url.rstrip("/") + PREFIX,
+            "AIRFLOW__API__BASE_URL": settings.public_url.rstrip("/") + names.AIRFLOW_PREFIX,
             "PYTHONPATH": str(local_state.code_lib(settings)),  # the auth manager below
             "AIRFLOW__MLOPS_IDE__HUB_URL": settings.public_url,
             "AIRFLOW__MLOPS_IDE__HUB_API_URL": f"http://127.0.0.1:{settings.hub_port}/hub/api",
-            "AIRFLOW__MLOPS_IDE__CLIENT_ID": OAUTH_CLIENT_ID,
+            "AIRFLOW__MLOPS_IDE__CLIENT_ID": names.AIRFLOW_OAUTH_CLIENT_ID,
             "AIRFLOW__MLOPS_IDE__CLIENT_SECRET_FILE": str(oauth_secret_file(settings)),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": url(settings) + "/execution/",
             # An edited DAG is parsed within a second of its push, but by default its new
@@ -196,17 +195,25 @@ def environment(platform: Platform) -> dict[str, str]:
             **dag_settings(platform),
         }
     )
-    if pipeline_engine.chosen(settings):  # the DAGs' steps in containers (Airflow only: never a user's)
+    if container_engine().chosen(settings):  # the DAGs' steps in containers (Airflow only: never a user's)
         env.update(
             {
                 "MLOPS_IDE_PIPELINE_RUNNER": "docker",
-                "MLOPS_IDE_PIPELINE_IMAGE": pipeline_engine.image(settings),
-                "DOCKER_HOST": pipeline_engine.docker_host(settings),
+                "MLOPS_IDE_PIPELINE_IMAGE": container_engine().image(settings),
+                "DOCKER_HOST": container_engine().docker_host(settings),
             }
         )
-    if mlflow.NAME in settings.services:  # as the pipeline: the one identity that may register models
+    if names.MLFLOW in settings.services:  # as the pipeline: the one identity that may register models
         env.update(mlflow.pipeline_env(platform))
     return env
+
+
+def container_engine():
+    """The pipeline's container engine (mlops_ide.pipeline_engine), imported when asked: the
+    hub reads this module's declarations and must not load the engine or the image builder."""
+    from mlops_ide import pipeline_engine
+
+    return pipeline_engine
 
 
 def git_connection(settings: Settings) -> dict[str, str]:
@@ -286,8 +293,8 @@ def prepare(platform: Platform) -> Iterator[str]:
     """The dataset the DAGs train on, Airflow's database when it is new or another Airflow
     migrated it; each line is said before its step."""
     yield from serving.seed_dataset(platform)
-    if pipeline_engine.chosen(platform.settings):
-        yield from pipeline_engine.prepare(platform.settings, platform.account(os_accounts.PIPELINE))
+    if container_engine().chosen(platform.settings):
+        yield from container_engine().prepare(platform.settings, platform.account(names.PIPELINE_ACCOUNT))
     step = database_step(platform)
     if step is None:
         return
@@ -302,7 +309,7 @@ def prepare(platform: Platform) -> Iterator[str]:
             stdout=out,
             stderr=subprocess.STDOUT,
             check=True,
-            **as_account(platform.account(os_accounts.PIPELINE)),
+            **as_account(platform.account(names.PIPELINE_ACCOUNT)),
         )
     record = migrated_file(platform.settings)
     partial = record.with_name(f".{record.name}.new")
@@ -310,26 +317,28 @@ def prepare(platform: Platform) -> Iterator[str]:
     partial.replace(record)
 
 
-def processes(platform: Platform) -> list[Service]:
+def processes(platform: Platform) -> list[Process]:
     settings = platform.settings
     env = environment(platform)
     airflow = str(platform.tools.airflow_python.parent / "airflow")
 
-    def process(name: str, command: str, *flags: str, **extra: object) -> Service:
-        return Service(
+    def process(name: str, command: str, *flags: str, **extra: object) -> Process:
+        from mlops_ide.supervisor import Process
+
+        return Process(
             name=f"Airflow {name}",
             argv=[airflow, command, *flags],
             env=env,
             cwd=settings.home / "airflow",
             log=settings.home / "logs" / f"airflow-{command}.log",
-            account=platform.account(os_accounts.PIPELINE),
+            account=platform.account(names.PIPELINE_ACCOUNT),
             **extra,
         )
 
     checks = [dag_sandbox(platform), push_check(platform)] if settings.repo_url is None else []
     engine = (  # first: Airflow's tasks start their containers through it
-        [pipeline_engine.process(settings, platform.account(os_accounts.PIPELINE))]
-        if pipeline_engine.chosen(settings)
+        [container_engine().process(settings, platform.account(names.PIPELINE_ACCOUNT))]
+        if container_engine().chosen(settings)
         else []
     )
     return [
@@ -348,13 +357,15 @@ def processes(platform: Platform) -> list[Service]:
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def dag_sandbox(platform: Platform) -> Service:
+def dag_sandbox(platform: Platform) -> Process:
     """Where the pre-receive hook has the pushed DAG files imported (mlops_ide/dag_sandbox.py).
     As root: `unshare` gives it a network namespace with no interface up and a PID namespace
     of its own, `setpriv` the sandbox account (its own group alone, no new privileges); its
     environment has the DAGs' settings and nothing secret. Stopped by killing `unshare`,
     whose death kills the namespace (the server ignores signals sent from inside it).
     Without root: the platform's user, the network blocked in Python only (its log says so)."""
+    from mlops_ide.supervisor import Process
+
     settings, tools = platform.settings, platform.tools
     listener = local_state.push_check_listener(
         settings, platform.accounts, local_state.dag_sandbox_socket(settings)
@@ -371,7 +382,7 @@ def dag_sandbox(platform: Platform) -> Service:
         "PYTHONNOUSERSITE": "1",
         **dag_settings(platform),
     }
-    account = platform.account(os_accounts.DAG_CHECK)
+    account = platform.account(names.DAG_CHECK_ACCOUNT)
     if account is not None:
         ids = [f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups"]
         argv = [
@@ -379,7 +390,7 @@ def dag_sandbox(platform: Platform) -> Service:
             *("setpriv", *ids, "--no-new-privs", "--pdeathsig=SIGKILL", "--", *argv),
         ]
         env["USER"] = env["LOGNAME"] = account.pw_name
-    return Service(
+    return Process(
         name="Airflow DAG check",
         argv=argv,
         env=env,
@@ -390,11 +401,13 @@ def dag_sandbox(platform: Platform) -> Service:
     )
 
 
-def push_check(platform: Platform) -> Service:
+def push_check(platform: Platform) -> Process:
     """What the local remote's post-receive hook asks after each push (mlops_ide/push_check.py):
     what Airflow made of it. Airflow's virtualenv and the DAGs' environment, never Airflow's
     database or keys; as the pipeline's account, which reads Airflow's password (a hook runs
     as the pusher's git, which must not). It runs no pushed code: dag_sandbox does."""
+    from mlops_ide.supervisor import Process
+
     settings = platform.settings
     listener = local_state.push_check_listener(settings, platform.accounts)
     argv = [
@@ -409,16 +422,16 @@ def push_check(platform: Platform) -> Service:
         "--bundle",
         BUNDLE_NAME,
         "--dag",
-        ANCHOR_DAG,
+        names.ANCHOR_DAG,
     ]
     env = {key: value for key, value in environment(platform).items() if not key.startswith("AIRFLOW")}
-    return Service(
+    return Process(
         name="Airflow push check",
         argv=argv,
         env=env,
         cwd=settings.home / "airflow",
         log=settings.home / "logs" / "airflow-push-check.log",
-        account=platform.account(os_accounts.PIPELINE),
+        account=platform.account(names.PIPELINE_ACCOUNT),
         sockets=(listener,),
     )
 
@@ -431,9 +444,9 @@ SERVICE = PlatformService(
     processes=processes,
     ports=ports,
     url=url,
-    page=lambda settings: PREFIX,
+    page=lambda settings: names.AIRFLOW_PREFIX,
     health="/api/v2/monitor/health",
     banner="(your hub login)",
     prepare=prepare,
-    problems=pipeline_engine.problems,
+    problems=lambda settings: container_engine().problems(settings),
 )

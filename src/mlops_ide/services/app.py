@@ -3,10 +3,14 @@ platform runs as root: upload an image, see the prediction."""
 
 from __future__ import annotations
 
-from mlops_ide import local_state, os_accounts
+from typing import TYPE_CHECKING
+
+from mlops_ide import local_state, names
 from mlops_ide.services import Platform, PlatformService, Port, port_setting, process, serving
 from mlops_ide.settings import Settings
-from mlops_ide.supervisor import Service
+
+if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
+    from mlops_ide.supervisor import Process
 
 PORT = port_setting("MLOPS_IDE_APP_PORT", "app_port", "the Streamlit app", 8501)
 
@@ -15,7 +19,7 @@ def url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.app_port}"
 
 
-def processes(platform: Platform) -> list[Service]:
+def processes(platform: Platform) -> list[Process]:
     settings = platform.settings
     app = local_state.code_lib(settings) / "skin_cancer" / "app.py"
     argv = [str(platform.tools.app_python), "-m", "streamlit", "run", str(app)]
@@ -24,7 +28,7 @@ def processes(platform: Platform) -> list[Service]:
     argv += ["--client.toolbarMode", "viewer"]  # no Deploy, Rerun or Clear cache: people use it
     ready = f"{url(settings)}/_stcore/health"
     env = {"SKIN_CANCER_API_URL": serving.url(settings)}
-    return [process(platform, "App", argv, ready, env=env, account=os_accounts.PIPELINE)]
+    return [process(platform, "App", argv, ready, env=env, account=names.PIPELINE_ACCOUNT)]
 
 
 SERVICE = PlatformService(

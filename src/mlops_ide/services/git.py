@@ -6,20 +6,20 @@ remote (no MLOPS_IDE_REPO_URL)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlops_ide import local_state, os_accounts
+from mlops_ide import local_state, names
 from mlops_ide.services import Platform, PlatformService, Port, port_setting, process
 from mlops_ide.settings import Settings
-from mlops_ide.supervisor import Service
 
-NAME = "git"  # the hub's name for it: served under /services/git/, users need the scope below
-PREFIX = f"/services/{NAME}/"
-SCOPE = f"access:services!service={NAME}"
+if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
+    from mlops_ide.supervisor import Process
+
 PORT = port_setting("MLOPS_IDE_GIT_PORT", "git_port", "the git service (the local remote over HTTP)", 8070)
 
 
 def url(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.git_port}{PREFIX}"
+    return f"http://127.0.0.1:{settings.git_port}{names.GIT_PREFIX}"
 
 
 def repo_url(settings: Settings) -> str:
@@ -43,7 +43,7 @@ def write_trust_file(settings: Settings) -> Path:
     return path
 
 
-def processes(platform: Platform) -> list[Service]:
+def processes(platform: Platform) -> list[Process]:
     settings = platform.settings
     if settings.repo_url is not None:
         return []
@@ -52,7 +52,7 @@ def processes(platform: Platform) -> list[Service]:
     argv += ["--admins", ",".join(settings.admin_users)]  # named to who may not skip the DAG check
     env = {"PYTHONPATH": str(local_state.code_lib(settings))}
     return [
-        process(platform, "Git service", argv, url(settings) + "health", env=env, account=os_accounts.GIT)
+        process(platform, "Git service", argv, url(settings) + "health", env=env, account=names.GIT_ACCOUNT)
     ]
 
 
@@ -63,7 +63,7 @@ def ports(settings: Settings) -> list[Port]:
 
 
 SERVICE = PlatformService(
-    name=NAME,
+    name=names.GIT,
     title="Git",
     order=-10,  # before the hub, which waits up to 30 s at start for the services it routes to
     optional=False,  # runs with the platform's own remote, whatever MLOPS_IDE_SERVICES says

@@ -4,10 +4,13 @@ the git service it routes to (services/git.py)."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from mlops_ide.services import Platform, PlatformService, Port, process
 from mlops_ide.settings import CHECKOUT, Settings
-from mlops_ide.supervisor import Service
+
+if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
+    from mlops_ide.supervisor import Process
 
 
 def ports(settings: Settings) -> list[Port]:
@@ -18,7 +21,7 @@ def ports(settings: Settings) -> list[Port]:
     ]
 
 
-def processes(platform: Platform) -> list[Service]:
+def processes(platform: Platform) -> list[Process]:
     settings, python = platform.settings, platform.tools.python
     argv = [str(python), "-m", "jupyterhub", "-f", str(CHECKOUT / "jupyterhub_config.py")]
     env = {"PATH": f"{python.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"}

@@ -20,17 +20,16 @@ import os
 import secrets
 import urllib.parse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlops_ide import os_accounts
+from mlops_ide import names
 from mlops_ide.local_state import ensure_folder, ensure_secret
 from mlops_ide.services import Platform, PlatformService, Port, port_setting, process
 from mlops_ide.settings import Setting, Settings, parsers
-from mlops_ide.supervisor import Service
 
-NAME = "mlflow"  # the hub's name for the gate: served under /services/mlflow/
-PREFIX = f"/services/{NAME}/"
-SCOPE = f"access:services!service={NAME}"
-PIPELINE_SERVICE = "pipeline"  # the hub service whose token Airflow's tasks and serving use
+if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
+    from mlops_ide.supervisor import Process
+
 PORT = port_setting("MLOPS_IDE_MLFLOW_PORT", "mlflow_port", "MLflow (its login gate)", 5000)
 TELEMETRY = Setting(
     "MLOPS_IDE_MLFLOW_TELEMETRY",
@@ -56,7 +55,7 @@ def telemetry_env(allowed: bool) -> dict[str, str]:
 
 def url(settings: Settings) -> str:
     """The tracking URI: the gate, on loopback (the clients are on this machine)."""
-    return f"http://127.0.0.1:{settings.mlflow_port}{PREFIX.rstrip('/')}"
+    return f"http://127.0.0.1:{settings.mlflow_port}{names.MLFLOW_PREFIX.rstrip('/')}"
 
 
 def socket_path(settings: Settings) -> Path:
@@ -70,7 +69,7 @@ def pipeline_token_file(settings: Settings) -> Path:
 
 def ensure_pipeline_token(platform: Platform) -> str:
     folder = ensure_folder(pipeline_token_file(platform.settings).parent, 0o750)
-    account = platform.account(os_accounts.PIPELINE)
+    account = platform.account(names.PIPELINE_ACCOUNT)
     if account is not None:
         os.chown(folder, 0, account.pw_gid)
     token, _ = ensure_secret(
@@ -128,7 +127,7 @@ def server_process(
     return argv, env
 
 
-def processes(platform: Platform) -> list[Service]:
+def processes(platform: Platform) -> list[Process]:
     settings = platform.settings
     home = ensure_folder(settings.home / "mlflow")
     sock = socket_path(settings)
@@ -136,16 +135,16 @@ def processes(platform: Platform) -> list[Service]:
     argv, env = server_process(mlflow, settings.mlflow_port, home, telemetry=settings.mlflow_telemetry)
     port_at = argv.index("--port")
     del argv[port_at : port_at + 2]  # a socket, not a port: nobody reaches MLflow but through its gate
-    argv += ["--static-prefix", PREFIX.rstrip("/"), "--uvicorn-opts", f"--uds {sock}"]
-    ready = f"http+unix://{urllib.parse.quote(str(sock), safe='')}{PREFIX}health"
-    return [process(platform, "MLflow", argv, ready, env=env, cwd=home, account=os_accounts.PIPELINE)]
+    argv += ["--static-prefix", names.MLFLOW_PREFIX.rstrip("/"), "--uvicorn-opts", f"--uds {sock}"]
+    ready = f"http+unix://{urllib.parse.quote(str(sock), safe='')}{names.MLFLOW_PREFIX}health"
+    return [process(platform, "MLflow", argv, ready, env=env, cwd=home, account=names.PIPELINE_ACCOUNT)]
 
 
 def gate_service(settings: Settings, python: Path, code: Path) -> dict:
     """The gate as a hub-managed service: the hub gives it its OAuth client; it runs as the
     hub's account (root), which a DAG, running as the pipeline's, cannot reach into."""
     return {
-        "name": NAME,
+        "name": names.MLFLOW,
         "url": f"http://127.0.0.1:{settings.mlflow_port}",
         "command": [
             *(str(python), "-m", "mlops_ide.mlflow_gate"),
@@ -170,7 +169,7 @@ SERVICE = PlatformService(
     processes=processes,
     ports=lambda settings: [Port("127.0.0.1", settings.mlflow_port, PORT.name, "MLflow's login gate")],
     url=url,
-    page=lambda settings: PREFIX + CLASSIC_PAGE,
+    page=lambda settings: names.MLFLOW_PREFIX + CLASSIC_PAGE,
     health="/health",
     banner="(your hub login)",
     prepare=prepare,

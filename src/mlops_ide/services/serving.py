@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+from typing import TYPE_CHECKING
 
-from mlops_ide import local_state, os_accounts, services
+from mlops_ide import local_state, names, services
+from mlops_ide.os_accounts import as_account
 from mlops_ide.services import Platform, PlatformService, Port, Waiting, mlflow, port_setting, process
 from mlops_ide.settings import Settings
-from mlops_ide.supervisor import Service, as_account
+
+if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
+    from mlops_ide.supervisor import Process
 
 PORT = port_setting("MLOPS_IDE_SERVING_PORT", "serving_port", "the model-serving API", 8500)
 WORKFLOW_DAG = "cnn_skin_cancer_workflow"  # trains the models and names the champion (dags/)
@@ -38,7 +42,7 @@ def seed_dataset(platform: Platform) -> list[str]:
     if (settings.dataset / "train").exists():
         how = "kept"
     else:
-        account = platform.account(os_accounts.PIPELINE)
+        account = platform.account(names.PIPELINE_ACCOUNT)
         subprocess.run(
             [
                 str(platform.tools.pipeline_python),
@@ -58,7 +62,7 @@ def seed_dataset(platform: Platform) -> list[str]:
     return [f"skin-lesion dataset {settings.dataset} ({how})"]
 
 
-def processes(platform: Platform) -> list[Service]:
+def processes(platform: Platform) -> list[Process]:
     settings, python = platform.settings, platform.tools.pipeline_python
     env = {
         "PYTHONPATH": str(local_state.code_lib(settings)),
@@ -69,7 +73,7 @@ def processes(platform: Platform) -> list[Service]:
     # Ready once it answers at all: /health says 503 until a champion exists.
     ready = f"{url(settings)}/openapi.json"
     drop = ("PYTHONPATH", "KERAS_BACKEND")
-    return [process(platform, "Serving", argv, ready, env=env, drop=drop, account=os_accounts.PIPELINE)]
+    return [process(platform, "Serving", argv, ready, env=env, drop=drop, account=names.PIPELINE_ACCOUNT)]
 
 
 SERVICE = PlatformService(
