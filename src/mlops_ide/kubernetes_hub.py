@@ -100,6 +100,7 @@ def spawner_traits(settings: Settings) -> dict[str, Any]:
         "volume_mounts": [{"name": "home", "mountPath": HOME}],
         "environment": {
             "MLFLOW_TRACKING_URI": mlflow_gate_url(settings),  # MLflow through its gate, as the user
+            **mlflow.telemetry_env(allowed=False),  # no usage data to MLflow's makers
             "MLOPS_IDE_REPO_URL": settings.effective_repo_url,
             "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
             "MLOPS_IDE_SYNC_TIMEOUT": str(settings.sync_timeout),
