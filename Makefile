@@ -9,12 +9,12 @@ PYTEST_ARGS ?=
 help:
 	@echo "make up     install what is missing, then run the platform (Ctrl-C stops it)"
 	@echo "make test   install what is missing, then run the linters and every test (but the slow ones)"
-	@echo "make test-slow   the tests that wait minutes of real time (idle culling in Chromium)"
+	@echo "make test-slow   the tests that wait minutes of real time (idle culling in Chromium); CI runs them"
 	@echo "make images   install the container engine (podman), then build the hub, app, serving and"
 	@echo "              pipeline images on the stand-in Python base (docs/containers.md)"
 	@echo "make test-images   build them (cached), run each, and the workflow DAG with each step in a container"
-	@echo "              (MLOPS_IDE_PIPELINE_RUNNER=docker); not part of \`make test\`: the first build"
-	@echo "              takes minutes and CI's 20-minute budget already holds ~15 minutes of tests"
+	@echo "              (MLOPS_IDE_PIPELINE_RUNNER=docker); not part of \`make test\` (the first build takes"
+	@echo "              minutes), CI runs it after make test and make test-slow"
 	@echo "make bench  run the benchmarks in bench/ and print their figures"
 	@echo "make users ARGS='add NAME'   accounts: add NAME [--admin] | reset NAME | list | remove NAME"
 

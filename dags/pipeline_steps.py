@@ -201,6 +201,12 @@ def pipeline_pod_settings() -> dict[str, Any]:
                 ),
             ),
             k8s.V1EnvVar(name="HOME", value="/tmp"),
+            # MLflow's telemetry as Airflow has it (deploy/airflow/values.yaml: off)
+            *[
+                k8s.V1EnvVar(name=name, value=os.environ[name])
+                for name in ("MLFLOW_DISABLE_TELEMETRY",)
+                if name in os.environ
+            ],
         ],
         "volumes": [
             k8s.V1Volume(

@@ -103,7 +103,7 @@ def render_steps(runner: str, **env: str) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def pods() -> dict[str, dict]:
-    return render_steps("kubernetes")
+    return render_steps("kubernetes", MLFLOW_DISABLE_TELEMETRY="true")  # as deploy/airflow/values.yaml
 
 
 # what the platform gives Airflow with MLOPS_IDE_PIPELINE_RUNNER=docker (services/airflow.py)
@@ -133,6 +133,7 @@ def test_every_pipeline_pod_is_valid_for_kubernetes(pods: dict[str, dict]) -> No
         (step,) = [container for container in spec["containers"] if container["name"] == "base"]
         env = {item["name"]: item for item in step["env"]}
         assert env["MLFLOW_TRACKING_URI"]["value"] == "http://hub.mlops-ide.svc:8091/services/mlflow", name
+        assert env["MLFLOW_DISABLE_TELEMETRY"]["value"] == "true", name  # as Airflow has it
         token = env["MLFLOW_TRACKING_TOKEN"]["valueFrom"]["secretKeyRef"]  # from its Secret, never inline
         assert token == {"name": "mlflow-pipeline-token", "key": "token"}, name
         assert {"mountPath": "/data", "name": "pipeline-data"} in step["volumeMounts"], name

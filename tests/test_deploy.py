@@ -222,6 +222,7 @@ def test_mlflow_keeps_its_database_password_off_its_command_line(built: list[dic
 
     assert not [arg for arg in mlflow["command"] if "store-uri" in arg or "artifacts-destination" in arg]
     assert env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-secrets"
+    assert env["MLFLOW_DISABLE_TELEMETRY"]["value"] == "true"  # nor its UI: no usage data sent
     assert "configMapKeyRef" in env["MLFLOW_ARTIFACTS_DESTINATION"]["valueFrom"]
 
 
@@ -374,6 +375,7 @@ def test_airflow_chart_values_agree_with_local_mode() -> None:
         "secretKey": "token",
     } in (values["secret"])
     assert env["MLOPS_IDE_SERVING_URL"] == f"http://serving.{PLATFORM}.svc:8500"
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"  # as locally: no usage data to MLflow's makers
     assert "name: mlops-ide-pipeline-settings" in values["extraEnvFrom"]
     pod = values["securityContexts"]["pod"]
     assert pod["runAsNonRoot"] is True and pod["seccompProfile"] == {"type": "RuntimeDefault"}

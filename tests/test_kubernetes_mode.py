@@ -295,6 +295,7 @@ def test_pod_for_each_profile(kube_config, monkeypatch: pytest.MonkeyPatch, prof
     assert container["image"] == IMAGE
     # MLflow through its gate in the hub's pod, with a token for it alone (never the pipeline's)
     assert env["MLFLOW_TRACKING_URI"] == "http://hub:8091/services/mlflow"
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"  # MLflow's client sends no usage data
     assert (
         env["MLFLOW_TRACKING_TOKEN"].startswith("hub-token-")
         and "pipeline" not in env["MLFLOW_TRACKING_TOKEN"]

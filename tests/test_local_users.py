@@ -170,8 +170,16 @@ def test_a_new_account_of_a_removed_name_starts_empty_and_cannot_reach_the_old_f
     platform.open_vscode(platform.login("olga"), "olga")
     home = platform.home / "homes" / "olga"
     (home / "notes.txt").write_text("olga's own\n")
+    left = Path(tempfile.gettempdir(), f"olga-left-this-{os.getpid()}")  # outside her home
+    planted = left.with_name(left.name + "-setuid")
+    left.write_text("olga's too\n")
+    planted.write_bytes(Path("/bin/true").read_bytes())
     if os.geteuid() == 0:
-        os.chown(home / "notes.txt", pwd.getpwnam("jupyter-olga").pw_uid, -1)
+        old_uid = pwd.getpwnam("jupyter-olga").pw_uid
+        for path in (home / "notes.txt", left, planted):
+            os.chown(path, old_uid, old_uid)
+        left.chmod(0o600)
+        planted.chmod(0o6755)
 
     removed = platform.users("remove", "olga")
 
@@ -187,9 +195,15 @@ def test_a_new_account_of_a_removed_name_starts_empty_and_cannot_reach_the_old_f
     platform.open_vscode(platform.login("olga"), "olga")
     assert not (home / "notes.txt").exists() and (home / "pipelines").is_dir()
     peek = platform.terminal("olga", "cat", str(aside / "notes.txt"), cwd=home)
-    if os.geteuid() == 0:
+    peek_outside = platform.terminal("olga", "cat", str(left), cwd=home)
+    if os.geteuid() == 0:  # also when useradd gave the new olga the old uid (it does, here)
         assert peek.returncode != 0 and "Permission denied" in peek.stderr
+        assert peek_outside.returncode != 0 and "Permission denied" in peek_outside.stderr
         assert home.stat().st_uid == pwd.getpwnam("jupyter-olga").pw_uid
+        assert (left.stat().st_uid, planted.stat().st_uid) == (0, 0)  # root's, kept
+        assert not planted.stat().st_mode & 0o6000  # never a set-user-ID program of root's
+    left.unlink()
+    planted.unlink()
     deleted = platform.users("remove", "olga", "--delete-home")
     assert deleted.returncode == 0 and "home is deleted" in deleted.stdout and not home.exists()
 

@@ -355,3 +355,61 @@ def _push_as(clone: Path, url: str, token: str, extra: list[str] | None = None):
         text=True,
         timeout=120,
     )
+
+
+def test_only_the_named_pushers_may_push_the_tracked_branch(tmp_path: Path) -> None:
+    """MLOPS_IDE_TRACKED_BRANCH_PUSHERS=carol,admins, through the git service as the hub names
+    the pushers: bob's push to main is refused, naming who may; his own branch is taken;
+    carol's and ada's (an admin's) pushes to main are taken."""
+    platform: Platform = platform_for(
+        tmp_path,
+        accounts=True,
+        MLOPS_IDE_PORT=str(free_port_base()),
+        MLOPS_IDE_GIT_PORT=str(free_port_base()),
+        MLOPS_IDE_AIRFLOW_PORT=str(free_port_base()),
+        MLOPS_IDE_ADMIN_USERS="ada,ops",
+        MLOPS_IDE_TRACKED_BRANCH_PUSHERS="carol,admins",
+    )
+    tokens = {
+        "bob-token": hub_user("bob", False),
+        "carol-token": hub_user("carol", False),
+        "ada-token": hub_user("ada", True),
+    }
+    hub = HubStandIn(platform.settings.hub_port, tokens)
+    (git_service,) = git.processes(platform)
+    git_service.ready_url = None
+    url = git.repo_url(platform.settings)
+
+    def push_as(token: str, files: dict[str, str], refspec: str) -> subprocess.CompletedProcess:
+        user_commit(clone, files, f"{token}'s work")
+        authed = url.replace("://", f"://x:{token}@")
+        return subprocess.run(
+            ["git", "push", authed, refspec], cwd=clone, capture_output=True, text=True, timeout=120
+        )
+
+    try:
+        with running(*push_services(platform)):
+            git_service.start()
+            wait_for(lambda: _answers(git.url(platform.settings) + "health"), 30, "the git service")
+            clone = tmp_path / "clone"
+            run_git(tmp_path, "clone", "--quiet", url.replace("://", "://x:ada-token@"), str(clone))
+            bob_main = push_as("bob-token", {"notes/bob.md": "bob\n"}, "HEAD:main")
+            bob_branch = push_as("bob-token", {"notes/bob2.md": "bob\n"}, "HEAD:bob-work")
+            carol = push_as("carol-token", {"notes/carol.md": "carol\n"}, "HEAD:main")
+            ada = push_as("ada-token", {"notes/ada.md": "ada\n"}, "HEAD:main")
+    finally:
+        git_service.ask_to_stop()
+        git_service.wait_stopped(time.monotonic() + 10)
+        hub.close()
+
+    assert bob_main.returncode != 0, bob_main.stderr
+    assert "only carol and the hub's admins (ada, ops) may push to main" in bob_main.stderr, bob_main.stderr
+    assert "git push origin HEAD:bob-work" in bob_main.stderr
+    assert bob_branch.returncode == 0, bob_branch.stderr
+    assert carol.returncode == 0, carol.stderr
+    assert ada.returncode == 0, ada.stderr
+    remote = platform.settings.local_remote
+    assert run_git(remote, "log", "--format=%s", "main").splitlines()[:2] == [
+        "ada-token's work",
+        "carol-token's work",
+    ]

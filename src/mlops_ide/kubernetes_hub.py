@@ -24,6 +24,7 @@ from traitlets import default
 from mlops_ide import names, service_tokens
 from mlops_ide.idle_culling import activity_interval
 from mlops_ide.push_webhook import settings_rows as push_webhook_settings
+from mlops_ide.services import mlflow
 from mlops_ide.settings import Settings
 
 HOME = "/home/jovyan"  # the docker-stacks user's home: the user's volume is mounted here
@@ -98,6 +99,7 @@ def spawner_traits(settings: Settings) -> dict[str, Any]:
         "volume_mounts": [{"name": "home", "mountPath": HOME}],
         "environment": {
             "MLFLOW_TRACKING_URI": mlflow_gate_url(settings),  # MLflow through its gate, as the user
+            **mlflow.telemetry_env(allowed=False),  # no usage data to MLflow's makers
             "MLOPS_IDE_REPO_URL": settings.effective_repo_url,
             "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
             "MLOPS_IDE_SYNC_TIMEOUT": str(settings.sync_timeout),

@@ -275,7 +275,8 @@ HOOK_MARK = "Written by mlops-ide"
 
 def install_push_hooks(settings: Settings, tools: Tools) -> None:
     """The remote's pre-receive and post-receive hooks (mlops_ide/push_hook.py): each push
-    to the tracked branch is checked, and told what is live. Values are shell-quoted (a
+    to the tracked branch is checked (and refused from anyone MLOPS_IDE_TRACKED_BRANCH_PUSHERS
+    does not name), and told what is live. Values are shell-quoted (a
     branch may be named `main$(cmd)`). A hook of someone else's is set aside, not lost."""
     hooks = settings.local_remote / "hooks"
     script = code_lib(settings) / "mlops_ide" / "push_hook.py"
@@ -283,6 +284,8 @@ def install_push_hooks(settings: Settings, tools: Tools) -> None:
         argv = [str(tools.python), str(script), name, "--socket", str(push_check_socket(settings))]
         argv += ["--check-socket", str(dag_sandbox_socket(settings))]
         argv += ["--branch", settings.repo_branch]
+        if settings.tracked_branch_pushers:
+            argv += ["--pushers", ",".join(settings.tracked_branch_pushers)]
         text = f"#!/bin/sh\n# {HOOK_MARK}: what a push is told.\nexec {shlex.join(argv)}\n"
         hook = hooks / name
         if hook.exists() and HOOK_MARK not in hook.read_text(errors="replace"):

@@ -48,5 +48,6 @@ GIT_ACCOUNT = "mlops-ide-git"  # the git service: the only writer of the remote
 DAG_CHECK_ACCOUNT = "mlops-ide-dagcheck"  # the DAG check's sandbox
 COMPONENT_ACCOUNTS = (PIPELINE_ACCOUNT, GIT_ACCOUNT, DAG_CHECK_ACCOUNT)
 
-# A hub user's name, as `make users` and the hub's sign-up accept it.
+# One pattern for every local username: hub logins, admins, the command line (and, with a
+# prefix, OS account names, which may have at most 32 characters).
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,22}")

@@ -1,7 +1,9 @@
 """The local remote's pre-receive and post-receive hooks: what a `git push` to the tracked
 branch is told, in its own output (git prints it after `remote:`).
 
-    pre-receive   the pushed commit's dags/ go to the DAG check's sandbox
+    pre-receive   a push to the tracked branch by someone --pushers does not name
+                  (MLOPS_IDE_TRACKED_BRANCH_PUSHERS) is refused, naming who may; other
+                  branches take anyone's. The pushed commit's dags/ go to the DAG check's sandbox
                   (mlops_ide/dag_sandbox.py), which imports each DAG file as Airflow would;
                   any problem refuses the push, one line each: `dags/<file>.py:<line>:
                   <error>`. The branch stays as it was. `git push -o skip-dag-check` lets
@@ -134,6 +136,29 @@ def who_may_skip() -> str:
     return f"ask one of the hub's admins ({', '.join(admins)})" if admins else "ask a hub admin"
 
 
+ADMINS = "admins"  # in --pushers: every hub admin
+
+
+def may_push_tracked(pushers: list[str]) -> bool:
+    """Whether this pusher may update the tracked branch (Airflow runs what it holds as the
+    pipeline): anyone when no one is named; else a named hub login, a hub admin when
+    `admins` is named (the git service says who is), or whoever pushes in the remote's
+    folder itself (no REMOTE_USER: root, or the git service's account)."""
+    if not pushers or "REMOTE_USER" not in os.environ:
+        return True
+    if os.environ["REMOTE_USER"] in pushers:
+        return True
+    return ADMINS in pushers and os.environ.get("MLOPS_IDE_PUSHER_ADMIN") == "1"
+
+
+def who_may_push(pushers: list[str]) -> str:
+    people = [name for name in pushers if name != ADMINS]
+    if ADMINS in pushers:
+        admins = [name for name in os.environ.get("MLOPS_IDE_HUB_ADMINS", "").split(",") if name]
+        people.append(f"the hub's admins ({', '.join(admins)})" if admins else "the hub's admins")
+    return " and ".join(filter(None, [", ".join(people[:-1]), people[-1]]))
+
+
 def pre_receive(args: argparse.Namespace) -> int:
     updates = ref_updates()
     pusher = os.environ.get("REMOTE_USER", "local")
@@ -142,6 +167,11 @@ def pre_receive(args: argparse.Namespace) -> int:
         say("mlops-ide: push refused:")
         for problem in bad_refs:
             say(f"  {problem}")
+        return 1
+    pushers = [name for name in args.pushers.split(",") if name]
+    if tracked(updates, args.branch) and not may_push_tracked(pushers):
+        say(f"mlops-ide: push refused: only {who_may_push(pushers)} may push to {args.branch}")
+        say(f"  push to a branch of your own (git push origin HEAD:{pusher}-work) and ask them to take it")
         return 1
     for old, new in tracked(updates, args.branch):
         if SKIP_OPTION in push_options():
@@ -271,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", required=True, help="the push check's Unix socket (reports)")
     parser.add_argument("--check-socket", required=True, help="the DAG check sandbox's Unix socket")
     parser.add_argument("--branch", required=True, help="the tracked branch")
+    parser.add_argument(
+        "--pushers", default="", help="who may push the tracked branch: hub names, `admins`; empty: anyone"
+    )
     args = parser.parse_args(argv)
     return pre_receive(args) if args.hook == "pre-receive" else post_receive(args)
 

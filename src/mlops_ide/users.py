@@ -30,12 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_ide import local_state, names, os_accounts
-from mlops_ide.processes import end_processes
+from mlops_ide import account_removal, local_state, names, os_accounts
 from mlops_ide.settings import Settings, SettingsError
-
-# One pattern for every local username: hub logins, admins, the command line (and, with a
-# prefix, OS account names, which may have at most 32 characters).
 
 
 class UsersError(ValueError):
@@ -227,59 +223,15 @@ def remove(settings: Settings, name: str, delete_home: bool = False) -> Path | N
             if row is not None:
                 db.delete(row)
     if os_accounts.enabled():
-        delete_os_account(name)
+        try:
+            account_removal.delete_account(name)
+        except os_accounts.AccountError as error:
+            raise UsersError(str(error)) from None
     home = settings.homes / name
     if delete_home:
         shutil.rmtree(home, ignore_errors=True)
         return None
-    return set_aside_home(home)
-
-
-def delete_os_account(name: str, attempts: int = 5) -> None:
-    """Every process of `name`'s OS account ended (what they started outside their server's
-    session too), then the account deleted: kept, a later account of the same name (an
-    approved signup) would be that account, and all it owns outside the home its own."""
-    for attempt in range(attempts):
-        end_processes(os_accounts.processes_of(name), grace=3)
-        try:
-            os_accounts.delete_account(name)
-            return
-        except os_accounts.AccountError as error:  # a process just started, or /etc/passwd locked
-            if attempt == attempts - 1:
-                raise UsersError(
-                    f"the OS account {os_accounts.system_name(name)} could not be deleted ({error}): "
-                    f"run the command again; `ps -u {os_accounts.system_name(name)}` shows what still runs."
-                ) from None
-            time.sleep(1)
-
-
-REMOVED = ".removed-"  # <home>.removed-<UTC time>: capitals and length no username has
-
-
-def set_aside_home(home: Path) -> Path | None:
-    """`home` renamed to `<home>.removed-<UTC time>`, root's and open to root alone (as
-    root): nothing stored is lost, the next account of that name starts in an empty home,
-    and an account that gets the removed one's uid again cannot enter it. Only the top
-    folder changes owner: root never walks a tree its former owner could fill with links.
-    None when there is no home."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    aside = home.with_name(home.name + REMOVED + stamp)
-    for number in range(2, 100):  # removed twice within a second
-        if not aside.exists():
-            break
-        aside = home.with_name(f"{home.name}{REMOVED}{stamp}-{number}")
-    try:
-        home.rename(aside)
-    except FileNotFoundError:
-        return None
-    if os_accounts.enabled():
-        folder = os.open(aside, os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY)
-        try:
-            os.fchown(folder, 0, 0)
-            os.fchmod(folder, 0o700)
-        finally:
-            os.close(folder)
-    return aside
+    return account_removal.set_aside_home(home)
 
 
 def ensure_admins(settings: Settings, first_password: str) -> dict[str, str]:

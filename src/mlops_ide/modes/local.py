@@ -75,10 +75,21 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     return read(table.rows(), NAME, RULES, environ)
 
 
+REFUSED_SAYS = (
+    "Airflow's password login is for the platform's own programs, on this machine only: "
+    "log in to Airflow through the hub (/services/airflow/)."
+)
+
+
 def configure(c: Any, settings: Settings) -> None:
     """The hub's configuration for local mode, one block per concern."""
     from mlops_ide import idle_culling
-    from mlops_ide.local_hub import PlatformHealthHandler, commit_without_waiting_for_the_disk
+    from mlops_ide.local_hub import (
+        REFUSED_PATH,
+        PlatformHealthHandler,
+        RefusedHandler,
+        commit_without_waiting_for_the_disk,
+    )
 
     tools = local_state.Tools.load()
     password = local_state.read_password(settings)
@@ -172,6 +183,9 @@ def configure(c: Any, settings: Settings) -> None:
     if names.AIRFLOW in settings.services:  # Airflow's UI through the hub, logged in as yourself
         hub_services.append(airflow.hub_service(settings))
         user_scopes.append(names.AIRFLOW_SCOPE)
+        # its password login (the platform's account, ADMIN) on 127.0.0.1 only, never through the proxy
+        refused_at = f"http://127.0.0.1:{settings.hub_port}/hub{REFUSED_PATH}"
+        c.Proxy.extra_routes = {route: refused_at for route in airflow.PASSWORD_LOGINS}
     if settings.auth == "native":  # `make users ARGS='remove NAME'` through the running hub
         token = local_state.read_secret(local_state.accounts_token_file(settings))
         hub_services.append({"name": names.ACCOUNTS, "api_token": token, "display": False})
@@ -190,4 +204,5 @@ def configure(c: Any, settings: Settings) -> None:
     }
     c.JupyterHub.extra_handlers = [
         (r"/platform/health", PlatformHealthHandler, {"checks": services.health_checks(settings)}),
+        (rf"{REFUSED_PATH}/.*", RefusedHandler, {"says": REFUSED_SAYS}),
     ]

@@ -136,6 +136,17 @@ PLATFORM = (
         "MLOPS_IDE_REPO_BRANCH", "repo_branch", "branch to clone and track", default="main", parse=p.branch
     ),
     Setting(
+        "MLOPS_IDE_TRACKED_BRANCH_PUSHERS",
+        "tracked_branch_pushers",
+        "who may push the tracked branch, whose DAGs and code Airflow runs as the pipeline: hub "
+        "names and/or `admins` (every hub admin), comma-separated; others push other branches "
+        "(the local remote refuses them, naming who may)",
+        default="",
+        parse=p.usernames("hub names or `admins`", "list hub names and/or `admins`, separated by commas."),
+        modes=LOCAL,
+        default_doc="everyone",
+    ),
+    Setting(
         "MLOPS_IDE_GIT_TOKEN",
         "git_token",
         "token for a private HTTPS MLOPS_IDE_REPO_URL, for Airflow's DAG bundle alone (a DAG's "
