@@ -20,7 +20,7 @@ help:
 
 up:
 	@bash scripts/install.sh platform
-	@. ./.tools.env && PYTHONPATH="$(CURDIR)/src:$(CURDIR)" exec "$$MLOPS_IDE_PYTHON" -m mlops_ide.up
+	@. ./.tools.env && PYTHONPATH="$(CURDIR)/src:$(CURDIR)" exec "$$MLOPS_IDE_PYTHON" -m mlops_ide.supervisor.up
 
 test:
 	@bash scripts/install.sh test
@@ -37,14 +37,14 @@ test-slow:
 
 images:
 	@bash scripts/install.sh images
-	@PYTHONPATH="$(CURDIR)/src" python3 -m mlops_ide.images build $(IMAGES)
+	@PYTHONPATH="$(CURDIR)/src" python3 -m mlops_ide.supervisor.images build $(IMAGES)
 
 test-images:
 	@bash scripts/install.sh test && bash scripts/install.sh images
 	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m pytest -m images tests/test_images.py tests/test_docker_runner.py $(PYTEST_ARGS)
 
 users:
-	@. ./.tools.env && PYTHONPATH="$(CURDIR)/src:$(CURDIR)" exec "$$MLOPS_IDE_PYTHON" -m mlops_ide.users $(ARGS)
+	@. ./.tools.env && PYTHONPATH="$(CURDIR)/src:$(CURDIR)" exec "$$MLOPS_IDE_PYTHON" -m mlops_ide.supervisor.users $(ARGS)
 
 lint:
 	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m ruff check . && "$$MLOPS_IDE_PYTHON" -m ruff format --check .

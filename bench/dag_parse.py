@@ -1,5 +1,5 @@
 """Top-level body cost of every DAG file, as Airflow's DagBag loads it, with the network
-and database blocked (src/mlops_ide/dag_check.py). Medians over runs; target <= 50 ms.
+and database blocked (src/mlops_ide/portable/dag_check.py). Medians over runs; target <= 50 ms.
 
     python bench/dag_parse.py [--runs N]
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from mlops_ide.local_state import Tools  # noqa: E402
+from mlops_ide.machine.state.tools import Tools  # noqa: E402
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     seconds: dict[str, list[float]] = {}
     for _ in range(runs):
         result = subprocess.run(
-            [python, str(ROOT / "src" / "mlops_ide" / "dag_check.py"), str(ROOT / "dags")],
+            [python, str(ROOT / "src" / "mlops_ide" / "portable" / "dag_check.py"), str(ROOT / "dags")],
             capture_output=True,
             text=True,
             check=True,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from mlops_ide import os_accounts
+from mlops_ide.machine import os_accounts
 
 
 def timed(function, *args) -> float:

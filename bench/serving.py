@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mlops_ide.services.mlflow import server_process as mlflow_server_process  # noqa: E402
+from mlops_ide.machine.components.mlflow import server_process as mlflow_server_process  # noqa: E402
 from skin_cancer import CHAMPION  # noqa: E402
 from skin_cancer.data import decode_image  # noqa: E402
 from skin_cancer.preprocess import preprocess  # noqa: E402

@@ -1,6 +1,6 @@
 """One step of src/skin_cancer/tasks.py in a container of images/pipeline, started by the
 Docker provider's DockerOperator on the pipeline's container engine (DOCKER_HOST: the
-pipeline account's rootless podman; mlops_ide/pipeline_engine.py). Not a DAG file:
+pipeline account's rootless podman; mlops_ide/supervisor/pipeline_engine.py). Not a DAG file:
 pipeline_steps.py imports it when MLOPS_IDE_PIPELINE_RUNNER=docker.
 
 What DockerOperator leaves to us:

@@ -8,7 +8,7 @@
 #                                 and the security scanners' virtualenv (scripts/scan.py)
 #   scripts/install.sh images     only the container engine of `make images`: Debian's podman,
 #                                 runc, mmdebstrap and uidmap (root); its configuration is ours, in
-#                                 images/engine/, read through CONTAINERS_CONF by mlops_ide.images:
+#                                 images/engine/, read through CONTAINERS_CONF by mlops_ide.supervisor.images:
 #                                 nothing is written into /etc (docs/containers.md)
 #
 # Everything lands in $MLOPS_IDE_TOOLS_DIR (default /opt/mlops-ide as root, where the users'
@@ -80,7 +80,7 @@ if [ "$what" = images ]; then
   progress "container engine: podman with runc (crun fails here on cgroups and rlimits), mmdebstrap, uidmap"
   # Root's podman on ext4 (builds): the kernel's overlay, no fuse-overlayfs. uidmap: the
   # pipeline's own rootless engine (MLOPS_IDE_PIPELINE_RUNNER=docker; its subordinate IDs
-  # are given by the platform when it starts it, src/mlops_ide/pipeline_engine.py).
+  # are given by the platform when it starts it, src/mlops_ide/supervisor/pipeline_engine.py).
   apt_install podman runc mmdebstrap uidmap
   exit 0
 fi

@@ -42,7 +42,7 @@ EDITOR_FOLDERS = (".vscode/", ".devcontainer/")
 EDITOR_FILES = (".envrc", ".env")
 EDITOR_SUFFIXES = (".code-workspace",)
 
-# The clone's folders the user's `python` puts on PYTHONPATH (mlops_ide/user_tools.py:
+# The clone's folders the user's `python` puts on PYTHONPATH (mlops_ide/workspace/user_tools.py:
 # `$MLOPS_IDE_WORKSPACE/src`; a test keeps the two equal). PYTHONPATH comes before the
 # standard library and site-packages, so a module there replaces one of the same name in
 # every interpreter that starts, before any of the user's code.

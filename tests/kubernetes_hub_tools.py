@@ -95,7 +95,7 @@ class StandInDB:
 
 def make_spawner(config: Config, user: str = "alice", namespace: str = "mlops-ide"):
     """The spawner the hub would make for `user` (call inside a running event loop)."""
-    from mlops_ide.kubernetes_hub import GitHubKubeSpawner
+    from mlops_ide.hub.kubernetes_spawner import GitHubKubeSpawner
 
     spawner = GitHubKubeSpawner(
         config=config,

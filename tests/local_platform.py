@@ -1,4 +1,4 @@
-"""The real platform for tests: `python -m mlops_ide.up` on free ports with its own state
+"""The real platform for tests: `python -m mlops_ide.supervisor.up` on free ports with its own state
 folder, and an HTTP client that logs in the way a browser does."""
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ class Platform:
             for folder in self.home.parents:
                 if folder.is_relative_to(tempfile.gettempdir()) and not folder.stat().st_mode & 0o001:
                     folder.chmod(folder.stat().st_mode | 0o001)
-        self.proc = start_logged([sys.executable, "-m", "mlops_ide.up"], self.env, self.output, cwd=ROOT)
+        self.proc = start_logged(
+            [sys.executable, "-m", "mlops_ide.supervisor.up"], self.env, self.output, cwd=ROOT
+        )
         deadline = time.monotonic() + timeout
         while "mlops-ide is up" not in self.log():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -150,9 +152,9 @@ class Platform:
         return self.proc.wait(timeout)
 
     def users(self, *args: str) -> subprocess.CompletedProcess:
-        """`python -m mlops_ide.users ARGS` against this platform's state folder."""
+        """`python -m mlops_ide.supervisor.users ARGS` against this platform's state folder."""
         return subprocess.run(
-            [sys.executable, "-m", "mlops_ide.users", *args],
+            [sys.executable, "-m", "mlops_ide.supervisor.users", *args],
             env=self.env,
             cwd=ROOT,
             capture_output=True,

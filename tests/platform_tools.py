@@ -46,7 +46,7 @@ def github_signature(secret: bytes, body: bytes) -> str:
 def running_push_webhook(
     log: Path, secret: str, airflow_url: str, password: str, **extra: str
 ) -> Iterator[str]:
-    """`python -m mlops_ide.push_webhook` on a free port, as the hub runs it; yields its URL."""
+    """`python -m mlops_ide.hub_services.push_webhook` on a free port, as the hub runs it; yields its URL."""
     port = free_port()
     env = {
         **os.environ,
@@ -62,7 +62,7 @@ def running_push_webhook(
         "MLOPS_IDE_REPO_URL": "https://github.com/team/pipelines.git",  # as the hub passes it on
         **extra,
     }
-    process = start_logged([sys.executable, "-m", "mlops_ide.push_webhook"], env, log)
+    process = start_logged([sys.executable, "-m", "mlops_ide.hub_services.push_webhook"], env, log)
     url = f"http://127.0.0.1:{port}/services/push-webhook/"
     try:
         wait_until_healthy(url, process, log, timeout=30)

@@ -11,12 +11,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlops_ide import local_state, names
-from mlops_ide.local_state import Tools, ensure_local_remote, install_code, install_push_hooks
-from mlops_ide.modes import load
-from mlops_ide.services import Platform, airflow
+from mlops_ide import names
+from mlops_ide.hub.modes import load
+from mlops_ide.machine.components import Platform, airflow
+from mlops_ide.machine.state.accounts import service_accounts
+from mlops_ide.machine.state.code_copy import install_code
+from mlops_ide.machine.state.layout import lock_down
+from mlops_ide.machine.state.remote import ensure_local_remote, install_push_hooks, share_remote
+from mlops_ide.machine.state.tools import Tools
 from mlops_ide.settings import Settings
-from mlops_ide.supervisor import Process
+from mlops_ide.supervisor.runner import Process
 from tests.gitrepos import git
 
 READY = {"Airflow DAG check": "checking pushed DAGs", "Airflow push check": "reporting pushes"}
@@ -32,11 +36,11 @@ def platform_for(tmp_path: Path, accounts: bool = False, **values: str) -> Platf
         for folder in settings.home.parents:
             if folder.is_relative_to(tempfile.gettempdir()) and not folder.stat().st_mode & 0o001:
                 folder.chmod(folder.stat().st_mode | 0o001)
-        made = local_state.service_accounts(settings)
-        local_state.lock_down(settings, accounts=True)
+        made = service_accounts(settings)
+        lock_down(settings, accounts=True)
     remote, _ = ensure_local_remote(settings)
     if accounts:
-        local_state.share_remote(remote, made[names.GIT_ACCOUNT])
+        share_remote(remote, made[names.GIT_ACCOUNT])
     install_code(settings)
     install_push_hooks(settings, Tools.load())
     return Platform(settings, Tools.load(), "a-password", made)

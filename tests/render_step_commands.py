@@ -19,7 +19,7 @@ sys.path.append(str(ROOT / "dags"))  # as Airflow's BundleDagBag does for the bu
 os.environ["MLOPS_IDE_PIPELINE_RUNNER"] = RUNNER
 os.environ["MLOPS_IDE_PIPELINE_NAMESPACE"] = "pipelines"  # else the hook asks a connection
 
-from mlops_ide.dag_check import block_database, block_network  # noqa: E402
+from mlops_ide.portable.dag_check import block_database, block_network  # noqa: E402
 
 result = os.fdopen(os.dup(sys.stdout.fileno()), "w")
 os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from mlops_ide.local_state import Tools
+from mlops_ide.machine.state.tools import Tools
 from mlops_ide.processes import descendants, is_alive
 from tests.airflow_api import AirflowAPI
 from tests.browser_tools import ARTIFACTS, log_in

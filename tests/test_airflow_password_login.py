@@ -10,7 +10,7 @@ import json
 import pytest
 import requests
 
-from mlops_ide.services.airflow import PLATFORM_ACCOUNT
+from mlops_ide.machine.components.airflow import PLATFORM_ACCOUNT
 from tests.local_platform import Platform
 
 # The login's path as a client may spell it: the proxy and Airflow must agree on each.

@@ -17,7 +17,7 @@ import requests
 from tests.local_platform import Platform, wait_for
 
 PREFIX = "/services/airflow"
-FOLLOWS_THE_HUB_WITHIN = 30  # seconds (mlops_ide/hub_logins.py: FRESH_FOR)
+FOLLOWS_THE_HUB_WITHIN = 30  # seconds (mlops_ide/in_airflow/hub_logins.py: FRESH_FOR)
 SLACK = 15  # one poll, a busy machine
 
 

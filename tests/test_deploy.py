@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops_ide.modes import load
-from mlops_ide.services import airflow
+from mlops_ide.hub.modes import load
+from mlops_ide.machine.components import airflow
 from tests.kubernetes_hub_tools import (
     KUBERNETES_VERSIONS,
     as_dict,

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import images, names, pipeline_engine
-from mlops_ide.local_state import Tools
+from mlops_ide import names
+from mlops_ide.machine.state.tools import Tools
+from mlops_ide.supervisor import images, pipeline_engine
 from tests.airflow_api import AirflowAPI
 from tests.local_platform import ROOT, Platform, wait_for
 from tests.test_skin_cancer_workflow import assert_three_models_and_the_best_is_champion, mlflow_gate

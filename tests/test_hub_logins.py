@@ -1,4 +1,4 @@
-"""How Airflow's sessions follow the hub (mlops_ide/hub_logins.py): the hub's `/user` is
+"""How Airflow's sessions follow the hub (mlops_ide/in_airflow/hub_logins.py): the hub's `/user` is
 asked again at most every 30 s per login, a removed or demoted person is seen within that,
 and a hub that does not answer is trusted 60 s at most. Against a hub stand-in over HTTP,
 with a clock the tests move."""
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mlops_ide.hub_logins import HubLogins, HubSilent, hub_user_asker
+from mlops_ide.in_airflow.hub_logins import HubLogins, HubSilent, hub_user_asker
 from tests.standins import _Server
 
 

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import requests
 
-from mlops_ide.idle_culling import ProxyWithoutActivity
+from mlops_ide.hub.idle_culling import ProxyWithoutActivity
 from startup import server_activity
 from tests.browser_tools import ARTIFACTS, log_in
 from tests.local_platform import Platform, wait_for
@@ -105,7 +105,7 @@ def test_the_server_reports_vscodes_activity_file_and_the_hub_runs_the_culler(pl
         lambda: server_last_activity() >= stamp, server_activity.TICK + 10, "the server to count the file"
     )
     hub_log = (platform.home / "logs" / "jupyterhub.log").read_text()
-    assert "Using Proxy: mlops_ide.idle_culling.ProxyWithoutActivity" in hub_log
+    assert "Using Proxy: mlops_ide.hub.idle_culling.ProxyWithoutActivity" in hub_log
     assert "--timeout=60" in hub_log and "Starting managed service idle-culler" in hub_log
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import images
-from mlops_ide.local_state import TOOLS_FILE_KEYS
-from mlops_ide.services import mlflow as mlflow_service
+from mlops_ide.machine.components import mlflow as mlflow_service
+from mlops_ide.machine.state.tools import TOOLS_FILE_KEYS
+from mlops_ide.supervisor import images
 from tests.kubernetes_hub_tools import kubernetes_env
 from tests.platform_tools import step_result
 
@@ -174,7 +174,7 @@ def test_hub_image_loads_its_config_in_kubernetes_mode(built) -> None:
 
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout.splitlines()[-1]) == {
-        "spawner": "mlops_ide.kubernetes_hub.GitHubKubeSpawner",
+        "spawner": "mlops_ide.hub.kubernetes_spawner.GitHubKubeSpawner",
         "authenticator": "github",
     }
 
@@ -201,8 +201,8 @@ def test_hub_image_loads_its_config_in_local_mode(built, tmp_path: Path) -> None
 
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout.splitlines()[-1]) == {
-        "spawner": "mlops_ide.local_hub.LocalVSCodeSpawner",
-        "authenticator": "mlops_ide.local_hub.LocalPasswordAuthenticator",
+        "spawner": "mlops_ide.hub.local_spawner.LocalVSCodeSpawner",
+        "authenticator": "mlops_ide.hub.local_spawner.LocalPasswordAuthenticator",
     }
 
 

@@ -29,6 +29,34 @@ def test_there_are_images() -> None:
     }
 
 
+def copy_sources(dockerfile: Path) -> list[str]:
+    """What each COPY of the build context names (not --from another stage), continued lines joined."""
+    text = dockerfile.read_text().replace("\\\n", " ")
+    sources = []
+    for line in re.findall(r"^COPY\s+(.+)$", text, re.MULTILINE):
+        words = [word for word in line.split() if not word.startswith("--")]
+        if "--from" not in line:
+            sources += words[:-1]
+    return sources
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_what_an_image_copies_is_in_the_checkout(dockerfile: Path) -> None:
+    sources = copy_sources(dockerfile)
+
+    assert sources
+    assert [source for source in sources if not (ROOT / source).exists()] == []
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_an_image_copies_our_code_by_folder(dockerfile: Path) -> None:
+    """Of the platform's package an image takes whole folders (where that code runs), and
+    single files only at the package's root (its __init__, the auth manager's old path)."""
+    ours = [source for source in copy_sources(dockerfile) if source.startswith("src/mlops_ide/")]
+
+    assert [source for source in ours if source.endswith(".py") and source.count("/") > 2] == []
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_image_bakes_in_no_secrets(dockerfile: Path) -> None:
     settings = re.findall(r"^(?:ENV|ARG)\s+(.+)$", dockerfile.read_text(), re.MULTILINE)
@@ -108,7 +136,7 @@ def test_ci_checks_the_dags_of_every_push_and_pull_request_as_the_local_remote_d
 
     assert "pull_request" in triggers and "push" in triggers
     assert "python -m pip install -r requirements/airflow.txt" in commands  # Airflow as the platform runs it
-    assert "python src/mlops_ide/dag_check.py dags --problems" in commands
+    assert "python src/mlops_ide/portable/dag_check.py dags --problems" in commands
 
 
 def test_the_pipeline_repositorys_ci_checks_its_dags_runs_its_tests_and_builds_its_image() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import images
+from mlops_ide.supervisor import images
 
 ROOT = Path(__file__).resolve().parents[1]
 

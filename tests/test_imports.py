@@ -1,22 +1,25 @@
-"""How the platform's modules import each other: no cycle, the leaf of names imports
-nothing of ours, and what the hub loads leaves out what only `make up` runs (the
-supervisor, the image builder, the pipeline's container engine)."""
+"""How the platform's modules import each other, by the folder of the place they run in
+(docs/architecture.md, "Where the code runs"): no cycle, the leaf of names imports nothing
+of ours, what the hub loads leaves out what only `make up` runs (the runner, the image
+builder, the pipeline's container engine), portable/ needs the standard library only."""
 
 from __future__ import annotations
 
 import ast
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
-from mlops_ide.local_state import Tools
+from mlops_ide.machine.state.tools import Tools
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "mlops_ide"
-NEEDS_AIRFLOW = {"mlops_ide.airflow_hub_auth"}  # run inside Airflow's virtualenv
+# run inside Airflow's virtualenv: the auth manager, at its place and at its old dotted path
+NEEDS_AIRFLOW = {"mlops_ide.in_airflow.auth_manager", "mlops_ide.airflow_hub_auth"}
 # What jupyterhub_config.py loads, and the classes it names by their dotted path.
-HUB_ENTRY_POINTS = ("mlops_ide.modes", "mlops_ide.local_hub", "mlops_ide.kubernetes_hub")
-ONLY_MAKE_UP = ("mlops_ide.supervisor", "mlops_ide.images", "mlops_ide.pipeline_engine", "mlops_ide.up")
+HUB_ENTRY_POINTS = ("mlops_ide.hub.modes", "mlops_ide.hub.local_spawner", "mlops_ide.hub.kubernetes_spawner")
+ONLY_MAKE_UP = "mlops_ide.supervisor"  # the runner, `make up`, `make users`, the engine, the image builder
 
 
 def module_name(path: Path) -> str:
@@ -108,4 +111,37 @@ def test_every_module_imports_in_its_virtualenv() -> None:
 def test_the_hub_loads_neither_the_supervisor_nor_the_image_builder_nor_the_engine() -> None:
     loaded = loaded_after_importing(sys.executable, *HUB_ENTRY_POINTS)
     assert set(HUB_ENTRY_POINTS) <= loaded
-    assert sorted(loaded & set(ONLY_MAKE_UP)) == []
+    assert sorted(name for name in loaded if name.startswith(ONLY_MAKE_UP)) == []
+
+
+def test_the_portable_pieces_need_the_standard_library_only() -> None:
+    """They run by path in whatever Python is at hand (a git hook's, CI's, a user's server)."""
+    portable = sorted(name for name in modules() if name.startswith("mlops_ide.portable."))
+    program = "import importlib, sys\n" + "".join(f"importlib.import_module({name!r})\n" for name in portable)
+    done = subprocess.run(  # -S: no site-packages, -I: no user site, no PYTHONPATH
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            f"sys_path = {str(SRC)!r}\nimport sys\nsys.path.insert(0, sys_path)\n" + program,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert portable
+    assert done.returncode == 0, done.stderr
+    assert all(
+        imports_of(name, path, set(modules())) <= set(portable) | {"mlops_ide"}
+        for name, path in modules().items()
+        if name in portable
+    )
+
+
+def test_pyproject_lists_every_package() -> None:
+    pyproject = tomllib.loads((SRC.parent / "pyproject.toml").read_text())
+    packages = {module_name(path.parent / "__init__.py") for path in PACKAGE.rglob("__init__.py")}
+
+    assert set(pyproject["tool"]["setuptools"]["packages"]) == {"startup", *packages}

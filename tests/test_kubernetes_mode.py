@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops_ide import kubernetes_hub
-from mlops_ide.modes import load
+from mlops_ide.hub import kubernetes_spawner
+from mlops_ide.hub.modes import load
 from mlops_ide.settings import SettingsError
 from tests.kubernetes_hub_tools import (
     IMAGE,
@@ -154,7 +154,7 @@ def test_hub_stops_naming_every_missing_setting(tmp_path: Path) -> None:
 def test_hub_config_in_kubernetes_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     c = hub_config(monkeypatch, kubernetes_env(tmp_path, MLOPS_IDE_IDLE_TIMEOUT="1800"))
 
-    assert c.JupyterHub.spawner_class == "mlops_ide.kubernetes_hub.GitHubKubeSpawner"
+    assert c.JupyterHub.spawner_class == "mlops_ide.hub.kubernetes_spawner.GitHubKubeSpawner"
     assert c.JupyterHub.authenticator_class == "github"
     assert c.GitHubOAuthenticator.enable_auth_state is True
     assert c.GitHubOAuthenticator.allowed_organizations == {"mlops-team"}
@@ -222,7 +222,7 @@ def test_airflows_ui_is_behind_the_hub_with_its_oauth_secret(
     user = next(role for role in c.JupyterHub.load_roles if role["name"] == "user")
     assert "access:services!service=airflow" in user["scopes"]
     values = yaml.safe_load((ROOT / "deploy" / "airflow" / "values.yaml").read_text())
-    assert values["config"]["core"]["auth_manager"] == "mlops_ide.airflow_hub_auth.HubAuthManager"
+    assert values["config"]["core"]["auth_manager"] == "mlops_ide.in_airflow.auth_manager.HubAuthManager"
     assert values["config"]["mlops_ide"]["client_id"] == airflow["oauth_client_id"]
 
 
@@ -238,7 +238,7 @@ def test_push_webhook_runs_as_a_hub_service_when_it_has_a_secret(
 
     webhook = next(service for service in c.JupyterHub.services if service["name"] == "push-webhook")
     assert webhook["url"] == "http://hub:8090"  # where the proxy reaches the hub's pod
-    assert webhook["command"][1:] == ["-m", "mlops_ide.push_webhook"]
+    assert webhook["command"][1:] == ["-m", "mlops_ide.hub_services.push_webhook"]
     assert webhook["environment"]["MLOPS_IDE_GITHUB_WEBHOOK_SECRET"] == "a-long-enough-webhook-secret"
     assert (
         webhook["environment"]["MLOPS_IDE_AIRFLOW_URL"]
@@ -283,7 +283,7 @@ def kube_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     return hub_config(monkeypatch, kubernetes_env(tmp_path, MLOPS_IDE_STORAGE_CLASS="fast-ssd"))
 
 
-@pytest.mark.parametrize("profile", [slug for slug, *_ in kubernetes_hub.PROFILES])
+@pytest.mark.parametrize("profile", [slug for slug, *_ in kubernetes_spawner.PROFILES])
 def test_pod_for_each_profile(kube_config, monkeypatch: pytest.MonkeyPatch, profile: str) -> None:
     pod = build_pod(monkeypatch, kube_config, profile, AUTH_STATE)
 
@@ -329,7 +329,7 @@ def test_pod_for_each_profile(kube_config, monkeypatch: pytest.MonkeyPatch, prof
     assert spec["automountServiceAccountToken"] is False
     # resources from the profile
     _, _, _, (cpu_request, memory_request), (cpu_limit, memory_limit), gpus = next(
-        p for p in kubernetes_hub.PROFILES if p[0] == profile
+        p for p in kubernetes_spawner.PROFILES if p[0] == profile
     )
     resources = container["resources"]
     gibibytes = {"memory": lambda size: int(size.rstrip("G")) * 1024**3}["memory"]  # KubeSpawner: 1G = 2**30

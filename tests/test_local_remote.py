@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import names, os_accounts
-from mlops_ide.local_state import REMOTE_CONFIG, ensure_local_remote, lock_down, share_remote
-from mlops_ide.modes import load
+from mlops_ide import names
+from mlops_ide.hub.modes import load
+from mlops_ide.machine import os_accounts
+from mlops_ide.machine.state.layout import lock_down
+from mlops_ide.machine.state.remote import REMOTE_CONFIG, ensure_local_remote, share_remote
 from tests.gitrepos import git, user_commit
 
 

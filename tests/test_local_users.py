@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from mlops_ide import users
-from mlops_ide.modes import load
+from mlops_ide.hub import local_spawner
+from mlops_ide.hub.modes import load
 from mlops_ide.settings import SettingsError
+from mlops_ide.supervisor import users
 from tests.local_platform import Platform, wait_for
 
 
@@ -299,7 +300,7 @@ def test_the_shared_password_is_for_loopback_only() -> None:
 
 
 def test_the_banner_says_who_logs_in_how_and_how_to_add_people() -> None:
-    from mlops_ide.up import banner
+    from mlops_ide.supervisor.up import banner
 
     native = banner(
         load({"MLOPS_IDE_ADMIN_USERS": "admin,ops"}), "pw-1", False, 1.0, {"admin": "pw-1", "ops": "pw-2"}
@@ -322,7 +323,7 @@ def test_the_spawner_returns_once_the_server_listens_not_before(tmp_path) -> Non
     import time
     from types import SimpleNamespace
 
-    from mlops_ide.local_hub import LocalVSCodeSpawner
+    from mlops_ide.hub.local_spawner import LocalVSCodeSpawner
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -395,7 +396,7 @@ def test_the_hubs_sqlite_connections_commit_without_fsync() -> None:
     from sqlalchemy import create_engine, event
     from sqlalchemy.engine import Engine
 
-    from mlops_ide.local_hub import commit_without_waiting_for_the_disk, sqlite_pragmas
+    from mlops_ide.hub.local_spawner import commit_without_waiting_for_the_disk, sqlite_pragmas
 
     commit_without_waiting_for_the_disk()
     commit_without_waiting_for_the_disk()  # the hub's configuration may load twice: one listener
@@ -414,7 +415,7 @@ def native_authenticator(password: bytes, cost: int):
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
-    from mlops_ide.local_hub import LocalNativeAuthenticator
+    from mlops_ide.hub.local_spawner import LocalNativeAuthenticator
 
     db = Session(create_engine("sqlite://"))
     authenticator = LocalNativeAuthenticator(db=db, allowed_failed_logins=5)
@@ -460,13 +461,13 @@ def test_guesses_sent_at_once_cannot_pass_the_lockout(monkeypatch: pytest.Monkey
     would have been tried."""
     import asyncio
 
-    from mlops_ide import local_hub
-
     authenticator = native_authenticator(b"right horse battery", 4)
     checked = []
-    matches = local_hub.password_matches
+    matches = local_spawner.password_matches
     monkeypatch.setattr(
-        local_hub, "password_matches", lambda given, stored: checked.append(given) or matches(given, stored)
+        local_spawner,
+        "password_matches",
+        lambda given, stored: checked.append(given) or matches(given, stored),
     )
 
     async def at_once(passwords: list[str]) -> list[str | None]:
@@ -495,7 +496,7 @@ def test_servers_start_in_turns_first_come_first_served(monkeypatch: pytest.Monk
 
     from jupyterhub.spawner import SimpleLocalProcessSpawner
 
-    from mlops_ide.local_hub import LocalVSCodeSpawner
+    from mlops_ide.hub.local_spawner import LocalVSCodeSpawner
 
     starting, most, order = 0, 0, []
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import mlflow_routes
-from mlops_ide.mlflow_gate import (
+from mlops_ide.hub_services import mlflow_routes
+from mlops_ide.hub_services.mlflow_gate import (
     ARTIFACT,
     AmbiguousRequest,
     caller_of,
@@ -20,7 +20,7 @@ from mlops_ide.mlflow_gate import (
     routed_path,
     the_run_named,
 )
-from mlops_ide.mlflow_routes import rule_for
+from mlops_ide.hub_services.mlflow_routes import rule_for
 from tests.platform_tools import tools_file_value
 
 P = "/services/mlflow"

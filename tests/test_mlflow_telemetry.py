@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from mlops_ide import services
-from mlops_ide.local_state import Tools
-from mlops_ide.modes import load
-from mlops_ide.services import mlflow
+from mlops_ide.hub.modes import load
+from mlops_ide.machine import components
+from mlops_ide.machine.components import mlflow
+from mlops_ide.machine.state.tools import Tools
 from tests.platform_tools import free_port, start_logged, stop, wait_until_healthy
 
 # What MLflow takes for a CI run or a test (mlflow/telemetry/utils.py), where it sends
@@ -72,6 +72,7 @@ def environ_behind(proxy: WatchingProxy) -> dict[str, str]:
 
 CLIENT = """
 import mlflow
+from mlops_ide.machine import components
 mlflow.set_experiment("telemetry-probe")
 with mlflow.start_run():
     mlflow.log_param("a", 1)
@@ -93,7 +94,7 @@ def run_mlflow_and_a_client(tmp_path: Path, proxy: WatchingProxy, telemetry: boo
         settings = load({"MLOPS_IDE_MLFLOW_TELEMETRY": "1" if telemetry else "0"})
         client_env = {
             **environ_behind(proxy),
-            **services.client_env(settings),
+            **components.client_env(settings),
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}",
         }
         ran = subprocess.run(

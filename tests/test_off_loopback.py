@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from mlops_ide.modes import load
-from mlops_ide.services import REGISTRY
+from mlops_ide.hub.modes import load
+from mlops_ide.machine.components import REGISTRY
 from mlops_ide.settings import SettingsError
-from mlops_ide.up import banner
+from mlops_ide.supervisor.up import banner
 from tests.local_platform import Platform
 
 

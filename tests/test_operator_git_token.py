@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide.local_state import Tools
-from mlops_ide.modes import load
-from mlops_ide.services import airflow
+from mlops_ide.hub.modes import load
+from mlops_ide.machine.components import airflow
+from mlops_ide.machine.state.tools import Tools
 from tests.git_http_server import GitHttpServer
 from tests.gitrepos import Remote
 from tests.local_platform import Platform

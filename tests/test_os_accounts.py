@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import os_accounts
-from mlops_ide.modes import load
+from mlops_ide.hub.modes import load
+from mlops_ide.machine import os_accounts
 from mlops_ide.processes import descendants
-from mlops_ide.up import banner
+from mlops_ide.supervisor.up import banner
 from tests.local_platform import Platform
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="OS accounts per user need root (CI runs as root)")

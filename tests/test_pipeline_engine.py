@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import modes, names, pipeline_engine
-from mlops_ide.local_state import Tools
-from mlops_ide.services import Platform, airflow
+from mlops_ide import names
+from mlops_ide.hub import modes
+from mlops_ide.machine.components import Platform, airflow
+from mlops_ide.machine.state.tools import Tools
 from mlops_ide.settings import SettingsError
+from mlops_ide.supervisor import pipeline_engine
 from tests.local_platform import ROOT, free_port_base, platform_env
 
 
@@ -55,7 +57,12 @@ def test_the_docker_runner_without_podman_stops_the_start_saying_what_to_install
     env.update(MLOPS_IDE_PIPELINE_RUNNER="docker", PATH=str(empty))
 
     shown = subprocess.run(
-        [sys.executable, "-m", "mlops_ide.up"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env
+        [sys.executable, "-m", "mlops_ide.supervisor.up"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
 
     assert shown.returncode == 2, shown.stdout

@@ -90,7 +90,7 @@ def test_hub_killed_is_restarted_by_the_platform(tmp_path: Path) -> None:
 
 def run_up(tmp_path: Path, port: int, **settings: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mlops_ide.up"],
+        [sys.executable, "-m", "mlops_ide.supervisor.up"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -143,8 +143,8 @@ def test_port_in_use_is_named(tmp_path: Path, offset: int, what: str) -> None:
 
 
 def test_connections_lingering_from_a_previous_run_do_not_block_the_port() -> None:
-    from mlops_ide.modes import load
-    from mlops_ide.up import check_ports_free
+    from mlops_ide.hub.modes import load
+    from mlops_ide.supervisor.up import check_ports_free
 
     port = free_port_base()
     with socket.socket() as server:  # a previous run: served a request, then went away

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import dag_check, dag_sandbox
-from mlops_ide.local_state import Tools, ensure_local_remote, install_code, install_push_hooks
-from mlops_ide.modes import load
+from mlops_ide.hub.modes import load
+from mlops_ide.in_airflow import dag_sandbox
+from mlops_ide.machine.state.code_copy import install_code
+from mlops_ide.machine.state.remote import ensure_local_remote, install_push_hooks
+from mlops_ide.machine.state.tools import Tools
+from mlops_ide.portable import dag_check
 from tests.gitrepos import git, user_commit
 from tests.local_platform import ROOT, free_port_base
 from tests.push_remote import logs, push, remote_with_hooks
@@ -165,7 +168,7 @@ def test_the_line_of_an_error_is_the_dag_files_own(tmp_path: Path) -> None:
 def test_refresh_names_the_problem_when_airflow_refuses(tmp_path: Path) -> None:
     passwords = tmp_path / "passwords.json"
     passwords.write_text('{"mlops-ide-platform": "x"}')
-    argv = [sys.executable, str(ROOT / "src" / "mlops_ide" / "dag_refresh.py"), "--airflow-url"]
+    argv = [sys.executable, str(ROOT / "src" / "mlops_ide" / "portable" / "dag_refresh.py"), "--airflow-url"]
     argv += [f"http://127.0.0.1:{free_port_base()}", "--passwords-file", str(passwords), "--dag", "d"]
 
     result = subprocess.run(argv, capture_output=True, text=True, timeout=30)

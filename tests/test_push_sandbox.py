@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from mlops_ide import names
-from mlops_ide.local_state import ensure_secret
-from mlops_ide.services import Platform, git
+from mlops_ide.machine.components import Platform, git
+from mlops_ide.machine.state.credentials import ensure_secret
 from tests.gitrepos import git as run_git
 from tests.gitrepos import user_commit
 from tests.local_platform import free_port_base, wait_for

@@ -19,7 +19,7 @@ import requests
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from mlops_ide.push_webhook import (
+from mlops_ide.hub_services.push_webhook import (
     MAX_BODY_BYTES,
     RecentDeliveries,
     api_url,

@@ -20,19 +20,19 @@ import jinja2
 import pytest
 from tornado import httpserver, netutil, web
 
-from mlops_ide import services
-from mlops_ide.local_hub import check_health
-from mlops_ide.local_state import Tools
-from mlops_ide.modes import load
-from mlops_ide.services import Platform, airflow, app, mlflow, serving
+from mlops_ide.hub.local_spawner import check_health
+from mlops_ide.hub.modes import load
+from mlops_ide.machine import components
+from mlops_ide.machine.components import Platform, airflow, app, mlflow, serving
+from mlops_ide.machine.state.tools import Tools
 from mlops_ide.settings import table
-from mlops_ide.up import banner, check_ports_free
+from mlops_ide.supervisor.up import banner, check_ports_free
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_registry_holds_each_service_once_the_hubs_first() -> None:
-    names = [service.name for service in services.REGISTRY]
+    names = [service.name for service in components.REGISTRY]
 
     # the git service the hub routes to first (the hub waits for it at start), then the hub
     assert names[:2] == ["git", "hub"] and sorted(names) == [
@@ -43,14 +43,14 @@ def test_the_registry_holds_each_service_once_the_hubs_first() -> None:
         "mlflow",
         "serving",
     ]
-    assert tuple(names[2:]) == services.OPTIONAL
-    assert load({}).services == services.OPTIONAL  # all of them run by default
+    assert tuple(names[2:]) == components.OPTIONAL
+    assert load({}).services == components.OPTIONAL  # all of them run by default
 
 
 def test_each_service_declares_its_port_settings_in_the_table() -> None:
     declared = {row.name for row in table.rows()}
     settings = load({})
-    for service in services.REGISTRY:
+    for service in components.REGISTRY:
         assert {port.setting for port in service.ports(settings)} <= declared, service.name
 
 
@@ -61,7 +61,7 @@ def test_a_new_service_is_one_module(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (package / "notebook_viewer.py").write_text(
         textwrap.dedent(
             """
-            from mlops_ide.services import PlatformService, Port
+            from mlops_ide.machine.components import PlatformService, Port
 
             SERVICE = PlatformService(
                 name="viewer", title="Viewer", order=5, processes=lambda platform: [],
@@ -73,7 +73,7 @@ def test_a_new_service_is_one_module(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (package / "helpers.py").write_text("VALUE = 1\n")  # no SERVICE: not a service
     monkeypatch.syspath_prepend(str(tmp_path))
 
-    found = services.discover("more_services")
+    found = components.discover("more_services")
 
     assert [service.name for service in found] == ["viewer"]
     sys.modules.pop("more_services", None)
@@ -85,13 +85,13 @@ def test_two_services_with_one_name_are_refused(tmp_path: Path, monkeypatch: pyt
     (package / "__init__.py").write_text("")
     for module in ("one", "two"):
         (package / f"{module}.py").write_text(
-            "from mlops_ide.services import PlatformService\n"
+            "from mlops_ide.machine.components import PlatformService\n"
             "SERVICE = PlatformService(name='same', title='S', order=1, processes=list, ports=list)\n"
         )
     monkeypatch.syspath_prepend(str(tmp_path))
 
     with pytest.raises(ValueError, match="same name"):
-        services.discover("twins")
+        components.discover("twins")
 
 
 def test_the_port_check_covers_every_running_service_and_only_those() -> None:
@@ -109,13 +109,13 @@ def test_the_port_check_covers_every_running_service_and_only_those() -> None:
 
 
 def test_clients_are_pointed_at_mlflow_only_when_it_runs() -> None:
-    assert services.client_env(load({})) == {
+    assert components.client_env(load({})) == {
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000/services/mlflow",
         "MLFLOW_DISABLE_TELEMETRY": "true",  # MLflow's usage data: off unless MLOPS_IDE_MLFLOW_TELEMETRY=1
     }
-    allowed = services.client_env(load({"MLOPS_IDE_MLFLOW_TELEMETRY": "1"}))
+    allowed = components.client_env(load({"MLOPS_IDE_MLFLOW_TELEMETRY": "1"}))
     assert "MLFLOW_DISABLE_TELEMETRY" not in allowed
-    assert services.client_env(load({"MLOPS_IDE_SERVICES": "serving,app"})) == {}
+    assert components.client_env(load({"MLOPS_IDE_SERVICES": "serving,app"})) == {}
 
 
 def test_the_banner_names_each_running_service_with_its_page() -> None:
@@ -132,7 +132,7 @@ def test_every_service_builds_its_processes_from_the_settings(tmp_path: Path) ->
     settings = load({"MLOPS_IDE_HOME": str(tmp_path), "MLOPS_IDE_AIRFLOW_PORT": "18080"})
     platform = Platform(settings, Tools.load(), "a-password")
 
-    built = {service.name: service.processes(platform) for service in services.REGISTRY}
+    built = {service.name: service.processes(platform) for service in components.REGISTRY}
 
     assert [p.name for p in built["airflow"]] == [
         "Airflow API server",
@@ -182,7 +182,7 @@ class Answers(web.RequestHandler):
         self.write(body.encode())  # as it is, whatever it holds
 
 
-def health_states(answers: list[tuple[int, str]], waiting: services.Waiting | None) -> list[str]:
+def health_states(answers: list[tuple[int, str]], waiting: components.Waiting | None) -> list[str]:
     """What check_health says of a tiny server giving each answer in turn, then of a closed port."""
 
     async def check_all() -> list[str]:
@@ -255,16 +255,16 @@ def test_the_home_page_links_a_waiting_service_to_where_its_step_is_taken() -> N
     with_airflow = load({"MLOPS_IDE_SERVICES": "serving,airflow"})
     without = load({"MLOPS_IDE_SERVICES": "serving,mlflow"})
 
-    (page, text) = services.waiting_steps(with_airflow)["Serving"]
+    (page, text) = components.waiting_steps(with_airflow)["Serving"]
 
     # Airflow 3's page of the DAG, under the hub's prefix for Airflow: its Trigger button is there
     assert page == "/services/airflow/dags/cnn_skin_cancer_workflow"
     assert "cnn_skin_cancer_workflow" in text and "Trigger" in text
-    assert services.health_checks(with_airflow)["Serving"] == services.HealthCheck(
+    assert components.health_checks(with_airflow)["Serving"] == components.HealthCheck(
         "http://127.0.0.1:8500/health", serving.NO_CHAMPION
     )
-    assert services.waiting_steps(without) == {}  # no Airflow here: no link to it
-    assert services.health_checks(without)["MLflow"].waiting is None
+    assert components.waiting_steps(without) == {}  # no Airflow here: no link to it
+    assert components.health_checks(without)["MLflow"].waiting is None
 
 
 def test_mlflow_opens_on_its_experiments_in_the_classic_mode() -> None:
@@ -276,7 +276,7 @@ def test_mlflow_opens_on_its_experiments_in_the_classic_mode() -> None:
     ui = main_js.read_text()
 
     assert (
-        services.links(settings)["MLflow"][0]
+        components.links(settings)["MLflow"][0]
         == "/services/mlflow/#/experiments?workflowType=machine_learning"
     )
     assert (
@@ -388,7 +388,7 @@ def render_home_page(platform_waiting: dict[str, tuple[str, str]], ready: bool =
     loader = jinja2.ChoiceLoader(
         [
             jinja2.DictLoader({"templates/home.html": stand_in}),
-            jinja2.FileSystemLoader(ROOT / "src" / "mlops_ide" / "templates"),
+            jinja2.FileSystemLoader(ROOT / "src" / "mlops_ide" / "hub" / "templates"),
         ]
     )
     template = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined).get_template("home.html")

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import local_state, pipeline_repo
-from mlops_ide.modes import load
-from mlops_ide.services import airflow
+from mlops_ide.hub.modes import load
+from mlops_ide.machine.components import airflow
+from mlops_ide.machine.state.credentials import ensure_password
+from mlops_ide.machine.state.layout import StateError
+from mlops_ide.machine.state.remote import ensure_local_remote
+from mlops_ide.portable import pipeline_repo
 from mlops_ide.settings import CHECKOUT, SettingsError
 from tests.gitrepos import git
 
@@ -140,8 +143,8 @@ def test_git_token_settings_go_to_airflows_bundle(tmp_path: Path) -> None:
 def test_generated_password_is_made_once_and_kept_0600(tmp_path: Path) -> None:
     settings = load({"MLOPS_IDE_HOME": str(tmp_path)})
 
-    first, made = local_state.ensure_password(settings)
-    again, made_again = local_state.ensure_password(settings)
+    first, made = ensure_password(settings)
+    again, made_again = ensure_password(settings)
 
     assert made and not made_again and first == again and len(first) >= 16
     assert (tmp_path / "password").stat().st_mode & 0o777 == 0o600
@@ -150,7 +153,7 @@ def test_generated_password_is_made_once_and_kept_0600(tmp_path: Path) -> None:
 def test_password_from_the_setting_is_not_stored(tmp_path: Path) -> None:
     settings = load({"MLOPS_IDE_HOME": str(tmp_path), "MLOPS_IDE_PASSWORD": "from-the-env"})
 
-    assert local_state.ensure_password(settings) == ("from-the-env", False)
+    assert ensure_password(settings) == ("from-the-env", False)
     assert not (tmp_path / "password").exists()
 
 
@@ -163,13 +166,13 @@ def empty_commit(repo: Path, message: str) -> None:
 def test_local_remote_is_seeded_with_the_pipeline_repository_once_then_kept(tmp_path: Path) -> None:
     settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
 
-    remote, how = local_state.ensure_local_remote(settings, CHECKOUT)
+    remote, how = ensure_local_remote(settings, CHECKOUT)
     assert how.startswith("seeded with the pipeline repository ")
     seeded_tree = git(remote, "rev-parse", "main^{tree}")
     assert seeded_tree == git(CHECKOUT, "rev-parse", f"{pipeline_repo.commit(CHECKOUT)}^{{tree}}")
     assert git(remote, "symbolic-ref", "HEAD") == "refs/heads/main"
 
-    _, how = local_state.ensure_local_remote(settings, CHECKOUT)
+    _, how = ensure_local_remote(settings, CHECKOUT)
     assert how == "kept"
     assert git(remote, "rev-parse", "main^{tree}") == seeded_tree
 
@@ -178,13 +181,13 @@ def test_checkout_without_commits_cannot_seed_the_remote(tmp_path: Path) -> None
     git(tmp_path, "init", "--quiet")
     settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
 
-    with pytest.raises(local_state.StateError, match="commit first"):
-        local_state.ensure_local_remote(settings, tmp_path)
+    with pytest.raises(StateError, match="commit first"):
+        ensure_local_remote(settings, tmp_path)
     assert not settings.local_remote.exists()
 
 
 def test_the_home_page_links_only_the_services_that_run() -> None:
-    from mlops_ide.services import links as service_links
+    from mlops_ide.machine.components import links as service_links
 
     links = service_links(load({"MLOPS_IDE_SERVICES": "mlflow,app", "MLOPS_IDE_APP_PORT": "9501"}))
 

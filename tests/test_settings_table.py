@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide.local_state import TOOLS_FILE_KEYS
-from mlops_ide.modes import load
+from mlops_ide.hub.modes import load
+from mlops_ide.machine.state.tools import TOOLS_FILE_KEYS
 from mlops_ide.settings import Invalid, Setting, SettingsError, docs, read, table
 from tests.local_platform import ROOT
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import user_tools
+from mlops_ide.workspace import user_tools
 from startup import start
 from startup.held_back import PATH_FOLDERS
 from tests.gitrepos import Remote, git

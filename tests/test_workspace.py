@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide import pipeline_repo, user_tools
+from mlops_ide.portable import pipeline_repo
+from mlops_ide.workspace import user_tools
 from startup import git_hooks
 from tests.gitrepos import git
 from tests.platform_tools import ROOT, tools_file_value

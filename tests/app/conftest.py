@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide.services.mlflow import server_process as mlflow_server_process
+from mlops_ide.machine.components.mlflow import server_process as mlflow_server_process
 from tests.platform_tools import (
     ROOT,
     free_port,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from mlops_ide import services
+from mlops_ide.machine import components
 from mlops_ide.settings import Setting, core
 
 
 def rows() -> tuple[Setting, ...]:
-    return (*core.PLATFORM, *services.settings_rows(), *core.KUBERNETES, *core.ELSEWHERE)
+    return (*core.PLATFORM, *components.settings_rows(), *core.KUBERNETES, *core.ELSEWHERE)
 
 
 def select(*names: str) -> tuple[Setting, ...]:

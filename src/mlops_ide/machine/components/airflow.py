@@ -1,0 +1,460 @@
+"""Airflow 3 (API server, scheduler, DAG processor, triggerer; LocalExecutor, SQLite).
+
+It reads its DAGs from the same git remote the users push to (a GitDagBundle, the
+connection given by environment) and lets `admin` and the hub's admins in with a password
+of its own. Its push check refuses pushes of DAGs that would not load, and moves it to each
+pushed commit at once (the local remote's hooks ask it).
+
+As root, every process runs as the pipeline's account (mlops-ide-pipeline), as do the DAGs
+and their tasks: a pushed DAG can reach Airflow, MLflow and the pipeline's folders, not the
+hub's secrets nor anyone's home. Airflow's own secrets (its password, its JWT and API keys)
+are in `airflow-auth/`, which root writes and that account only reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlops_ide import names
+from mlops_ide.machine import components
+from mlops_ide.machine.components import Platform, PlatformService, Port, git, mlflow, port_setting, serving
+from mlops_ide.machine.os_accounts import as_account
+from mlops_ide.machine.state.credentials import ensure_secret
+from mlops_ide.machine.state.layout import code_lib, dag_check_folder, dag_sandbox_socket, ensure_folder
+from mlops_ide.machine.state.remote import push_check_listener
+from mlops_ide.portable import dag_refresh
+from mlops_ide.settings import Settings
+
+if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
+    from mlops_ide.supervisor.runner import Process
+
+BUNDLE_NAME = "pipelines"
+GIT_CONN_ID = "mlops_ide_pipelines"
+AUTH_MANAGER = "mlops_ide.in_airflow.auth_manager.HubAuthManager"  # people log in with the hub
+PLATFORM_ACCOUNT = dag_refresh.PLATFORM_ACCOUNT  # the push check logs in with a password
+# Where that password login answers (the simple auth manager's /token and /token/cli): the
+# push check calls it on 127.0.0.1; the hub's proxy sends these to a refusal, for through
+# the public port it would be an ADMIN password prompt for everyone, with no lockout.
+PASSWORD_LOGINS = (f"{names.AIRFLOW_PREFIX}auth/token/",)
+PORT = port_setting(
+    "MLOPS_IDE_AIRFLOW_PORT",
+    "airflow_port",
+    "Airflow's API and UI (its log servers: `PORT+1`, `PORT+2`)",
+    8080,
+)
+
+
+def origin(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.airflow_port}"
+
+
+def url(settings: Settings) -> str:
+    """Airflow's address on this machine, under the prefix the hub serves it at: its
+    sub-applications (the login, the tasks' execution API) answer there only."""
+    return origin(settings) + names.AIRFLOW_PREFIX.rstrip("/")
+
+
+def ports(settings: Settings) -> list[Port]:
+    return [Port("127.0.0.1", settings.airflow_port, PORT.name, "Airflow's API and UI")]
+
+
+def users(settings: Settings) -> list[str]:
+    """Who logs in to Airflow with a password: the platform's own account only (people log
+    in through the hub)."""
+    return [PLATFORM_ACCOUNT]
+
+
+def oauth_secret_file(settings: Settings) -> Path:
+    """The hub service `airflow`'s token, its OAuth client secret: root's, read by the pipeline."""
+    return auth_folder(settings) / "hub_oauth_secret"
+
+
+def hub_service(settings: Settings) -> dict:
+    """Airflow as a hub service: its UI through the hub's proxy, the hub as its login."""
+    from mlops_ide.machine.state.credentials import read_secret
+
+    return {
+        "name": names.AIRFLOW,
+        "url": origin(settings),  # the proxy keeps the path: /services/airflow/...
+        "api_token": read_secret(oauth_secret_file(settings)),
+        "oauth_client_id": names.AIRFLOW_OAUTH_CLIENT_ID,
+        "oauth_redirect_uri": f"{settings.public_url.rstrip('/')}{names.AIRFLOW_PREFIX}auth/hub/callback",
+        "oauth_no_confirm": True,  # one login: the hub's
+        "display": False,  # the home page links it with its health
+        # Airflow starts after the hub; JupyterHub would wait 30 s for it at every start (its
+        # route is added all the same)
+        "timeout": 1,
+    }
+
+
+def auth_folder(settings: Settings) -> Path:
+    return settings.home / "airflow-auth"
+
+
+def passwords_file(settings: Settings) -> Path:
+    return auth_folder(settings) / "passwords.json"
+
+
+def platform_password_file(settings: Settings) -> Path:
+    """The platform's own Airflow password (a DAG can read it: never the hub's)."""
+    return auth_folder(settings) / "platform_password"
+
+
+def readable_by_pipeline(platform: Platform) -> int | None:
+    """The group that reads Airflow's secrets (the pipeline account's), None without accounts."""
+    account = platform.account(names.PIPELINE_ACCOUNT)
+    return account.pw_gid if account else None
+
+
+def ensure_auth_folder(platform: Platform) -> Path:
+    """root's, read by the pipeline's account: Airflow reads its secrets, cannot change them."""
+    folder = ensure_folder(auth_folder(platform.settings), 0o750)
+    group = readable_by_pipeline(platform)
+    if group is not None:
+        os.chown(folder, 0, group)
+    return folder
+
+
+def write_passwords(platform: Platform) -> Path:
+    """The simple auth manager's users file: every Airflow user has Airflow's password (made
+    once, its own: a DAG can read it, so it must not open the hub). Written anew at each
+    start; the pipeline's account owns the file (Airflow opens it for appending), not the
+    folder, so it never swaps in another file for root to write."""
+    settings = platform.settings
+    ensure_auth_folder(platform)
+    group = readable_by_pipeline(platform)
+    password, _ = ensure_secret(platform_password_file(settings), lambda: secrets.token_urlsafe(12), group)
+    path = passwords_file(settings)
+    partial = path.with_name(".passwords.json.tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        account = platform.account(names.PIPELINE_ACCOUNT)
+        if account is not None:
+            os.fchown(out.fileno(), account.pw_uid, account.pw_gid)
+        json.dump(dict.fromkeys(users(settings), password), out)
+    os.replace(partial, path)
+    return path
+
+
+def environment(platform: Platform) -> dict[str, str]:
+    """Every Airflow process's environment: configuration, the bundle, the DAGs' settings."""
+    settings, tools = platform.settings, platform.tools
+    home = ensure_folder(settings.home / "airflow")
+    group = readable_by_pipeline(platform)
+    auth = ensure_auth_folder(platform)
+    jwt_secret, _ = ensure_secret(auth / "jwt_secret", lambda: secrets.token_urlsafe(64), group)
+    api_secret, _ = ensure_secret(auth / "api_secret_key", lambda: secrets.token_urlsafe(32), group)
+    bundle = {
+        "name": BUNDLE_NAME,
+        "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
+        "kwargs": {
+            "git_conn_id": GIT_CONN_ID,
+            "tracking_ref": settings.repo_branch,
+            "subdir": "dags",
+            "refresh_interval": 60,  # a safety net; pushes refresh at once
+        },
+    }
+    env = components.account_environ(platform.account(names.PIPELINE_ACCOUNT), drop=())
+    env = {key: value for key, value in env.items() if not key.startswith(("AIRFLOW", "PYTHONPATH"))}
+    ensure_secret(oauth_secret_file(settings), lambda: secrets.token_hex(32), group)  # for hub_service
+    if settings.repo_url is None:  # the bundle clones the local remote, whose folder is root's
+        env["GIT_CONFIG_GLOBAL"] = str(git.write_trust_file(settings))
+    env.update(
+        {
+            "PATH": f"{tools.airflow_python.parent}:{env.get('PATH', '/usr/bin:/bin')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",  # the default 32 starts 32 idle workers on 2 cores
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",  # pushed means meant to run
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{database(settings)}",
+            "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:admin" for u in users(settings)),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(write_passwords(platform)),
+            "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
+            "AIRFLOW__API__SECRET_KEY": api_secret,
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(settings.airflow_port),
+            "AIRFLOW__API__WORKERS": "1",
+            # served under the hub: /services/airflow/ (the internal address answers too)
+            "AIRFLOW__API__BASE_URL": settings.public_url.rstrip("/") + names.AIRFLOW_PREFIX,
+            "PYTHONPATH": str(code_lib(settings)),  # the auth manager below
+            "AIRFLOW__MLOPS_IDE__HUB_URL": settings.public_url,
+            "AIRFLOW__MLOPS_IDE__HUB_API_URL": f"http://127.0.0.1:{settings.hub_port}/hub/api",
+            "AIRFLOW__MLOPS_IDE__CLIENT_ID": names.AIRFLOW_OAUTH_CLIENT_ID,
+            "AIRFLOW__MLOPS_IDE__CLIENT_SECRET_FILE": str(oauth_secret_file(settings)),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": url(settings) + "/execution/",
+            # An edited DAG is parsed within a second of its push, but by default its new
+            # serialization is written at most every 30 s: a push would look ignored that long.
+            "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
+            f"AIRFLOW_CONN_{GIT_CONN_ID.upper()}": json.dumps(git_connection(settings)),
+            "MLOPS_IDE_WORK_ROOT": str(settings.home / "pipeline-runs"),
+            **dag_settings(platform),
+        }
+    )
+    if container_engine().chosen(settings):  # the DAGs' steps in containers (Airflow only: never a user's)
+        env.update(
+            {
+                "MLOPS_IDE_PIPELINE_RUNNER": "docker",
+                "MLOPS_IDE_PIPELINE_IMAGE": container_engine().image(settings),
+                "DOCKER_HOST": container_engine().docker_host(settings),
+            }
+        )
+    if names.MLFLOW in settings.services:  # as the pipeline: the one identity that may register models
+        env.update(mlflow.pipeline_env(platform))
+    return env
+
+
+def container_engine():
+    """The pipeline's container engine (mlops_ide.supervisor.pipeline_engine), imported when asked: the
+    hub reads this module's declarations and must not load the engine or the image builder."""
+    from mlops_ide.supervisor import pipeline_engine
+
+    return pipeline_engine
+
+
+def git_connection(settings: Settings) -> dict[str, str]:
+    """The bundle's git connection; for a team's repository (MLOPS_IDE_REPO_URL) with the
+    operator's token (MLOPS_IDE_GIT_TOKEN or _FILE), which Airflow's git hook hands to git
+    through a credential helper. The token stays with the platform: no user server gets it
+    (people clone with their own credentials), but a DAG's task, in Airflow's environment,
+    can read it: give it read access to the repository alone."""
+    connection = {"conn_type": "git", "host": settings.effective_repo_url}
+    if settings.repo_url is None:  # the local remote: a folder, no token
+        return connection
+    token = settings.git_token or ""
+    if not token and settings.git_token_file:
+        token = Path(settings.git_token_file).read_text().strip()
+    if token:
+        connection.update(login=settings.git_username or "x-access-token", password=token)
+    return connection
+
+
+def dag_settings(platform: Platform) -> dict[str, str]:
+    """What the skin-lesion DAGs read at parse time (environment only, no I/O): in Airflow,
+    and in `mlops-ide dag test` in a user's server (which picks its own work folder, and
+    runs steps in the pipeline's virtualenv: a user never reaches the pipeline's engine)."""
+    return {
+        "MLOPS_IDE_PIPELINE_RUNNER": "local",
+        "MLOPS_IDE_PIPELINE_PYTHON": str(platform.tools.pipeline_python),
+        "MLOPS_IDE_DATA_ROOT": str(platform.settings.dataset),
+        "MLOPS_IDE_SERVING_URL": serving.url(platform.settings),
+    }
+
+
+def database(settings: Settings) -> Path:
+    return settings.home / "airflow" / "airflow.db"
+
+
+def migrated_file(settings: Settings) -> Path:
+    """What the last `airflow db migrate` left: which Airflow ran it (its virtualenv, named
+    by a hash of what built it) and the database's revision after it. The platform's own
+    file, not in the folder the pipeline's account writes."""
+    return settings.home / "airflow-migrated.json"
+
+
+def database_revision(path: Path) -> str | None:
+    """The database's Alembic revision, read only; None without a database or a revision."""
+    if not path.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:  # no such table, a journal to roll back first, not a database
+        return None
+    return row[0] if row else None
+
+
+def migrated(platform: Platform) -> dict[str, str | None]:
+    return {
+        "airflow": str(platform.tools.airflow_python),
+        "revision": database_revision(database(platform.settings)),
+    }
+
+
+def database_step(platform: Platform) -> str | None:
+    """What the database step is about to do, None when there is nothing to do: this Airflow
+    migrated the database last and it is still at the revision that left (a migration would
+    change nothing, and cost seconds at every start)."""
+    if not database(platform.settings).exists():
+        return "Airflow database (first start: about 20 s)"
+    try:
+        if json.loads(migrated_file(platform.settings).read_text()) == migrated(platform):
+            return None
+    except (OSError, ValueError):  # never migrated by the platform, or by an earlier version
+        pass
+    return "Airflow database (migrating it to this Airflow)"
+
+
+def prepare(platform: Platform) -> Iterator[str]:
+    """The dataset the DAGs train on, Airflow's database when it is new or another Airflow
+    migrated it; each line is said before its step."""
+    yield from serving.seed_dataset(platform)
+    if container_engine().chosen(platform.settings):
+        yield from container_engine().prepare(platform.settings, platform.account(names.PIPELINE_ACCOUNT))
+    step = database_step(platform)
+    if step is None:
+        return
+    yield step
+    log = platform.settings.home / "logs" / "airflow-db-migrate.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        subprocess.run(
+            [str(platform.tools.airflow_python.parent / "airflow"), "db", "migrate"],
+            env=environment(platform),
+            cwd=platform.settings.home / "airflow",
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=True,
+            **as_account(platform.account(names.PIPELINE_ACCOUNT)),
+        )
+    record = migrated_file(platform.settings)
+    partial = record.with_name(f".{record.name}.new")
+    partial.write_text(json.dumps(migrated(platform)) + "\n")
+    partial.replace(record)
+
+
+def processes(platform: Platform) -> list[Process]:
+    settings = platform.settings
+    env = environment(platform)
+    airflow = str(platform.tools.airflow_python.parent / "airflow")
+
+    def process(name: str, command: str, *flags: str, **extra: object) -> Process:
+        from mlops_ide.supervisor.runner import Process
+
+        return Process(
+            name=f"Airflow {name}",
+            argv=[airflow, command, *flags],
+            env=env,
+            cwd=settings.home / "airflow",
+            log=settings.home / "logs" / f"airflow-{command}.log",
+            account=platform.account(names.PIPELINE_ACCOUNT),
+            **extra,
+        )
+
+    checks = [dag_sandbox(platform), push_check(platform)] if settings.repo_url is None else []
+    engine = (  # first: Airflow's tasks start their containers through it
+        [container_engine().process(settings, platform.account(names.PIPELINE_ACCOUNT))]
+        if container_engine().chosen(settings)
+        else []
+    )
+    return [
+        *engine,
+        process("API server", "api-server", ready_url=f"{url(settings)}/api/v2/monitor/health"),
+        # SIGINT: the scheduler stops its LocalExecutor workers too (SIGTERM leaves them).
+        # No log servers: they bind every interface whatever they are told, and on one
+        # machine the API server reads the task logs from their files.
+        process("scheduler", "scheduler", "--skip-serve-logs", stop_signal=signal.SIGINT),
+        process("DAG processor", "dag-processor", stop_signal=signal.SIGINT),
+        process("triggerer", "triggerer", "--skip-serve-logs", stop_signal=signal.SIGINT),
+        *checks,
+    ]
+
+
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def dag_sandbox(platform: Platform) -> Process:
+    """Where the pre-receive hook has the pushed DAG files imported (mlops_ide/in_airflow/dag_sandbox.py).
+    As root: `unshare` gives it a network namespace with no interface up and a PID namespace
+    of its own, `setpriv` the sandbox account (its own group alone, no new privileges); its
+    environment has the DAGs' settings and nothing secret. Stopped by killing `unshare`,
+    whose death kills the namespace (the server ignores signals sent from inside it).
+    Without root: the platform's user, the network blocked in Python only (its log says so)."""
+    from mlops_ide.supervisor.runner import Process
+
+    settings, tools = platform.settings, platform.tools
+    listener = push_check_listener(settings, platform.accounts, dag_sandbox_socket(settings))
+    folder = ensure_folder(dag_check_folder(settings))
+    # -P: the work folder (its cwd, which checked DAGs write) never goes on its sys.path
+    module = ("-s", "-P", "-m", "mlops_ide.in_airflow.dag_sandbox")
+    argv = [str(tools.airflow_python), *module, "--socket-fd", str(listener.fileno())]
+    argv += ["--work", str(folder)]
+    env = {
+        "PATH": f"{tools.airflow_python.parent}:{SANDBOX_PATH}",
+        "LANG": "C.UTF-8",
+        "HOME": str(folder),
+        "TMPDIR": str(folder),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONPATH": str(code_lib(settings)),  # the sandbox's code, readable by all
+        **dag_settings(platform),
+    }
+    account = platform.account(names.DAG_CHECK_ACCOUNT)
+    if account is not None:
+        ids = [f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups"]
+        argv = [
+            *("unshare", "--net", "--pid", "--kill-child", "--"),
+            *("setpriv", *ids, "--no-new-privs", "--pdeathsig=SIGKILL", "--", *argv),
+        ]
+        env["USER"] = env["LOGNAME"] = account.pw_name
+    return Process(
+        name="Airflow DAG check",
+        argv=argv,
+        env=env,
+        cwd=folder,
+        log=settings.home / "logs" / "airflow-dag-check.log",
+        sockets=(listener,),
+        stop_signal=signal.SIGKILL if account is not None else signal.SIGTERM,
+    )
+
+
+def push_check(platform: Platform) -> Process:
+    """What the local remote's post-receive hook asks after each push (mlops_ide/in_airflow/push_check.py):
+    what Airflow made of it. Airflow's virtualenv and the DAGs' environment, never Airflow's
+    database or keys; as the pipeline's account, which reads Airflow's password (a hook runs
+    as the pusher's git, which must not). It runs no pushed code: dag_sandbox does."""
+    from mlops_ide.supervisor.runner import Process
+
+    settings = platform.settings
+    listener = push_check_listener(settings, platform.accounts)
+    argv = [
+        str(platform.tools.airflow_python),
+        *("-P", "-m", "mlops_ide.in_airflow.push_check"),  # from the code lib (PYTHONPATH)
+        "--socket-fd",
+        str(listener.fileno()),
+        "--airflow-url",
+        url(settings),
+        "--passwords-file",
+        str(passwords_file(settings)),
+        "--bundle",
+        BUNDLE_NAME,
+        "--dag",
+        names.ANCHOR_DAG,
+    ]
+    env = {key: value for key, value in environment(platform).items() if not key.startswith("AIRFLOW")}
+    return Process(
+        name="Airflow push check",
+        argv=argv,
+        env=env,
+        cwd=settings.home / "airflow",
+        log=settings.home / "logs" / "airflow-push-check.log",
+        account=platform.account(names.PIPELINE_ACCOUNT),
+        sockets=(listener,),
+    )
+
+
+SERVICE = PlatformService(
+    name="airflow",
+    title="Airflow",
+    order=40,
+    settings=(PORT,),
+    processes=processes,
+    ports=ports,
+    url=url,
+    page=lambda settings: names.AIRFLOW_PREFIX,
+    health="/api/v2/monitor/health",
+    banner="(your hub login)",
+    prepare=prepare,
+    problems=lambda settings: container_engine().problems(settings),
+)

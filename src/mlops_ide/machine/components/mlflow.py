@@ -1,0 +1,181 @@
+"""MLflow's tracking server and model registry: one worker, job execution off (~450 MiB
+instead of ~2.2 GiB), SQLite and local artifacts in the state folder; as the pipeline's
+account when the platform runs as root.
+
+MLflow has no login of its own, so it listens on a Unix socket that only root and the
+pipeline's account can open, never on a port. Everyone reaches it through its gate
+(mlops_ide.hub_services.mlflow_gate), a hub service under /services/mlflow/ on MLOPS_IDE_MLFLOW_PORT:
+browsers with their hub login, programs with a hub token in MLFLOW_TRACKING_TOKEN (a user's
+server gets one for this service at each start; Airflow's tasks and serving the token of
+the hub service `pipeline`, the only identity that may change the model registry).
+
+MLflow's usage telemetry (to its makers' servers, from the server, the UI and every
+client) is off unless MLOPS_IDE_MLFLOW_TELEMETRY=1: the server, Airflow and its tasks,
+serving and the users' servers all get MLFLOW_DISABLE_TELEMETRY. The UI's one-time notice
+about usage data is fixed in MLflow's JavaScript and still shows; it sends nothing."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import urllib.parse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlops_ide import names
+from mlops_ide.machine.components import Platform, PlatformService, Port, port_setting, process
+from mlops_ide.machine.state.credentials import ensure_secret
+from mlops_ide.machine.state.layout import ensure_folder
+from mlops_ide.settings import Setting, Settings, parsers
+
+if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
+    from mlops_ide.supervisor.runner import Process
+
+PORT = port_setting("MLOPS_IDE_MLFLOW_PORT", "mlflow_port", "MLflow (its login gate)", 5000)
+TELEMETRY = Setting(
+    "MLOPS_IDE_MLFLOW_TELEMETRY",
+    "mlflow_telemetry",
+    "`1`: MLflow's server, UI and clients (users' servers, the pipeline) send MLflow's makers "
+    "usage data, as MLflow does by default",
+    default="0",
+    parse=parsers.flag,
+    modes=("local",),
+)
+# MLflow's UI opens in its GenAI mode unless the page asks for the classic one: no server
+# flag or variable sets the default (it is fixed in its JavaScript), but the `workflowType`
+# of the page's query overrides it. So the home page and the banner link the experiments so.
+CLASSIC_PAGE = "#/experiments?workflowType=machine_learning"
+
+
+def telemetry_env(allowed: bool) -> dict[str, str]:
+    """What stops MLflow's telemetry in a process of MLflow's (server or client): MLflow reads
+    it at import (mlflow/telemetry/utils.py), and its server then tells the UI to send
+    nothing (GET ajax-api/3.0/mlflow/ui-telemetry)."""
+    return {} if allowed else {"MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+def url(settings: Settings) -> str:
+    """The tracking URI: the gate, on loopback (the clients are on this machine)."""
+    return f"http://127.0.0.1:{settings.mlflow_port}{names.MLFLOW_PREFIX.rstrip('/')}"
+
+
+def socket_path(settings: Settings) -> Path:
+    return settings.home / "mlflow" / "sock"
+
+
+def pipeline_token_file(settings: Settings) -> Path:
+    """The `pipeline` service's hub token: root's, read by the pipeline's group."""
+    return settings.home / "airflow-auth" / "mlflow_token"
+
+
+def ensure_pipeline_token(platform: Platform) -> str:
+    folder = ensure_folder(pipeline_token_file(platform.settings).parent, 0o750)
+    account = platform.account(names.PIPELINE_ACCOUNT)
+    if account is not None:
+        os.chown(folder, 0, account.pw_gid)
+    token, _ = ensure_secret(
+        pipeline_token_file(platform.settings), lambda: secrets.token_hex(32), account and account.pw_gid
+    )
+    return token
+
+
+def pipeline_env(platform: Platform) -> dict[str, str]:
+    """What a process of the pipeline (Airflow, serving) needs to use MLflow as the pipeline."""
+    return {
+        "MLFLOW_TRACKING_URI": url(platform.settings),
+        "MLFLOW_TRACKING_TOKEN": ensure_pipeline_token(platform),
+        **telemetry_env(platform.settings.mlflow_telemetry),
+    }
+
+
+def server_process(
+    mlflow: Path, port: int, home: Path, environ: dict[str, str] | None = None, telemetry: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of `mlflow server` as the platform runs it, with its
+    database and artifacts in `home`, its telemetry off unless `telemetry`. The tests and
+    benchmarks start their MLflow with it too."""
+    env = {
+        key: value
+        for key, value in (os.environ if environ is None else environ).items()
+        if key != "PYTHONPATH"
+    }
+    # `mlflow server` runs gunicorn/uvicorn from PATH.
+    env.update(
+        {
+            "PATH": f"{mlflow.parent}:{env.get('PATH', '/usr/bin:/bin')}",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            # Its assistant (an agent with a shell on this machine) answers requests from a
+            # loopback address only, whatever the environment says; the platform's MLflow
+            # hears only its gate, over a Unix socket: no such address, so none.
+            "MLFLOW_ENABLE_REMOTE_ASSISTANT": "false",
+            **telemetry_env(telemetry),
+        }
+    )
+    argv = [
+        str(mlflow),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{home / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(home / "artifacts"),
+    ]
+    return argv, env
+
+
+def processes(platform: Platform) -> list[Process]:
+    settings = platform.settings
+    home = ensure_folder(settings.home / "mlflow")
+    sock = socket_path(settings)
+    mlflow = platform.tools.airflow_python.parent / "mlflow"
+    argv, env = server_process(mlflow, settings.mlflow_port, home, telemetry=settings.mlflow_telemetry)
+    port_at = argv.index("--port")
+    del argv[port_at : port_at + 2]  # a socket, not a port: nobody reaches MLflow but through its gate
+    argv += ["--static-prefix", names.MLFLOW_PREFIX.rstrip("/"), "--uvicorn-opts", f"--uds {sock}"]
+    ready = f"http+unix://{urllib.parse.quote(str(sock), safe='')}{names.MLFLOW_PREFIX}health"
+    return [process(platform, "MLflow", argv, ready, env=env, cwd=home, account=names.PIPELINE_ACCOUNT)]
+
+
+def gate_service(settings: Settings, python: Path, code: Path) -> dict:
+    """The gate as a hub-managed service: the hub gives it its OAuth client; it runs as the
+    hub's account (root), which a DAG, running as the pipeline's, cannot reach into."""
+    return {
+        "name": names.MLFLOW,
+        "url": f"http://127.0.0.1:{settings.mlflow_port}",
+        "command": [
+            *(str(python), "-m", "mlops_ide.hub_services.mlflow_gate"),
+            *("--socket", str(socket_path(settings)), "--port", str(settings.mlflow_port)),
+        ],
+        "environment": {"PYTHONPATH": str(code)},
+        "oauth_no_confirm": True,  # one login: the hub's
+        "display": False,  # the home page links it with its health
+    }
+
+
+def prepare(platform: Platform) -> list[str]:
+    ensure_pipeline_token(platform)  # before the hub, which registers it
+    return []
+
+
+SERVICE = PlatformService(
+    name="mlflow",
+    title="MLflow",
+    order=10,
+    settings=(PORT, TELEMETRY),
+    processes=processes,
+    ports=lambda settings: [Port("127.0.0.1", settings.mlflow_port, PORT.name, "MLflow's login gate")],
+    url=url,
+    page=lambda settings: names.MLFLOW_PREFIX + CLASSIC_PAGE,
+    health="/health",
+    banner="(your hub login)",
+    prepare=prepare,
+    client_env=lambda settings: {
+        "MLFLOW_TRACKING_URI": url(settings),
+        **telemetry_env(settings.mlflow_telemetry),
+    },
+)

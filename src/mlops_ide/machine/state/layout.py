@@ -1,0 +1,97 @@
+"""Where things live in local mode's state folder (MLOPS_IDE_HOME), and who may pass
+through its top: the paths the supervisor makes and the hub and the components read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlops_ide.settings import Settings
+
+
+class StateError(RuntimeError):
+    """The state folder cannot be prepared; the message says what to do."""
+
+
+def ensure_folder(path: Path, mode: int = 0o700) -> Path:
+    """The folder, made if missing, with `mode` also when it was there already."""
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    path.chmod(mode)
+    return path
+
+
+def lock_down(settings: Settings, accounts: bool = False) -> None:
+    """At every start, also for a state folder made by an earlier version or by hand: the
+    folder and everything at its top are its owner's alone (the hub database, the cookie
+    secret, the password, Airflow's and MLflow's folders, the logs). With an OS account per
+    user, users pass through (0711, not listable) to their homes and to the shared remote."""
+    passage = 0o711 if accounts else 0o700
+    ensure_folder(settings.home, passage)
+    open_to_users = {
+        code_server_bin(settings): 0o755,
+        settings.homes: passage,
+        settings.local_remote.parent: passage,
+        # read by one service account's group (see who owns them: ensure_shared_folder)
+        settings.home / "airflow-auth": 0o750 if accounts else 0o700,
+        push_check_socket(settings).parent: 0o750 if accounts else 0o700,
+    }
+    for path in settings.home.iterdir():
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            path.chmod(open_to_users.get(path, 0o700))
+        elif path.is_file():
+            path.chmod(0o600)
+    for folder in (settings.homes, settings.local_remote.parent):  # made here, not under umask 077
+        ensure_folder(folder, passage)
+
+
+def hub_db_url(settings: Settings) -> str:
+    return f"sqlite:///{settings.home / 'jupyterhub.sqlite'}"
+
+
+def accounts_token_file(settings: Settings) -> Path:
+    """The token of the hub service `accounts` (root's): `make users` deletes users in a
+    running hub with it, and may do nothing else."""
+    return settings.home / "accounts_token"
+
+
+def push_check_socket(settings: Settings) -> Path:
+    """Where the push check listens for the remote's hooks (see push_check_listener)."""
+    return settings.home / "push-check" / "socket"
+
+
+def dag_sandbox_socket(settings: Settings) -> Path:
+    """Where the DAG check's sandbox listens for the pre-receive hook, beside the push check."""
+    return settings.home / "push-check" / "sandbox"
+
+
+def dag_check_folder(settings: Settings) -> Path:
+    """The sandbox account's folder: its HOME, and each check's own tmp folder inside."""
+    return settings.home / "dag-check"
+
+
+def pipeline_home(settings: Settings) -> Path:
+    return settings.home / "pipeline-home"
+
+
+def code_lib(settings: Settings) -> Path:
+    """Where every account imports the platform's code from (PYTHONPATH): the startup hook
+    (user servers), mlops_ide and skin_cancer (the services that run as their own account)."""
+    return settings.home / "lib"
+
+
+def unreachable_ancestor(path: Path) -> Path | None:
+    """The first folder above `path` that other accounts cannot pass through, if any."""
+    for folder in reversed(path.absolute().parents):
+        if not folder.stat().st_mode & 0o001:
+            return folder
+    return None
+
+
+def code_server_bin(settings: Settings) -> Path:
+    return settings.home / "bin"
+
+
+def kernels_folder(settings: Settings) -> Path:
+    """On the user servers' JUPYTER_PATH: its kernels/python3 replaces the hub's Python kernel."""
+    return settings.home / "jupyter"

@@ -1,0 +1,312 @@
+"""The local remote's pre-receive and post-receive hooks: what a `git push` to the tracked
+branch is told, in its own output (git prints it after `remote:`).
+
+    pre-receive   a push to the tracked branch by someone --pushers does not name
+                  (MLOPS_IDE_TRACKED_BRANCH_PUSHERS) is refused, naming who may; other
+                  branches take anyone's. The pushed commit's dags/ go to the DAG check's sandbox
+                  (mlops_ide/in_airflow/dag_sandbox.py), which imports each DAG file as Airflow would;
+                  any problem refuses the push, one line each: `dags/<file>.py:<line>:
+                  <error>`. The branch stays as it was. `git push -o skip-dag-check` lets
+                  it through, and says so: for hub admins (the git service says who is,
+                  MLOPS_IDE_PUSHER_ADMIN) and pushes made in the folder itself only.
+    post-receive  the push check moves Airflow to the pushed commit and waits (a few
+                  seconds at most) to say, for each DAG file the push touched, `live:`,
+                  `removed:` or its import error; for a push of code outside dags/,
+                  `next runs use <commit>`.
+
+Run by git (the git service's account, or whoever pushes to the folder directly) with the
+arguments the platform wrote into the hook; standard library only. Neither hook holds a
+password: the sandbox and the push check listen on Unix sockets that only the git service's
+account and root can reach. When it does not answer (Airflow is off), the push goes through unchecked
+and the output says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fnmatch
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+
+ZERO = "0" * 40
+MAX_DAGS_BYTES = 20 * 2**20  # dags/ holds code; data and models belong elsewhere
+SKIP_OPTION = "skip-dag-check"
+
+
+def git(*args: str) -> bytes:
+    return subprocess.run(["git", *args], check=True, capture_output=True).stdout
+
+
+def ask(socket_path: str, request: dict, timeout: float) -> dict:
+    """One request to the push check, one answer: a JSON line each way."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(timeout)
+        connection.connect(socket_path)
+        connection.sendall(json.dumps(request).encode() + b"\n")
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return json.loads(answer)
+
+
+def dag_files(commit: str) -> dict[str, str]:
+    """The files under dags/ at `commit`, path -> base64 content (regular files only); their
+    sizes are added up from git's tree first, so a huge file is refused unread."""
+    if not has_dags(commit):
+        return {}
+    sizes = [
+        line.split()[3] for line in git("ls-tree", "-r", "-l", commit, "--", "dags").decode().splitlines()
+    ]
+    if sum(int(size) for size in sizes if size.isdigit()) > MAX_DAGS_BYTES:
+        raise TooBig(f"dags/ is over {MAX_DAGS_BYTES // 2**20} MB at this commit")
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(git("archive", "--format=tar", commit, "--", "dags"))) as tar:
+        for member in tar:
+            if member.isfile():
+                files[member.name] = base64.b64encode(tar.extractfile(member).read()).decode()
+    return files
+
+
+def has_dags(commit: str) -> bool:
+    return bool(git("ls-tree", "--name-only", commit, "--", "dags").strip())
+
+
+class TooBig(ValueError):
+    pass
+
+
+def ref_updates() -> list[tuple[str, str, str]]:
+    """(old, new, ref) of each ref this push updates: git gives the hook one line each."""
+    return [tuple(line.split(" ", 2)) for line in sys.stdin.read().splitlines()]
+
+
+def tracked(updates: list[tuple[str, str, str]], branch: str) -> list[tuple[str, str]]:
+    """(old, new) of the tracked branch's update; a deletion is left to git, which refuses it."""
+    return [(old, new) for old, new, ref in updates if ref == f"refs/heads/{branch}" and new != ZERO]
+
+
+def refused_refs(updates: list[tuple[str, str, str]], branch: str) -> list[str]:
+    """Why a ref of this push is refused: branches are git's to guard (no force-push, no
+    deletion); tags may be added, never moved or deleted, and none may shadow a branch
+    (Airflow's clone would take a tag `origin/main` for the branch); nothing else is taken."""
+    problems = []
+    for old, _, ref in updates:
+        if ref.startswith("refs/heads/"):
+            continue
+        name = ref.removeprefix("refs/tags/")
+        if not ref.startswith("refs/tags/"):
+            problems.append(f"{ref}: only branches and tags are taken here")
+        elif old != ZERO:
+            problems.append(f"tag {name}: tags are kept as they are; make a new one")
+        elif name.startswith(("origin/", "refs/", "heads/", "remotes/")) or name in (branch, "HEAD"):
+            problems.append(f"tag {name}: the name would shadow a branch; choose another")
+    return problems
+
+
+def push_options() -> list[str]:
+    return [
+        os.environ.get(f"GIT_PUSH_OPTION_{i}", "")
+        for i in range(int(os.environ.get("GIT_PUSH_OPTION_COUNT", "0")))
+    ]
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def may_skip() -> bool:
+    """Only a hub admin may push past the check, or whoever pushes in the remote's folder
+    itself (no REMOTE_USER: root, or the git service's account). The git service sets
+    MLOPS_IDE_PUSHER_ADMIN from the hub's answer; no header of the request reaches it."""
+    return "REMOTE_USER" not in os.environ or os.environ.get("MLOPS_IDE_PUSHER_ADMIN") == "1"
+
+
+def who_may_skip() -> str:
+    admins = [name for name in os.environ.get("MLOPS_IDE_HUB_ADMINS", "").split(",") if name]
+    return f"ask one of the hub's admins ({', '.join(admins)})" if admins else "ask a hub admin"
+
+
+ADMINS = "admins"  # in --pushers: every hub admin
+
+
+def may_push_tracked(pushers: list[str]) -> bool:
+    """Whether this pusher may update the tracked branch (Airflow runs what it holds as the
+    pipeline): anyone when no one is named; else a named hub login, a hub admin when
+    `admins` is named (the git service says who is), or whoever pushes in the remote's
+    folder itself (no REMOTE_USER: root, or the git service's account)."""
+    if not pushers or "REMOTE_USER" not in os.environ:
+        return True
+    if os.environ["REMOTE_USER"] in pushers:
+        return True
+    return ADMINS in pushers and os.environ.get("MLOPS_IDE_PUSHER_ADMIN") == "1"
+
+
+def who_may_push(pushers: list[str]) -> str:
+    people = [name for name in pushers if name != ADMINS]
+    if ADMINS in pushers:
+        admins = [name for name in os.environ.get("MLOPS_IDE_HUB_ADMINS", "").split(",") if name]
+        people.append(f"the hub's admins ({', '.join(admins)})" if admins else "the hub's admins")
+    return " and ".join(filter(None, [", ".join(people[:-1]), people[-1]]))
+
+
+def pre_receive(args: argparse.Namespace) -> int:
+    updates = ref_updates()
+    pusher = os.environ.get("REMOTE_USER", "local")
+    bad_refs = refused_refs(updates, args.branch)
+    if bad_refs:
+        say("mlops-ide: push refused:")
+        for problem in bad_refs:
+            say(f"  {problem}")
+        return 1
+    pushers = [name for name in args.pushers.split(",") if name]
+    if tracked(updates, args.branch) and not may_push_tracked(pushers):
+        say(f"mlops-ide: push refused: only {who_may_push(pushers)} may push to {args.branch}")
+        say(f"  push to a branch of your own (git push origin HEAD:{pusher}-work) and ask them to take it")
+        return 1
+    for old, new in tracked(updates, args.branch):
+        if SKIP_OPTION in push_options():
+            if not may_skip():
+                say(f"mlops-ide: push refused: only a hub admin may skip the DAG check ({SKIP_OPTION}):")
+                say(f"  {who_may_skip()}, or fix what the check says (push without -o {SKIP_OPTION})")
+                return 1
+            say(f"mlops-ide: DAG check skipped ({SKIP_OPTION}); Airflow will say what breaks")
+            notify(args, {"skipped": new, "pusher": pusher})
+            return 0
+        try:
+            to_check = dag_files_to_check(old, new)
+            if to_check == []:
+                say("mlops-ide: no DAG file added or changed: nothing to check")
+                continue
+            problems, files, summary = check(args, new, pusher, to_check)
+            # A DAG file this push did not touch that would not load before it either is not
+            # this push's doing: said, not refused (it came in with the skip option, say).
+            untouched = set(files) - set(changed_paths(old, new))
+            before = set(check(args, old, pusher)[1]) & untouched if untouched and old != ZERO else set()
+        except TooBig as problem:
+            say(f"mlops-ide: push refused: {problem}: keep data and models out of git")
+            return 1
+        except (OSError, ValueError, subprocess.SubprocessError) as problem:
+            say(f"mlops-ide: DAG check unavailable ({problem.__class__.__name__}); pushed unchecked")
+            notify(args, {"skipped": new, "pusher": pusher, "why": f"check unavailable: {problem!r}"})
+            return 0
+        refused = [problem for problem, file in zip(problems, files, strict=True) if file not in before]
+        for problem, file in zip(problems, files, strict=True):
+            if file in before:
+                say(f"mlops-ide: already broken before this push: {problem}")
+        if refused:
+            say(f"mlops-ide: push refused: {len(refused)} DAG file(s) would not load in Airflow")
+            for problem in refused:
+                say(f"  {problem}")
+            say(f"  fix and push again (or, in an emergency, a hub admin: git push -o {SKIP_OPTION})")
+            return 1
+        say(f"mlops-ide: DAG check passed ({summary})")
+    return 0
+
+
+def check(
+    args: argparse.Namespace, commit: str, pusher: str, only: list[str] | None = None
+) -> tuple[list[str], list[str], str]:
+    """The push check's problem lines for `commit`, the DAG file of each, and a summary."""
+    request = {"check": commit, "pusher": pusher, "files": dag_files(commit), "only": only}
+    answer = ask(args.check_socket, request, 60)
+    problems, files = answer.get("problems", []), answer.get("broken", [])
+    if len(files) != len(problems):
+        raise ValueError("the push check answered problems without their files")
+    return problems, files, answer.get("summary", "")
+
+
+def dag_files_to_check(old: str, new: str) -> list[str] | None:
+    """The DAG files (dags/*.py) the push added or changed, when nothing else under dags/
+    changed; None (every DAG file) for a new branch or a change to what DAG files share
+    (a helper module, .airflowignore)."""
+    if old == ZERO:
+        return None
+    changed = diff_names(old, new, "d")
+    deleted = diff_names(old, new, "D")
+    shared = [path for path in changed + deleted if path.count("/") != 1 or not path.endswith(".py")]
+    ignored = [line.strip() for line in file_at(new, "dags/.airflowignore").splitlines() if line.strip()]
+    helpers = [
+        p for p in changed + deleted if any(fnmatch.fnmatch(p.removeprefix("dags/"), i) for i in ignored)
+    ]
+    return None if shared or helpers else changed
+
+
+def diff_names(old: str, new: str, diff_filter: str) -> list[str]:
+    return (
+        git(
+            "diff",
+            "--name-only",
+            "-z",
+            "--no-renames",
+            f"--diff-filter={diff_filter}",
+            old,
+            new,
+            "--",
+            "dags",
+        )
+        .decode()
+        .split("\0")[:-1]
+    )
+
+
+def file_at(commit: str, path: str) -> str:
+    """A file's text at `commit`, empty when it has none."""
+    shown = subprocess.run(["git", "show", f"{commit}:{path}"], capture_output=True)
+    return shown.stdout.decode(errors="replace") if shown.returncode == 0 else ""
+
+
+def changed_paths(old: str, new: str) -> list[str]:
+    if old == ZERO:
+        return []
+    return git("diff", "--name-only", "-z", "--no-renames", old, new).decode().split("\0")[:-1]
+
+
+def notify(args: argparse.Namespace, request: dict) -> None:
+    """Tell the push check of something for its log; no answer needed."""
+    with contextlib.suppress(OSError, ValueError):
+        ask(args.socket, request, 5)
+
+
+def post_receive(args: argparse.Namespace) -> int:
+    for old, new in tracked(ref_updates(), args.branch):
+        changed = []
+        if old != ZERO:
+            for line in git("diff", "--name-status", "--no-renames", old, new).decode().splitlines():
+                status, path = line.split("\t", 1)
+                changed.append([status[0], path])
+        request = {"live": new, "changed": changed, "pusher": os.environ.get("REMOTE_USER", "local")}
+        try:
+            answer = ask(args.socket, request, 30)
+        except (OSError, ValueError) as problem:
+            say(f"mlops-ide: cannot tell what is live ({problem.__class__.__name__}); Airflow's UI will")
+            continue
+        for line in answer.get("lines", []):
+            say(f"mlops-ide: {line}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("hook", choices=("pre-receive", "post-receive"))
+    parser.add_argument("--socket", required=True, help="the push check's Unix socket (reports)")
+    parser.add_argument("--check-socket", required=True, help="the DAG check sandbox's Unix socket")
+    parser.add_argument("--branch", required=True, help="the tracked branch")
+    parser.add_argument(
+        "--pushers", default="", help="who may push the tracked branch: hub names, `admins`; empty: anyone"
+    )
+    args = parser.parse_args(argv)
+    return pre_receive(args) if args.hook == "pre-receive" else post_receive(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Start the platform's services, restart any that dies, and stop them all, leaving no
+process behind.
+
+Each service runs in a session of its own, so a Ctrl-C in the terminal reaches only the
+runner, which then stops the services in reverse order (the hub stops its user
+servers and proxy itself). The supervisor is a child subreaper: whatever a service leaves
+orphaned is re-parented to it, and a final sweep ends every descendant still alive.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import pwd
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlops_ide.machine.os_accounts import as_account
+from mlops_ide.processes import (
+    become_subreaper,
+    descendants,
+    end_processes,
+    reap_zombie_children,
+    session_members,
+)
+
+
+def answers_on_unix_socket(ready_url: str) -> bool:
+    """Whether `http+unix://<quoted socket path>/<path>` answers 2xx (MLflow on its socket)."""
+    parts = urllib.parse.urlsplit(ready_url)
+    path = urllib.parse.unquote(parts.netloc)
+    connection = http.client.HTTPConnection("localhost", timeout=2)
+    try:
+        connection.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.sock.settimeout(2)
+        connection.sock.connect(path)
+        connection.request("GET", parts.path or "/", headers={"Host": "localhost"})
+        return 200 <= connection.getresponse().status < 300
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    log: Path
+    ready_url: str | None = None  # answers 2xx once the service is usable
+    account: pwd.struct_passwd | None = None  # the OS account it runs as; None: the supervisor's
+    sockets: tuple[socket.socket, ...] = ()  # listening sockets made for it, kept across restarts
+    stop_signal: int = signal.SIGTERM
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+    restarts: int = 0
+    next_start: float = 0.0  # when a dead service is due to start again (0: not dead)
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:  # opened here: the account never holds the log's folder
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=[listening.fileno() for listening in self.sockets],
+                **as_account(self.account),
+            )
+
+    def is_ready(self) -> bool:
+        if self.ready_url is None:
+            return self.proc is not None and self.proc.poll() is None
+        if self.ready_url.startswith("http+unix://"):
+            return answers_on_unix_socket(self.ready_url)
+        # A probe of our own service on this machine: a self-signed certificate is fine.
+        context = ssl._create_unverified_context() if self.ready_url.startswith("https://127.") else None
+        try:
+            with urllib.request.urlopen(self.ready_url, timeout=2, context=context) as response:
+                return 200 <= response.status < 300
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def ask_to_stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(self.stop_signal)
+
+    def wait_stopped(self, deadline: float) -> None:
+        """Wait for the exit asked for; past ``deadline``, kill it."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Supervisor:
+    def __init__(self, services: list[Process], say: Callable[[str], None] = print):
+        self.services = services
+        self.say = say
+        self.stopping = threading.Event()
+
+    def handle_signals(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda *_: self.stopping.set())
+
+    def start(self, ready_timeout: float = 90.0) -> bool:
+        """Start every service in order, each once the one before is ready."""
+        become_subreaper()
+        for service in self.services:
+            started = time.monotonic()
+            service.start()
+            while not service.is_ready():
+                if self.stopping.is_set():
+                    return False
+                if service.proc.poll() is not None:
+                    self.say(
+                        f"!! {service.name} exited with {service.proc.returncode} while starting; "
+                        f"see {service.log}"
+                    )
+                    return False
+                if time.monotonic() - started > ready_timeout:
+                    self.say(f"!! {service.name} not ready after {ready_timeout:.0f} s; see {service.log}")
+                    return False
+                time.sleep(0.2)
+            self.say(f"   {service.name} ready in {time.monotonic() - started:.1f} s")
+        return True
+
+    def watch(self, poll: float = 0.5) -> None:
+        """Until a stop is asked for: restart any service that died, with a back-off."""
+        while not self.stopping.wait(poll):
+            reap_zombie_children(keep={s.proc.pid for s in self.services if s.proc})
+            now = time.monotonic()
+            for service in self.services:
+                if service.proc.poll() is None:
+                    continue
+                if service.next_start == 0.0:  # just found dead: wait 0, 1, 3, 7, 15, then 30 s
+                    # Its children (mlflow's and Airflow's servers fork workers) would hold the
+                    # port and make the restart fail: end what is left of its session first.
+                    end_processes(session_members(service.proc.pid), grace=3.0)
+                    delay = min(30.0, 2.0 ** min(service.restarts, 5) - 1)
+                    service.next_start = now + delay
+                    self.say(
+                        f"!! {service.name} exited with {service.proc.returncode}; "
+                        f"restarting in {delay:.0f} s (see {service.log})"
+                    )
+                elif now >= service.next_start:
+                    service.restarts += 1
+                    service.next_start = 0.0
+                    service.start()
+                    self.say(f"   {service.name} restarted")
+
+    def stop(self, grace: float = 20.0) -> None:
+        """Ask every service to stop at once (they do not depend on each other to stop),
+        wait for them, then end anything they left behind."""
+        for service in reversed(self.services):
+            service.ask_to_stop()
+        deadline = time.monotonic() + grace
+        for service in self.services:
+            service.wait_stopped(deadline)
+        leftovers = descendants(os.getpid())
+        if leftovers:
+            killed = end_processes(leftovers, grace=5.0)
+            self.say(f"   ended {len(leftovers)} leftover process(es) ({len(killed)} needed SIGKILL)")
+        reap_zombie_children()

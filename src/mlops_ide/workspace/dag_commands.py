@@ -1,0 +1,341 @@
+"""`mlops-ide dag check` and `mlops-ide dag test`: what a data scientist runs in VS Code's
+terminal (or its tasks) before pushing, on their working copy of the pipeline repository.
+
+    mlops-ide dag check [PATH...]          the DAG files changed in the working copy (or PATHs)
+    mlops-ide dag check --pre-push         git's pre-push hook: the DAG files the push changes
+    mlops-ide dag test DAG_ID|FILE [--conf JSON]
+
+`check` loads each file as Airflow does (dag_check.py: network blocked, no database) and
+prints one line per problem, `dags/<file>.py:<line>: <error>`; exit 1 on any. `test` runs
+the DAG once from the working copy with `airflow dags test`, against a metadata database
+of its own made for this run and thrown away after (never the platform's), its task logs
+streamed here; MLflow's address and token are the user's (runs land in the platform's
+MLflow, as them); exit 0 only if every task succeeded. The DAG code either runs has none of
+the server's other credentials in its environment (hub and git tokens): it may be a
+teammate's.
+
+Run by Airflow's Python as a script (user_tools writes the `mlops-ide` wrapper that does);
+the DAGs' settings (MLOPS_IDE_PIPELINE_PYTHON, MLOPS_IDE_DATA_ROOT ...) come from its
+environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CHECKER = Path(__file__).resolve().parents[1] / "portable" / "dag_check.py"  # run by path: stdlib only
+DAGS = "dags"
+NO_COMMIT = "0" * 40
+BUNDLE = "working-copy"
+# What a task's log says when the DAG needs something set in Airflow (Airflow 3.3's SDK).
+MISSING = (
+    (re.compile(r"The conn_id `([^`]+)` isn't defined"), "connection"),
+    (re.compile(r"Variable (\S+) not found"), "variable"),
+    (re.compile(r"Variable (\S+) does not exist"), "variable"),
+)
+
+
+# What DAG code run here never sees: the hub's tokens for this server, git's, any secret.
+# `dag test` keeps MLflow's token alone (its runs land in MLflow as the user).
+CREDENTIAL = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_KEY|^JUPYTERHUB_", re.IGNORECASE)
+
+
+def without_credentials(environ: dict[str, str], keep: tuple[str, ...] = ()) -> dict[str, str]:
+    return {key: value for key, value in environ.items() if key in keep or not CREDENTIAL.search(key)}
+
+
+class UsageError(Exception):
+    """Bad input: the message says what to do."""
+
+
+def git(args: list[str], cwd: Path, check: bool = True) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if check and result.returncode:
+        raise UsageError(f"git {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout if result.returncode == 0 else ""
+
+
+def working_copy(start: Path) -> Path:
+    """The pipeline repository holding `start` (or MLOPS_IDE_WORKSPACE's), with its dags/ folder."""
+    for candidate in (start, Path(os.environ.get("MLOPS_IDE_WORKSPACE") or start)):
+        top = (
+            git(["rev-parse", "--show-toplevel"], candidate, check=False).strip()
+            if candidate.is_dir()
+            else ""
+        )
+        if top and (Path(top) / DAGS).is_dir():
+            return Path(top)
+    raise UsageError(
+        f"{start} is not in a working copy of the pipeline repository (a git folder with {DAGS}/): "
+        "cd into your clone (in your home folder) and run it again."
+    )
+
+
+def dag_files(names: list[str]) -> list[str]:
+    """The names of DAG files (dags/<name>.py, not in a subfolder) among repository paths."""
+    found = []
+    for name in names:
+        path = Path(name)
+        if len(path.parts) == 2 and path.parts[0] == DAGS and path.suffix == ".py" and path.name not in found:
+            found.append(path.name)
+    return found
+
+
+def changed_in_working_copy(repo: Path) -> list[str]:
+    """DAG files edited, added or untracked, and those changed by commits not pushed yet."""
+    status = git(["status", "--porcelain", "-z", "--untracked-files=all", "--", DAGS], repo)
+    paths = []
+    entries = iter(status.split("\0"))
+    for entry in entries:
+        if not entry:
+            continue
+        code, path = entry[:2], entry[3:]
+        if code[0] in "RC":
+            next(entries, None)  # the rename's old name follows
+        if "D" not in code:
+            paths.append(path)
+    upstream = git(["rev-parse", "--verify", "--quiet", "@{upstream}"], repo, check=False).strip()
+    if upstream:
+        paths += git(
+            ["diff", "--name-only", "--diff-filter=d", f"{upstream}...HEAD", "--", DAGS], repo
+        ).split()
+    return dag_files(paths)
+
+
+def named(repo: Path, paths: list[str]) -> list[str]:
+    """DAG file names from PATHs given on the command line (files in dags/, or dags/ itself)."""
+    dags = (repo / DAGS).resolve()
+    names: list[str] = []
+    for given in paths:
+        path = Path(given).resolve()
+        if path == dags:
+            return sorted(p.name for p in dags.glob("*.py"))
+        if path.parent != dags or path.suffix != ".py":
+            raise UsageError(f"{given} is not a DAG file: DAG files are the .py files of {dags}.")
+        if not path.exists():
+            raise UsageError(f"{given} does not exist.")
+        names.append(path.name)
+    return names
+
+
+def dag_check(dags: Path, *flags: str) -> subprocess.CompletedProcess:
+    """dag_check.py on the folder `dags`, in this (Airflow's) Python, with none of the
+    server's credentials in the environment of the DAG code it imports."""
+    return subprocess.run(
+        [sys.executable, str(CHECKER), str(dags), *flags],
+        env=without_credentials(dict(os.environ)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=dags,
+    )
+
+
+def run_checker(dags: Path, names: list[str]) -> int:
+    """dag_check.py --problems on `names` of the folder `dags`; its lines go to stdout."""
+    if not names:
+        return 0
+    result = dag_check(dags, "--problems", "--only", ",".join(names))
+    for line in result.stdout.splitlines():
+        # dag_check names the folder; here it is always the repository's dags/
+        print(line if not line.startswith(f"{dags.name}/") else f"{DAGS}/{line[len(dags.name) + 1 :]}")
+    return 1 if result.returncode else 0
+
+
+def check(repo: Path, paths: list[str]) -> int:
+    names = named(repo, paths) if paths else changed_in_working_copy(repo)
+    if not names:
+        print(f"No DAG file changed in {repo.name}; `mlops-ide dag check {DAGS}` checks them all.")
+        return 0
+    return run_checker(repo / DAGS, names)
+
+
+def has_commit(repo: Path, sha: str) -> bool:
+    probe = subprocess.run(["git", "cat-file", "-e", f"{sha}^{{commit}}"], cwd=repo, capture_output=True)
+    return probe.returncode == 0
+
+
+def pre_push(repo: Path, updates: str) -> int:
+    """git's pre-push hook gets `<local ref> <local sha> <remote ref> <remote sha>` lines:
+    check the DAG files each pushed commit changes, as committed (not the working copy)."""
+    status = 0
+    for line in updates.splitlines():
+        fields = line.split()
+        if len(fields) != 4 or fields[1] == NO_COMMIT:
+            continue  # a deletion: nothing to check
+        local, remote = fields[1], fields[3]
+        if remote != NO_COMMIT and has_commit(repo, remote):
+            changed = git(["diff", "--name-only", "--diff-filter=d", remote, local, "--", DAGS], repo).split()
+        else:  # a new branch, or a remote commit this clone has not fetched: all of them
+            changed = git(["ls-tree", "--name-only", "-r", local, "--", f"{DAGS}/"], repo).split()
+        names = dag_files(changed)
+        if not names:
+            continue
+        with tempfile.TemporaryDirectory(prefix="mlops-ide-pre-push-") as folder:
+            archive = subprocess.run(
+                ["git", "archive", local, DAGS], cwd=repo, capture_output=True, check=True
+            )
+            subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+            print(
+                f"mlops-ide: checking {len(names)} DAG file(s) of {fields[0]} before the push",
+                file=sys.stderr,
+            )
+            status |= run_checker(Path(folder) / DAGS, names)
+    if status:
+        print(
+            "mlops-ide: the push is stopped: fix the lines above (or skip this check once with "
+            "`git push --no-verify`; the platform checks again when the push arrives).",
+            file=sys.stderr,
+        )
+    return status
+
+
+def find_dags(dags: Path) -> list[dict]:
+    """dag_check.py's report of every file: its DAG ids and whether it loads."""
+    result = dag_check(dags)
+    try:
+        return json.loads(result.stdout)["files"]
+    except (ValueError, KeyError):
+        raise UsageError(f"could not list the DAGs of {dags}: run `mlops-ide dag check {DAGS}`.") from None
+
+
+def choose_dag(repo: Path, wanted: str) -> str:
+    """The DAG id to test: `wanted` itself, or the one DAG of the file `wanted` names."""
+    files = find_dags(repo / DAGS)
+    broken = [f"{DAGS}/{f['file']}" for f in files if f["error"]]
+    if wanted.endswith(".py"):
+        name = Path(wanted).name
+        match = next((f for f in files if f["file"] == name), None)
+        if match is None:
+            raise UsageError(f"{wanted} is not a DAG file of {repo / DAGS}.")
+        if match["error"]:
+            raise UsageError(
+                f"{DAGS}/{name} does not load: {match['error']} (`mlops-ide dag check` says where)."
+            )
+        if len(match["dags"]) != 1:
+            ids = ", ".join(match["dags"]) or "none"
+            raise UsageError(
+                f"{DAGS}/{name} defines {len(match['dags'])} DAGs ({ids}): name the one to test."
+            )
+        return match["dags"][0]
+    found = sorted(dag for f in files for dag in f["dags"])
+    if wanted not in found:
+        hint = f"; these files do not load: {', '.join(broken)}" if broken else ""
+        raise UsageError(
+            f"no DAG {wanted!r} in {repo / DAGS}. The DAGs there: {', '.join(found) or 'none'}{hint}."
+        )
+    return wanted
+
+
+def test_environment(repo: Path, home: Path) -> dict[str, str]:
+    """Airflow in `home` (a folder of this run's), on a database of its own, with the
+    working copy's dags/ as its only bundle; the DAGs' settings as this environment has them."""
+    bundle = {
+        "name": BUNDLE,
+        "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+        "kwargs": {"path": str(repo / DAGS)},
+    }
+    env = without_credentials(dict(os.environ), keep=("MLFLOW_TRACKING_TOKEN",))
+    env = {key: value for key, value in env.items() if not key.startswith(("AIRFLOW", "PYTHONPATH"))}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "bundles"),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "MLOPS_IDE_PIPELINE_RUNNER": "local",  # the steps run here, in the pipeline's Python
+            "MLOPS_IDE_WORK_ROOT": str(home / "work"),  # arrays between steps: this run's own
+        }
+    )
+    return env
+
+
+def missing_settings(lines: list[str]) -> list[str]:
+    found = []
+    for line in lines:
+        for pattern, kind in MISSING:
+            match = pattern.search(line)
+            if match and f"{kind} {match[1]!r}" not in found:
+                found.append(f"{kind} {match[1]!r}")
+    return found
+
+
+def test(repo: Path, wanted: str, conf: str | None) -> int:
+    if conf is not None:
+        try:
+            json.loads(conf)
+        except ValueError as error:
+            raise UsageError(f"--conf is not JSON ({error}): e.g. --conf '{{\"epochs\": 1}}'.") from None
+    dag_id = choose_dag(repo, wanted)
+    airflow = Path(sys.executable).with_name("airflow")
+    home = Path(tempfile.mkdtemp(prefix="mlops-ide-dag-test-"))
+    try:
+        env = test_environment(repo, home)
+        print(f"mlops-ide: a throwaway Airflow database for this test ({home})", file=sys.stderr, flush=True)
+        migrate = subprocess.run(
+            [str(airflow), "db", "migrate"], env=env, cwd=home, capture_output=True, text=True
+        )
+        if migrate.returncode:
+            print(migrate.stdout[-3000:] + migrate.stderr[-3000:], file=sys.stderr)
+            raise UsageError("Airflow could not make its test database (the lines above say why).")
+        argv = [str(airflow), "dags", "test", dag_id, *(["--conf", conf] if conf else [])]
+        print(f"mlops-ide: running {dag_id} from {repo / DAGS}", file=sys.stderr, flush=True)
+        process = subprocess.Popen(
+            argv, env=env, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            lines.append(line)
+        status = process.wait()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    if status:
+        missing = missing_settings(lines)
+        needs = f": it needs {', '.join(missing)}, which Airflow here does not have" if missing else ""
+        print(f"mlops-ide: {dag_id} failed{needs} (its task logs are above).", file=sys.stderr)
+        return 1
+    print(f"mlops-ide: {dag_id} passed: every task succeeded.", file=sys.stderr)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="mlops-ide", description="Check and test DAGs before you push.")
+    commands = top.add_subparsers(dest="group", required=True)
+    dag = commands.add_parser("dag", help="check or test the DAGs of your working copy")
+    actions = dag.add_subparsers(dest="action", required=True)
+    check_cmd = actions.add_parser("check", help="load DAG files as Airflow does; a line per problem")
+    check_cmd.add_argument("paths", nargs="*", help="DAG files or dags/ (default: those you changed)")
+    check_cmd.add_argument("--pre-push", action="store_true", help="as git's pre-push hook (reads stdin)")
+    test_cmd = actions.add_parser("test", help="run one DAG once from your working copy")
+    test_cmd.add_argument("dag", help="a DAG id, or a DAG file holding one DAG")
+    test_cmd.add_argument("--conf", help="the run's conf (params), as JSON")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        repo = working_copy(Path.cwd())
+        if args.action == "check":
+            return pre_push(repo, sys.stdin.read()) if args.pre_push else check(repo, args.paths)
+        return test(repo, args.dag, args.conf)
+    except UsageError as error:
+        print(f"mlops-ide: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
