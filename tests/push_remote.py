@@ -13,8 +13,9 @@ from pathlib import Path
 
 from mlops_ide import names
 from mlops_ide.hub.modes import load
-from mlops_ide.machine.components import Platform, airflow
-from mlops_ide.machine.state.accounts import service_accounts
+from mlops_ide.machine.components import airflow
+from mlops_ide.machine.components.base import Inputs
+from mlops_ide.machine.state.accounts import component_accounts
 from mlops_ide.machine.state.code_copy import install_code
 from mlops_ide.machine.state.layout import lock_down
 from mlops_ide.machine.state.remote import ensure_local_remote, install_push_hooks, share_remote
@@ -26,7 +27,7 @@ from tests.gitrepos import git
 READY = {"Airflow DAG check": "checking pushed DAGs", "Airflow push check": "reporting pushes"}
 
 
-def platform_for(tmp_path: Path, accounts: bool = False, **values: str) -> Platform:
+def platform_for(tmp_path: Path, accounts: bool = False, **values: str) -> Inputs:
     """The settings, tools and (with `accounts`, as root) the service accounts of a state
     folder under `tmp_path`, its remote made and its hooks installed, as `make up` does."""
     settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state"), **values})
@@ -36,14 +37,14 @@ def platform_for(tmp_path: Path, accounts: bool = False, **values: str) -> Platf
         for folder in settings.home.parents:
             if folder.is_relative_to(tempfile.gettempdir()) and not folder.stat().st_mode & 0o001:
                 folder.chmod(folder.stat().st_mode | 0o001)
-        made = service_accounts(settings)
+        made = component_accounts(settings)
         lock_down(settings, accounts=True)
     remote, _ = ensure_local_remote(settings)
     if accounts:
         share_remote(remote, made[names.GIT_ACCOUNT])
     install_code(settings)
     install_push_hooks(settings, Tools.load())
-    return Platform(settings, Tools.load(), "a-password", made)
+    return Inputs(settings, Tools.load(), "a-password", made)
 
 
 @contextmanager
@@ -65,7 +66,7 @@ def running(*services: Process, timeout: float = 60) -> Iterator[None]:
             service.wait_stopped(time.monotonic() + 10)
 
 
-def push_services(platform: Platform, wait: float = 2.0) -> tuple[Process, Process]:
+def push_services(platform: Inputs, wait: float = 2.0) -> tuple[Process, Process]:
     """The DAG check's sandbox and the push check, as services/airflow.py builds them."""
     airflow.write_passwords(platform)
     report = airflow.push_check(platform)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide.machine.components import HealthCheck
+from mlops_ide.machine.components.base import HealthCheck
 from tests.kubernetes_hub_tools import hub_config, kubernetes_env
 
 

@@ -202,7 +202,7 @@ def test_hub_image_loads_its_config_in_local_mode(built, tmp_path: Path) -> None
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout.splitlines()[-1]) == {
         "spawner": "mlops_ide.hub.local_spawner.LocalVSCodeSpawner",
-        "authenticator": "mlops_ide.hub.local_spawner.LocalPasswordAuthenticator",
+        "authenticator": "mlops_ide.hub.authenticators.LocalPasswordAuthenticator",
     }
 
 

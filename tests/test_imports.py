@@ -45,8 +45,10 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
                 module = ".".join([*base, node.module] if node.module else base)
             else:
                 module = node.module or ""
-            found.add(module)
-            found.update(f"{module}.{alias.name}" for alias in node.names)
+            submodules = {f"{module}.{alias.name}" for alias in node.names} & known
+            if len(submodules) < len(node.names):  # names of the module itself, not only its submodules
+                found.add(module)
+            found.update(submodules)
     return {module for module in found if module in known and module != name}
 
 

@@ -97,7 +97,7 @@ def test_an_old_open_state_folder_is_made_private_at_the_next_start(tmp_path: Pa
 def test_handing_the_remote_over_never_follows_a_link_a_user_planted(tmp_path: Path) -> None:
     settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
     remote, _ = ensure_local_remote(settings)
-    writer = os_accounts.ensure_service_account(names.GIT_ACCOUNT)
+    writer = os_accounts.ensure_component_account(names.GIT_ACCOUNT)
     secret = tmp_path / "roots-secret"
     secret.write_text("only root")
     secret.chmod(0o600)
@@ -126,7 +126,7 @@ def test_handing_the_remote_over_never_follows_a_link_to_a_folder(tmp_path: Path
     below) to a folder of root's must not hand that folder's files over or open them up."""
     settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
     remote, _ = ensure_local_remote(settings)
-    writer = os_accounts.ensure_service_account(names.GIT_ACCOUNT)
+    writer = os_accounts.ensure_component_account(names.GIT_ACCOUNT)
     roots = tmp_path / "roots-folder"
     roots.mkdir(mode=0o700)
     (roots / "secret").write_text("only root")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from mlops_ide.hub import local_spawner
+from mlops_ide.hub import authenticators
 from mlops_ide.hub.modes import load
 from mlops_ide.settings import SettingsError
 from mlops_ide.supervisor import users
@@ -396,7 +396,7 @@ def test_the_hubs_sqlite_connections_commit_without_fsync() -> None:
     from sqlalchemy import create_engine, event
     from sqlalchemy.engine import Engine
 
-    from mlops_ide.hub.local_spawner import commit_without_waiting_for_the_disk, sqlite_pragmas
+    from mlops_ide.hub.database import commit_without_waiting_for_the_disk, sqlite_pragmas
 
     commit_without_waiting_for_the_disk()
     commit_without_waiting_for_the_disk()  # the hub's configuration may load twice: one listener
@@ -415,7 +415,7 @@ def native_authenticator(password: bytes, cost: int):
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
-    from mlops_ide.hub.local_spawner import LocalNativeAuthenticator
+    from mlops_ide.hub.authenticators import LocalNativeAuthenticator
 
     db = Session(create_engine("sqlite://"))
     authenticator = LocalNativeAuthenticator(db=db, allowed_failed_logins=5)
@@ -463,9 +463,9 @@ def test_guesses_sent_at_once_cannot_pass_the_lockout(monkeypatch: pytest.Monkey
 
     authenticator = native_authenticator(b"right horse battery", 4)
     checked = []
-    matches = local_spawner.password_matches
+    matches = authenticators.password_matches
     monkeypatch.setattr(
-        local_spawner,
+        authenticators,
         "password_matches",
         lambda given, stored: checked.append(given) or matches(given, stored),
     )

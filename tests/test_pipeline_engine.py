@@ -17,7 +17,8 @@ import pytest
 
 from mlops_ide import names
 from mlops_ide.hub import modes
-from mlops_ide.machine.components import Platform, airflow
+from mlops_ide.machine.components import airflow
+from mlops_ide.machine.components.base import Inputs
 from mlops_ide.machine.state.tools import Tools
 from mlops_ide.settings import SettingsError
 from mlops_ide.supervisor import pipeline_engine
@@ -213,7 +214,7 @@ def test_with_the_docker_runner_airflow_starts_the_engine_first_as_the_pipeline_
     )
     settings = modes.load({"MLOPS_IDE_HOME": str(tmp_path), "MLOPS_IDE_PIPELINE_RUNNER": "docker"})
     git = pwd.struct_passwd(("mlops-ide-git", "x", 12346, 12346, "", "/nonexistent", "/bin/false"))
-    platform = Platform(
+    platform = Inputs(
         settings, Tools.load(), "a-password", {names.PIPELINE_ACCOUNT: account, names.GIT_ACCOUNT: git}
     )
     socket_path = tmp_path / "pipeline-engine" / "podman.sock"

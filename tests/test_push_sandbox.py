@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from mlops_ide import names
-from mlops_ide.machine.components import Platform, git
+from mlops_ide.machine.components import git
+from mlops_ide.machine.components.base import Inputs
 from mlops_ide.machine.state.credentials import ensure_secret
 from tests.gitrepos import git as run_git
 from tests.gitrepos import user_commit
@@ -299,7 +300,7 @@ def test_only_a_hub_admin_may_skip_the_dag_check(tmp_path: Path) -> None:
     """Through the git service, as the pushers the hub names: bob (not an admin) is told who
     may; ada (an admin) skips; a header of bob's own cannot make him one."""
     port = free_port_base()
-    platform: Platform = platform_for(
+    platform: Inputs = platform_for(
         tmp_path,
         accounts=True,
         MLOPS_IDE_PORT=str(port),
@@ -361,7 +362,7 @@ def test_only_the_named_pushers_may_push_the_tracked_branch(tmp_path: Path) -> N
     """MLOPS_IDE_TRACKED_BRANCH_PUSHERS=carol,admins, through the git service as the hub names
     the pushers: bob's push to main is refused, naming who may; his own branch is taken;
     carol's and ada's (an admin's) pushes to main are taken."""
-    platform: Platform = platform_for(
+    platform: Inputs = platform_for(
         tmp_path,
         accounts=True,
         MLOPS_IDE_PORT=str(free_port_base()),

@@ -20,10 +20,11 @@ import jinja2
 import pytest
 from tornado import httpserver, netutil, web
 
-from mlops_ide.hub.local_spawner import check_health
+from mlops_ide.hub.health import check_health
 from mlops_ide.hub.modes import load
 from mlops_ide.machine import components
-from mlops_ide.machine.components import Platform, airflow, app, mlflow, serving
+from mlops_ide.machine.components import airflow, app, mlflow, serving
+from mlops_ide.machine.components.base import HealthCheck, Inputs, Waiting
 from mlops_ide.machine.state.tools import Tools
 from mlops_ide.settings import table
 from mlops_ide.supervisor.up import banner, check_ports_free
@@ -61,16 +62,16 @@ def test_a_new_service_is_one_module(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (package / "notebook_viewer.py").write_text(
         textwrap.dedent(
             """
-            from mlops_ide.machine.components import PlatformService, Port
+            from mlops_ide.machine.components.base import Component, Port
 
-            SERVICE = PlatformService(
+            COMPONENT = Component(
                 name="viewer", title="Viewer", order=5, processes=lambda platform: [],
                 ports=lambda settings: [Port("127.0.0.1", 8765, "MLOPS_IDE_VIEWER_PORT", "the viewer")],
             )
             """
         )
     )
-    (package / "helpers.py").write_text("VALUE = 1\n")  # no SERVICE: not a service
+    (package / "helpers.py").write_text("VALUE = 1\n")  # no COMPONENT: not a component
     monkeypatch.syspath_prepend(str(tmp_path))
 
     found = components.discover("more_services")
@@ -85,8 +86,8 @@ def test_two_services_with_one_name_are_refused(tmp_path: Path, monkeypatch: pyt
     (package / "__init__.py").write_text("")
     for module in ("one", "two"):
         (package / f"{module}.py").write_text(
-            "from mlops_ide.machine.components import PlatformService\n"
-            "SERVICE = PlatformService(name='same', title='S', order=1, processes=list, ports=list)\n"
+            "from mlops_ide.machine.components.base import Component\n"
+            "COMPONENT = Component(name='same', title='S', order=1, processes=list, ports=list)\n"
         )
     monkeypatch.syspath_prepend(str(tmp_path))
 
@@ -130,7 +131,7 @@ def test_the_banner_names_each_running_service_with_its_page() -> None:
 
 def test_every_service_builds_its_processes_from_the_settings(tmp_path: Path) -> None:
     settings = load({"MLOPS_IDE_HOME": str(tmp_path), "MLOPS_IDE_AIRFLOW_PORT": "18080"})
-    platform = Platform(settings, Tools.load(), "a-password")
+    platform = Inputs(settings, Tools.load(), "a-password")
 
     built = {service.name: service.processes(platform) for service in components.REGISTRY}
 
@@ -182,7 +183,7 @@ class Answers(web.RequestHandler):
         self.write(body.encode())  # as it is, whatever it holds
 
 
-def health_states(answers: list[tuple[int, str]], waiting: components.Waiting | None) -> list[str]:
+def health_states(answers: list[tuple[int, str]], waiting: Waiting | None) -> list[str]:
     """What check_health says of a tiny server giving each answer in turn, then of a closed port."""
 
     async def check_all() -> list[str]:
@@ -260,7 +261,7 @@ def test_the_home_page_links_a_waiting_service_to_where_its_step_is_taken() -> N
     # Airflow 3's page of the DAG, under the hub's prefix for Airflow: its Trigger button is there
     assert page == "/services/airflow/dags/cnn_skin_cancer_workflow"
     assert "cnn_skin_cancer_workflow" in text and "Trigger" in text
-    assert components.health_checks(with_airflow)["Serving"] == components.HealthCheck(
+    assert components.health_checks(with_airflow)["Serving"] == HealthCheck(
         "http://127.0.0.1:8500/health", serving.NO_CHAMPION
     )
     assert components.waiting_steps(without) == {}  # no Airflow here: no link to it
@@ -297,7 +298,7 @@ def test_mlflows_assistant_answers_no_one_else_whatever_the_environment_says(tmp
 def test_the_app_hides_streamlits_deploy_button(tmp_path: Path) -> None:
     settings = load({"MLOPS_IDE_HOME": str(tmp_path)})
     tools = Tools.load()
-    (process,) = app.processes(Platform(settings, tools, "a-password"))
+    (process,) = app.processes(Inputs(settings, tools, "a-password"))
     mode = process.argv[process.argv.index("--client.toolbarMode") + 1]
     # the installed Streamlit must know the option and the value: a wrong one fails in the browser only
     probe = (
@@ -346,10 +347,10 @@ def test_the_airflow_database_step_runs_and_is_said_only_when_there_is_something
     settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
     (settings.dataset / "train").mkdir(parents=True)  # the dataset is there: no seeding
     tools = Tools.load()
-    this = Platform(
+    this = Inputs(
         settings, dataclasses.replace(tools, airflow_python=fake_airflow(tmp_path / "a", "r1")), "pw"
     )
-    newer = Platform(
+    newer = Inputs(
         settings, dataclasses.replace(tools, airflow_python=fake_airflow(tmp_path / "b", "r2")), "pw"
     )
 
@@ -368,7 +369,7 @@ def test_the_airflow_database_step_runs_and_is_said_only_when_there_is_something
 def test_an_airflow_database_changed_behind_the_platforms_back_is_migrated_again(tmp_path: Path) -> None:
     settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
     (settings.dataset / "train").mkdir(parents=True)
-    platform = Platform(
+    platform = Inputs(
         settings, dataclasses.replace(Tools.load(), airflow_python=fake_airflow(tmp_path / "a", "r1")), "pw"
     )
     list(airflow.prepare(platform))

@@ -1,127 +1,21 @@
-"""The hub's classes for local mode: one shared password, and user servers whose whole
-process tree (code-server and its helpers included) ends when they stop."""
+"""Local mode's spawner: user servers as local processes (as the user's own OS account
+when the platform runs as root), whose whole process tree (code-server and its helpers
+included) ends when they stop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import sqlite3
-from concurrent.futures import ThreadPoolExecutor
-from hmac import compare_digest
 from pathlib import Path
 
-import bcrypt
-from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
-from jupyterhub.handlers import BaseHandler
 from jupyterhub.spawner import SimpleLocalProcessSpawner, set_user_setuid
-from nativeauthenticator import NativeAuthenticator
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 from traitlets import Bool, Integer
 
 from mlops_ide import names
 from mlops_ide.hub import service_tokens
 from mlops_ide.machine import os_accounts
-from mlops_ide.machine.components import HealthCheck, Waiting
 from mlops_ide.processes import end_processes, session_members
-
-
-def commit_without_waiting_for_the_disk() -> None:
-    """The hub's SQLite database in WAL mode, synchronous=NORMAL: a commit no longer waits
-    for an fsync, which on a disk busy with a team's server starts (clones, caches) took the
-    hub's event loop a quarter of the time (py-spy, bench/many_users.py 20). Still atomic
-    and never corrupt; a power cut may lose the last commits (a token, a server's state)."""
-    if not event.contains(Engine, "connect", sqlite_pragmas):
-        event.listen(Engine, "connect", sqlite_pragmas)
-
-
-def sqlite_pragmas(connection, _record) -> None:
-    if isinstance(connection, sqlite3.Connection):
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-
-class LocalPasswordAuthenticator(SharedPasswordAuthenticator):
-    """JupyterHub's shared-password check, with one password for everyone: the names in
-    ``admin_users`` log in with it too and are admins (the base class would demand a
-    second, admin-only password). Local mode is one trusted machine; Kubernetes mode
-    logs people in with GitHub instead."""
-
-    def check_allow_config(self) -> None:
-        """The base class warns that admins cannot log in without an admin password;
-        here they can, so only the checks of Authenticator itself apply."""
-        super(SharedPasswordAuthenticator, self).check_allow_config()
-
-    async def authenticate(self, handler, data):
-        username = self.normalize_username(data["username"])
-        if not self.user_password or not compare_digest(data["password"], self.user_password):
-            return None
-        return {"name": username, "admin": username in self.admin_users, "groups": []}
-
-
-class LocalNativeAuthenticator(NativeAuthenticator):
-    """NativeAuthenticator (an account and a password per person, signup with an admin's
-    approval, lockout) behind JupyterHub's own login page: NativeAuthenticator 1.3's login
-    handler uses `self.statsd`, which JupyterHub 6 no longer has (every login was a 500).
-    Its pages that change accounts on a GET (approve, discard) refuse requests another site
-    started, which JupyterHub's XSRF check lets through for page loads."""
-
-    # bcrypt (cost 12) takes ~0.3 s of CPU per check: in the hub's event loop 20 logins at
-    # once froze every page and API call for seconds. Checks run here instead, as many at
-    # once as there are cores, so a flood of logins queues without stopping the hub.
-    password_checks = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="password")
-
-    async def authenticate(self, handler, data):
-        """NativeAuthenticator's check (authorized, not locked out, the password, a second
-        factor if set up), with bcrypt run off the event loop (it releases the GIL). The
-        attempt counts before the check: guesses sent at once cannot pass the lockout while
-        the first ones are being checked; a success clears it."""
-        username = self.normalize_username(data["username"])
-        user = self.get_user(username)
-        if not user or (self.allowed_failed_logins and self.is_blocked(username)):
-            return None
-        self.add_login_attempt(username)
-        valid = await asyncio.get_running_loop().run_in_executor(
-            self.password_checks, password_matches, data["password"], user.password
-        )
-        if self.get_user(username) is not user:  # removed while the check ran
-            return None
-        if valid and user.is_authorized and (not user.has_2fa or user.is_valid_token(data.get("2fa"))):
-            self.successful_login(username)
-            return username
-        return None
-
-    def get_handlers(self, app) -> list:
-        return [
-            (path, same_site_only(handler) if path.startswith((r"/authorize/", r"/discard/")) else handler)
-            for path, handler in super().get_handlers(app)
-            if path != r"/login"
-        ]
-
-
-def password_matches(password: str, stored: bytes) -> bool:
-    try:
-        return bcrypt.checkpw(password.encode(), stored)
-    except ValueError:  # over bcrypt's 72 bytes, or a stored value that is no bcrypt hash
-        return False
-
-
-def same_site_only(handler: type) -> type:
-    class SameSiteOnly(handler):
-        def prepare(self):
-            site = self.request.headers.get("Sec-Fetch-Site", "same-origin")  # scripts send none
-            if site not in ("same-origin", "none"):
-                raise web.HTTPError(403, "account changes come from the hub's own pages only")
-            return super().prepare()
-
-    SameSiteOnly.__name__ = f"SameSiteOnly{handler.__name__}"
-    return SameSiteOnly
 
 
 class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
@@ -244,67 +138,3 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
                     self.user.name,
                     len(killed),
                 )
-
-
-class PlatformHealthHandler(BaseHandler):
-    """GET /hub/platform/health: {"<service>": "healthy" | "waiting: <what is missing>" |
-    "<what is wrong>"} for the services beside the hub. Checked by the hub, because the
-    browser cannot reach them across origins; for logged-in users only."""
-
-    def initialize(self, checks: dict[str, HealthCheck]) -> None:
-        self.checks = checks  # service title -> how to check it
-
-    @web.authenticated
-    async def get(self) -> None:
-        names = list(self.checks)
-        results = await asyncio.gather(
-            *(check_health(self.checks[name].url, self.checks[name].waiting) for name in names)
-        )
-        self.set_header("Content-Type", "application/json")
-        self.write(dict(zip(names, results, strict=True)))
-
-
-class RefusedHandler(web.RequestHandler):
-    """/hub/platform/refused/<path>: where the proxy sends what must not pass from the hub's
-    public port to a service (Proxy.extra_routes): 403 with why, in Airflow's error shape.
-    It acts on nothing, so it has no cross-site request to guard against."""
-
-    def initialize(self, says: str) -> None:
-        self.says = says
-
-    def check_xsrf_cookie(self) -> None:
-        pass
-
-    def prepare(self) -> None:
-        self.set_status(403)
-        self.finish({"detail": self.says})
-
-
-REFUSED_PATH = "/platform/refused"  # under the hub's /hub/
-
-
-WAITING = "waiting: "  # how a waiting state starts; the home page shows it in yellow
-
-
-async def check_health(url: str, waiting: Waiting | None = None) -> str:
-    """ "healthy" for a 200; for the answer `waiting` names, "waiting: " and what is missing;
-    else what is wrong ("error <status>", "unreachable")."""
-    try:
-        response = await AsyncHTTPClient().fetch(url, request_timeout=3, connect_timeout=2)
-    except HTTPClientError as error:
-        if waiting is not None and answers_waiting(error.response, waiting):
-            return WAITING + waiting.says
-        return f"error {error.code}"
-    except OSError:
-        return "unreachable"
-    return "healthy" if response.code == 200 else f"error {response.code}"
-
-
-def answers_waiting(response: HTTPResponse | None, waiting: Waiting) -> bool:
-    """Whether an error answer is the service's waiting one: its status and JSON detail."""
-    if response is None or response.code != waiting.status:
-        return False
-    try:
-        return json.loads(response.body).get("detail") == waiting.detail
-    except (ValueError, AttributeError):  # not JSON, or not an object
-        return False

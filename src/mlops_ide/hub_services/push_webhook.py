@@ -1,6 +1,7 @@
 """GitHub push webhook: a push to the tracked branch makes Airflow re-parse the DAG bundle
-now, instead of at its next refresh (kubernetes mode; locally the push watcher does the
-same through dag_refresh).
+now, instead of at its next refresh (kubernetes mode; locally the remote's post-receive
+hook asks the push check, in_airflow/push_check.py, which does the same through
+portable/dag_refresh.py).
 
 Runs as a JupyterHub service (`push-webhook`), so GitHub posts to
 https://<hub host>/services/push-webhook/. GitHub signs every delivery with the webhook's

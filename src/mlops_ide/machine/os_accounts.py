@@ -4,7 +4,7 @@
   login shell, in the group `mlops-ide-users` (which names them; it may write nothing).
   The home, MLOPS_IDE_HOME/homes/<name>, is the account's, mode 0700. Removing the user
   deletes the account (mlops_ide.supervisor.users).
-- Three for the platform's own services (`names.COMPONENT_ACCOUNTS`): `mlops-ide-pipeline` runs
+- Three for the components that run apart (`names.COMPONENT_ACCOUNTS`): `mlops-ide-pipeline` runs
   Airflow, MLflow, serving and the app, so a pushed DAG runs as it, not as root;
   `mlops-ide-git` runs the git service, the only account that writes the shared remote;
   `mlops-ide-dagcheck` runs the DAG check's sandbox (the code of a push not yet taken),
@@ -129,13 +129,13 @@ def delete_account(hub_name: str) -> bool:
         return True
 
 
-def ensure_service_account(name: str) -> pwd.struct_passwd:
-    """A platform service's account (one of names.COMPONENT_ACCOUNTS), made when missing, in a
+def ensure_component_account(name: str) -> pwd.struct_passwd:
+    """A component's account (one of names.COMPONENT_ACCOUNTS), made when missing, in a
     group of its own, with no home of its own: one machine may run several platforms (each
     state folder gives the account's processes their HOME), and an account's home cannot
     change while any of its processes runs."""
     if name not in names.COMPONENT_ACCOUNTS:
-        raise ValueError(f"{name!r} is not one of the platform's service accounts {names.COMPONENT_ACCOUNTS}")
+        raise ValueError(f"{name!r} is not one of the components' accounts {names.COMPONENT_ACCOUNTS}")
     with ACCOUNT_FILES_LOCK:
         try:
             return pwd.getpwnam(name)
@@ -147,7 +147,7 @@ def ensure_service_account(name: str) -> pwd.struct_passwd:
 
 def ensure_home(home: Path, uid: int, gid: int) -> None:
     """The folder exists, belongs to the account and is its alone. A folder made earlier
-    as root (a home, or a service's folder of an earlier version) is handed over once,
+    as root (a home, or a component's folder of an earlier version) is handed over once,
     links not followed; after that root never walks it (the account could plant links)."""
     home.mkdir(parents=True, exist_ok=True)
     if home.stat().st_uid != uid:

@@ -1,4 +1,4 @@
-"""The whole settings table: the platform's rows, then each service's (services/)."""
+"""The whole settings table: the platform's rows, then each component's (machine/components/)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""Start the platform's services, restart any that dies, and stop them all, leaving no
+"""Start the platform's processes, restart any that dies, and stop them all, leaving no
 process behind.
 
-Each service runs in a session of its own, so a Ctrl-C in the terminal reaches only the
-runner, which then stops the services in reverse order (the hub stops its user
-servers and proxy itself). The supervisor is a child subreaper: whatever a service leaves
+Each process runs in a session of its own, so a Ctrl-C in the terminal reaches only the
+runner, which then stops the processes in reverse order (the hub stops its user
+servers and proxy itself). The supervisor is a child subreaper: whatever a process leaves
 orphaned is re-parented to it, and a final sweep ends every descendant still alive.
 """
 
@@ -59,13 +59,13 @@ class Process:
     env: dict[str, str]
     cwd: Path
     log: Path
-    ready_url: str | None = None  # answers 2xx once the service is usable
+    ready_url: str | None = None  # answers 2xx once the process is usable
     account: pwd.struct_passwd | None = None  # the OS account it runs as; None: the supervisor's
     sockets: tuple[socket.socket, ...] = ()  # listening sockets made for it, kept across restarts
     stop_signal: int = signal.SIGTERM
     proc: subprocess.Popen | None = field(default=None, repr=False)
     restarts: int = 0
-    next_start: float = 0.0  # when a dead service is due to start again (0: not dead)
+    next_start: float = 0.0  # when a dead process is due to start again (0: not dead)
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,7 @@ class Process:
             return self.proc is not None and self.proc.poll() is None
         if self.ready_url.startswith("http+unix://"):
             return answers_on_unix_socket(self.ready_url)
-        # A probe of our own service on this machine: a self-signed certificate is fine.
+        # A probe of our own process on this machine: a self-signed certificate is fine.
         context = ssl._create_unverified_context() if self.ready_url.startswith("https://127.") else None
         try:
             with urllib.request.urlopen(self.ready_url, timeout=2, context=context) as response:
@@ -111,8 +111,8 @@ class Process:
 
 
 class Supervisor:
-    def __init__(self, services: list[Process], say: Callable[[str], None] = print):
-        self.services = services
+    def __init__(self, processes: list[Process], say: Callable[[str], None] = print):
+        self.processes = processes
         self.say = say
         self.stopping = threading.Event()
 
@@ -121,59 +121,59 @@ class Supervisor:
             signal.signal(sig, lambda *_: self.stopping.set())
 
     def start(self, ready_timeout: float = 90.0) -> bool:
-        """Start every service in order, each once the one before is ready."""
+        """Start every process in order, each once the one before is ready."""
         become_subreaper()
-        for service in self.services:
+        for process in self.processes:
             started = time.monotonic()
-            service.start()
-            while not service.is_ready():
+            process.start()
+            while not process.is_ready():
                 if self.stopping.is_set():
                     return False
-                if service.proc.poll() is not None:
+                if process.proc.poll() is not None:
                     self.say(
-                        f"!! {service.name} exited with {service.proc.returncode} while starting; "
-                        f"see {service.log}"
+                        f"!! {process.name} exited with {process.proc.returncode} while starting; "
+                        f"see {process.log}"
                     )
                     return False
                 if time.monotonic() - started > ready_timeout:
-                    self.say(f"!! {service.name} not ready after {ready_timeout:.0f} s; see {service.log}")
+                    self.say(f"!! {process.name} not ready after {ready_timeout:.0f} s; see {process.log}")
                     return False
                 time.sleep(0.2)
-            self.say(f"   {service.name} ready in {time.monotonic() - started:.1f} s")
+            self.say(f"   {process.name} ready in {time.monotonic() - started:.1f} s")
         return True
 
     def watch(self, poll: float = 0.5) -> None:
-        """Until a stop is asked for: restart any service that died, with a back-off."""
+        """Until a stop is asked for: restart any process that died, with a back-off."""
         while not self.stopping.wait(poll):
-            reap_zombie_children(keep={s.proc.pid for s in self.services if s.proc})
+            reap_zombie_children(keep={s.proc.pid for s in self.processes if s.proc})
             now = time.monotonic()
-            for service in self.services:
-                if service.proc.poll() is None:
+            for process in self.processes:
+                if process.proc.poll() is None:
                     continue
-                if service.next_start == 0.0:  # just found dead: wait 0, 1, 3, 7, 15, then 30 s
+                if process.next_start == 0.0:  # just found dead: wait 0, 1, 3, 7, 15, then 30 s
                     # Its children (mlflow's and Airflow's servers fork workers) would hold the
                     # port and make the restart fail: end what is left of its session first.
-                    end_processes(session_members(service.proc.pid), grace=3.0)
-                    delay = min(30.0, 2.0 ** min(service.restarts, 5) - 1)
-                    service.next_start = now + delay
+                    end_processes(session_members(process.proc.pid), grace=3.0)
+                    delay = min(30.0, 2.0 ** min(process.restarts, 5) - 1)
+                    process.next_start = now + delay
                     self.say(
-                        f"!! {service.name} exited with {service.proc.returncode}; "
-                        f"restarting in {delay:.0f} s (see {service.log})"
+                        f"!! {process.name} exited with {process.proc.returncode}; "
+                        f"restarting in {delay:.0f} s (see {process.log})"
                     )
-                elif now >= service.next_start:
-                    service.restarts += 1
-                    service.next_start = 0.0
-                    service.start()
-                    self.say(f"   {service.name} restarted")
+                elif now >= process.next_start:
+                    process.restarts += 1
+                    process.next_start = 0.0
+                    process.start()
+                    self.say(f"   {process.name} restarted")
 
     def stop(self, grace: float = 20.0) -> None:
-        """Ask every service to stop at once (they do not depend on each other to stop),
+        """Ask every process to stop at once (they do not depend on each other to stop),
         wait for them, then end anything they left behind."""
-        for service in reversed(self.services):
-            service.ask_to_stop()
+        for process in reversed(self.processes):
+            process.ask_to_stop()
         deadline = time.monotonic() + grace
-        for service in self.services:
-            service.wait_stopped(deadline)
+        for process in self.processes:
+            process.wait_stopped(deadline)
         leftovers = descendants(os.getpid())
         if leftovers:
             killed = end_processes(leftovers, grace=5.0)

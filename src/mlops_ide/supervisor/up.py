@@ -1,5 +1,5 @@
 """`make up`: prepare the local state, start the platform in the foreground, stop it all
-on Ctrl-C or SIGTERM. The services come from the registry (mlops_ide.machine.components).
+on Ctrl-C or SIGTERM. The components come from the registry (mlops_ide.machine.components).
 
     python -m mlops_ide.supervisor.up
 """
@@ -19,8 +19,9 @@ from pathlib import Path
 from mlops_ide import names
 from mlops_ide.hub import modes
 from mlops_ide.machine import components, os_accounts
-from mlops_ide.machine.components import Platform, Port, airflow
-from mlops_ide.machine.state.accounts import service_accounts
+from mlops_ide.machine.components import airflow
+from mlops_ide.machine.components.base import Inputs, Port
+from mlops_ide.machine.state.accounts import component_accounts
 from mlops_ide.machine.state.code_copy import install_code
 from mlops_ide.machine.state.credentials import ensure_password, ensure_secret
 from mlops_ide.machine.state.layout import StateError, accounts_token_file, lock_down, unreachable_ancestor
@@ -37,8 +38,10 @@ def say(line: str) -> None:
 
 
 def check_ports_free(settings: Settings) -> list[str]:
-    """One message per port of a running service that something else already listens on."""
-    return port_problems(port for service in components.running(settings) for port in service.ports(settings))
+    """One message per port of a running component that something else already listens on."""
+    return port_problems(
+        port for component in components.running(settings) for port in component.ports(settings)
+    )
 
 
 def port_problems(ports: Iterable[Port]) -> list[str]:
@@ -61,12 +64,12 @@ def port_problems(ports: Iterable[Port]) -> list[str]:
     return problems
 
 
-def prepare_state(settings: Settings, tools: Tools) -> tuple[Platform, bool, dict[str, str]]:
-    """The state folder the hub reads: password, admins' accounts, the services' accounts,
-    git remote, code-server on the users' PATH. Returns the platform, whether the first
+def prepare_state(settings: Settings, tools: Tools) -> tuple[Inputs, bool, dict[str, str]]:
+    """The state folder the hub reads: password, admins' accounts, the components' accounts,
+    git remote, code-server on the users' PATH. Returns the components' inputs, whether the first
     admin's password is new, and new admins' passwords."""
     say(f"==> Preparing the state folder {settings.home}")
-    accounts = service_accounts(settings) if os_accounts.enabled() else {}
+    accounts = component_accounts(settings) if os_accounts.enabled() else {}
     lock_down(settings, accounts=bool(accounts))
     password, made = ensure_password(settings)
     new_admins = users.ensure_admins(settings, password) if settings.auth == "native" else {}
@@ -82,9 +85,9 @@ def prepare_state(settings: Settings, tools: Tools) -> tuple[Platform, bool, dic
         say(f"   pipeline repository {settings.repo_url} (MLOPS_IDE_REPO_URL)")
     write_code_server_shim(settings, tools)
     install_code(settings)
-    platform = Platform(settings, tools, password, accounts)
-    write_user_tools(settings, tools, airflow.dag_settings(platform))
-    return platform, made, new_admins
+    inputs = Inputs(settings, tools, password, accounts)
+    write_user_tools(settings, tools, airflow.dag_settings(inputs))
+    return inputs, made, new_admins
 
 
 def unreachable_for_users(settings: Settings, tools: Tools) -> list[str]:
@@ -142,13 +145,13 @@ def banner(
             "   add people: `make users ARGS='add NAME'` (prints their password), or they sign "
             "up at /hub/signup and an admin approves them at /hub/authorize"
         )
-    for service in components.running(settings):
-        if service.url is not None:
-            page = service.url(settings) + service.link
-            if service.page is not None:  # behind the hub's login: through the hub
-                page = settings.public_url.rstrip("/") + service.page(settings)
-            text = service.banner(settings) if callable(service.banner) else service.banner
-            lines.append(f"   {service.title + ':':<8} {page}  {text}".rstrip())
+    for component in components.running(settings):
+        if component.url is not None:
+            page = component.url(settings) + component.link
+            if component.page is not None:  # behind the hub's login: through the hub
+                page = settings.public_url.rstrip("/") + component.page(settings)
+            text = component.banner(settings) if callable(component.banner) else component.banner
+            lines.append(f"   {component.title + ':':<8} {page}  {text}".rstrip())
     if not accounts:
         lines.append(
             f"   all servers run as {getpass.getuser()}: users are not kept apart (run as root for one "
@@ -172,7 +175,7 @@ def main() -> int:
         return 2
     problems = check_ports_free(settings)
     problems += [
-        problem for service in components.running(settings) for problem in service.problems(settings)
+        problem for component in components.running(settings) for problem in component.problems(settings)
     ]
     if os_accounts.enabled():
         problems += unreachable_for_users(settings, tools)
@@ -180,17 +183,17 @@ def main() -> int:
         say("mlops-ide: cannot start:\n" + "\n".join(problems))
         return 2
 
-    os.umask(0o077)  # what the platform and its services write is their owner's alone
+    os.umask(0o077)  # what the platform and its components write is their owner's alone
     # What a one-shot step leaves running (rootless podman's "pause" process, detached) is
-    # re-parented to us, not to init, and ended before the services start.
+    # re-parented to us, not to init, and ended before the components start.
     become_subreaper()
-    platform, made, new_admins = prepare_state(settings, tools)
-    password = platform.password
+    inputs, made, new_admins = prepare_state(settings, tools)
+    password = inputs.password
     running = components.running(settings)
-    said: set[str] = set()  # two services may prepare the same thing (the dataset)
+    said: set[str] = set()  # two components may prepare the same thing (the dataset)
     try:
-        for service in running:
-            for line in service.prepare(platform) if service.prepare else []:
+        for component in running:
+            for line in component.prepare(inputs) if component.prepare else []:
                 if line not in said:
                     said.add(line)
                     say(f"   {line}")
@@ -199,7 +202,7 @@ def main() -> int:
         return 2
     finally:
         end_processes(descendants(os.getpid()))
-    processes = [process for service in running for process in service.processes(platform)]
+    processes = [process for component in running for process in component.processes(inputs)]
 
     say("==> Starting the platform")
     started = time.monotonic()

@@ -1,6 +1,6 @@
 """Local mode: everything on this machine. The hub starts user servers as local processes
 (homes in the state folder, VS Code first) behind its own configurable-http-proxy, logs
-people in with an account and a password each, and links the services `make up` runs
+people in with an account and a password each, and links the components `make up` runs
 beside it.
 
 `configure()` only sets configuration: `make up` (mlops_ide.supervisor.up) prepares the state folder
@@ -94,12 +94,8 @@ REFUSED_SAYS = (
 def configure(c: Any, settings: Settings) -> None:
     """The hub's configuration for local mode, one block per concern."""
     from mlops_ide.hub import idle_culling
-    from mlops_ide.hub.local_spawner import (
-        REFUSED_PATH,
-        PlatformHealthHandler,
-        RefusedHandler,
-        commit_without_waiting_for_the_disk,
-    )
+    from mlops_ide.hub.database import commit_without_waiting_for_the_disk
+    from mlops_ide.hub.health import REFUSED_PATH, PlatformHealthHandler, RefusedHandler
 
     tools = Tools.load()
     password = read_password(settings)
@@ -126,7 +122,7 @@ def configure(c: Any, settings: Settings) -> None:
     # -- login: an account and a password per person; admins approve signups at /hub/authorize --
     c.Authenticator.admin_users = set(settings.admin_users)
     if settings.auth == "native":
-        c.JupyterHub.authenticator_class = "mlops_ide.hub.local_spawner.LocalNativeAuthenticator"
+        c.JupyterHub.authenticator_class = "mlops_ide.hub.authenticators.LocalNativeAuthenticator"
         c.LocalNativeAuthenticator.enable_signup = True
         c.LocalNativeAuthenticator.open_signup = False  # an admin approves each signup
         c.LocalNativeAuthenticator.minimum_password_length = 8
@@ -136,7 +132,7 @@ def configure(c: Any, settings: Settings) -> None:
         c.Authenticator.username_pattern = rf"{names.USERNAME.pattern}\Z"  # the hub matches the start only
         c.Authenticator.allow_all = True  # everyone it lets in is authorized by an admin (or the CLI)
     else:  # MLOPS_IDE_AUTH=shared, on loopback only: any name, one password
-        c.JupyterHub.authenticator_class = "mlops_ide.hub.local_spawner.LocalPasswordAuthenticator"
+        c.JupyterHub.authenticator_class = "mlops_ide.hub.authenticators.LocalPasswordAuthenticator"
         c.SharedPasswordAuthenticator.user_password = password
         c.Authenticator.allow_all = True
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlops_ide import names
-from mlops_ide.machine import components
-from mlops_ide.machine.components import Platform, PlatformService, Port, git, mlflow, port_setting, serving
+from mlops_ide.machine.components import git, mlflow, serving
+from mlops_ide.machine.components.base import Component, Inputs, Port, account_environ, port_setting
 from mlops_ide.machine.os_accounts import as_account
 from mlops_ide.machine.state.credentials import ensure_secret
 from mlops_ide.machine.state.layout import code_lib, dag_check_folder, dag_sandbox_socket, ensure_folder
@@ -109,35 +109,35 @@ def platform_password_file(settings: Settings) -> Path:
     return auth_folder(settings) / "platform_password"
 
 
-def readable_by_pipeline(platform: Platform) -> int | None:
+def readable_by_pipeline(inputs: Inputs) -> int | None:
     """The group that reads Airflow's secrets (the pipeline account's), None without accounts."""
-    account = platform.account(names.PIPELINE_ACCOUNT)
+    account = inputs.account(names.PIPELINE_ACCOUNT)
     return account.pw_gid if account else None
 
 
-def ensure_auth_folder(platform: Platform) -> Path:
+def ensure_auth_folder(inputs: Inputs) -> Path:
     """root's, read by the pipeline's account: Airflow reads its secrets, cannot change them."""
-    folder = ensure_folder(auth_folder(platform.settings), 0o750)
-    group = readable_by_pipeline(platform)
+    folder = ensure_folder(auth_folder(inputs.settings), 0o750)
+    group = readable_by_pipeline(inputs)
     if group is not None:
         os.chown(folder, 0, group)
     return folder
 
 
-def write_passwords(platform: Platform) -> Path:
+def write_passwords(inputs: Inputs) -> Path:
     """The simple auth manager's users file: every Airflow user has Airflow's password (made
     once, its own: a DAG can read it, so it must not open the hub). Written anew at each
     start; the pipeline's account owns the file (Airflow opens it for appending), not the
     folder, so it never swaps in another file for root to write."""
-    settings = platform.settings
-    ensure_auth_folder(platform)
-    group = readable_by_pipeline(platform)
+    settings = inputs.settings
+    ensure_auth_folder(inputs)
+    group = readable_by_pipeline(inputs)
     password, _ = ensure_secret(platform_password_file(settings), lambda: secrets.token_urlsafe(12), group)
     path = passwords_file(settings)
     partial = path.with_name(".passwords.json.tmp")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        account = platform.account(names.PIPELINE_ACCOUNT)
+        account = inputs.account(names.PIPELINE_ACCOUNT)
         if account is not None:
             os.fchown(out.fileno(), account.pw_uid, account.pw_gid)
         json.dump(dict.fromkeys(users(settings), password), out)
@@ -145,12 +145,12 @@ def write_passwords(platform: Platform) -> Path:
     return path
 
 
-def environment(platform: Platform) -> dict[str, str]:
+def environment(inputs: Inputs) -> dict[str, str]:
     """Every Airflow process's environment: configuration, the bundle, the DAGs' settings."""
-    settings, tools = platform.settings, platform.tools
+    settings, tools = inputs.settings, inputs.tools
     home = ensure_folder(settings.home / "airflow")
-    group = readable_by_pipeline(platform)
-    auth = ensure_auth_folder(platform)
+    group = readable_by_pipeline(inputs)
+    auth = ensure_auth_folder(inputs)
     jwt_secret, _ = ensure_secret(auth / "jwt_secret", lambda: secrets.token_urlsafe(64), group)
     api_secret, _ = ensure_secret(auth / "api_secret_key", lambda: secrets.token_urlsafe(32), group)
     bundle = {
@@ -163,7 +163,7 @@ def environment(platform: Platform) -> dict[str, str]:
             "refresh_interval": 60,  # a safety net; pushes refresh at once
         },
     }
-    env = components.account_environ(platform.account(names.PIPELINE_ACCOUNT), drop=())
+    env = account_environ(inputs.account(names.PIPELINE_ACCOUNT), drop=())
     env = {key: value for key, value in env.items() if not key.startswith(("AIRFLOW", "PYTHONPATH"))}
     ensure_secret(oauth_secret_file(settings), lambda: secrets.token_hex(32), group)  # for hub_service
     if settings.repo_url is None:  # the bundle clones the local remote, whose folder is root's
@@ -179,7 +179,7 @@ def environment(platform: Platform) -> dict[str, str]:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{database(settings)}",
             "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:admin" for u in users(settings)),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(write_passwords(platform)),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(write_passwords(inputs)),
             "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
             "AIRFLOW__API__SECRET_KEY": api_secret,
             "AIRFLOW__API__HOST": "127.0.0.1",
@@ -200,7 +200,7 @@ def environment(platform: Platform) -> dict[str, str]:
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
             f"AIRFLOW_CONN_{GIT_CONN_ID.upper()}": json.dumps(git_connection(settings)),
             "MLOPS_IDE_WORK_ROOT": str(settings.home / "pipeline-runs"),
-            **dag_settings(platform),
+            **dag_settings(inputs),
         }
     )
     if container_engine().chosen(settings):  # the DAGs' steps in containers (Airflow only: never a user's)
@@ -212,7 +212,7 @@ def environment(platform: Platform) -> dict[str, str]:
             }
         )
     if names.MLFLOW in settings.services:  # as the pipeline: the one identity that may register models
-        env.update(mlflow.pipeline_env(platform))
+        env.update(mlflow.pipeline_env(inputs))
     return env
 
 
@@ -227,7 +227,7 @@ def container_engine():
 def git_connection(settings: Settings) -> dict[str, str]:
     """The bundle's git connection; for a team's repository (MLOPS_IDE_REPO_URL) with the
     operator's token (MLOPS_IDE_GIT_TOKEN or _FILE), which Airflow's git hook hands to git
-    through a credential helper. The token stays with the platform: no user server gets it
+    through a credential helper. The token stays with the inputs: no user server gets it
     (people clone with their own credentials), but a DAG's task, in Airflow's environment,
     can read it: give it read access to the repository alone."""
     connection = {"conn_type": "git", "host": settings.effective_repo_url}
@@ -241,15 +241,15 @@ def git_connection(settings: Settings) -> dict[str, str]:
     return connection
 
 
-def dag_settings(platform: Platform) -> dict[str, str]:
+def dag_settings(inputs: Inputs) -> dict[str, str]:
     """What the skin-lesion DAGs read at parse time (environment only, no I/O): in Airflow,
     and in `mlops-ide dag test` in a user's server (which picks its own work folder, and
     runs steps in the pipeline's virtualenv: a user never reaches the pipeline's engine)."""
     return {
         "MLOPS_IDE_PIPELINE_RUNNER": "local",
-        "MLOPS_IDE_PIPELINE_PYTHON": str(platform.tools.pipeline_python),
-        "MLOPS_IDE_DATA_ROOT": str(platform.settings.dataset),
-        "MLOPS_IDE_SERVING_URL": serving.url(platform.settings),
+        "MLOPS_IDE_PIPELINE_PYTHON": str(inputs.tools.pipeline_python),
+        "MLOPS_IDE_DATA_ROOT": str(inputs.settings.dataset),
+        "MLOPS_IDE_SERVING_URL": serving.url(inputs.settings),
     }
 
 
@@ -276,59 +276,59 @@ def database_revision(path: Path) -> str | None:
     return row[0] if row else None
 
 
-def migrated(platform: Platform) -> dict[str, str | None]:
+def migrated(inputs: Inputs) -> dict[str, str | None]:
     return {
-        "airflow": str(platform.tools.airflow_python),
-        "revision": database_revision(database(platform.settings)),
+        "airflow": str(inputs.tools.airflow_python),
+        "revision": database_revision(database(inputs.settings)),
     }
 
 
-def database_step(platform: Platform) -> str | None:
+def database_step(inputs: Inputs) -> str | None:
     """What the database step is about to do, None when there is nothing to do: this Airflow
     migrated the database last and it is still at the revision that left (a migration would
     change nothing, and cost seconds at every start)."""
-    if not database(platform.settings).exists():
+    if not database(inputs.settings).exists():
         return "Airflow database (first start: about 20 s)"
     try:
-        if json.loads(migrated_file(platform.settings).read_text()) == migrated(platform):
+        if json.loads(migrated_file(inputs.settings).read_text()) == migrated(inputs):
             return None
-    except (OSError, ValueError):  # never migrated by the platform, or by an earlier version
+    except (OSError, ValueError):  # never migrated by the inputs, or by an earlier version
         pass
     return "Airflow database (migrating it to this Airflow)"
 
 
-def prepare(platform: Platform) -> Iterator[str]:
+def prepare(inputs: Inputs) -> Iterator[str]:
     """The dataset the DAGs train on, Airflow's database when it is new or another Airflow
     migrated it; each line is said before its step."""
-    yield from serving.seed_dataset(platform)
-    if container_engine().chosen(platform.settings):
-        yield from container_engine().prepare(platform.settings, platform.account(names.PIPELINE_ACCOUNT))
-    step = database_step(platform)
+    yield from serving.seed_dataset(inputs)
+    if container_engine().chosen(inputs.settings):
+        yield from container_engine().prepare(inputs.settings, inputs.account(names.PIPELINE_ACCOUNT))
+    step = database_step(inputs)
     if step is None:
         return
     yield step
-    log = platform.settings.home / "logs" / "airflow-db-migrate.log"
+    log = inputs.settings.home / "logs" / "airflow-db-migrate.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         subprocess.run(
-            [str(platform.tools.airflow_python.parent / "airflow"), "db", "migrate"],
-            env=environment(platform),
-            cwd=platform.settings.home / "airflow",
+            [str(inputs.tools.airflow_python.parent / "airflow"), "db", "migrate"],
+            env=environment(inputs),
+            cwd=inputs.settings.home / "airflow",
             stdout=out,
             stderr=subprocess.STDOUT,
             check=True,
-            **as_account(platform.account(names.PIPELINE_ACCOUNT)),
+            **as_account(inputs.account(names.PIPELINE_ACCOUNT)),
         )
-    record = migrated_file(platform.settings)
+    record = migrated_file(inputs.settings)
     partial = record.with_name(f".{record.name}.new")
-    partial.write_text(json.dumps(migrated(platform)) + "\n")
+    partial.write_text(json.dumps(migrated(inputs)) + "\n")
     partial.replace(record)
 
 
-def processes(platform: Platform) -> list[Process]:
-    settings = platform.settings
-    env = environment(platform)
-    airflow = str(platform.tools.airflow_python.parent / "airflow")
+def processes(inputs: Inputs) -> list[Process]:
+    settings = inputs.settings
+    env = environment(inputs)
+    airflow = str(inputs.tools.airflow_python.parent / "airflow")
 
     def process(name: str, command: str, *flags: str, **extra: object) -> Process:
         from mlops_ide.supervisor.runner import Process
@@ -339,13 +339,13 @@ def processes(platform: Platform) -> list[Process]:
             env=env,
             cwd=settings.home / "airflow",
             log=settings.home / "logs" / f"airflow-{command}.log",
-            account=platform.account(names.PIPELINE_ACCOUNT),
+            account=inputs.account(names.PIPELINE_ACCOUNT),
             **extra,
         )
 
-    checks = [dag_sandbox(platform), push_check(platform)] if settings.repo_url is None else []
+    checks = [dag_sandbox(inputs), push_check(inputs)] if settings.repo_url is None else []
     engine = (  # first: Airflow's tasks start their containers through it
-        [container_engine().process(settings, platform.account(names.PIPELINE_ACCOUNT))]
+        [container_engine().process(settings, inputs.account(names.PIPELINE_ACCOUNT))]
         if container_engine().chosen(settings)
         else []
     )
@@ -365,7 +365,7 @@ def processes(platform: Platform) -> list[Process]:
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def dag_sandbox(platform: Platform) -> Process:
+def dag_sandbox(inputs: Inputs) -> Process:
     """Where the pre-receive hook has the pushed DAG files imported (mlops_ide/in_airflow/dag_sandbox.py).
     As root: `unshare` gives it a network namespace with no interface up and a PID namespace
     of its own, `setpriv` the sandbox account (its own group alone, no new privileges); its
@@ -374,8 +374,8 @@ def dag_sandbox(platform: Platform) -> Process:
     Without root: the platform's user, the network blocked in Python only (its log says so)."""
     from mlops_ide.supervisor.runner import Process
 
-    settings, tools = platform.settings, platform.tools
-    listener = push_check_listener(settings, platform.accounts, dag_sandbox_socket(settings))
+    settings, tools = inputs.settings, inputs.tools
+    listener = push_check_listener(settings, inputs.accounts, dag_sandbox_socket(settings))
     folder = ensure_folder(dag_check_folder(settings))
     # -P: the work folder (its cwd, which checked DAGs write) never goes on its sys.path
     module = ("-s", "-P", "-m", "mlops_ide.in_airflow.dag_sandbox")
@@ -388,9 +388,9 @@ def dag_sandbox(platform: Platform) -> Process:
         "TMPDIR": str(folder),
         "PYTHONNOUSERSITE": "1",
         "PYTHONPATH": str(code_lib(settings)),  # the sandbox's code, readable by all
-        **dag_settings(platform),
+        **dag_settings(inputs),
     }
-    account = platform.account(names.DAG_CHECK_ACCOUNT)
+    account = inputs.account(names.DAG_CHECK_ACCOUNT)
     if account is not None:
         ids = [f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups"]
         argv = [
@@ -409,17 +409,17 @@ def dag_sandbox(platform: Platform) -> Process:
     )
 
 
-def push_check(platform: Platform) -> Process:
+def push_check(inputs: Inputs) -> Process:
     """What the local remote's post-receive hook asks after each push (mlops_ide/in_airflow/push_check.py):
     what Airflow made of it. Airflow's virtualenv and the DAGs' environment, never Airflow's
     database or keys; as the pipeline's account, which reads Airflow's password (a hook runs
     as the pusher's git, which must not). It runs no pushed code: dag_sandbox does."""
     from mlops_ide.supervisor.runner import Process
 
-    settings = platform.settings
-    listener = push_check_listener(settings, platform.accounts)
+    settings = inputs.settings
+    listener = push_check_listener(settings, inputs.accounts)
     argv = [
-        str(platform.tools.airflow_python),
+        str(inputs.tools.airflow_python),
         *("-P", "-m", "mlops_ide.in_airflow.push_check"),  # from the code lib (PYTHONPATH)
         "--socket-fd",
         str(listener.fileno()),
@@ -432,19 +432,19 @@ def push_check(platform: Platform) -> Process:
         "--dag",
         names.ANCHOR_DAG,
     ]
-    env = {key: value for key, value in environment(platform).items() if not key.startswith("AIRFLOW")}
+    env = {key: value for key, value in environment(inputs).items() if not key.startswith("AIRFLOW")}
     return Process(
         name="Airflow push check",
         argv=argv,
         env=env,
         cwd=settings.home / "airflow",
         log=settings.home / "logs" / "airflow-push-check.log",
-        account=platform.account(names.PIPELINE_ACCOUNT),
+        account=inputs.account(names.PIPELINE_ACCOUNT),
         sockets=(listener,),
     )
 
 
-SERVICE = PlatformService(
+COMPONENT = Component(
     name="airflow",
     title="Airflow",
     order=40,

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlops_ide import names
-from mlops_ide.machine.components import Platform, PlatformService, Port, port_setting, process, serving
+from mlops_ide.machine.components import serving
+from mlops_ide.machine.components.base import Component, Inputs, Port, port_setting, process
 from mlops_ide.machine.state.layout import code_lib
 from mlops_ide.settings import Settings
 
@@ -20,19 +21,19 @@ def url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.app_port}"
 
 
-def processes(platform: Platform) -> list[Process]:
-    settings = platform.settings
+def processes(inputs: Inputs) -> list[Process]:
+    settings = inputs.settings
     app = code_lib(settings) / "skin_cancer" / "app.py"
-    argv = [str(platform.tools.app_python), "-m", "streamlit", "run", str(app)]
+    argv = [str(inputs.tools.app_python), "-m", "streamlit", "run", str(app)]
     argv += ["--server.address", "127.0.0.1", "--server.port", str(settings.app_port)]
     argv += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
     argv += ["--client.toolbarMode", "viewer"]  # no Deploy, Rerun or Clear cache: people use it
     ready = f"{url(settings)}/_stcore/health"
     env = {"SKIN_CANCER_API_URL": serving.url(settings)}
-    return [process(platform, "App", argv, ready, env=env, account=names.PIPELINE_ACCOUNT)]
+    return [process(inputs, "App", argv, ready, env=env, account=names.PIPELINE_ACCOUNT)]
 
 
-SERVICE = PlatformService(
+COMPONENT = Component(
     name="app",
     title="App",
     order=30,

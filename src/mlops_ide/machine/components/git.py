@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlops_ide import names
-from mlops_ide.machine.components import Platform, PlatformService, Port, port_setting, process
+from mlops_ide.machine.components.base import Component, Inputs, Port, port_setting, process
 from mlops_ide.machine.state.layout import code_lib, ensure_folder
 from mlops_ide.settings import Settings
 
@@ -44,12 +44,12 @@ def write_trust_file(settings: Settings) -> Path:
     return path
 
 
-def processes(platform: Platform) -> list[Process]:
-    settings = platform.settings
+def processes(inputs: Inputs) -> list[Process]:
+    settings = inputs.settings
     if settings.repo_url is not None:
         return []
     argv = [
-        str(platform.tools.python),
+        str(inputs.tools.python),
         "-m",
         "mlops_ide.hub_services.git_http",
         "--repo",
@@ -59,7 +59,7 @@ def processes(platform: Platform) -> list[Process]:
     argv += ["--admins", ",".join(settings.admin_users)]  # named to who may not skip the DAG check
     env = {"PYTHONPATH": str(code_lib(settings))}
     return [
-        process(platform, "Git service", argv, url(settings) + "health", env=env, account=names.GIT_ACCOUNT)
+        process(inputs, "Git service", argv, url(settings) + "health", env=env, account=names.GIT_ACCOUNT)
     ]
 
 
@@ -69,10 +69,10 @@ def ports(settings: Settings) -> list[Port]:
     return [Port("127.0.0.1", settings.git_port, PORT.name, "the git service")]
 
 
-SERVICE = PlatformService(
+COMPONENT = Component(
     name=names.GIT,
     title="Git",
-    order=-10,  # before the hub, which waits up to 30 s at start for the services it routes to
+    order=-10,  # before the hub, which waits up to 30 s at start for the hub services it routes to
     optional=False,  # runs with the platform's own remote, whatever MLOPS_IDE_SERVICES says
     settings=(PORT,),
     processes=processes,

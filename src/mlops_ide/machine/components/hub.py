@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from mlops_ide.machine.components import Platform, PlatformService, Port, process
+from mlops_ide.machine.components.base import Component, Inputs, Port, process
 from mlops_ide.settings import CHECKOUT, Settings
 
 if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
@@ -21,15 +21,15 @@ def ports(settings: Settings) -> list[Port]:
     ]
 
 
-def processes(platform: Platform) -> list[Process]:
-    settings, python = platform.settings, platform.tools.python
+def processes(inputs: Inputs) -> list[Process]:
+    settings, python = inputs.settings, inputs.tools.python
     argv = [str(python), "-m", "jupyterhub", "-f", str(CHECKOUT / "jupyterhub_config.py")]
     env = {"PATH": f"{python.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
     # Through the proxy: it answers 404 until the hub has added its own route.
     ready = f"{settings.public_url.replace('0.0.0.0', '127.0.0.1')}hub/api"
-    return [process(platform, "JupyterHub", argv, ready, env=env)]
+    return [process(inputs, "JupyterHub", argv, ready, env=env)]
 
 
-SERVICE = PlatformService(
+COMPONENT = Component(
     name="hub", title="JupyterHub", order=0, optional=False, processes=processes, ports=ports
 )

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlops_ide import names
-from mlops_ide.machine.components import Platform, PlatformService, Port, port_setting, process
+from mlops_ide.machine.components.base import Component, Inputs, Port, port_setting, process
 from mlops_ide.machine.state.credentials import ensure_secret
 from mlops_ide.machine.state.layout import ensure_folder
 from mlops_ide.settings import Setting, Settings, parsers
@@ -68,23 +68,23 @@ def pipeline_token_file(settings: Settings) -> Path:
     return settings.home / "airflow-auth" / "mlflow_token"
 
 
-def ensure_pipeline_token(platform: Platform) -> str:
-    folder = ensure_folder(pipeline_token_file(platform.settings).parent, 0o750)
-    account = platform.account(names.PIPELINE_ACCOUNT)
+def ensure_pipeline_token(inputs: Inputs) -> str:
+    folder = ensure_folder(pipeline_token_file(inputs.settings).parent, 0o750)
+    account = inputs.account(names.PIPELINE_ACCOUNT)
     if account is not None:
         os.chown(folder, 0, account.pw_gid)
     token, _ = ensure_secret(
-        pipeline_token_file(platform.settings), lambda: secrets.token_hex(32), account and account.pw_gid
+        pipeline_token_file(inputs.settings), lambda: secrets.token_hex(32), account and account.pw_gid
     )
     return token
 
 
-def pipeline_env(platform: Platform) -> dict[str, str]:
+def pipeline_env(inputs: Inputs) -> dict[str, str]:
     """What a process of the pipeline (Airflow, serving) needs to use MLflow as the pipeline."""
     return {
-        "MLFLOW_TRACKING_URI": url(platform.settings),
-        "MLFLOW_TRACKING_TOKEN": ensure_pipeline_token(platform),
-        **telemetry_env(platform.settings.mlflow_telemetry),
+        "MLFLOW_TRACKING_URI": url(inputs.settings),
+        "MLFLOW_TRACKING_TOKEN": ensure_pipeline_token(inputs),
+        **telemetry_env(inputs.settings.mlflow_telemetry),
     }
 
 
@@ -128,21 +128,21 @@ def server_process(
     return argv, env
 
 
-def processes(platform: Platform) -> list[Process]:
-    settings = platform.settings
+def processes(inputs: Inputs) -> list[Process]:
+    settings = inputs.settings
     home = ensure_folder(settings.home / "mlflow")
     sock = socket_path(settings)
-    mlflow = platform.tools.airflow_python.parent / "mlflow"
+    mlflow = inputs.tools.airflow_python.parent / "mlflow"
     argv, env = server_process(mlflow, settings.mlflow_port, home, telemetry=settings.mlflow_telemetry)
     port_at = argv.index("--port")
     del argv[port_at : port_at + 2]  # a socket, not a port: nobody reaches MLflow but through its gate
     argv += ["--static-prefix", names.MLFLOW_PREFIX.rstrip("/"), "--uvicorn-opts", f"--uds {sock}"]
     ready = f"http+unix://{urllib.parse.quote(str(sock), safe='')}{names.MLFLOW_PREFIX}health"
-    return [process(platform, "MLflow", argv, ready, env=env, cwd=home, account=names.PIPELINE_ACCOUNT)]
+    return [process(inputs, "MLflow", argv, ready, env=env, cwd=home, account=names.PIPELINE_ACCOUNT)]
 
 
 def gate_service(settings: Settings, python: Path, code: Path) -> dict:
-    """The gate as a hub-managed service: the hub gives it its OAuth client; it runs as the
+    """The gate as a hub-managed hub service: the hub gives it its OAuth client; it runs as the
     hub's account (root), which a DAG, running as the pipeline's, cannot reach into."""
     return {
         "name": names.MLFLOW,
@@ -157,12 +157,12 @@ def gate_service(settings: Settings, python: Path, code: Path) -> dict:
     }
 
 
-def prepare(platform: Platform) -> list[str]:
-    ensure_pipeline_token(platform)  # before the hub, which registers it
+def prepare(inputs: Inputs) -> list[str]:
+    ensure_pipeline_token(inputs)  # before the hub, which registers it
     return []
 
 
-SERVICE = PlatformService(
+COMPONENT = Component(
     name="mlflow",
     title="MLflow",
     order=10,

@@ -9,13 +9,13 @@ import subprocess
 from typing import TYPE_CHECKING
 
 from mlops_ide import names
-from mlops_ide.machine import components
-from mlops_ide.machine.components import (
-    Platform,
-    PlatformService,
+from mlops_ide.machine.components import mlflow
+from mlops_ide.machine.components.base import (
+    Component,
+    Inputs,
     Port,
     Waiting,
-    mlflow,
+    account_environ,
     port_setting,
     process,
 )
@@ -32,7 +32,7 @@ NO_CHAMPION = Waiting(
     status=503,
     detail="no champion model loaded",  # what skin_cancer/serving.py's GET /health answers then
     says=f"no champion model yet: run {WORKFLOW_DAG}",
-    step_service="airflow",
+    step_component="airflow",
     step_path=f"dags/{WORKFLOW_DAG}",  # its page in Airflow's UI, with the Trigger button
     step_text=(
         f"open {WORKFLOW_DAG} in Airflow and press Trigger (then Trigger in its dialog): "
@@ -45,23 +45,23 @@ def url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.serving_port}"
 
 
-def seed_dataset(platform: Platform) -> list[str]:
+def seed_dataset(inputs: Inputs) -> list[str]:
     """A small synthetic skin-lesion dataset for the demo, once, written as the pipeline's
     account (the folder is its); a real one put there is kept."""
-    settings = platform.settings
+    settings = inputs.settings
     if (settings.dataset / "train").exists():
         how = "kept"
     else:
-        account = platform.account(names.PIPELINE_ACCOUNT)
+        account = inputs.account(names.PIPELINE_ACCOUNT)
         subprocess.run(
             [
-                str(platform.tools.pipeline_python),
+                str(inputs.tools.pipeline_python),
                 "-m",
                 "skin_cancer.synthetic",
                 "--out",
                 str(settings.dataset),
             ],
-            env={**components.account_environ(account), "PYTHONPATH": str(code_lib(settings))},
+            env={**account_environ(account), "PYTHONPATH": str(code_lib(settings))},
             cwd=ensure_folder(settings.dataset.parent, 0o755),
             check=True,
             capture_output=True,
@@ -72,21 +72,21 @@ def seed_dataset(platform: Platform) -> list[str]:
     return [f"skin-lesion dataset {settings.dataset} ({how})"]
 
 
-def processes(platform: Platform) -> list[Process]:
-    settings, python = platform.settings, platform.tools.pipeline_python
+def processes(inputs: Inputs) -> list[Process]:
+    settings, python = inputs.settings, inputs.tools.pipeline_python
     env = {
         "PYTHONPATH": str(code_lib(settings)),
-        **mlflow.pipeline_env(platform),  # reads the champion as the pipeline
+        **mlflow.pipeline_env(inputs),  # reads the champion as the pipeline
         "PATH": f"{python.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     }
     argv = [str(python), "-m", "skin_cancer.serving", "--port", str(settings.serving_port)]
     # Ready once it answers at all: /health says 503 until a champion exists.
     ready = f"{url(settings)}/openapi.json"
     drop = ("PYTHONPATH", "KERAS_BACKEND")
-    return [process(platform, "Serving", argv, ready, env=env, drop=drop, account=names.PIPELINE_ACCOUNT)]
+    return [process(inputs, "Serving", argv, ready, env=env, drop=drop, account=names.PIPELINE_ACCOUNT)]
 
 
-SERVICE = PlatformService(
+COMPONENT = Component(
     name="serving",
     title="Serving",
     order=20,

@@ -17,17 +17,17 @@ PIPELINE_FOLDERS = ("airflow", "mlflow", "data", "pipeline-runs")  # what the pi
 READ_BY_USERS = ("data",)
 
 
-def service_accounts(settings: Settings) -> dict[str, pwd.struct_passwd]:
-    """As root: the OS accounts of the platform's services, by name, with the pipeline's
+def component_accounts(settings: Settings) -> dict[str, pwd.struct_passwd]:
+    """As root: the OS accounts of the components that run apart, by name, with the pipeline's
     folders handed over to its account (once; see os_accounts.ensure_home)."""
-    pipeline = os_accounts.ensure_service_account(names.PIPELINE_ACCOUNT)
+    pipeline = os_accounts.ensure_component_account(names.PIPELINE_ACCOUNT)
     home = pipeline_home(settings)
     for folder in (home, *(settings.home / name for name in PIPELINE_FOLDERS)):
         os_accounts.ensure_home(folder, pipeline.pw_uid, pipeline.pw_gid)
     for name in READ_BY_USERS:
         (settings.home / name).chmod(0o755)
-    writer = os_accounts.ensure_service_account(names.GIT_ACCOUNT)
-    checker = os_accounts.ensure_service_account(names.DAG_CHECK_ACCOUNT)
+    writer = os_accounts.ensure_component_account(names.GIT_ACCOUNT)
+    checker = os_accounts.ensure_component_account(names.DAG_CHECK_ACCOUNT)
     os_accounts.ensure_home(dag_check_folder(settings), checker.pw_uid, checker.pw_gid)
     # with this state folder's home for the pipeline's processes (their HOME)
     pipeline = pwd.struct_passwd((*pipeline[:5], str(home), *pipeline[6:]))

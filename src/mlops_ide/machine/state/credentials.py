@@ -12,7 +12,7 @@ from mlops_ide.settings import Settings
 
 
 def ensure_secret(path: Path, make: callable, group: int | None = None) -> tuple[str, bool]:
-    """The secret stored at ``path`` (mode 0600; 0640 and of `group` when given: a service
+    """The secret stored at ``path`` (mode 0600; 0640 and of `group` when given: a component's
     account reads it, never writes it), made once; returns (value, made_now)."""
     mode = 0o600 if group is None else 0o640
     if path.exists():

@@ -30,7 +30,7 @@ def lock_down(settings: Settings, accounts: bool = False) -> None:
         code_server_bin(settings): 0o755,
         settings.homes: passage,
         settings.local_remote.parent: passage,
-        # read by one service account's group (see who owns them: ensure_shared_folder)
+        # read by one component account's group (see who owns them: ensure_shared_folder)
         settings.home / "airflow-auth": 0o750 if accounts else 0o700,
         push_check_socket(settings).parent: 0o750 if accounts else 0o700,
     }
@@ -76,7 +76,7 @@ def pipeline_home(settings: Settings) -> Path:
 
 def code_lib(settings: Settings) -> Path:
     """Where every account imports the platform's code from (PYTHONPATH): the startup hook
-    (user servers), mlops_ide and skin_cancer (the services that run as their own account)."""
+    (user servers), mlops_ide and skin_cancer (the components that run as their own account)."""
     return settings.home / "lib"
 
 
