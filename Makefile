@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTEST_ARGS ?=
 
-.PHONY: help up test test-slow images test-images lint bench users
+.PHONY: help up test test-unit test-slow images test-images lint bench users
 
 help:
 	@echo "make up     install what is missing, then run the platform (Ctrl-C stops it)"
@@ -31,6 +31,10 @@ test:
 		&& echo "== the app's tests, in its own virtualenv (Streamlit)" \
 		&& "$$MLOPS_IDE_APP_PYTHON" -m pytest tests/app $(PYTEST_ARGS)
 
+test-unit:
+	@bash scripts/install.sh test
+	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m pytest -m "not slow and not images" tests/unit $(PYTEST_ARGS)
+
 test-slow:
 	@bash scripts/install.sh test
 	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m pytest -m slow $(PYTEST_ARGS)
@@ -41,7 +45,7 @@ images:
 
 test-images:
 	@bash scripts/install.sh test && bash scripts/install.sh images
-	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m pytest -m images tests/test_images.py tests/test_docker_runner.py $(PYTEST_ARGS)
+	@. ./.tools.env && "$$MLOPS_IDE_PYTHON" -m pytest -m images tests/platform/test_images.py tests/platform/test_docker_runner.py $(PYTEST_ARGS)
 
 users:
 	@. ./.tools.env && PYTHONPATH="$(CURDIR)/src:$(CURDIR)" exec "$$MLOPS_IDE_PYTHON" -m mlops_ide.supervisor.users $(ARGS)

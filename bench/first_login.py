@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from bench.login_to_vscode import http_login_to_vscode  # noqa: E402
-from tests.local_platform import Platform  # noqa: E402
+from tests.support.local_platform import RunningPlatform  # noqa: E402
 
 WAYS = {"returns when listening": "True", "returns at once (hub polls)": "False"}
 
@@ -37,7 +37,7 @@ def main() -> None:
                 config = Path(tmp) / f"config-{value}"
                 config.mkdir(exist_ok=True)
                 (config / "spawner.py").write_text(f"c.LocalVSCodeSpawner.return_when_listening = {value}\n")
-                platform = Platform(
+                platform = RunningPlatform(
                     Path(tmp) / f"state-{value}", MLOPS_IDE_HUB_CONFIG_DIR=str(config)
                 ).start()
                 try:

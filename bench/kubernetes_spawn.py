@@ -1,6 +1,6 @@
 """Kubernetes mode's own cost on the way to VS Code: GitHub login and KubeSpawner's spawn
 path (watches, PVC, pod, the token Secret, waiting for the pod), measured with the
-stand-ins of tests/test_kubernetes_spawn.py (GitHub, the Kubernetes API, a local kubelet
+stand-ins of tests/platform/test_kubernetes_spawn.py (GitHub, the Kubernetes API, a local kubelet
 that runs the pod's container here). Image pulls and scheduling of a real cluster are
 not in these figures; the single-user server and code-server are real.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from tests.local_kubelet import local_cluster  # noqa: E402
+from tests.support.local_kubelet import local_cluster  # noqa: E402
 
 
 def median(values: list[float]) -> str:

@@ -58,12 +58,11 @@ from mlops_ide import pipeline_repo  # noqa: E402
 from mlops_ide.machine.state.tools import Tools  # noqa: E402
 from mlops_ide.processes import process_table  # noqa: E402
 from startup import vscode  # noqa: E402
-from tests.browser_tools import CHROMIUM, CHROMIUM_ARGS, log_in  # noqa: E402
-from tests.local_platform import Platform, answers, wait_for  # noqa: E402
-from tests.test_browser import explorer_entries  # noqa: E402
+from tests.support.browser_tools import CHROMIUM, CHROMIUM_ARGS, explorer_entries, log_in  # noqa: E402
+from tests.support.local_platform import RunningPlatform, answers, wait_for  # noqa: E402
 
 
-def http_login_to_vscode(platform: Platform, user: str) -> tuple[float, float]:
+def http_login_to_vscode(platform: RunningPlatform, user: str) -> tuple[float, float]:
     platform.password_of(user)  # the account exists before the clock starts
     started = time.perf_counter()
     session = platform.login(user)
@@ -81,7 +80,7 @@ def http_login_to_vscode(platform: Platform, user: str) -> tuple[float, float]:
     return ready, time.perf_counter() - started
 
 
-def browser_login_to_explorer(context, platform: Platform, user: str) -> tuple[float, object]:
+def browser_login_to_explorer(context, platform: RunningPlatform, user: str) -> tuple[float, object]:
     page = context.new_page()
     page.goto(f"{platform.url}/hub/logout")  # a returning user logs in again
     platform.password_of(user)  # the account exists before the clock starts
@@ -111,7 +110,7 @@ def med(values: list[float]) -> str:
 
 
 @contextmanager
-def bare_code_server(platform: Platform, user: str, home: Path) -> Iterator[str]:
+def bare_code_server(platform: RunningPlatform, user: str, home: Path) -> Iterator[str]:
     """code-server as `user`'s server runs it, minus the hub and the proxy: the same binary,
     flags, config and settings (startup/vscode.py, in `home`), PATH and gallery; a new copy
     of the pipeline repository under the same name. Its URL while it runs."""
@@ -164,7 +163,7 @@ def open_to_explorer(context, url: str) -> float:
     return seconds
 
 
-def form_to_explorer(context, platform: Platform, user: str, responses: list | None = None) -> float:
+def form_to_explorer(context, platform: RunningPlatform, user: str, responses: list | None = None) -> float:
     page = context.new_page()
     page.goto(f"{platform.url}/hub/logout")
     page.goto(f"{platform.url}/hub/login")
@@ -184,7 +183,7 @@ def form_to_explorer(context, platform: Platform, user: str, responses: list | N
     return seconds
 
 
-def log_in_over_http(context, platform: Platform, user: str) -> None:
+def log_in_over_http(context, platform: RunningPlatform, user: str) -> None:
     """The hub's cookie in this browser profile, without loading a page."""
     context.request.get(f"{platform.url}/hub/login")
     xsrf = next(c["value"] for c in context.cookies() if c["name"] == "_xsrf")
@@ -202,7 +201,7 @@ def cold_and_warm(browser, load) -> tuple[float, float]:
         context.close()
 
 
-def ours_and_bare(browser, platform: Platform, users: list[str], bare_url: str, runs: int):
+def ours_and_bare(browser, platform: RunningPlatform, users: list[str], bare_url: str, runs: int):
     """Seconds per kind of load (bare, logged_in, form) -> (cold, warm) lists; the responses
     of the first warm login form."""
     times = {kind: ([], []) for kind in ("bare", "logged_in", "form")}
@@ -251,7 +250,7 @@ def main() -> None:
     runs = parser.parse_args().runs
 
     with tempfile.TemporaryDirectory() as tmp:
-        platform = Platform(Path(tmp) / "state").start()
+        platform = RunningPlatform(Path(tmp) / "state").start()
         try:
             http_users = [f"http{n}" for n in range(runs)]
             cold_http = [http_login_to_vscode(platform, user) for user in http_users]

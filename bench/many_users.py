@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from mlops_ide.processes import descendants  # noqa: E402
-from tests.local_platform import Platform, log_in_to_vscode  # noqa: E402
+from tests.support.local_platform import RunningPlatform, log_in_to_vscode  # noqa: E402
 
 STEPS = ("login", "ready", "vscode_html", "websocket")
 
@@ -62,7 +62,7 @@ def cpu_seconds() -> tuple[float, float]:
 class Watch(threading.Thread):
     """The hub API's latency and the machine's memory, sampled while the logins run."""
 
-    def __init__(self, platform: Platform, token: str):
+    def __init__(self, platform: RunningPlatform, token: str):
         super().__init__(daemon=True)
         self.platform, self.token = platform, token
         self.latencies: list[float] = []
@@ -88,7 +88,7 @@ class Watch(threading.Thread):
 class CPUByProcess(threading.Thread):
     """CPU seconds of the platform's processes while the logins run, by command."""
 
-    def __init__(self, platform: Platform):
+    def __init__(self, platform: RunningPlatform):
         super().__init__(daemon=True)
         self.platform = platform
         self.seen: dict[int, tuple[str, float]] = {}  # pid -> (command, CPU seconds so far)
@@ -124,7 +124,7 @@ class CPUByProcess(threading.Thread):
             )
 
 
-def api_token(platform: Platform) -> str:
+def api_token(platform: RunningPlatform) -> str:
     admin = platform.login("admin")
     response = admin.post(
         f"{platform.url}/hub/api/users/admin/tokens",
@@ -136,7 +136,7 @@ def api_token(platform: Platform) -> str:
     return response.json()["token"]
 
 
-def team_arrives(platform: Platform, count: int, by_process: bool = False) -> dict:
+def team_arrives(platform: RunningPlatform, count: int, by_process: bool = False) -> dict:
     users = [f"team{n}" for n in range(count)]
     for user in users:
         platform.password_of(user)  # the hub accounts exist before the clock starts
@@ -236,7 +236,7 @@ def main() -> None:
                 config.mkdir(exist_ok=True)
                 (config / "spawner.py").write_text("".join(lines))
                 settings["MLOPS_IDE_HUB_CONFIG_DIR"] = str(config)
-            platform = Platform(Path(tmp) / f"state-{count}", **settings)
+            platform = RunningPlatform(Path(tmp) / f"state-{count}", **settings)
             platform.start(timeout=300)
             try:
                 run = team_arrives(platform, count, args.by_process)

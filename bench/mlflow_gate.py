@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from tests.local_platform import Platform  # noqa: E402
+from tests.support.local_platform import RunningPlatform  # noqa: E402
 
 SEARCH = "/services/mlflow/api/2.0/mlflow/experiments/search?max_results=10"
 
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50)
     calls = parser.parse_args().calls
     with tempfile.TemporaryDirectory() as tmp:
-        platform = Platform(Path(tmp) / "state", MLOPS_IDE_SERVICES="mlflow").start(timeout=120)
+        platform = RunningPlatform(Path(tmp) / "state", MLOPS_IDE_SERVICES="mlflow").start(timeout=120)
         try:
             token = (platform.home / "airflow-auth" / "mlflow_token").read_text().strip()
             session = requests.Session()

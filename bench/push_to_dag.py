@@ -31,9 +31,9 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from tests.airflow_api import AirflowAPI  # noqa: E402
-from tests.gitrepos import user_commit  # noqa: E402
-from tests.local_platform import Platform, wait_for  # noqa: E402
+from tests.support.airflow_api import AirflowAPI  # noqa: E402
+from tests.support.gitrepos import user_commit  # noqa: E402
+from tests.support.local_platform import RunningPlatform, wait_for  # noqa: E402
 
 DAG = '''from airflow.sdk import dag, task
 
@@ -62,7 +62,7 @@ def line(label: str, values: list[float]) -> str:
     )
 
 
-def all_healthy(platform: Platform) -> bool:
+def all_healthy(platform: RunningPlatform) -> bool:
     airflow = platform.airflow_url
     mlflow = f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}/services/mlflow"  # its gate
     try:
@@ -79,7 +79,9 @@ def all_healthy(platform: Platform) -> bool:
         return False
 
 
-def push(platform: Platform, clone: Path, name: str, text: str, took: list[float], *options: str) -> float:
+def push(
+    platform: RunningPlatform, clone: Path, name: str, text: str, took: list[float], *options: str
+) -> float:
     """Commit as the clone's owner and push from her terminal; when the push started."""
     user_commit(clone, {f"dags/{name}": text}, name)
     started = time.monotonic()
@@ -99,7 +101,7 @@ def main() -> None:
         home = Path(tmp) / "state"
         # alice is the hub's admin: only an admin may skip the remote's check (-o skip-dag-check)
         settings = {"MLOPS_IDE_SERVICES": "airflow,mlflow", "MLOPS_IDE_ADMIN_USERS": "alice"}
-        first = Platform(home, **settings)
+        first = RunningPlatform(home, **settings)
         settings.update(
             MLOPS_IDE_AIRFLOW_PORT=first.env["MLOPS_IDE_AIRFLOW_PORT"],
             MLOPS_IDE_MLFLOW_PORT=first.env["MLOPS_IDE_MLFLOW_PORT"],
@@ -110,7 +112,7 @@ def main() -> None:
         cold_start = time.monotonic() - started
         first.stop()
 
-        platform = Platform(home, **settings)
+        platform = RunningPlatform(home, **settings)
         started = time.monotonic()
         platform.start(timeout=300)
         wait_for(lambda: all_healthy(platform), 300, "all services healthy", step=0.1)

@@ -14,9 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from tests.airflow_api import AirflowAPI  # noqa: E402
-from tests.gitrepos import git, user_commit  # noqa: E402
-from tests.local_platform import Platform, wait_for  # noqa: E402
+from tests.support.airflow_api import AirflowAPI  # noqa: E402
+from tests.support.gitrepos import git, user_commit  # noqa: E402
+from tests.support.local_platform import RunningPlatform, wait_for  # noqa: E402
 
 GOOD = """from airflow.sdk import dag, task
 
@@ -37,7 +37,9 @@ BROKEN = GOOD.replace("import dag, task", "import dag, task\nimport pandas_profi
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        platform = Platform(Path(tmp) / "state", MLOPS_IDE_SERVICES="airflow,mlflow").start(timeout=300)
+        platform = RunningPlatform(Path(tmp) / "state", MLOPS_IDE_SERVICES="airflow,mlflow").start(
+            timeout=300
+        )
         try:
             api = AirflowAPI(platform.airflow_url, platform.airflow_password)
             wait_for(lambda: api.dag("platform_smoke_test"), 120, "the seeded DAGs")

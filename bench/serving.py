@@ -37,7 +37,7 @@ from skin_cancer.data import decode_image  # noqa: E402
 from skin_cancer.preprocess import preprocess  # noqa: E402
 from skin_cancer.synthetic import generate, lesion  # noqa: E402
 from skin_cancer.train import TrainParams, train  # noqa: E402
-from tests.platform_tools import free_port, start_logged, stop, tools_file_value, wait_until_healthy  # noqa: E402
+from tests.support.platform_tools import free_port, start_logged, stop, tools_file_value, wait_until_healthy  # noqa: E402
 
 MODEL = "serving_bench"
 

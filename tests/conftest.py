@@ -5,11 +5,16 @@ import os
 import socket
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.gitrepos import Remote
+from tests.support.gitrepos import Remote
+
+if TYPE_CHECKING:  # the pipeline's and the app's virtualenvs run these tests too, without requests
+    from tests.support.local_platform import RunningPlatform
 
 # tests/pipeline run in the pipeline's own virtualenv (Keras, PyTorch): `make test` runs
 # them there; any other virtualenv leaves them out.
@@ -19,6 +24,16 @@ collect_ignore = [
     for name, module in (("pipeline", "keras"), ("app", "streamlit"))
     if not importlib.util.find_spec(module)
 ]
+
+
+PLATFORM_TESTS = Path(__file__).parent / "platform"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of tests/platform/ is marked `platform` (`-m "not platform"`: the fast ones)."""
+    for item in items:
+        if item.path.is_relative_to(PLATFORM_TESTS):
+            item.add_marker(pytest.mark.platform)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -86,9 +101,22 @@ def browser():
     """Headless Chromium for a module's browser tests (Playwright is in the hub's virtualenv only)."""
     from playwright.sync_api import sync_playwright
 
-    from tests.browser_tools import CHROMIUM, CHROMIUM_ARGS
+    from tests.support.browser_tools import CHROMIUM, CHROMIUM_ARGS
 
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="module")
+def platform(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningPlatform]:
+    """The real platform (`make up`) for the test module that asks for it, started as the
+    module's `PLATFORM` (a PlatformConfig) says, or with the defaults; one per module."""
+    from tests.support.local_platform import PlatformConfig, started_platform
+
+    config = getattr(request.module, "PLATFORM", PlatformConfig(request.module.__name__.rpartition(".")[2]))
+    with started_platform(config, tmp_path_factory.mktemp(config.name)) as running:
+        yield running

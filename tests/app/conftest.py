@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mlops_ide.machine.components.mlflow import server_process as mlflow_server_process
-from tests.platform_tools import (
+from tests.support.platform_tools import (
     ROOT,
     free_port,
     start_logged,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.platform_tools import ROOT, free_port
+from tests.support.platform_tools import ROOT, free_port
 
 APP = str(ROOT / "src" / "skin_cancer" / "app.py")
 

@@ -1,7 +1,7 @@
 """What MLflow's gate lets through: every route of MLflow 3.17 (as `mlflow server
 --static-prefix /services/mlflow` serves it), each with the rule that decides who may call it.
 
-The table is MLflow's own route list (tests/mlflow_route_list.py prints it; a test fails on a
+The table is MLflow's own route list (tests/support/mlflow_route_list.py prints it; a test fails on a
 route of MLflow's that nobody classified here, and on a route here that MLflow no longer has).
 A request is matched against MLflow's route templates, as MLflow will route it; one that
 matches none is refused. A route written `/(ajax-)api/...` stands for the two MLflow

@@ -1,0 +1,310 @@
+"""The data scientist's workspace, without the platform around it: the pipeline repository
+the remote is seeded with, the commands on the user's PATH (the pipeline's `python`,
+`mlops-ide dag check|test`), and the pre-push hook. Real git, real Airflow (its
+virtualenv), real pipeline virtualenv."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mlops_ide.portable import pipeline_repo
+from mlops_ide.workspace import user_tools
+from startup import git_hooks
+from tests.support.gitrepos import git
+from tests.support.platform_tools import ROOT, tools_file_value
+
+PLATFORM_ONLY = ("jupyterhub_config.py", "deploy", "images", "scripts", "startup", "src/mlops_ide", "bench")
+GOOD_DAG = """\
+from airflow.sdk import dag, task
+
+
+@dag(schedule=None)
+def two_tasks():
+    @task
+    def first():
+        print("hello from first")
+        return 1
+
+    @task
+    def second(x):
+        if x != 1:
+            raise ValueError("boom")
+        print("second got", x)
+
+    second(first())
+
+
+two_tasks()
+"""
+BROKEN_DAG = "from airflow.sdk import dag\n\n\nundefined_name_here\n"
+
+
+def committed_paths(repository: Path, commit: str) -> list[str]:
+    return git(repository, "ls-tree", "-r", "--name-only", commit).splitlines()
+
+
+def test_the_pipeline_repository_holds_the_pipeline_and_none_of_the_platform() -> None:
+    paths = committed_paths(ROOT, pipeline_repo.commit(ROOT))
+
+    for expected in (
+        "dags/cnn_skin_cancer_workflow.py",
+        "dags/platform_smoke_test.py",  # the DAG the remote's hook names at each push
+        "src/skin_cancer/tasks.py",
+        "tests/test_training.py",
+        "tests/servers.py",  # the tests' own helpers: they run without the platform
+        "requirements/pipeline.txt",
+        "Dockerfile",
+        "ci/dag_check.py",
+        ".github/workflows/ci.yml",
+        ".vscode/tasks.json",
+        "pyproject.toml",
+        "README.md",
+    ):
+        assert expected in paths
+    leaked = [path for path in paths if path.startswith(PLATFORM_ONLY)]
+    assert leaked == []
+    assert "mlops-ide dag check" in (ROOT / "pipeline-repo" / "README.md").read_text()
+
+
+def test_the_pipeline_tests_import_nothing_of_the_platform() -> None:
+    """They run in the pipeline repository alone (its CI, `python -m pytest` in a clone)."""
+    for path in (ROOT / "tests" / "pipeline").glob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"^\s*(from|import) (tests|mlops_ide|startup)\b", text, re.M), path.name
+
+
+def test_a_checkout_without_the_pipeline_files_committed_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    git(checkout, "init", "--quiet")
+    (checkout / "dags").mkdir()
+    (checkout / "dags" / "a.py").write_text("# a DAG\n")
+    git(checkout, "add", ".")
+    git(checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "only dags")
+
+    with pytest.raises(pipeline_repo.PipelineRepoError, match=r"is not in .* commit it first"):
+        pipeline_repo.commit(checkout)
+
+
+def test_a_working_copy_is_written_only_into_a_new_folder(tmp_path: Path) -> None:
+    fresh = tmp_path / "team-pipelines"
+    seed = pipeline_repo.write_working_copy(ROOT, fresh)
+    assert git(fresh, "rev-parse", "HEAD") == seed
+    assert git(fresh, "status", "--porcelain") == ""
+    assert (fresh / "dags" / "cnn_skin_cancer_workflow.py").exists()
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.md").write_text("mine")
+    with pytest.raises(pipeline_repo.PipelineRepoError, match="not empty"):
+        pipeline_repo.write_working_copy(ROOT, taken)
+    assert [p.name for p in taken.iterdir()] == ["notes.md"]
+
+
+@pytest.fixture(scope="module")
+def user_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The commands as `make up` writes them, with the platform's code from this checkout."""
+    return user_tools.write(
+        tmp_path_factory.mktemp("user-bin"),
+        Path(tools_file_value("MLOPS_IDE_PIPELINE_PYTHON")),
+        Path(tools_file_value("MLOPS_IDE_AIRFLOW_PYTHON")),
+        ROOT / "src",
+        {"MLOPS_IDE_DATA_ROOT": "/nonexistent/data"},
+    )
+
+
+def user_env(user_bin: Path, **extra: str) -> dict[str, str]:
+    """A user server's environment: no PYTHONPATH, the user's commands first on PATH."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHONPATH", "AIRFLOW"))}
+    env["PATH"] = f"{user_bin}:/usr/bin:/bin"
+    env.update(extra)
+    return env
+
+
+def test_python_is_the_pipelines_with_the_working_copys_src_importable(
+    user_bin: Path, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "pipelines"
+    (workspace / "src" / "skin_cancer").mkdir(parents=True)
+    (workspace / "src" / "skin_cancer" / "__init__.py").write_text("EDITED = 'in the working copy'\n")
+    probe = "import keras, mlflow, numpy, skin_cancer; print(skin_cancer.EDITED, keras.backend.backend())"
+
+    result = subprocess.run(
+        ["python", "-c", probe],
+        env=user_env(user_bin, MLOPS_IDE_WORKSPACE=str(workspace)),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["in", "the", "working", "copy", "torch"]
+    kernel = user_tools.kernel_spec(user_bin / "python")
+    assert f'"{user_bin / "python"}"' in kernel and "ipykernel_launcher" in kernel
+
+
+@pytest.fixture
+def working_copy(tmp_path: Path) -> Path:
+    """A clone of a pipeline remote with a good DAG pushed, the pre-push hook installed."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch", "main", str(remote)], check=True)
+    clone = tmp_path / "pipelines"
+    subprocess.run(["git", "clone", "--quiet", str(remote), str(clone)], check=True, capture_output=True)
+    git(clone, "config", "user.name", "Alice")
+    git(clone, "config", "user.email", "alice@example.org")
+    (clone / "dags").mkdir()
+    (clone / "dags" / "two.py").write_text(GOOD_DAG)
+    git(clone, "add", ".")
+    git(clone, "commit", "--quiet", "-m", "a good DAG")
+    git(clone, "push", "--quiet", "origin", "main")
+    assert git_hooks.install_pre_push(clone)
+    return clone
+
+
+def mlops_ide(user_bin: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["mlops-ide", *args], env=user_env(user_bin), cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_dag_check_names_the_changed_file_and_line_that_would_not_load(
+    user_bin: Path, working_copy: Path
+) -> None:
+    clean = mlops_ide(user_bin, working_copy, "dag", "check")
+    assert clean.returncode == 0 and "No DAG file changed" in clean.stdout
+
+    (working_copy / "dags" / "broken.py").write_text(BROKEN_DAG)  # untracked: still checked
+    broken = mlops_ide(user_bin, working_copy / "dags", "dag", "check")
+
+    assert broken.returncode == 1
+    assert (
+        broken.stdout.splitlines()[0]
+        == "dags/broken.py:4: NameError: name 'undefined_name_here' is not defined"
+    )
+    assert "two.py" not in broken.stdout  # unchanged files are not checked again
+    named = mlops_ide(user_bin, working_copy, "dag", "check", "dags/two.py")
+    assert named.returncode == 0, named.stdout + named.stderr
+    assert "1 DAG file(s), 0 that would not load" in named.stdout
+
+
+def test_dag_code_the_check_runs_sees_none_of_the_servers_tokens(user_bin: Path, working_copy: Path) -> None:
+    probe = (
+        "from airflow.sdk import dag\nimport os\n"
+        'seen = sorted(k for k in os.environ if "TOKEN" in k or k.startswith(("JUPYTERHUB", "MLFLOW")))\n'
+        'raise RuntimeError("seen: " + ",".join(seen))\n'
+    )
+    (working_copy / "dags" / "probe.py").write_text(probe)
+    server = {
+        "JUPYTERHUB_API_TOKEN": "hub-token",
+        "MLOPS_IDE_GIT_TOKEN": "git-token",
+        "MLFLOW_TRACKING_TOKEN": "mlflow-token",
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:1/services/mlflow",
+    }
+
+    checked = subprocess.run(
+        ["mlops-ide", "dag", "check", "dags/probe.py"],
+        env=user_env(user_bin, **server),
+        cwd=working_copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert "dags/probe.py:4: RuntimeError: seen: MLFLOW_TRACKING_URI\n" in checked.stdout, checked.stdout
+
+
+def test_dag_check_refuses_what_is_not_a_dag_file_with_what_to_do(user_bin: Path, working_copy: Path) -> None:
+    outside = mlops_ide(user_bin, working_copy, "dag", "check", "README.md")
+    assert outside.returncode == 2 and "is not a DAG file" in outside.stderr
+
+    elsewhere = mlops_ide(user_bin, working_copy.parent, "dag", "check")
+    assert elsewhere.returncode == 2 and "cd into your clone" in elsewhere.stderr
+
+
+def test_the_pre_push_hook_stops_a_broken_dag_and_no_verify_skips_it(
+    user_bin: Path, working_copy: Path
+) -> None:
+    remote = working_copy.parent / "remote.git"
+    before = git(remote, "rev-parse", "main")
+    (working_copy / "dags" / "broken.py").write_text(BROKEN_DAG)
+    git(working_copy, "add", ".")
+    git(working_copy, "commit", "--quiet", "-m", "a broken DAG")
+    (working_copy / "dags" / "broken.py").write_text(GOOD_DAG.replace("two_tasks", "fixed"))  # not committed
+
+    push = subprocess.run(
+        ["git", "push", "origin", "main"],
+        cwd=working_copy,
+        env=user_env(user_bin),
+        capture_output=True,
+        text=True,
+    )
+
+    assert push.returncode != 0  # the commit is checked as committed, not the working copy
+    assert "dags/broken.py:4: NameError" in push.stdout + push.stderr
+    assert "--no-verify" in push.stderr
+    assert git(remote, "rev-parse", "main") == before
+    skipped = subprocess.run(
+        ["git", "push", "--no-verify", "origin", "main"],
+        cwd=working_copy,
+        env=user_env(user_bin),
+        capture_output=True,
+    )
+    assert skipped.returncode == 0
+    assert git(remote, "rev-parse", "main") == git(working_copy, "rev-parse", "HEAD")
+
+
+def test_the_pre_push_hook_never_replaces_a_hook_of_the_users_own(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "init", "--quiet", str(clone)], check=True)
+    own = clone / ".git" / "hooks" / "pre-push"
+    own.write_text("#!/bin/sh\necho mine\n")
+
+    assert git_hooks.install_pre_push(clone) is False
+    assert own.read_text() == "#!/bin/sh\necho mine\n"
+    own.unlink()
+    assert git_hooks.install_pre_push(clone) is True
+    own.write_text(own.read_text().replace("exec mlops-ide", "exec old-mlops-ide"))  # ours, older
+    assert git_hooks.install_pre_push(clone) is True
+    assert own.read_text() == git_hooks.PRE_PUSH
+
+
+def test_dag_test_runs_the_working_copys_dag_and_fails_with_the_tasks_log(
+    user_bin: Path, working_copy: Path
+) -> None:
+    passed = mlops_ide(user_bin, working_copy, "dag", "test", "dags/two.py")  # the open file's DAG
+    assert passed.returncode == 0, passed.stderr[-3000:]
+    assert "hello from first" in passed.stdout and "second got 1" in passed.stdout
+    assert "two_tasks passed" in passed.stderr
+
+    (working_copy / "dags" / "two.py").write_text(GOOD_DAG.replace("if x != 1", "if x == 1"))  # not committed
+    failed = mlops_ide(user_bin, working_copy, "dag", "test", "two_tasks")
+    assert failed.returncode == 1
+    assert "ValueError: boom" in failed.stdout
+    assert "two_tasks failed" in failed.stderr
+    throwaway = Path(failed.stderr.split("database for this test (")[1].split(")")[0])
+    assert throwaway.name.startswith("mlops-ide-dag-test-") and not throwaway.exists()
+
+
+def test_dag_test_lists_the_dags_for_an_unknown_id_and_names_a_missing_variable(
+    user_bin: Path, working_copy: Path
+) -> None:
+    unknown = mlops_ide(user_bin, working_copy, "dag", "test", "no_such_dag")
+    assert unknown.returncode == 2
+    assert "no DAG 'no_such_dag'" in unknown.stderr and "two_tasks" in unknown.stderr
+
+    needs = GOOD_DAG.replace(
+        'print("hello from first")', 'from airflow.sdk import Variable; Variable.get("threshold")'
+    )
+    (working_copy / "dags" / "two.py").write_text(needs)
+    missing = mlops_ide(user_bin, working_copy, "dag", "test", "two_tasks", "--conf", '{"epochs": 1}')
+    assert missing.returncode == 1
+    assert "it needs variable 'threshold'" in missing.stderr
+
+    bad_conf = mlops_ide(user_bin, working_copy, "dag", "test", "two_tasks", "--conf", "{epochs")
+    assert bad_conf.returncode == 2 and "--conf is not JSON" in bad_conf.stderr
