@@ -143,7 +143,7 @@ def container_step(task_id: str, name: str, arguments: dict[str, Any]) -> Any:
         ],
         environment={
             "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", ""),
-            # MLflow's telemetry as the platform set it for Airflow (services/mlflow.py)
+            # MLflow's telemetry as the platform set it for Airflow (machine/components/mlflow.py)
             **{name: os.environ[name] for name in ("MLFLOW_DISABLE_TELEMETRY",) if name in os.environ},
         },
         network_mode="host",

@@ -234,7 +234,7 @@ def step_in_engine(platform: RunningPlatform, step: str, arguments: dict, **env:
         PYTHONPATH=str(ROOT / "src"),
         MLOPS_IDE_DATA_ROOT=str(platform.home / "data" / "skin-lesions"),
         MLOPS_IDE_WORK_ROOT=str(platform.home / "pipeline-runs"),
-        # as the platform gives Airflow (services/airflow.py): its MLflow, the pipeline's token
+        # as the platform gives Airflow (machine/components/airflow.py): its MLflow, the pipeline's token
         MLFLOW_TRACKING_URI=mlflow_gate(platform)[0],
         MLFLOW_TRACKING_TOKEN=mlflow_gate(platform)[1],
         **{"MLOPS_IDE_PIPELINE_IMAGE": images.tag_of("pipeline"), **env},

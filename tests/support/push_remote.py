@@ -67,7 +67,7 @@ def running(*services: Process, timeout: float = 60) -> Iterator[None]:
 
 
 def push_services(platform: Inputs, wait: float = 2.0) -> tuple[Process, Process]:
-    """The DAG check's sandbox and the push check, as services/airflow.py builds them."""
+    """The DAG check's sandbox and the push check, as machine/components/airflow.py builds them."""
     airflow.write_passwords(platform)
     report = airflow.push_check(platform)
     report.argv += ["--wait", str(wait)]

@@ -110,7 +110,7 @@ def pods() -> dict[str, dict]:
     return render_steps("kubernetes", MLFLOW_DISABLE_TELEMETRY="true")  # as deploy/airflow/values.yaml
 
 
-# what the platform gives Airflow with MLOPS_IDE_PIPELINE_RUNNER=docker (services/airflow.py)
+# what the platform gives Airflow with MLOPS_IDE_PIPELINE_RUNNER=docker (machine/components/airflow.py)
 CONTAINER_ENV = {
     "DOCKER_HOST": "unix:///state/pipeline-engine/podman.sock",
     "MLOPS_IDE_PIPELINE_IMAGE": "localhost/mlops-ide-pipeline:local",

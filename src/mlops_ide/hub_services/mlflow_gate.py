@@ -2,7 +2,7 @@
 pipeline's.
 
 MLflow itself has no login here: it listens on a Unix socket that only root and the
-pipeline's account can open (services/mlflow.py). This service, a JupyterHub service named
+pipeline's account can open (machine/components/mlflow.py). This service, a JupyterHub service named
 `mlflow` served under /services/mlflow/, is the one way in for everyone else:
 
 - a browser brings the hub's login (OAuth with the hub, no second login);

@@ -4,7 +4,7 @@ asks it whether the pushed DAG files load. It runs the pushed code, so it holds 
     PYTHONPATH=LIB <airflow venv>/bin/python -s -P -m mlops_ide.in_airflow.dag_sandbox \
         --socket-fd FD --work FOLDER
 
-As root the platform starts it (services/airflow.py:dag_sandbox) as the account
+As root the platform starts it (machine/components/airflow.py:dag_sandbox) as the account
 `mlops-ide-dagcheck`, in no group that reads a secret, with a minimal environment (no
 token), in a network namespace of its own with no interface up (no connection to
 anything, from any process it starts) and a PID namespace of its own, of which it is the

@@ -11,7 +11,7 @@ we name a small always-valid DAG of the bundle (the anchor) and ask for its file
     PUT  /api/v2/parseDagFile/<file_token>  -> the bundle is refreshed and parsed
 
 (Edited files show within a second too, because the platform sets Airflow's
-min_serialized_dag_update_interval to 0; see services/airflow.py.)
+min_serialized_dag_update_interval to 0; see machine/components/airflow.py.)
 
     python dag_refresh.py --airflow-url URL --passwords-file FILE --dag ANCHOR
 

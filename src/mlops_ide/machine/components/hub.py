@@ -1,5 +1,5 @@
 """JupyterHub itself (with its configurable-http-proxy): always runs, started first but for
-the git service it routes to (services/git.py)."""
+the git service it routes to (machine/components/git.py)."""
 
 from __future__ import annotations
 
