@@ -44,6 +44,7 @@ import time
 from pathlib import Path, PurePosixPath
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its siblings
+import airflow3_upgrade
 import dag_check
 
 CHECK_SECONDS = 30.0  # the whole check; each file has Airflow's own import timeout below it
@@ -91,6 +92,24 @@ def problem_lines(results: list[dict]) -> list[str]:
     ]
 
 
+def with_upgrade_hints(problems: list[str], results: list[dict], dags: Path) -> list[str]:
+    """Each problem with what Airflow 3 changed in its file under it (ruff's AIR rules, as
+    `mlops-ide dag check` prints them), on the lines after the problem's own."""
+    failing = [r for r in results if r["error"]]
+    try:
+        found = airflow3_upgrade.hints([dags / r["file"] for r in failing], dags)
+    except airflow3_upgrade.UpgradeError:
+        return problems  # the problems are said all the same
+    said = []
+    for problem, result in zip(problems, failing, strict=True):
+        command = f"mlops-ide dag upgrade dags/{result['file']}"
+        hints = airflow3_upgrade.hint_lines(
+            found.get((dags / result["file"]).resolve(), []), result["line"], command
+        )
+        said.append("\n".join([problem, *hints]))
+    return said
+
+
 def broken(results: list[dict]) -> list[str]:
     """The DAG files of `problem_lines`, in the same order."""
     return [f"dags/{r['file']}" for r in results if r["error"]]
@@ -134,7 +153,7 @@ def run_check(files: dict[str, str], work: Path, only: list[str] | None = None, 
             chosen = None if only is None else {PurePosixPath(name).name for name in only}
             results = dag_check.check(dags, chosen) if dags.is_dir() else []
             answer = {
-                "problems": problem_lines(results),
+                "problems": with_upgrade_hints(problem_lines(results), results, dags),
                 "broken": broken(results),
                 "summary": summary(results),
             }

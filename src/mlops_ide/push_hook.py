@@ -205,8 +205,8 @@ def pre_receive(args: argparse.Namespace) -> int:
                 say(f"mlops-ide: already broken before this push: {problem}")
         if refused:
             say(f"mlops-ide: push refused: {len(refused)} DAG file(s) would not load in Airflow")
-            for problem in refused:
-                say(f"  {problem}")
+            for problem in refused:  # its lines: the problem, then what Airflow 3 changed there
+                say("  " + problem.replace("\n", "\n  "))
             say(f"  fix and push again (or, in an emergency, a hub admin: git push -o {SKIP_OPTION})")
             return 1
         say(f"mlops-ide: DAG check passed ({summary})")
