@@ -78,6 +78,7 @@ def clone(tmp_path: Path) -> Path:
 def mlops_ide(user_bin: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHONPATH", "AIRFLOW"))}
     env["PATH"] = f"{user_bin}:/usr/bin:/bin"
+    env["MLFLOW_TRACKING_URI"] = "http://127.0.0.1:5000/services/mlflow"  # as a user's server has it
     return subprocess.run(["mlops-ide", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
@@ -157,3 +158,32 @@ def test_upgrade_refuses_what_is_not_a_dag_file(user_bin: Path, clone: Path, pat
     assert refused.returncode == 2
     assert message in refused.stderr
     assert git(clone, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+PARSE_TIME_READS = """\
+from airflow.sdk import DAG, Variable
+
+TRACKING = Variable.get("MLFLOW_TRACKING_URI")
+BUCKET = Variable.get("TEAM_BUCKET")
+
+with DAG(dag_id="reads_at_parse", schedule=None):
+    pass
+"""
+
+
+def test_check_names_a_variable_read_at_parse_time_and_how_to_set_it(user_bin: Path, clone: Path) -> None:
+    """The platform answers MLFLOW_TRACKING_URI itself (as Airflow has it: AIRFLOW_VAR_*);
+    a variable only the team can set is named, with the page and the command that set it."""
+    (clone / "dags" / "reads.py").write_text(PARSE_TIME_READS)
+
+    checked = mlops_ide(user_bin, clone, "dag", "check", "dags/reads.py")
+
+    assert checked.returncode == 1
+    lines = checked.stdout.splitlines()
+    assert lines[0].startswith("dags/reads.py:4: ") and "TEAM_BUCKET" in lines[0], lines
+    assert lines[1] == (
+        "  the Airflow variable TEAM_BUCKET is not set: a hub admin sets it in Airflow (Admin > Variables, "
+        "/services/airflow/variables) or with `airflow variables set TEAM_BUCKET VALUE`; or, better, read "
+        "it in a task, not at parse time"
+    )
+    assert "MLFLOW_TRACKING_URI" not in checked.stdout  # the user's server has it; Airflow too

@@ -133,12 +133,20 @@ def named(repo: Path, paths: list[str]) -> list[str]:
     return names
 
 
+def airflow_variables(environ: dict[str, str]) -> dict[str, str]:
+    """The Airflow variables the platform defines for every pipeline repository (Airflow's
+    own `AIRFLOW_VAR_<NAME>` convention), as Airflow has them: a DAG that reads one at parse
+    time loads here as it will there."""
+    known = {"MLFLOW_TRACKING_URI": environ.get("MLFLOW_TRACKING_URI")}
+    return {f"AIRFLOW_VAR_{name}": value for name, value in known.items() if value}
+
+
 def dag_check(dags: Path, *flags: str) -> subprocess.CompletedProcess:
     """dag_check.py on the folder `dags`, in this (Airflow's) Python, with none of the
     server's credentials in the environment of the DAG code it imports."""
     return subprocess.run(
         [sys.executable, str(CHECKER), str(dags), *flags],
-        env=without_credentials(dict(os.environ)),
+        env={**without_credentials(dict(os.environ)), **airflow_variables(os.environ)},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

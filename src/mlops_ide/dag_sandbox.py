@@ -84,9 +84,11 @@ def write_files(files: dict[str, str], root: Path) -> Path:
 
 
 def problem_lines(results: list[dict]) -> list[str]:
-    """One line per DAG file that would not load: `dags/<file>.py:<line>: <error>`."""
+    """One problem per DAG file that would not load: `dags/<file>.py:<line>: <error>`, and
+    how to set what it reads from Airflow at parse time, when that is what it lacks."""
     return [
-        f"dags/{r['file']}:{r['line']}: {r['error']}" if r["line"] else f"dags/{r['file']}: {r['error']}"
+        (f"dags/{r['file']}:{r['line']}: {r['error']}" if r["line"] else f"dags/{r['file']}: {r['error']}")
+        + (f"\n  {dag_check.what_to_set(r['error'])}" if dag_check.what_to_set(r["error"]) else "")
         for r in results
         if r["error"]
     ]
