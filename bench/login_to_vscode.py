@@ -54,8 +54,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from mlops_ide import pipeline_repo  # noqa: E402
 from mlops_ide.machine.state.tools import Tools  # noqa: E402
+from mlops_ide.portable import pipeline_repo  # noqa: E402
 from mlops_ide.processes import process_table  # noqa: E402
 from startup import vscode  # noqa: E402
 from tests.support.browser_tools import CHROMIUM, CHROMIUM_ARGS, explorer_entries, log_in  # noqa: E402

@@ -157,7 +157,7 @@ CONFIG_SUMMARY = """
 import json, pathlib, sys
 from traitlets.config import PyFileConfigLoader
 if len(sys.argv) > 1:
-    # the state folder as `make up` leaves it for the hub (tests/test_hub_config.py)
+    # the state folder as `make up` leaves it for the hub (tests/unit/test_hub_config.py)
     pathlib.Path(sys.argv[1], "airflow-auth").mkdir(parents=True)
     pathlib.Path(sys.argv[1], "password").write_text("prepared-password\\n")
     pathlib.Path(sys.argv[1], "airflow-auth", "mlflow_token").write_text("pipeline-token\\n")

@@ -175,3 +175,27 @@ def test_refresh_names_the_problem_when_airflow_refuses(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "could not ask Airflow to re-parse" in result.stdout and "Connection refused" in result.stdout
+
+
+def test_a_refused_airflow_2_dag_is_told_what_airflow_3_changed(tmp_path: Path, silent_port: int) -> None:
+    """The remote's refusal says what `mlops-ide dag check` says: the line, what Airflow 3
+    changed in the file and the replacement (ruff's AIR rules, run in the sandbox)."""
+    airflow2 = (
+        "from datetime import datetime\n"
+        "from airflow import DAG\n"
+        "from airflow.kubernetes.secret import Secret\n\n"
+        "secret = Secret(deploy_type='env', deploy_target='KEY', secret='s', key='k')\n"
+        "with DAG(dag_id='team', schedule_interval='@daily', start_date=datetime(2024, 1, 1)):\n"
+        "    pass\n"
+    )
+    with remote_with_hooks(tmp_path, silent_port) as (clone, _):
+        user_commit(clone, {"dags/team.py": airflow2}, "the team's Airflow 2 DAG")
+        refused = push(clone)
+
+    assert refused.returncode != 0
+    lines = [line.removeprefix("remote: ").rstrip() for line in refused.stderr.splitlines()]
+    at = lines.index("  dags/team.py:3: ModuleNotFoundError: No module named 'airflow.kubernetes'")
+    told = lines[at + 1 : at + 6]
+    assert any("`airflow.providers.cncf.kubernetes.secret`" in line for line in told), told
+    assert any("`schedule_interval` is removed" in line for line in told), told
+    assert "    fix these: mlops-ide dag upgrade dags/team.py" in told

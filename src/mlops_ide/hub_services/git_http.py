@@ -47,7 +47,7 @@ def git_environment(
     repo: Path, path_info: str, request, user: str, admin: bool = False, admins: str = ""
 ) -> dict[str, str]:
     """The CGI environment of `git http-backend` for one request of `user`; the push hooks
-    read whether the hub says `user` is an admin (MLOPS_IDE_PUSHER_ADMIN: only headers named
+    read whether the hub says `user` is an admin (REMOTE_USER_IS_ADMIN: only headers named
     below reach the environment, so no client sets it) and who the admins are."""
     headers = request.headers
     env = {
@@ -61,8 +61,8 @@ def git_environment(
         "QUERY_STRING": request.query,
         "CONTENT_TYPE": headers.get("Content-Type", ""),
         "REMOTE_USER": user,  # also the reflog's name for the update: "alice"
-        "MLOPS_IDE_PUSHER_ADMIN": "1" if admin else "0",
-        "MLOPS_IDE_HUB_ADMINS": admins,
+        "REMOTE_USER_IS_ADMIN": "1" if admin else "0",
+        "HUB_ADMIN_NAMES": admins,
         "REMOTE_ADDR": request.remote_ip or "127.0.0.1",
     }
     # root owns the remote's folder, so git wants it named as safe; git http-backend and the

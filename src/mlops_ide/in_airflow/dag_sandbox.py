@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path, PurePosixPath
 
-from mlops_ide.portable import dag_check
+from mlops_ide.portable import airflow3_upgrade, dag_check
 
 CHECK_SECONDS = 30.0  # the whole check; each file has Airflow's own import timeout below it
 FILE_IMPORT_SECONDS = "20"
@@ -83,12 +83,32 @@ def write_files(files: dict[str, str], root: Path) -> Path:
 
 
 def problem_lines(results: list[dict]) -> list[str]:
-    """One line per DAG file that would not load: `dags/<file>.py:<line>: <error>`."""
+    """One problem per DAG file that would not load: `dags/<file>.py:<line>: <error>`, and
+    how to set what it reads from Airflow at parse time, when that is what it lacks."""
     return [
-        f"dags/{r['file']}:{r['line']}: {r['error']}" if r["line"] else f"dags/{r['file']}: {r['error']}"
+        (f"dags/{r['file']}:{r['line']}: {r['error']}" if r["line"] else f"dags/{r['file']}: {r['error']}")
+        + (f"\n  {dag_check.what_to_set(r['error'])}" if dag_check.what_to_set(r["error"]) else "")
         for r in results
         if r["error"]
     ]
+
+
+def with_upgrade_hints(problems: list[str], results: list[dict], dags: Path) -> list[str]:
+    """Each problem with what Airflow 3 changed in its file under it (ruff's AIR rules, as
+    `mlops-ide dag check` prints them), on the lines after the problem's own."""
+    failing = [r for r in results if r["error"]]
+    try:
+        found = airflow3_upgrade.hints([dags / r["file"] for r in failing], dags)
+    except airflow3_upgrade.UpgradeError:
+        return problems  # the problems are said all the same
+    said = []
+    for problem, result in zip(problems, failing, strict=True):
+        command = f"mlops-ide dag upgrade dags/{result['file']}"
+        hints = airflow3_upgrade.hint_lines(
+            found.get((dags / result["file"]).resolve(), []), result["line"], command
+        )
+        said.append("\n".join([problem, *hints]))
+    return said
 
 
 def broken(results: list[dict]) -> list[str]:
@@ -134,7 +154,7 @@ def run_check(files: dict[str, str], work: Path, only: list[str] | None = None, 
             chosen = None if only is None else {PurePosixPath(name).name for name in only}
             results = dag_check.check(dags, chosen) if dags.is_dir() else []
             answer = {
-                "problems": problem_lines(results),
+                "problems": with_upgrade_hints(problem_lines(results), results, dags),
                 "broken": broken(results),
                 "summary": summary(results),
             }

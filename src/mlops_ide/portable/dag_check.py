@@ -5,8 +5,9 @@ top-level body is cheap (DAG files must do no I/O and no heavy work at import).
     <airflow venv>/bin/python src/mlops_ide/portable/dag_check.py DAGS_DIR [--problems] [--only A.py,B.py]
 
 With --problems (CI runs it so): one line per file that would not load,
-`dags/<file>.py:<line>: <error>`, and exit 1 if there is any. Otherwise prints one JSON
-object: {"files": [{"file", "dags", "error", "line", "body_seconds"}]}
+`dags/<file>.py:<line>: <error>` (and, under it, how to set an Airflow variable or
+connection the file reads at parse time and Airflow lacks), and exit 1 if there is any.
+Otherwise prints one JSON object: {"files": [{"file", "dags", "error", "line", "body_seconds"}]}
 ("line": where in the file the error is, when the traceback says).
 Run it in Airflow's virtualenv; the tests and CI do.
 """
@@ -98,6 +99,31 @@ def error_line(traceback_text: str, path: Path) -> int | None:
     return found
 
 
+# What a DAG reads from Airflow at parse time and Airflow does not have: the error says which.
+MISSING_VARIABLE = re.compile(r"Variable (\S+?) (?:not found|does not exist)")
+MISSING_CONNECTION = re.compile(r"The conn_id `([^`]+)` isn't defined")
+
+
+def what_to_set(error: str | None) -> str | None:
+    """For an error that names a missing Airflow variable or connection, how to set it."""
+    variable = MISSING_VARIABLE.search(error or "")
+    if variable:
+        name = variable[1].strip("'\"")
+        return (
+            f"the Airflow variable {name} is not set: a hub admin sets it in Airflow (Admin > Variables, "
+            f"/services/airflow/variables) or with `airflow variables set {name} VALUE`; or, better, "
+            "read it in a task, not at parse time"
+        )
+    connection = MISSING_CONNECTION.search(error or "")
+    if connection:
+        return (
+            f"the Airflow connection {connection[1]} is not set: a hub admin adds it in Airflow (Admin > "
+            f"Connections, /services/airflow/connections) or with `airflow connections add {connection[1]} "
+            "--conn-uri URI`"
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     dags_dir = Path(args[0]).resolve()
@@ -116,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     for f in problems:
         where = f"{dags_dir.name}/{f['file']}" + (f":{f['line']}" if f["line"] else "")
         result.write(f"{where}: {f['error']}\n")
+        if what_to_set(f["error"]):
+            result.write(f"  {what_to_set(f['error'])}\n")
     result.write(f"{len(files)} DAG file(s), {len(problems)} that would not load\n")
     result.flush()
     return 1 if problems else 0

@@ -8,7 +8,7 @@ branch is told, in its own output (git prints it after `remote:`).
                   any problem refuses the push, one line each: `dags/<file>.py:<line>:
                   <error>`. The branch stays as it was. `git push -o skip-dag-check` lets
                   it through, and says so: for hub admins (the git service says who is,
-                  MLOPS_IDE_PUSHER_ADMIN) and pushes made in the folder itself only.
+                  REMOTE_USER_IS_ADMIN) and pushes made in the folder itself only.
     post-receive  the push check moves Airflow to the pushed commit and waits (a few
                   seconds at most) to say, for each DAG file the push touched, `live:`,
                   `removed:` or its import error; for a push of code outside dags/,
@@ -127,12 +127,12 @@ def say(line: str) -> None:
 def may_skip() -> bool:
     """Only a hub admin may push past the check, or whoever pushes in the remote's folder
     itself (no REMOTE_USER: root, or the git service's account). The git service sets
-    MLOPS_IDE_PUSHER_ADMIN from the hub's answer; no header of the request reaches it."""
-    return "REMOTE_USER" not in os.environ or os.environ.get("MLOPS_IDE_PUSHER_ADMIN") == "1"
+    REMOTE_USER_IS_ADMIN from the hub's answer; no header of the request reaches it."""
+    return "REMOTE_USER" not in os.environ or os.environ.get("REMOTE_USER_IS_ADMIN") == "1"
 
 
 def who_may_skip() -> str:
-    admins = [name for name in os.environ.get("MLOPS_IDE_HUB_ADMINS", "").split(",") if name]
+    admins = [name for name in os.environ.get("HUB_ADMIN_NAMES", "").split(",") if name]
     return f"ask one of the hub's admins ({', '.join(admins)})" if admins else "ask a hub admin"
 
 
@@ -148,13 +148,13 @@ def may_push_tracked(pushers: list[str]) -> bool:
         return True
     if os.environ["REMOTE_USER"] in pushers:
         return True
-    return ADMINS in pushers and os.environ.get("MLOPS_IDE_PUSHER_ADMIN") == "1"
+    return ADMINS in pushers and os.environ.get("REMOTE_USER_IS_ADMIN") == "1"
 
 
 def who_may_push(pushers: list[str]) -> str:
     people = [name for name in pushers if name != ADMINS]
     if ADMINS in pushers:
-        admins = [name for name in os.environ.get("MLOPS_IDE_HUB_ADMINS", "").split(",") if name]
+        admins = [name for name in os.environ.get("HUB_ADMIN_NAMES", "").split(",") if name]
         people.append(f"the hub's admins ({', '.join(admins)})" if admins else "the hub's admins")
     return " and ".join(filter(None, [", ".join(people[:-1]), people[-1]]))
 
@@ -205,8 +205,8 @@ def pre_receive(args: argparse.Namespace) -> int:
                 say(f"mlops-ide: already broken before this push: {problem}")
         if refused:
             say(f"mlops-ide: push refused: {len(refused)} DAG file(s) would not load in Airflow")
-            for problem in refused:
-                say(f"  {problem}")
+            for problem in refused:  # its lines: the problem, then what Airflow 3 changed there
+                say("  " + problem.replace("\n", "\n  "))
             say(f"  fix and push again (or, in an emergency, a hub admin: git push -o {SKIP_OPTION})")
             return 1
         say(f"mlops-ide: DAG check passed ({summary})")

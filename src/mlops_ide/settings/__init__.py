@@ -2,7 +2,7 @@
 
 Each setting is one `Setting` row: its environment variable, the attribute it becomes,
 its default, the parser that turns text into a value (and says what is wrong), its help
-(the README's and docs/kubernetes.md's tables are generated from it) and the modes that
+(docs/operator-guide.md's and docs/kubernetes.md's tables are generated from it) and the modes that
 read it. Rows live beside what they configure: the platform's in `settings/core.py`,
 each service's in its module under `services/`; `mlops_ide.hub.modes` joins them.
 

@@ -22,7 +22,7 @@ PLATFORM = (
     Setting(
         "MLOPS_IDE_MODE",
         "mode",
-        "`local`: everything on this machine; `kubernetes`: see [docs/kubernetes.md](docs/kubernetes.md)",
+        "`local`: everything on this machine; `kubernetes`: see docs/kubernetes.md",
         default="local",
         parse=p.choice(MODES, "a mode"),
     ),

@@ -1,4 +1,4 @@
-"""The settings tables of README.md (local mode) and docs/kubernetes.md, made from the
+"""The settings tables of docs/operator-guide.md (local mode) and docs/kubernetes.md, made from the
 settings table, between `<!-- settings:<mode> -->` and `<!-- /settings -->`.
 
     python -m mlops_ide.settings.docs           rewrite the tables in place
@@ -12,7 +12,7 @@ import sys
 
 from mlops_ide.settings import CHECKOUT, Setting, table
 
-PAGES = {"local": CHECKOUT / "README.md", "kubernetes": CHECKOUT / "docs" / "kubernetes.md"}
+PAGES = {"local": CHECKOUT / "docs" / "operator-guide.md", "kubernetes": CHECKOUT / "docs" / "kubernetes.md"}
 READERS = {"hub": "", "DAGs": "(read by the DAGs) "}
 
 

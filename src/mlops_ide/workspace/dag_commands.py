@@ -4,9 +4,13 @@ terminal (or its tasks) before pushing, on their working copy of the pipeline re
     mlops-ide dag check [PATH...]          the DAG files changed in the working copy (or PATHs)
     mlops-ide dag check --pre-push         git's pre-push hook: the DAG files the push changes
     mlops-ide dag test DAG_ID|FILE [--conf JSON]
+    mlops-ide dag upgrade [PATH...] [--force]  Airflow 2 spellings to Airflow 3's (ruff's AIR rules)
 
 `check` loads each file as Airflow does (dag_check.py: network blocked, no database) and
-prints one line per problem, `dags/<file>.py:<line>: <error>`; exit 1 on any. `test` runs
+prints one line per problem, `dags/<file>.py:<line>: <error>`, with what Airflow 3 changed in
+that file and its replacement under it (airflow3_upgrade.py); exit 1 on any. `upgrade` applies
+those replacements, prints the diff, checks the files again and lists what is left to do by
+hand; it refuses a file with uncommitted changes unless --force. `test` runs
 the DAG once from the working copy with `airflow dags test`, against a metadata database
 of its own made for this run and thrown away after (never the platform's), its task logs
 streamed here; MLflow's address and token are the user's (runs land in the platform's
@@ -30,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from mlops_ide.portable import airflow3_upgrade
 
 CHECKER = Path(__file__).resolve().parents[1] / "portable" / "dag_check.py"  # run by path: stdlib only
 DAGS = "dags"
@@ -126,12 +132,20 @@ def named(repo: Path, paths: list[str]) -> list[str]:
     return names
 
 
+def airflow_variables(environ: dict[str, str]) -> dict[str, str]:
+    """The Airflow variables the platform defines for every pipeline repository (Airflow's
+    own `AIRFLOW_VAR_<NAME>` convention), as Airflow has them: a DAG that reads one at parse
+    time loads here as it will there."""
+    known = {"MLFLOW_TRACKING_URI": environ.get("MLFLOW_TRACKING_URI")}
+    return {f"AIRFLOW_VAR_{name}": value for name, value in known.items() if value}
+
+
 def dag_check(dags: Path, *flags: str) -> subprocess.CompletedProcess:
     """dag_check.py on the folder `dags`, in this (Airflow's) Python, with none of the
     server's credentials in the environment of the DAG code it imports."""
     return subprocess.run(
         [sys.executable, str(CHECKER), str(dags), *flags],
-        env=without_credentials(dict(os.environ)),
+        env={**without_credentials(dict(os.environ)), **airflow_variables(os.environ)},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -139,15 +153,79 @@ def dag_check(dags: Path, *flags: str) -> subprocess.CompletedProcess:
     )
 
 
-def run_checker(dags: Path, names: list[str]) -> int:
-    """dag_check.py --problems on `names` of the folder `dags`; its lines go to stdout."""
+PROBLEM = re.compile(r"^(?P<file>[^:]+\.py)(?::(?P<line>\d+))?: ")
+
+
+def run_checker(dags: Path, names: list[str], upgrade_hints: bool = True) -> int:
+    """dag_check.py --problems on `names` of the folder `dags`; its lines go to stdout, each
+    failing file's with what Airflow 3 changed in it under its line."""
     if not names:
         return 0
     result = dag_check(dags, "--problems", "--only", ",".join(names))
-    for line in result.stdout.splitlines():
+    problems = [
         # dag_check names the folder; here it is always the repository's dags/
-        print(line if not line.startswith(f"{dags.name}/") else f"{DAGS}/{line[len(dags.name) + 1 :]}")
+        line if not line.startswith(f"{dags.name}/") else f"{DAGS}/{line[len(dags.name) + 1 :]}"
+        for line in result.stdout.splitlines()
+    ]
+    hints = failing_file_hints(dags, problems) if upgrade_hints else {}
+    for line in problems:
+        print(line)
+        problem = PROBLEM.match(line)
+        if problem and problem["file"] in hints:
+            failing_line = int(problem["line"]) if problem["line"] else None
+            command = f"mlops-ide dag upgrade {problem['file']}"
+            print("\n".join(airflow3_upgrade.hint_lines(hints[problem["file"]], failing_line, command)))
     return 1 if result.returncode else 0
+
+
+def failing_file_hints(dags: Path, problems: list[str]) -> dict[str, list]:
+    """What ruff's Airflow rules find in each DAG file that fails, by the name the problem
+    line gives it; none when ruff cannot run (the problems are said all the same)."""
+    files = {match["file"] for match in map(PROBLEM.match, problems) if match}
+    paths = {name: dags / Path(name).name for name in files if (dags / Path(name).name).is_file()}
+    try:
+        found = airflow3_upgrade.hints(list(paths.values()), dags)
+    except airflow3_upgrade.UpgradeError as problem:
+        print(f"mlops-ide: no Airflow 3 hints: {problem}", file=sys.stderr)
+        return {}
+    return {name: found[path.resolve()] for name, path in paths.items() if path.resolve() in found}
+
+
+def upgrade(repo: Path, paths: list[str], force: bool) -> int:
+    """Airflow 2 spellings in the named DAG files (default: every one) to Airflow 3's."""
+    dags = (repo / DAGS).resolve()
+    chosen = []
+    for given in paths or [str(dags)]:
+        path = Path(given).resolve()
+        if path == dags:
+            chosen += sorted(dags.glob("*.py"))
+            continue
+        if not path.is_relative_to(dags):
+            raise UsageError(f"{given} is outside the DAG folder ({dags}): name DAG files in it.")
+        if not path.is_file():
+            raise UsageError(f"{given} is not a file of the DAG folder ({dags}).")
+        if path.suffix != ".py":
+            raise UsageError(f"{given} is not a Python file: only DAG files (.py) are upgraded.")
+        chosen.append(path)
+    try:
+        diff, left = airflow3_upgrade.upgrade(chosen, repo, force)
+    except airflow3_upgrade.UpgradeError as problem:
+        raise UsageError(str(problem)) from None
+    diff = "".join(line for line in diff.splitlines(keepends=True) if not line.startswith("Would fix"))
+    print(diff.rstrip("\n") if diff.strip() else "mlops-ide: nothing to change for Airflow 3.", flush=True)
+    changed = [path.name for path in chosen if path.parent == dags]
+    print(f"mlops-ide: checking {len(changed)} DAG file(s) again", flush=True)
+    status = run_checker(dags, changed, upgrade_hints=False)
+    if left:
+        print("mlops-ide: left to do by hand (Airflow 3 still runs these, for now):")
+        for finding in left:
+            print(f"  {finding.path.resolve().relative_to(repo)}:{finding.hint()}")
+    if status:
+        print(
+            "mlops-ide: still failing after the upgrade: fix the lines above by hand (a provider's "
+            "own modules moved too, e.g. cncf.kubernetes' operators.kubernetes_pod is operators.pod)."
+        )
+    return status
 
 
 def check(repo: Path, paths: list[str]) -> int:
@@ -322,6 +400,9 @@ def parser() -> argparse.ArgumentParser:
     test_cmd = actions.add_parser("test", help="run one DAG once from your working copy")
     test_cmd.add_argument("dag", help="a DAG id, or a DAG file holding one DAG")
     test_cmd.add_argument("--conf", help="the run's conf (params), as JSON")
+    upgrade_cmd = actions.add_parser("upgrade", help="Airflow 2 spellings to Airflow 3's (ruff's AIR rules)")
+    upgrade_cmd.add_argument("paths", nargs="*", help="DAG files (default: every DAG file)")
+    upgrade_cmd.add_argument("--force", action="store_true", help="also files with uncommitted changes")
     return top
 
 
@@ -331,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         repo = working_copy(Path.cwd())
         if args.action == "check":
             return pre_push(repo, sys.stdin.read()) if args.pre_push else check(repo, args.paths)
+        if args.action == "upgrade":
+            return upgrade(repo, args.paths, args.force)
         return test(repo, args.dag, args.conf)
     except UsageError as error:
         print(f"mlops-ide: {error}", file=sys.stderr)

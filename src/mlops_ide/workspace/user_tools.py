@@ -37,7 +37,13 @@ PIPELINE_ENV = (
 def scripts(pipeline_python: Path, airflow_python: Path, code: Path, env: dict[str, str]) -> dict[str, str]:
     """File name -> the script's text."""
     python = shlex.quote(str(pipeline_python))
-    commands = shlex.quote(str(code / "mlops_ide" / "workspace" / "dag_commands.py"))
+    # `mlops-ide` imports its code from `code` alone: -P keeps the working copy (the cwd) off
+    # sys.path, and PYTHONPATH is left as the user has it for the DAG code it runs.
+    launcher = (
+        f"import sys; sys.path.insert(0, {str(code)!r}); "
+        "from mlops_ide.workspace.dag_commands import main; sys.exit(main())"
+    )
+    commands = f"-P -c {shlex.quote(launcher)}"
     defaults = "".join(
         f"{name}=${{{name}:-{shlex.quote(value)}}}; export {name}\n" for name, value in env.items()
     )
