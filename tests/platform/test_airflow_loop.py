@@ -448,7 +448,9 @@ def test_the_users_clone_is_the_pipeline_repository_with_its_python_kernel_and_d
     (clone / "dags" / "env_probe.py").write_text(TOKEN_PROBE_DAG)
     probed = platform.terminal("alice", "mlops-ide", "dag", "check", "dags/env_probe.py", cwd=clone)
     (clone / "dags" / "env_probe.py").unlink()
-    assert "dags/env_probe.py:4: RuntimeError: seen: MLFLOW_TRACKING_URI\n" in probed.stdout, probed.stdout
+    # MLFLOW_DISABLE_TELEMETRY: her server's (MLflow's usage data off), not a credential
+    seen = "seen: MLFLOW_DISABLE_TELEMETRY,MLFLOW_TRACKING_URI\n"
+    assert f"dags/env_probe.py:4: RuntimeError: {seen}" in probed.stdout, probed.stdout
 
 
 TOKEN_PROBE_DAG = """from airflow.sdk import dag

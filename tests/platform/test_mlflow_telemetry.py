@@ -72,7 +72,6 @@ def environ_behind(proxy: WatchingProxy) -> dict[str, str]:
 
 CLIENT = """
 import mlflow
-from mlops_ide.machine import components
 mlflow.set_experiment("telemetry-probe")
 with mlflow.start_run():
     mlflow.log_param("a", 1)
