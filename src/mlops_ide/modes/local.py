@@ -75,21 +75,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     return read(table.rows(), NAME, RULES, environ)
 
 
-REFUSED_SAYS = (
-    "Airflow's password login is for the platform's own programs, on this machine only: "
-    "log in to Airflow through the hub (/services/airflow/)."
-)
-
-
 def configure(c: Any, settings: Settings) -> None:
     """The hub's configuration for local mode, one block per concern."""
-    from mlops_ide import idle_culling
-    from mlops_ide.local_hub import (
-        REFUSED_PATH,
-        PlatformHealthHandler,
-        RefusedHandler,
-        commit_without_waiting_for_the_disk,
-    )
+    from mlops_ide import idle_culling, proxy_refusals
+    from mlops_ide.local_hub import PlatformHealthHandler, commit_without_waiting_for_the_disk
 
     tools = local_state.Tools.load()
     password = local_state.read_password(settings)
@@ -180,12 +169,12 @@ def configure(c: Any, settings: Settings) -> None:
         roles.append({"name": "pipeline", "scopes": [mlflow.SCOPE], "services": [mlflow.PIPELINE_SERVICE]})
         user_scopes.append(mlflow.SCOPE)
         c.LocalVSCodeSpawner.mlflow_token = True
+    refused_routes, refusal = proxy_refusals.airflow_password_login(f"http://127.0.0.1:{settings.hub_port}")
     if airflow.NAME in settings.services:  # Airflow's UI through the hub, logged in as yourself
         hub_services.append(airflow.hub_service(settings))
         user_scopes.append(airflow.SCOPE)
         # its password login (the platform's account, ADMIN) on 127.0.0.1 only, never through the proxy
-        refused_at = f"http://127.0.0.1:{settings.hub_port}/hub{REFUSED_PATH}"
-        c.Proxy.extra_routes = {route: refused_at for route in airflow.PASSWORD_LOGINS}
+        c.Proxy.extra_routes = refused_routes
     if settings.auth == "native":  # `make users ARGS='remove NAME'` through the running hub
         service, role = users.hub_service(settings)
         hub_services.append(service)
@@ -204,5 +193,5 @@ def configure(c: Any, settings: Settings) -> None:
     }
     c.JupyterHub.extra_handlers = [
         (r"/platform/health", PlatformHealthHandler, {"checks": services.health_checks(settings)}),
-        (rf"{REFUSED_PATH}/.*", RefusedHandler, {"says": REFUSED_SAYS}),
+        *([refusal] if airflow.NAME in settings.services else []),
     ]
