@@ -405,8 +405,11 @@ class RepoSync:
             have = "the token that is set was refused" if self.token else "no token is set"
             summary = f"{where} refused access ({have})"
             advice = (
-                "Set MLOPS_IDE_GIT_TOKEN (or MLOPS_IDE_GIT_TOKEN_FILE) to a token that can "
-                "read this repository, then restart your server."
+                "Give git a token that can read this repository. On Kubernetes, log out and in "
+                "again: your GitHub login's token reaches your server (MLOPS_IDE_GIT_TOKEN_FILE). "
+                "On one machine the operator's token stays with Airflow: clone it in a terminal "
+                "with your own credentials (git asks once), or ask your operator. Then restart "
+                "your server."
             )
         elif re.search(r"Remote branch .* not found|couldn't find remote ref", text):
             state = "branch_missing"

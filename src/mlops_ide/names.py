@@ -29,6 +29,10 @@ AIRFLOW = "airflow"  # Airflow's UI and API, logged in with the hub
 AIRFLOW_PREFIX = prefix(AIRFLOW)
 AIRFLOW_SCOPE = access_scope(AIRFLOW)
 AIRFLOW_OAUTH_CLIENT_ID = f"service-{AIRFLOW}"
+# Where Airflow's password login answers (the simple auth manager's /token and /token/cli):
+# the push check calls it on 127.0.0.1; the hub's proxy sends these to a refusal, for through
+# the public port it would be an ADMIN password prompt for everyone, with no lockout.
+AIRFLOW_PASSWORD_LOGINS = (f"{AIRFLOW_PREFIX}auth/token/",)
 PIPELINE = "pipeline"  # the identity of Airflow's tasks and serving: the one that may register models
 ACCOUNTS = "accounts"  # `make users`' way into a running hub: may delete users, nothing else
 PUSH_WEBHOOK = "push-webhook"  # GitHub's push events (Kubernetes mode)

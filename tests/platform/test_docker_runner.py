@@ -137,8 +137,9 @@ def test_a_container_asked_for_root_and_the_host_gets_the_pipeline_account_only(
     runs = platform.home / "pipeline-runs"
     assert secret.exists()
     script = (
-        f"id -u; cat /host{secret} || echo SECRET-CLOSED; "
-        "touch /host/etc/mlops-ide-escape || echo ETC-CLOSED; "
+        # 2>&1: one stream, in order (the engine reads stdout and stderr apart)
+        f"id -u; cat /host{secret} 2>&1 || echo SECRET-CLOSED; "
+        "touch /host/etc/mlops-ide-escape 2>&1 || echo ETC-CLOSED; "
         f"touch /host{runs}/written-by-a-container"
     )
 

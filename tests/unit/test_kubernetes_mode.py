@@ -224,6 +224,13 @@ def test_airflows_ui_is_behind_the_hub_with_its_oauth_secret(
     values = yaml.safe_load((ROOT / "deploy" / "airflow" / "values.yaml").read_text())
     assert values["config"]["core"]["auth_manager"] == "mlops_ide.in_airflow.auth_manager.HubAuthManager"
     assert values["config"]["mlops_ide"]["client_id"] == airflow["oauth_client_id"]
+    # its password login (the webhook's, ADMIN) is refused through the proxy, by the hub
+    assert c.Proxy.extra_routes == {
+        "/services/airflow/auth/token/": f"{c.JupyterHub.hub_connect_url}/hub/platform/refused"
+    }
+    ((path, handler, _),) = c.JupyterHub.extra_handlers
+    assert path == "/platform/refused/.*" and handler.__name__ == "RefusedHandler"
+    assert "extra_routes" not in without.Proxy and "extra_handlers" not in without.JupyterHub
 
 
 def test_push_webhook_runs_as_a_hub_service_when_it_has_a_secret(

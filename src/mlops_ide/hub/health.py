@@ -1,5 +1,4 @@
-"""The hub's own pages for the components beside it: their health for the home page
-(/hub/platform/health), and the refusal the proxy sends what must not pass its public port to."""
+"""The hub's page of the components' health, for its home page (/hub/platform/health)."""
 
 from __future__ import annotations
 
@@ -29,25 +28,6 @@ class PlatformHealthHandler(BaseHandler):
         )
         self.set_header("Content-Type", "application/json")
         self.write(dict(zip(names, results, strict=True)))
-
-
-class RefusedHandler(web.RequestHandler):
-    """/hub/platform/refused/<path>: where the proxy sends what must not pass from the hub's
-    public port to a component (Proxy.extra_routes): 403 with why, in Airflow's error shape.
-    It acts on nothing, so it has no cross-site request to guard against."""
-
-    def initialize(self, says: str) -> None:
-        self.says = says
-
-    def check_xsrf_cookie(self) -> None:
-        pass
-
-    def prepare(self) -> None:
-        self.set_status(403)
-        self.finish({"detail": self.says})
-
-
-REFUSED_PATH = "/platform/refused"  # under the hub's /hub/
 
 
 WAITING = "waiting: "  # how a waiting state starts; the home page shows it in yellow

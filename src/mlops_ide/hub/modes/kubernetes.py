@@ -58,7 +58,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 
 def configure(c: Any, settings: Settings) -> None:
     """The hub's configuration for Kubernetes, one block per concern."""
-    from mlops_ide.hub import idle_culling
+    from mlops_ide.hub import idle_culling, proxy_refusals
 
     settings.home.mkdir(parents=True, exist_ok=True)  # the hub's volume: database, cookie secret
 
@@ -100,6 +100,9 @@ def configure(c: Any, settings: Settings) -> None:
     # -- Airflow's UI through the hub, logged in as yourself (with MLOPS_IDE_AIRFLOW_OAUTH_SECRET) -
     airflow_services, airflow_scopes = kubernetes_spawner.airflow_ui(settings)
     services += airflow_services
+    if airflow_services:  # its password login (the webhook's): inside the cluster, never through the proxy
+        c.Proxy.extra_routes, refusal = proxy_refusals.airflow_password_login(settings.hub_connect_url)
+        c.JupyterHub.extra_handlers = [refusal]
     for role in gate_roles:
         if role["name"] == "user":
             role["scopes"] += airflow_scopes

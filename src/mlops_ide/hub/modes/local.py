@@ -85,17 +85,11 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     return read(table.rows(), NAME, RULES, environ)
 
 
-REFUSED_SAYS = (
-    "Airflow's password login is for the platform's own programs, on this machine only: "
-    "log in to Airflow through the hub (/services/airflow/)."
-)
-
-
 def configure(c: Any, settings: Settings) -> None:
     """The hub's configuration for local mode, one block per concern."""
-    from mlops_ide.hub import idle_culling
+    from mlops_ide.hub import idle_culling, proxy_refusals
     from mlops_ide.hub.database import commit_without_waiting_for_the_disk
-    from mlops_ide.hub.health import REFUSED_PATH, PlatformHealthHandler, RefusedHandler
+    from mlops_ide.hub.health import PlatformHealthHandler
 
     tools = Tools.load()
     password = read_password(settings)
@@ -186,12 +180,12 @@ def configure(c: Any, settings: Settings) -> None:
         roles.append({"name": "pipeline", "scopes": [names.MLFLOW_SCOPE], "services": [names.PIPELINE]})
         user_scopes.append(names.MLFLOW_SCOPE)
         c.LocalVSCodeSpawner.mlflow_token = True
+    refused_routes, refusal = proxy_refusals.airflow_password_login(f"http://127.0.0.1:{settings.hub_port}")
     if names.AIRFLOW in settings.services:  # Airflow's UI through the hub, logged in as yourself
         hub_services.append(airflow.hub_service(settings))
         user_scopes.append(names.AIRFLOW_SCOPE)
         # its password login (the platform's account, ADMIN) on 127.0.0.1 only, never through the proxy
-        refused_at = f"http://127.0.0.1:{settings.hub_port}/hub{REFUSED_PATH}"
-        c.Proxy.extra_routes = {route: refused_at for route in airflow.PASSWORD_LOGINS}
+        c.Proxy.extra_routes = refused_routes
     if settings.auth == "native":  # `make users ARGS='remove NAME'` through the running hub
         token = read_secret(accounts_token_file(settings))
         hub_services.append({"name": names.ACCOUNTS, "api_token": token, "display": False})
@@ -210,5 +204,5 @@ def configure(c: Any, settings: Settings) -> None:
     }
     c.JupyterHub.extra_handlers = [
         (r"/platform/health", PlatformHealthHandler, {"checks": components.health_checks(settings)}),
-        (rf"{REFUSED_PATH}/.*", RefusedHandler, {"says": REFUSED_SAYS}),
+        *([refusal] if names.AIRFLOW in settings.services else []),
     ]

@@ -41,10 +41,6 @@ BUNDLE_NAME = "pipelines"
 GIT_CONN_ID = "mlops_ide_pipelines"
 AUTH_MANAGER = "mlops_ide.in_airflow.auth_manager.HubAuthManager"  # people log in with the hub
 PLATFORM_ACCOUNT = dag_refresh.PLATFORM_ACCOUNT  # the push check logs in with a password
-# Where that password login answers (the simple auth manager's /token and /token/cli): the
-# push check calls it on 127.0.0.1; the hub's proxy sends these to a refusal, for through
-# the public port it would be an ADMIN password prompt for everyone, with no lockout.
-PASSWORD_LOGINS = (f"{names.AIRFLOW_PREFIX}auth/token/",)
 PORT = port_setting(
     "MLOPS_IDE_AIRFLOW_PORT",
     "airflow_port",
