@@ -669,7 +669,7 @@ def code_probe():
         import pathlib
 
         # a file of this run's commit, outside dags/ (as src/ is for the real pipeline)
-        return (pathlib.Path(__file__).resolve().parents[2] / "src" / "probe_version.txt").read_text().strip()
+        return (pathlib.Path(__file__).resolve().parents[1] / "src" / "probe_version.txt").read_text().strip()
 
     version()
 
