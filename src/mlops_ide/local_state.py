@@ -76,6 +76,7 @@ def lock_down(settings: Settings, accounts: bool = False) -> None:
         settings.local_remote.parent: passage,
         # read by one service account's group (see who owns them: ensure_shared_folder)
         settings.home / "airflow-auth": 0o750 if accounts else 0o700,
+        settings.home / "airflow": SHARED_WITH_AIRFLOW_API if accounts else 0o700,
         push_check_socket(settings).parent: 0o750 if accounts else 0o700,
     }
     for path in settings.home.iterdir():
@@ -220,7 +221,9 @@ def share_remote(remote: Path, writer: pwd.struct_passwd) -> None:
     remote.chmod(0o3775)
 
 
-PIPELINE_FOLDERS = ("airflow", "mlflow", "data", "pipeline-runs")  # what the pipeline's account writes
+PIPELINE_FOLDERS = ("airflow", "data", "pipeline-runs")  # what the pipeline's account writes
+# Airflow's database and logs: the pipeline's, and its group's (the API server's account is in it)
+SHARED_WITH_AIRFLOW_API = 0o2770
 # the dataset: data scientists read it (their notebooks, `mlops-ide dag test`); the pipeline writes it
 READ_BY_USERS = ("data",)
 
@@ -296,24 +299,55 @@ def pipeline_home(settings: Settings) -> Path:
     return settings.home / "pipeline-home"
 
 
+def mlflow_folder(settings: Settings) -> Path:
+    """MLflow's database and artifacts: its account's alone (everyone else goes through its
+    gate, over HTTP); also its HOME."""
+    return settings.home / "mlflow"
+
+
+def airflow_api_home(settings: Settings) -> Path:
+    return settings.home / "airflow-api-home"
+
+
 def service_accounts(settings: Settings) -> dict[str, pwd.struct_passwd]:
     """As root: the OS accounts of the platform's services, by name, with the pipeline's
-    folders handed over to its account (once; see os_accounts.ensure_home)."""
+    folders handed over to its account and MLflow's to MLflow's (once; see
+    os_accounts.ensure_home), each with this state folder's folder as its HOME."""
     from mlops_ide import os_accounts
 
+    def with_home(account: pwd.struct_passwd, home: Path) -> pwd.struct_passwd:
+        os_accounts.ensure_home(home, account.pw_uid, account.pw_gid)
+        return pwd.struct_passwd((*account[:5], str(home), *account[6:]))
+
     pipeline = os_accounts.ensure_service_account(os_accounts.PIPELINE)
-    home = pipeline_home(settings)
-    for folder in (home, *(settings.home / name for name in PIPELINE_FOLDERS)):
+    for folder in (settings.home / name for name in PIPELINE_FOLDERS):
         os_accounts.ensure_home(folder, pipeline.pw_uid, pipeline.pw_gid)
     for name in READ_BY_USERS:
         (settings.home / name).chmod(0o755)
-    writer = os_accounts.ensure_service_account(os_accounts.GIT)
-    checker = os_accounts.ensure_service_account(os_accounts.DAG_CHECK)
-    os_accounts.ensure_home(dag_check_folder(settings), checker.pw_uid, checker.pw_gid)
-    # with this state folder's home for the pipeline's processes (their HOME)
-    pipeline = pwd.struct_passwd((*pipeline[:5], str(home), *pipeline[6:]))
-    checker = pwd.struct_passwd((*checker[:5], str(dag_check_folder(settings)), *checker[6:]))
-    return {os_accounts.PIPELINE: pipeline, os_accounts.GIT: writer, os_accounts.DAG_CHECK: checker}
+    (settings.home / "airflow").chmod(SHARED_WITH_AIRFLOW_API)
+    mlflow = os_accounts.ensure_service_account(os_accounts.MLFLOW)
+    if mlflow_folder(settings).is_dir() and mlflow_folder(settings).stat().st_uid != mlflow.pw_uid:
+        # the pipeline's in earlier versions, which a DAG could fill with links: walked safely
+        os_accounts.own_tree(
+            mlflow_folder(settings),
+            mlflow.pw_uid,
+            mlflow.pw_gid,
+            folders=0o700,
+            executables=0o700,
+            files=0o600,
+        )
+    made = {
+        os_accounts.PIPELINE: with_home(pipeline, pipeline_home(settings)),
+        os_accounts.GIT: os_accounts.ensure_service_account(os_accounts.GIT),
+        os_accounts.DAG_CHECK: with_home(
+            os_accounts.ensure_service_account(os_accounts.DAG_CHECK), dag_check_folder(settings)
+        ),
+        os_accounts.AIRFLOW_API: with_home(
+            os_accounts.ensure_service_account(os_accounts.AIRFLOW_API), airflow_api_home(settings)
+        ),
+        os_accounts.MLFLOW: with_home(mlflow, mlflow_folder(settings)),
+    }
+    return made
 
 
 def code_lib(settings: Settings) -> Path:

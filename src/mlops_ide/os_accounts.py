@@ -4,11 +4,14 @@
   login shell, in the group `mlops-ide-users` (which names them; it may write nothing).
   The home, MLOPS_IDE_HOME/homes/<name>, is the account's, mode 0700. Removing the user
   deletes the account (mlops_ide.users).
-- Three for the platform's own services (`SERVICE_ACCOUNTS`): `mlops-ide-pipeline` runs
-  Airflow, MLflow, serving and the app, so a pushed DAG runs as it, not as root;
-  `mlops-ide-git` runs the git service, the only account that writes the shared remote;
-  `mlops-ide-dagcheck` runs the DAG check's sandbox (the code of a push not yet taken),
-  in no group that reads anything of the platform's.
+- Five for the platform's own services (`SERVICE_ACCOUNTS`): `mlops-ide-pipeline` runs
+  Airflow's scheduler, DAG processor and triggerer, serving and the app, so a pushed DAG
+  runs as it, not as root; `mlops-ide-airflow` runs Airflow's API server (in the
+  pipeline's group, for the database they share) and `mlops-ide-mlflow` MLflow's server,
+  so a DAG can neither signal them nor read MLflow's files; `mlops-ide-git` runs the git
+  service, the only account that writes the shared remote; `mlops-ide-dagcheck` runs the
+  DAG check's sandbox (the code of a push not yet taken), in no group that reads anything
+  of the platform's.
 
 The OS is the boundary: a user's server and everything it starts (code-server, terminals,
 git) run as that account, so they cannot read another home or the platform's secrets;
@@ -32,7 +35,9 @@ NO_HOME = "/nonexistent"
 PIPELINE = "mlops-ide-pipeline"
 GIT = "mlops-ide-git"
 DAG_CHECK = "mlops-ide-dagcheck"
-SERVICE_ACCOUNTS = (PIPELINE, GIT, DAG_CHECK)
+AIRFLOW_API = "mlops-ide-airflow"
+MLFLOW = "mlops-ide-mlflow"
+SERVICE_ACCOUNTS = (PIPELINE, GIT, DAG_CHECK, AIRFLOW_API, MLFLOW)
 
 
 class AccountError(RuntimeError):

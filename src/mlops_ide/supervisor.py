@@ -61,6 +61,11 @@ class Service:
     ready_url: str | None = None  # answers 2xx once the service is usable
     account: pwd.struct_passwd | None = None  # the OS account it runs as; None: the supervisor's
     sockets: tuple[socket.socket, ...] = ()  # listening sockets made for it, kept across restarts
+    # a listening socket given as its stdin, inetd's way: for a program that starts its server
+    # in a child and closes every other descriptor on the way (`mlflow server`)
+    stdin: socket.socket | None = None
+    groups: tuple[int, ...] = ()  # supplementary groups of `account`
+    umask: int = -1  # -1: the supervisor's
     stop_signal: int = signal.SIGTERM
     proc: subprocess.Popen | None = field(default=None, repr=False)
     restarts: int = 0
@@ -73,12 +78,13 @@ class Service:
                 self.argv,
                 cwd=self.cwd,
                 env=self.env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if self.stdin is None else self.stdin.fileno(),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 pass_fds=[listening.fileno() for listening in self.sockets],
-                **as_account(self.account),
+                umask=self.umask,
+                **as_account(self.account, self.groups),
             )
 
     def is_ready(self) -> bool:
@@ -109,11 +115,11 @@ class Service:
             self.proc.wait()
 
 
-def as_account(account: pwd.struct_passwd | None) -> dict:
-    """subprocess's arguments that run a child as `account` and its group alone."""
+def as_account(account: pwd.struct_passwd | None, groups: tuple[int, ...] = ()) -> dict:
+    """subprocess's arguments that run a child as `account` and its group alone (and `groups`)."""
     if account is None:
         return {}
-    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": list(groups)}
 
 
 class Supervisor:
