@@ -47,10 +47,12 @@ ANCHOR_DAG = "platform_smoke_test"
 # OS accounts (local mode as root): one per hub user, and one per component that runs apart.
 USER_ACCOUNT_PREFIX = "jupyter-"  # + the hub name: a user's account
 USERS_GROUP = "mlops-ide-users"
-PIPELINE_ACCOUNT = "mlops-ide-pipeline"  # Airflow, MLflow, serving, the app
+PIPELINE_ACCOUNT = "mlops-ide-pipeline"  # Airflow (but its API server), serving, the app
 GIT_ACCOUNT = "mlops-ide-git"  # the git service: the only writer of the remote
 DAG_CHECK_ACCOUNT = "mlops-ide-dagcheck"  # the DAG check's sandbox
-COMPONENT_ACCOUNTS = (PIPELINE_ACCOUNT, GIT_ACCOUNT, DAG_CHECK_ACCOUNT)
+AIRFLOW_API_ACCOUNT = "mlops-ide-airflow"  # Airflow's API server, in the pipeline's group
+MLFLOW_ACCOUNT = "mlops-ide-mlflow"  # MLflow's server: its files are nobody else's
+COMPONENT_ACCOUNTS = (PIPELINE_ACCOUNT, GIT_ACCOUNT, DAG_CHECK_ACCOUNT, AIRFLOW_API_ACCOUNT, MLFLOW_ACCOUNT)
 
 # One pattern for every local username: hub logins, admins, the command line (and, with a
 # prefix, OS account names, which may have at most 32 characters).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -366,6 +367,102 @@ def test_a_pushed_dag_runs_as_the_pipelines_account_and_reaches_no_secret(
     }
 
 
+HOLD_PROBE_DAG = """
+import errno, json, os, signal, socket
+
+from airflow.sdk import dag  # what makes Airflow parse the file
+
+# A hostile DAG: where Airflow parses it (the pipeline's account) it tries to stop Airflow's
+# API server and MLflow, take the API server's port and MLflow's socket (to serve pages on
+# the hub's origin), and read MLflow's database; it reports what happened as its import error.
+def outcome(attempt):
+    try:
+        attempt()
+        return "done"
+    except OSError as error:
+        return type(error).__name__ + " " + errno.errorcode.get(error.errno, "?")
+
+
+def bind_port():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", %(port)d))
+
+
+def bind_socket():
+    with socket.socket(socket.AF_UNIX) as taken:
+        taken.bind(%(socket)r)
+
+
+def probe():
+    found = {"kill " + name: outcome(lambda: os.kill(pid, signal.SIGKILL)) for name, pid in %(pids)s.items()}
+    found["bind the API server's port"] = outcome(bind_port)
+    found["remove MLflow's socket"] = outcome(lambda: os.unlink(%(socket)r))
+    found["bind MLflow's socket"] = outcome(bind_socket)
+    found["read MLflow's database"] = outcome(lambda: open(%(database)r, "rb").read(16))
+    raise RuntimeError("hold probe " + json.dumps(found))
+
+
+if "AIRFLOW__CORE__EXECUTOR" in os.environ:  # in Airflow; in the push's sandbox it passes, silent
+    probe()
+"""
+
+
+def account_of(pid: int) -> str:
+    uid = next(
+        line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")
+    )
+    return pwd.getpwuid(int(uid.split()[1])).pw_name
+
+
+def test_a_pushed_dag_can_neither_stop_nor_replace_airflows_api_server_or_mlflow(
+    platform: RunningPlatform, airflow: AirflowAPI, clone: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the services' own accounts need root (CI runs as root)")
+    api_server, mlflow = platform.service_pid(b"gunicorn: master"), platform.service_pid(b"mlflow")
+    pids = {
+        **{f"the API server's {pid}": pid for pid in (api_server, *descendants(api_server))},
+        **{f"MLflow's {pid}": pid for pid in (mlflow, *descendants(mlflow))},
+    }
+    names = {
+        "port": int(platform.env["MLOPS_IDE_AIRFLOW_PORT"]),
+        "socket": str(platform.home / "mlflow-socket" / "sock"),
+        "pids": json.dumps(pids),
+        "database": str(platform.home / "mlflow" / "mlflow.db"),
+    }
+    push(
+        platform,
+        clone,
+        {"dags/hold_probe.py": HOLD_PROBE_DAG % names},
+        "a DAG that takes over",
+        "--no-verify",
+    )
+
+    error = wait_for(
+        lambda: next(
+            (text for name, text in airflow.import_errors().items() if name.endswith("hold_probe.py")), None
+        ),
+        30,
+        "the probe's report",
+    )
+    found = json.loads(error.rsplit("hold probe ", 1)[1].splitlines()[0].rstrip("'\""))
+    push(platform, clone, {"dags/hold_probe.py": None}, "the probe goes")
+    time.sleep(3)  # what a kill would have done shows by now; the supervisor restarts within seconds
+    session = platform.login("bob")
+    airflow_health = session.get(f"{platform.url}/services/airflow/api/v2/monitor/health", timeout=30)
+    mlflow_health = session.get(f"{platform.url}/services/mlflow/health", timeout=30)
+
+    assert {name: found[f"kill {name}"] for name in pids} == dict.fromkeys(pids, "PermissionError EPERM")
+    assert found["bind the API server's port"] == "OSError EADDRINUSE"
+    assert found["remove MLflow's socket"] == "PermissionError EACCES"
+    assert found["bind MLflow's socket"] == "PermissionError EACCES"
+    assert found["read MLflow's database"] == "PermissionError EACCES"
+    assert (account_of(api_server), account_of(mlflow)) == ("mlops-ide-airflow", "mlops-ide-mlflow")
+    assert [is_alive(pid) for pid in pids.values()] == [True] * len(pids)
+    assert airflow_health.json()["metadatabase"]["status"] == "healthy"  # the real Airflow, through the hub
+    assert mlflow_health.status_code == 200 and mlflow_health.text == "OK"
+
+
 def mlflow_as(token: str | None) -> requests.Session:
     session = requests.Session()
     if token:
@@ -473,7 +570,7 @@ def test_mlflow_refuses_whoever_does_not_say_who_they_are(platform: RunningPlatf
 
 
 def test_mlflow_itself_listens_on_a_socket_users_cannot_open(platform: RunningPlatform, clone: Path) -> None:
-    sock = platform.home / "mlflow" / "sock"
+    sock = platform.home / "mlflow-socket" / "sock"
     probe = "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])"
 
     tried = platform.terminal("alice", str(Tools.load().python), "-c", probe, str(sock), cwd=clone)
@@ -562,7 +659,7 @@ def test_home_page_health_covers_airflow_and_mlflow(platform: RunningPlatform) -
     "name, marker, health_path",
     [
         ("MLflow", b"mlflow", "/services/mlflow/health"),  # through its gate
-        ("Airflow API server", b"api_server", "/api/v2/monitor/health"),  # its process title
+        ("Airflow API server", b"gunicorn: master", "/api/v2/monitor/health"),  # its process title
     ],
 )
 def test_a_killed_service_is_restarted_within_seconds(

@@ -169,4 +169,8 @@ def test_without_root_the_banner_says_servers_share_one_account() -> None:
     lines = banner(load({}), "pw", made=False, seconds=1.0, accounts=False)
 
     assert any("users are not kept apart (run as root for one OS account per user)" in line for line in lines)
+    assert any(
+        "a pushed DAG can stop MLflow and Airflow's API server and read MLflow's files" in line
+        for line in lines
+    )
     assert not any("not kept apart" in line for line in banner(load({}), "pw", made=False, seconds=1.0))

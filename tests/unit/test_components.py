@@ -153,7 +153,13 @@ def test_every_service_builds_its_processes_from_the_settings(tmp_path: Path) ->
     assert built["airflow"][0].ready_url == "http://127.0.0.1:18080/services/airflow/api/v2/monitor/health"
     # MLflow on its socket only; serving and Airflow reach it through the gate, as the pipeline
     mlflow_argv = built["mlflow"][0].argv
-    assert "--port" not in mlflow_argv and f"--uds {tmp_path / 'mlflow' / 'sock'}" in mlflow_argv
+    assert "--port" not in mlflow_argv and "--fd 0" in mlflow_argv  # the socket the supervisor made
+    assert built["mlflow"][0].stdin.getsockname() == str(tmp_path / "mlflow-socket" / "sock")
+    # Airflow's API server on the port the supervisor bound (gunicorn's socket activation)
+    api_server = built["airflow"][0]
+    assert api_server.sockets[0].getsockname() == ("127.0.0.1", 18080)
+    assert api_server.argv[3] == str(api_server.sockets[0].fileno()) and api_server.argv[-1] == "api-server"
+    assert api_server.env["AIRFLOW__API__SERVER_TYPE"] == "gunicorn"
     assert built["mlflow"][0].ready_url.startswith("http+unix://")
     pipeline_token = (tmp_path / "airflow-auth" / "mlflow_token").read_text().strip()
     for process in (built["serving"][0], *built["airflow"][:4]):

@@ -4,11 +4,14 @@
   login shell, in the group `mlops-ide-users` (which names them; it may write nothing).
   The home, MLOPS_IDE_HOME/homes/<name>, is the account's, mode 0700. Removing the user
   deletes the account (mlops_ide.supervisor.users).
-- Three for the components that run apart (`names.COMPONENT_ACCOUNTS`): `mlops-ide-pipeline` runs
-  Airflow, MLflow, serving and the app, so a pushed DAG runs as it, not as root;
-  `mlops-ide-git` runs the git service, the only account that writes the shared remote;
-  `mlops-ide-dagcheck` runs the DAG check's sandbox (the code of a push not yet taken),
-  in no group that reads anything of the platform's.
+- Five for the components that run apart (`names.COMPONENT_ACCOUNTS`): `mlops-ide-pipeline`
+  runs Airflow's scheduler, DAG processor and triggerer, serving and the app, so a pushed
+  DAG runs as it, not as root; `mlops-ide-airflow` runs Airflow's API server (in the
+  pipeline's group, for the database they share) and `mlops-ide-mlflow` MLflow's server,
+  so a DAG can neither signal them nor read MLflow's files; `mlops-ide-git` runs the git
+  service, the only account that writes the shared remote; `mlops-ide-dagcheck` runs the
+  DAG check's sandbox (the code of a push not yet taken), in no group that reads anything
+  of the platform's.
 
 The OS is the boundary: a user's server and everything it starts (code-server, terminals,
 git) run as that account, so they cannot read another home or the platform's secrets;
@@ -31,11 +34,11 @@ NO_LOGIN = "/usr/sbin/nologin"
 NO_HOME = "/nonexistent"
 
 
-def as_account(account: pwd.struct_passwd | None) -> dict:
-    """subprocess's arguments that run a child as `account` and its group alone."""
+def as_account(account: pwd.struct_passwd | None, groups: tuple[int, ...] = ()) -> dict:
+    """subprocess's arguments that run a child as `account` and its group alone (and `groups`)."""
     if account is None:
         return {}
-    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": list(groups)}
 
 
 class AccountError(RuntimeError):

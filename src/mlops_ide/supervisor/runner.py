@@ -62,6 +62,11 @@ class Process:
     ready_url: str | None = None  # answers 2xx once the process is usable
     account: pwd.struct_passwd | None = None  # the OS account it runs as; None: the supervisor's
     sockets: tuple[socket.socket, ...] = ()  # listening sockets made for it, kept across restarts
+    # a listening socket given as its stdin, inetd's way: for a program that starts its server
+    # in a child and closes every other descriptor on the way (`mlflow server`)
+    stdin: socket.socket | None = None
+    groups: tuple[int, ...] = ()  # supplementary groups of `account`
+    umask: int = -1  # -1: the supervisor's
     stop_signal: int = signal.SIGTERM
     proc: subprocess.Popen | None = field(default=None, repr=False)
     restarts: int = 0
@@ -74,12 +79,13 @@ class Process:
                 self.argv,
                 cwd=self.cwd,
                 env=self.env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if self.stdin is None else self.stdin.fileno(),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 pass_fds=[listening.fileno() for listening in self.sockets],
-                **as_account(self.account),
+                umask=self.umask,
+                **as_account(self.account, self.groups),
             )
 
     def is_ready(self) -> bool:

@@ -157,6 +157,11 @@ def banner(
             f"   all servers run as {getpass.getuser()}: users are not kept apart (run as root for one "
             "OS account per user)"
         )
+        if {"airflow", "mlflow"} & set(settings.services):
+            lines.append(
+                "   a pushed DAG can stop MLflow and Airflow's API server and read MLflow's files (as "
+                "root each runs as an OS account of its own)"
+            )
     lines.append(f"   logs: {settings.home / 'logs'}    stop: Ctrl-C")
     return lines
 

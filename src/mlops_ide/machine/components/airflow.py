@@ -5,10 +5,17 @@ connection given by environment) and lets `admin` and the hub's admins in with a
 of its own. Its push check refuses pushes of DAGs that would not load, and moves it to each
 pushed commit at once (the local remote's hooks ask it).
 
-As root, every process runs as the pipeline's account (mlops-ide-pipeline), as do the DAGs
-and their tasks: a pushed DAG can reach Airflow, MLflow and the pipeline's folders, not the
-hub's secrets nor anyone's home. Airflow's own secrets (its password, its JWT and API keys)
-are in `airflow-auth/`, which root writes and that account only reads.
+As root, the scheduler, DAG processor and triggerer run as the pipeline's account
+(mlops-ide-pipeline), as do the DAGs and their tasks: a pushed DAG can reach Airflow, MLflow
+(through its gate) and the pipeline's folders, not the hub's secrets nor anyone's home.
+Airflow's own secrets (its password, its JWT and API keys) are in `airflow-auth/`, which
+root writes and that account only reads. The API server, which the hub serves on its origin,
+runs as an account of its own (mlops-ide-airflow) in the pipeline's group (for the SQLite
+database and the task logs they share, group-writable: umask 007), so a DAG cannot signal
+it; its port is bound by the supervisor (root) and handed over (gunicorn's socket
+activation), and kept across its restarts, so nothing a DAG starts can ever listen there.
+What a DAG still holds is Airflow's: its database and its signing keys (the scheduler's, whose
+account the DAG's code runs as; see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -18,18 +25,27 @@ import json
 import os
 import secrets
 import signal
+import socket
 import sqlite3
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlops_ide import names
+from mlops_ide.machine import os_accounts
 from mlops_ide.machine.components import git, mlflow, serving
 from mlops_ide.machine.components.base import Component, Inputs, Port, account_environ, port_setting
 from mlops_ide.machine.os_accounts import as_account
 from mlops_ide.machine.state.credentials import ensure_secret
-from mlops_ide.machine.state.layout import code_lib, dag_check_folder, dag_sandbox_socket, ensure_folder
+from mlops_ide.machine.state.layout import (
+    SHARED_WITH_AIRFLOW_API,
+    code_lib,
+    dag_check_folder,
+    dag_sandbox_socket,
+    ensure_folder,
+)
 from mlops_ide.machine.state.remote import push_check_listener
 from mlops_ide.portable import dag_refresh
 from mlops_ide.settings import Settings
@@ -134,8 +150,9 @@ def write_passwords(inputs: Inputs) -> Path:
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         account = inputs.account(names.PIPELINE_ACCOUNT)
-        if account is not None:
+        if account is not None:  # and its group: the API server's account opens it too
             os.fchown(out.fileno(), account.pw_uid, account.pw_gid)
+            os.fchmod(out.fileno(), 0o660)
         json.dump(dict.fromkeys(users(settings), password), out)
     os.replace(partial, path)
     return path
@@ -144,7 +161,8 @@ def write_passwords(inputs: Inputs) -> Path:
 def environment(inputs: Inputs) -> dict[str, str]:
     """Every Airflow process's environment: configuration, the bundle, the DAGs' settings."""
     settings, tools = inputs.settings, inputs.tools
-    home = ensure_folder(settings.home / "airflow")
+    shared = inputs.account(names.AIRFLOW_API_ACCOUNT) is not None
+    home = ensure_folder(settings.home / "airflow", SHARED_WITH_AIRFLOW_API if shared else 0o700)
     group = readable_by_pipeline(inputs)
     auth = ensure_auth_folder(inputs)
     jwt_secret, _ = ensure_secret(auth / "jwt_secret", lambda: secrets.token_urlsafe(64), group)
@@ -181,6 +199,8 @@ def environment(inputs: Inputs) -> dict[str, str]:
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(settings.airflow_port),
             "AIRFLOW__API__WORKERS": "1",
+            # gunicorn takes the port the supervisor bound (socket activation): see api_server
+            "AIRFLOW__API__SERVER_TYPE": "gunicorn",
             # served under the hub: /services/airflow/ (the internal address answers too)
             "AIRFLOW__API__BASE_URL": settings.public_url.rstrip("/") + names.AIRFLOW_PREFIX,
             "PYTHONPATH": str(code_lib(settings)),  # the auth manager below
@@ -293,6 +313,34 @@ def database_step(inputs: Inputs) -> str | None:
     return "Airflow database (migrating it to this Airflow)"
 
 
+def umask(inputs: Inputs) -> int:
+    """Airflow's processes' umask: with accounts, what they write is their group's too (the
+    API server's account is in the pipeline's group), nobody else's."""
+    return 0o007 if inputs.account(names.AIRFLOW_API_ACCOUNT) else -1
+
+
+def share_database(inputs: Inputs) -> None:
+    """The database and its WAL files (Airflow sets journal_mode=WAL; SQLite makes them 0644
+    less the umask, and may leave the -shm file behind) writable by the pipeline's group, so
+    the API server's account can write them. Each opened without following a link (the
+    folder is the pipeline's, a DAG could plant one), changed only when it is a file of the
+    pipeline's."""
+    pipeline = inputs.account(names.PIPELINE_ACCOUNT)
+    if pipeline is None:
+        return
+    main = database(inputs.settings)
+    for path in (main, main.with_name(f"{main.name}-wal"), main.with_name(f"{main.name}-shm")):
+        fd = os_accounts.open_no_link(path)
+        if fd is None:
+            continue
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode) and info.st_uid == pipeline.pw_uid and info.st_nlink == 1:
+                os.fchmod(fd, 0o660)
+        finally:
+            os.close(fd)
+
+
 def prepare(inputs: Inputs) -> Iterator[str]:
     """The dataset the DAGs train on, Airflow's database when it is new or another Airflow
     migrated it; each line is said before its step."""
@@ -300,9 +348,13 @@ def prepare(inputs: Inputs) -> Iterator[str]:
     if container_engine().chosen(inputs.settings):
         yield from container_engine().prepare(inputs.settings, inputs.account(names.PIPELINE_ACCOUNT))
     step = database_step(inputs)
-    if step is None:
-        return
-    yield step
+    if step is not None:
+        yield step
+        migrate(inputs)
+    share_database(inputs)
+
+
+def migrate(inputs: Inputs) -> None:
     log = inputs.settings.home / "logs" / "airflow-db-migrate.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
@@ -313,6 +365,7 @@ def prepare(inputs: Inputs) -> Iterator[str]:
             stdout=out,
             stderr=subprocess.STDOUT,
             check=True,
+            umask=umask(inputs),
             **as_account(inputs.account(names.PIPELINE_ACCOUNT)),
         )
     record = migrated_file(inputs.settings)
@@ -336,6 +389,7 @@ def processes(inputs: Inputs) -> list[Process]:
             cwd=settings.home / "airflow",
             log=settings.home / "logs" / f"airflow-{command}.log",
             account=inputs.account(names.PIPELINE_ACCOUNT),
+            umask=umask(inputs),
             **extra,
         )
 
@@ -347,7 +401,9 @@ def processes(inputs: Inputs) -> list[Process]:
     )
     return [
         *engine,
-        process("API server", "api-server", ready_url=f"{url(settings)}/api/v2/monitor/health"),
+        api_server(
+            inputs, process("API server", "api-server", ready_url=f"{url(settings)}/api/v2/monitor/health")
+        ),
         # SIGINT: the scheduler stops its LocalExecutor workers too (SIGTERM leaves them).
         # No log servers: they bind every interface whatever they are told, and on one
         # machine the API server reads the task logs from their files.
@@ -356,6 +412,53 @@ def processes(inputs: Inputs) -> list[Process]:
         process("triggerer", "triggerer", "--skip-serve-logs", stop_signal=signal.SIGINT),
         *checks,
     ]
+
+
+# gunicorn takes listening sockets by systemd's socket activation: from descriptor 3 on,
+# LISTEN_FDS of them, for the process LISTEN_PID (its own pid, known only once it runs).
+SOCKET_ACTIVATION = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); "
+    "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid())); os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
+def api_listener(settings: Settings) -> socket.socket:
+    """Airflow's API port, bound here (root) and kept by the supervisor across the API
+    server's restarts: while the platform runs, nothing else can bind it, not even while the
+    API server is down (a DAG that stopped it would otherwise serve pages on the hub's origin).
+    Not yet listening: gunicorn listens when it takes it (until then the hub, which starts
+    first, is refused at once instead of waiting on a port nobody answers); once listening,
+    no other socket may bind the port, SO_REUSEADDR or not, and requests made while the API
+    server restarts wait in its queue."""
+    made = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    made.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAITs of a previous run
+    made.bind(("127.0.0.1", settings.airflow_port))
+    return made
+
+
+def api_server(inputs: Inputs, server: Process) -> Process:
+    """The API server on the supervisor's socket (see SOCKET_ACTIVATION); as root, as its own
+    account in the pipeline's group. A DAG runs as the pipeline's account: it can change the
+    database they share, not signal the API server nor take its port."""
+    listener = api_listener(inputs.settings)
+    server.argv = [
+        str(inputs.tools.airflow_python),
+        "-c",
+        SOCKET_ACTIVATION,
+        str(listener.fileno()),
+        *server.argv,
+    ]
+    server.sockets = (listener,)
+    account, pipeline = inputs.account(names.AIRFLOW_API_ACCOUNT), inputs.account(names.PIPELINE_ACCOUNT)
+    if account is not None and pipeline is not None:
+        server.account, server.groups = account, (pipeline.pw_gid,)
+        server.env = {
+            **server.env,
+            "HOME": account.pw_dir,
+            "USER": account.pw_name,
+            "LOGNAME": account.pw_name,
+        }
+    return server
 
 
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"

@@ -1,9 +1,14 @@
 """MLflow's tracking server and model registry: one worker, job execution off (~450 MiB
-instead of ~2.2 GiB), SQLite and local artifacts in the state folder; as the pipeline's
-account when the platform runs as root.
+instead of ~2.2 GiB), SQLite and artifacts in `mlflow/`; as root, under an OS account of
+its own (mlops-ide-mlflow) that alone reads that folder: the pipeline (Airflow's tasks,
+serving) is a client like any other, artifacts travel over HTTP (`--artifacts-destination`,
+served by MLflow), so a DAG can neither signal MLflow nor read or change its files.
 
-MLflow has no login of its own, so it listens on a Unix socket that only root and the
-pipeline's account can open, never on a port. Everyone reaches it through its gate
+MLflow has no login of its own, so it listens on a Unix socket that only root opens, never
+on a port: made by the supervisor in a folder of root's (`mlflow-socket/`) and handed to
+MLflow as its stdin (uvicorn's `--fd 0`; `mlflow server` closes every other descriptor when
+it starts uvicorn), so neither MLflow's account nor a DAG can put another socket in its
+place, also while MLflow restarts. Everyone reaches it through its gate
 (mlops_ide.hub_services.mlflow_gate), a hub service under /services/mlflow/ on MLOPS_IDE_MLFLOW_PORT:
 browsers with their hub login, programs with a hub token in MLFLOW_TRACKING_TOKEN (a user's
 server gets one for this service at each start; Airflow's tasks and serving the token of
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +31,7 @@ from typing import TYPE_CHECKING
 from mlops_ide import names
 from mlops_ide.machine.components.base import Component, Inputs, Port, port_setting, process
 from mlops_ide.machine.state.credentials import ensure_secret
-from mlops_ide.machine.state.layout import ensure_folder
+from mlops_ide.machine.state.layout import ensure_folder, mlflow_folder
 from mlops_ide.settings import Setting, Settings, parsers
 
 if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
@@ -60,7 +66,23 @@ def url(settings: Settings) -> str:
 
 
 def socket_path(settings: Settings) -> Path:
-    return settings.home / "mlflow" / "sock"
+    """Where MLflow listens: in a folder of root's alone (the gate and the supervisor's health
+    check, both root, connect)."""
+    return settings.home / "mlflow-socket" / "sock"
+
+
+def listener(settings: Settings) -> socket.socket:
+    """MLflow's socket, bound here (root), kept by the supervisor across restarts. Not yet
+    listening: uvicorn listens when it takes it; until then a connection is refused at once
+    rather than left waiting for a server that is not there yet."""
+    path = socket_path(settings)
+    ensure_folder(path.parent, 0o700)
+    if path.exists() or path.is_symlink():
+        path.unlink()  # left by an earlier run
+    made = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    made.bind(str(path))
+    path.chmod(0o600)
+    return made
 
 
 def pipeline_token_file(settings: Settings) -> Path:
@@ -130,15 +152,20 @@ def server_process(
 
 def processes(inputs: Inputs) -> list[Process]:
     settings = inputs.settings
-    home = ensure_folder(settings.home / "mlflow")
-    sock = socket_path(settings)
+    home = mlflow_folder(settings)
+    if inputs.account(names.MLFLOW_ACCOUNT) is None:  # as root, component_accounts made it MLflow's
+        ensure_folder(home)
+    sock = listener(settings)
     mlflow = inputs.tools.airflow_python.parent / "mlflow"
     argv, env = server_process(mlflow, settings.mlflow_port, home, telemetry=settings.mlflow_telemetry)
     port_at = argv.index("--port")
     del argv[port_at : port_at + 2]  # a socket, not a port: nobody reaches MLflow but through its gate
-    argv += ["--static-prefix", names.MLFLOW_PREFIX.rstrip("/"), "--uvicorn-opts", f"--uds {sock}"]
-    ready = f"http+unix://{urllib.parse.quote(str(sock), safe='')}{names.MLFLOW_PREFIX}health"
-    return [process(inputs, "MLflow", argv, ready, env=env, cwd=home, account=names.PIPELINE_ACCOUNT)]
+    argv += ["--static-prefix", names.MLFLOW_PREFIX.rstrip("/"), "--uvicorn-opts", "--fd 0"]
+    at = urllib.parse.quote(str(socket_path(settings)), safe="")
+    ready = f"http+unix://{at}{names.MLFLOW_PREFIX}health"
+    return [
+        process(inputs, "MLflow", argv, ready, env=env, cwd=home, account=names.MLFLOW_ACCOUNT, stdin=sock)
+    ]
 
 
 def gate_service(settings: Settings, python: Path, code: Path) -> dict:

@@ -12,6 +12,10 @@ class StateError(RuntimeError):
     """The state folder cannot be prepared; the message says what to do."""
 
 
+# Airflow's database and logs: the pipeline's, and its group's (the API server's account is in it)
+SHARED_WITH_AIRFLOW_API = 0o2770
+
+
 def ensure_folder(path: Path, mode: int = 0o700) -> Path:
     """The folder, made if missing, with `mode` also when it was there already."""
     path.mkdir(parents=True, exist_ok=True, mode=mode)
@@ -32,6 +36,7 @@ def lock_down(settings: Settings, accounts: bool = False) -> None:
         settings.local_remote.parent: passage,
         # read by one component account's group (see who owns them: ensure_shared_folder)
         settings.home / "airflow-auth": 0o750 if accounts else 0o700,
+        settings.home / "airflow": SHARED_WITH_AIRFLOW_API if accounts else 0o700,
         push_check_socket(settings).parent: 0o750 if accounts else 0o700,
     }
     for path in settings.home.iterdir():
@@ -95,3 +100,13 @@ def code_server_bin(settings: Settings) -> Path:
 def kernels_folder(settings: Settings) -> Path:
     """On the user servers' JUPYTER_PATH: its kernels/python3 replaces the hub's Python kernel."""
     return settings.home / "jupyter"
+
+
+def mlflow_folder(settings: Settings) -> Path:
+    """MLflow's database and artifacts: its account's alone (everyone else goes through its
+    gate, over HTTP); also its HOME."""
+    return settings.home / "mlflow"
+
+
+def airflow_api_home(settings: Settings) -> Path:
+    return settings.home / "airflow-api-home"
