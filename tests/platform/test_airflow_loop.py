@@ -80,6 +80,28 @@ def push(
     return git(clone, "rev-parse", "HEAD")
 
 
+READS_AT_PARSE_DAG = """\
+from airflow.sdk import DAG, Variable
+
+TRACKING = Variable.get("MLFLOW_TRACKING_URI")  # as many teams' DAGs do, at parse time
+
+with DAG(dag_id="reads_at_parse", schedule=None, tags=[TRACKING.rsplit("/", 1)[-1]]):
+    pass
+"""
+
+
+def test_a_dag_reading_the_mlflow_variable_at_parse_time_passes_the_check_and_goes_live(
+    platform: RunningPlatform, airflow: AirflowAPI, clone: Path
+) -> None:
+    """The platform answers MLFLOW_TRACKING_URI itself (AIRFLOW_VAR_*), in the remote's check
+    as in Airflow: no variable to set by hand."""
+    push(platform, clone, {"dags/reads_at_parse.py": READS_AT_PARSE_DAG}, "a DAG that reads at parse")
+
+    dag = wait_for(lambda: airflow.dag("reads_at_parse"), 30, "reads_at_parse to appear")
+
+    assert [tag["name"] for tag in dag["tags"]] == ["mlflow"]
+
+
 def test_pushed_dag_appears_runs_and_records_its_commit(
     platform: RunningPlatform, airflow: AirflowAPI, clone: Path
 ) -> None:

@@ -146,9 +146,11 @@ def test_every_service_builds_its_processes_from_the_settings(tmp_path: Path) ->
     assert "--socket-fd" in built["airflow"][-1].argv and "--skip-serve-logs" in built["airflow"][1].argv
     sandbox = built["airflow"][-2]  # nothing secret where pushed code runs (no accounts here: no unshare)
     assert "--socket-fd" in sandbox.argv and sandbox.argv[0] != "unshare"
-    assert not [
-        key for key in sandbox.env if any(word in key for word in ("TOKEN", "SECRET", "PASSWORD", "AIRFLOW"))
-    ]
+    assert not [key for key in sandbox.env if any(word in key for word in ("TOKEN", "SECRET", "PASSWORD"))]
+    # no Airflow configuration, but the variables the platform answers for a team's DAGs, as Airflow has them
+    assert [key for key in sandbox.env if "AIRFLOW" in key] == ["AIRFLOW_VAR_MLFLOW_TRACKING_URI"]
+    for process in (sandbox, *built["airflow"][:4]):
+        assert process.env["AIRFLOW_VAR_MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000/services/mlflow"
     # under the prefix the hub serves it at: its sub-applications answer there only
     assert built["airflow"][0].ready_url == "http://127.0.0.1:18080/services/airflow/api/v2/monitor/health"
     # MLflow on its socket only; serving and Airflow reach it through the gate, as the pipeline

@@ -369,6 +369,7 @@ def test_airflow_chart_values_agree_with_local_mode() -> None:
     assert env["MLOPS_IDE_PIPELINE_NAMESPACE"] == PIPELINE
     # from the pipeline's namespace, the platform's services by their full names
     assert env["MLFLOW_TRACKING_URI"] == f"http://hub.{PLATFORM}.svc:8091/services/mlflow"
+    assert env["AIRFLOW_VAR_MLFLOW_TRACKING_URI"] == env["MLFLOW_TRACKING_URI"]  # for Variable.get at parse
     assert {
         "envName": "MLFLOW_TRACKING_TOKEN",
         "secretName": "mlflow-pipeline-token",

@@ -333,6 +333,7 @@ def test_environment(repo: Path, home: Path) -> dict[str, str]:
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "MLOPS_IDE_PIPELINE_RUNNER": "local",  # the steps run here, in the pipeline's Python
             "MLOPS_IDE_WORK_ROOT": str(home / "work"),  # arrays between steps: this run's own
+            **airflow_variables(os.environ),
         }
     )
     return env

@@ -266,7 +266,17 @@ def dag_settings(inputs: Inputs) -> dict[str, str]:
         "MLOPS_IDE_PIPELINE_PYTHON": str(inputs.tools.pipeline_python),
         "MLOPS_IDE_DATA_ROOT": str(inputs.settings.dataset),
         "MLOPS_IDE_SERVING_URL": serving.url(inputs.settings),
+        **platform_variables(inputs.settings),
     }
+
+
+def platform_variables(settings: Settings) -> dict[str, str]:
+    """The Airflow variables the platform answers itself for a team's DAGs, through Airflow's
+    own `AIRFLOW_VAR_<NAME>` convention: a DAG that reads `Variable.get("MLFLOW_TRACKING_URI")`
+    at parse time loads with no set-up by hand (and in the DAG check's sandbox as in Airflow)."""
+    if names.MLFLOW not in settings.services:
+        return {}
+    return {"AIRFLOW_VAR_MLFLOW_TRACKING_URI": mlflow.url(settings)}
 
 
 def database(settings: Settings) -> Path:
