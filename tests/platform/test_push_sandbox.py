@@ -5,6 +5,7 @@ pushes, the platform's real hooks, services and OS accounts; a stand-in answers 
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import pwd
@@ -158,8 +159,11 @@ def test_a_pushed_dag_sees_no_secret_in_its_environment_nor_its_files(sandboxed:
     assert pushed.returncode != 0 and "push refused" in pushed.stderr
     assert "dags/env.py:3: ValueError: env: {" in pushed.stderr, pushed.stderr
     assert "'HOME':" in pushed.stderr  # the environment was printed: nothing secret in it
+    environment = ast.literal_eval(pushed.stderr.split("env: ")[1].split("\n")[0].strip())
+    # the one MLflow name a DAG may see: the variable the platform answers (a URL, no credential)
+    assert environment.pop("AIRFLOW_VAR_MLFLOW_TRACKING_URI").startswith("http://127.0.0.1:")
     for name in ("TOKEN", "SECRET", "PASSWORD", "AIRFLOW__API", "MLFLOW"):
-        assert name not in pushed.stderr.split("env: ")[1].split("\n")[0].upper(), pushed.stderr
+        assert not [key for key in environment if name in key.upper()], environment
     assert f"{paths[0]} PermissionError" in pushed.stderr and f"{paths[1]} PermissionError" in pushed.stderr
     for value in secrets_of(state):
         assert value not in pushed.stderr and value not in logs_of(state)
