@@ -103,6 +103,7 @@ def spawner_traits(settings: Settings) -> dict[str, Any]:
             **mlflow.telemetry_env(allowed=False),  # no usage data to MLflow's makers
             "MLOPS_IDE_REPO_URL": settings.effective_repo_url,
             "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
+            "MLOPS_IDE_DAGS_FOLDER": settings.dags_folder,
             "MLOPS_IDE_SYNC_TIMEOUT": str(settings.sync_timeout),
             "MLOPS_IDE_VSCODE_GALLERY": settings.vscode_gallery,
             "JUPYTERHUB_ACTIVITY_INTERVAL": str(activity_interval(settings)),  # for the idle culler

@@ -8,6 +8,7 @@ every MLOPS_IDE_* name has one row, one default and one line of help.
 
 from __future__ import annotations
 
+from mlops_ide.portable import dag_folder
 from mlops_ide.settings import CHECKOUT, MODES, Setting
 from mlops_ide.settings import parsers as p
 
@@ -134,6 +135,15 @@ PLATFORM = (
     ),
     Setting(
         "MLOPS_IDE_REPO_BRANCH", "repo_branch", "branch to clone and track", default="main", parse=p.branch
+    ),
+    Setting(
+        "MLOPS_IDE_DAGS_FOLDER",
+        "dags_folder",
+        "the repository's folder of DAG files (Airflow's bundle `subdir`; the push check, "
+        "`mlops-ide dag` and the hooks follow it): a sub-folder such as `cnn_skin_cancer`, or `.` for "
+        "the whole repository (its top-level `.airflowignore` honoured)",
+        default=dag_folder.DEFAULT,
+        parse=p.dags_folder,
     ),
     Setting(
         "MLOPS_IDE_TRACKED_BRANCH_PUSHERS",

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mlops_ide.portable import dag_folder
 from mlops_ide.settings import Invalid
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -148,6 +149,13 @@ def branch(raw: str) -> str:
     if result.returncode or raw.startswith("-"):
         raise Invalid("is not a valid git branch name: set one such as main.")
     return raw
+
+
+def dags_folder(raw: str) -> str:
+    try:
+        return dag_folder.parse(raw)
+    except dag_folder.BadFolder as error:
+        raise Invalid(str(error)) from None
 
 
 def repo_url(raw: str) -> str:

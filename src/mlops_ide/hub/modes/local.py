@@ -152,6 +152,7 @@ def configure(c: Any, settings: Settings) -> None:
         "PYTHONPATH": str(code_lib(settings)),  # for startup.start only; it drops it
         "MLOPS_IDE_REPO_URL": settings.repo_url or git.repo_url(settings),
         "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
+        "MLOPS_IDE_DAGS_FOLDER": settings.dags_folder,
         "MLOPS_IDE_SYNC_TIMEOUT": str(settings.sync_timeout),
         "MLOPS_IDE_VSCODE_GALLERY": settings.vscode_gallery,
         # the pipeline's Python: `python` on PATH (its bin above), VS Code's, the kernel's
