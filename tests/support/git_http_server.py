@@ -17,11 +17,20 @@ class GitHttpServer:
     ``token``: the password every request must carry (None: no auth).
     ``stall_upload_pack``: seconds to wait before answering a fetch or clone, to make a
     clone slow enough to be killed half-way.
+    ``public_read``: clones and fetches need no token, pushes still do (a public
+    repository on GitHub).
     """
 
-    def __init__(self, root: Path, token: str | None = None, stall_upload_pack: float = 0.0):
+    def __init__(
+        self,
+        root: Path,
+        token: str | None = None,
+        stall_upload_pack: float = 0.0,
+        public_read: bool = False,
+    ):
         self.root = root
         self.token = token
+        self.public_read = public_read
         self.stall_upload_pack = stall_upload_pack
         self.requests: list[str] = []  # request lines and auth outcomes, like an access log
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -59,6 +68,8 @@ class GitHttpServer:
             def authorized(self) -> bool:
                 if server.token is None:
                     return True
+                if server.public_read and "git-receive-pack" not in self.path:
+                    return True  # a push asks for git-receive-pack, in its path or its query
                 header = self.headers.get("Authorization", "")
                 if not header.startswith("Basic "):
                     return False
