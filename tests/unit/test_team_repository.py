@@ -100,7 +100,7 @@ def test_every_dag_file_has_airflow_2_spellings_that_airflow_3_refuses(team: Pat
     )
 
 
-def test_rufs_fixes_make_the_fixable_files_load_and_leave_the_provider_move_by_hand(team: Path) -> None:
+def test_ruffs_fixes_make_the_fixable_files_load_and_leave_the_provider_move_by_hand(team: Path) -> None:
     ruff_findings(team, "--fix", "--unsafe-fixes")  # what `mlops-ide dag upgrade` applies
 
     report = dag_check(team)
