@@ -59,6 +59,31 @@ def test_a_broken_dag_is_refused_and_a_hung_airflow_holds_a_good_push_only_brief
     assert f"push of {mine[:12]} by local: cannot tell what is live" in logged
 
 
+BROKEN_DAG = "from airflow.sdk import dag\nraise ValueError('no')\n"
+
+
+@pytest.mark.parametrize("folder", ["pipelines/dags", "."])
+def test_the_remote_checks_the_dag_folder_the_setting_names(
+    tmp_path: Path, silent_port: int, folder: str
+) -> None:
+    """MLOPS_IDE_DAGS_FOLDER: a team's sub-folder, or the whole repository (its .airflowignore
+    honoured, sub-folders searched as Airflow does); problems named by repository path."""
+    inside = "pipelines/dags" if folder != "." else "team"
+    with remote_with_hooks(tmp_path, silent_port, MLOPS_IDE_DAGS_FOLDER=folder) as (clone, _):
+        user_commit(clone, {f"{inside}/sub/broken.py": BROKEN_DAG}, "broken, in a sub-folder")
+        refused = push(clone)
+        git(clone, "reset", "--quiet", "--hard", "origin/main")
+        ignored = {".airflowignore": "scratch/\n", "scratch/broken.py": BROKEN_DAG}
+        outside = {"elsewhere/broken.py": BROKEN_DAG} if folder != "." else ignored
+        user_commit(clone, {**outside, f"{inside}/good.py": GOOD_DAG}, "Airflow never reads the broken one")
+        accepted = push(clone)
+
+    assert refused.returncode != 0
+    assert f"remote:   {inside}/sub/broken.py:2: ValueError: no" in refused.stderr, refused.stderr
+    assert accepted.returncode == 0 and "DAG check passed" in accepted.stderr, accepted.stderr
+    assert "broken.py" not in accepted.stderr  # outside the folder, or ignored: Airflow never reads it
+
+
 def test_a_push_goes_through_unchecked_when_the_push_check_is_away(tmp_path: Path) -> None:
     settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
     remote, _ = ensure_local_remote(settings)
@@ -145,9 +170,16 @@ def test_a_branch_name_is_never_run(tmp_path: Path) -> None:
 def test_a_crafted_check_request_cannot_write_outside_its_folder(tmp_path: Path) -> None:
     content = base64.b64encode(b"x").decode()
     for name in ("dags/../../escaped.py", "/etc/escaped.py", "other/x.py", "dags/sub/../../../escaped.py"):
-        with pytest.raises(ValueError, match="not a path under dags/"):
-            dag_sandbox.write_files({name: content}, tmp_path / "root")
+        with pytest.raises(ValueError, match="not a path under the DAG folder dags/"):
+            dag_sandbox.write_files({name: content}, tmp_path / "root", "dags")
+    for name in ("../escaped.py", "/etc/escaped.py", "sub/../../escaped.py", "team/../../escaped.py"):
+        for folder in (".", "team"):
+            with pytest.raises(ValueError, match="not a path under the DAG folder"):
+                dag_sandbox.write_files({name: content}, tmp_path / "root", folder)
     assert not list(tmp_path.rglob("escaped.py"))
+    # the whole repository as the DAG folder: any path inside it
+    assert dag_sandbox.write_files({"src/x.py": content}, tmp_path / "root", ".") == tmp_path / "root"
+    assert (tmp_path / "root" / "src" / "x.py").read_bytes() == b"x"
 
 
 def test_the_line_of_an_error_is_the_dag_files_own(tmp_path: Path) -> None:
@@ -160,9 +192,13 @@ def test_the_line_of_an_error_is_the_dag_files_own(tmp_path: Path) -> None:
 
     assert dag_check.error_line(traceback_text, path) == 3
     assert dag_check.error_line("OSError: no\n", path) is None
-    assert dag_sandbox.problem_lines([{"file": "x.py", "line": None, "error": "E", "dags": []}]) == [
+    assert dag_sandbox.problem_lines([{"file": "x.py", "line": None, "error": "E", "dags": []}], "dags") == [
         "dags/x.py: E"
     ]
+    # a team's folder, a sub-folder of it, the whole repository: named by their repository paths
+    nested = [{"file": "sub/x.py", "line": 4, "error": "E", "dags": []}]
+    assert dag_sandbox.problem_lines(nested, "cnn_skin_cancer") == ["cnn_skin_cancer/sub/x.py:4: E"]
+    assert dag_sandbox.problem_lines(nested, ".") == ["sub/x.py:4: E"]
 
 
 def test_refresh_names_the_problem_when_airflow_refuses(tmp_path: Path) -> None:

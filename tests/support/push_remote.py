@@ -76,12 +76,13 @@ def push_services(platform: Inputs, wait: float = 2.0) -> tuple[Process, Process
 
 @contextmanager
 def remote_with_hooks(
-    tmp_path: Path, airflow_port: int, branch: str = "main", accounts: bool = False
+    tmp_path: Path, airflow_port: int, branch: str = "main", accounts: bool = False, **values: str
 ) -> Iterator[tuple[Path, Settings]]:
     """A fresh local remote with the platform's hooks and services, the push check asking an
-    Airflow on `airflow_port` (nothing, or something that hangs); yields (a clone, settings)."""
+    Airflow on `airflow_port` (nothing, or something that hangs); yields (a clone, settings).
+    `values`: more settings (MLOPS_IDE_DAGS_FOLDER, say)."""
     platform = platform_for(
-        tmp_path, accounts, MLOPS_IDE_AIRFLOW_PORT=str(airflow_port), MLOPS_IDE_REPO_BRANCH=branch
+        tmp_path, accounts, MLOPS_IDE_AIRFLOW_PORT=str(airflow_port), MLOPS_IDE_REPO_BRANCH=branch, **values
     )
     with running(*push_services(platform)):
         clone = tmp_path / "clone"

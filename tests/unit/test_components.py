@@ -391,7 +391,9 @@ def test_an_airflow_database_changed_behind_the_platforms_back_is_migrated_again
     assert calls(platform.tools.airflow_python) == ["db migrate", "db migrate"]
 
 
-def render_home_page(platform_waiting: dict[str, tuple[str, str]], ready: bool = True) -> str:
+def render_home_page(
+    platform_waiting: dict[str, tuple[str, str]], ready: bool = True, dags_folder: str = "dags"
+) -> str:
     """Our home page template around a stand-in for JupyterHub's own."""
     stand_in = "{% block main %}{% endblock %}{% block script %}{% endblock %}"
     loader = jinja2.ChoiceLoader(
@@ -407,6 +409,7 @@ def render_home_page(platform_waiting: dict[str, tuple[str, str]], ready: bool =
         base_url="/hub/",
         platform_services={"Serving": "http://127.0.0.1:8500/docs", "Airflow": "/services/airflow/"},
         platform_waiting=platform_waiting,
+        dags_folder=dags_folder,
     )
 
 
@@ -433,3 +436,7 @@ def test_the_home_page_shows_the_first_steps() -> None:
     for step in ("dags/", "mlops-ide dag check", "git push", "Airflow", "MLflow", "champion"):
         assert step in steps, step
     assert "start your server" in render_home_page({}, ready=False)
+    assert "Edit a DAG in <code>cnn_skin_cancer/</code>" in render_home_page(
+        {}, dags_folder="cnn_skin_cancer"
+    )
+    assert "Edit a DAG file, then" in render_home_page({}, dags_folder=".")

@@ -77,8 +77,23 @@ BAD_DAG_FILES = {
 def bad_dags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     folder = tmp_path_factory.mktemp("bad_dags")
     for name, (body, _) in BAD_DAG_FILES.items():
-        (folder / f"{name}.py").write_text(body)
+        (folder / f"{name}.py").write_text(f"# an Airflow DAG file\n{body}")
+    (folder / "helpers").mkdir()  # a sub-folder: Airflow looks there too
+    (folder / "helpers" / "nested_dag.py").write_text("# an Airflow DAG\nraise ValueError('nested')\n")
+    (folder / "helpers" / "plain.py").write_text("raise ValueError('no DAG here')\n")
+    (folder / ".airflowignore").write_text("ignored_*\n")
+    (folder / "ignored_dag.py").write_text("# an Airflow DAG\nraise ValueError('ignored')\n")
     return check_dags(folder)
+
+
+def test_the_check_takes_the_files_airflows_discovery_takes(bad_dags: dict[str, dict]) -> None:
+    # Airflow's own list_py_file_paths: sub-folders, .airflowignore, and its safe mode (a
+    # file that does not mention both "airflow" and "dag" is not a DAG file, in Airflow either)
+    assert (
+        "helpers/nested_dag.py" in bad_dags
+        and "ValueError: nested" in bad_dags["helpers/nested_dag.py"]["error"]
+    )
+    assert "helpers/plain.py" not in bad_dags and "ignored_dag.py" not in bad_dags
 
 
 @pytest.mark.parametrize("name", BAD_DAG_FILES)

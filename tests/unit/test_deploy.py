@@ -17,6 +17,7 @@ import yaml
 
 from mlops_ide.hub.modes import load
 from mlops_ide.machine.components import airflow
+from mlops_ide.portable import dag_folder
 from tests.support.kubernetes_hub_tools import (
     KUBERNETES_VERSIONS,
     as_dict,
@@ -359,7 +360,9 @@ def test_airflow_chart_values_agree_with_local_mode() -> None:
     assert bundle["name"] == airflow.BUNDLE_NAME
     assert bundle["classpath"] == "airflow.providers.git.bundles.git.GitDagBundle"
     assert bundle["kwargs"]["git_conn_id"] == airflow.GIT_CONN_ID
-    assert bundle["kwargs"]["subdir"] == "dags" and bundle["kwargs"]["refresh_interval"] <= 60
+    # the DAG folder the hub, the webhook and every user's `mlops-ide dag` use is the bundle's
+    assert bundle["kwargs"].get("subdir", ".") == dag_folder.parse(settings_file()["MLOPS_IDE_DAGS_FOLDER"])
+    assert bundle["kwargs"]["refresh_interval"] <= 60
     assert [item["envName"] for item in values["secret"]] == [
         f"AIRFLOW_CONN_{airflow.GIT_CONN_ID.upper()}",
         "MLFLOW_TRACKING_TOKEN",

@@ -259,6 +259,72 @@ def test_the_pre_push_hook_stops_a_broken_dag_and_no_verify_skips_it(
     assert git(remote, "rev-parse", "main") == git(working_copy, "rev-parse", "HEAD")
 
 
+def team_clone(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A clone of a team's repository of its own shape (no dags/), the pre-push hook installed."""
+    remote = tmp_path / "team.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch", "main", str(remote)], check=True)
+    clone = tmp_path / "team"
+    subprocess.run(["git", "clone", "--quiet", str(remote), str(clone)], check=True, capture_output=True)
+    git(clone, "config", "user.name", "Alice")
+    git(clone, "config", "user.email", "alice@example.org")
+    for name, text in files.items():
+        (clone / name).parent.mkdir(parents=True, exist_ok=True)
+        (clone / name).write_text(text)
+    git(clone, "add", ".")
+    git(clone, "commit", "--quiet", "-m", "the team's repository")
+    git(clone, "push", "--quiet", "origin", "main")
+    assert git_hooks.install_pre_push(clone)
+    return clone
+
+
+def test_dag_commands_follow_the_dag_folder_setting(user_bin: Path, tmp_path: Path) -> None:
+    clone = team_clone(tmp_path, {"cnn_skin_cancer/two.py": GOOD_DAG, "src/model.py": "LAYERS = 3\n"})
+    env = user_env(user_bin, MLOPS_IDE_DAGS_FOLDER="cnn_skin_cancer")
+    (clone / "cnn_skin_cancer" / "nested").mkdir()
+    (clone / "cnn_skin_cancer" / "nested" / "broken.py").write_text(BROKEN_DAG)
+
+    def run(*args: str, cwd: Path = clone) -> subprocess.CompletedProcess:
+        return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+    changed = run("mlops-ide", "dag", "check")
+    every = run("mlops-ide", "dag", "check", "cnn_skin_cancer")
+    outside = run("mlops-ide", "dag", "check", "src/model.py")
+    git(clone, "add", ".")
+    git(clone, "commit", "--quiet", "-m", "broken, in a sub-folder")
+    pushed = run("git", "push", "origin", "main")
+
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    assert changed.stdout.startswith("cnn_skin_cancer/nested/broken.py:4: NameError"), changed.stdout
+    assert every.returncode == 1 and "2 DAG file(s), 1 that would not load" in every.stdout, every.stdout
+    assert outside.returncode == 2 and "is not a DAG file" in outside.stderr
+    assert pushed.returncode != 0 and "cnn_skin_cancer/nested/broken.py:4: NameError" in pushed.stdout
+
+
+def test_without_the_dag_folder_check_says_what_to_set_and_the_pre_push_hook_lets_go(
+    user_bin: Path, tmp_path: Path
+) -> None:
+    clone = team_clone(tmp_path, {"pipelines/two.py": GOOD_DAG, "Docker/Dockerfile": "FROM scratch\n"})
+    env = user_env(user_bin)  # the default, dags/, which this repository does not have
+    (clone / "pipelines" / "broken.py").write_text(BROKEN_DAG)
+    git(clone, "add", ".")
+    git(clone, "commit", "--quiet", "-m", "a broken DAG where the platform does not look")
+
+    checked = subprocess.run(
+        ["mlops-ide", "dag", "check"], env=env, cwd=clone, capture_output=True, text=True, timeout=300
+    )
+    pushed = subprocess.run(
+        ["git", "push", "origin", "main"], env=env, cwd=clone, capture_output=True, text=True
+    )
+
+    assert checked.returncode == 2
+    assert "no DAG folder dags/ (MLOPS_IDE_DAGS_FOLDER" in checked.stderr, checked.stderr
+    assert "its top folders: Docker/, pipelines/" in checked.stderr
+    assert pushed.returncode == 0, pushed.stderr  # it cannot judge: it says why, once, and lets git go on
+    assert pushed.stderr.count("no DAG check before this push: team has no DAG folder dags/") == 1, (
+        pushed.stderr
+    )
+
+
 def test_the_pre_push_hook_never_replaces_a_hook_of_the_users_own(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     subprocess.run(["git", "init", "--quiet", str(clone)], check=True)

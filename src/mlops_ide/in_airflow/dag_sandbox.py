@@ -2,7 +2,7 @@
 asks it whether the pushed DAG files load. It runs the pushed code, so it holds nothing.
 
     PYTHONPATH=LIB <airflow venv>/bin/python -s -P -m mlops_ide.in_airflow.dag_sandbox \
-        --socket-fd FD --work FOLDER
+        --socket-fd FD --work FOLDER --dags-folder dags
 
 As root the platform starts it (machine/components/airflow.py:dag_sandbox) as the account
 `mlops-ide-dagcheck`, in no group that reads a secret, with a minimal environment (no
@@ -19,7 +19,8 @@ blocked in Python only and says so in its log: the pushed code could read what t
 reads.
 
 One request at a time, on a Unix socket the platform makes and hands over (--socket-fd);
-one JSON line each way:
+one JSON line each way, files named by their path in the repository (the DAG folder,
+--dags-folder, is MLOPS_IDE_DAGS_FOLDER: `dags` below, or a sub-folder, or `.`):
 
   {"check": COMMIT, "files": {"dags/x.py": BASE64}, "only": ["dags/x.py"] (optional)}
       -> {"problems": ["dags/x.py:3: ..."], "broken": ["dags/x.py"], "summary": "..."}
@@ -44,7 +45,7 @@ import tempfile
 import time
 from pathlib import Path, PurePosixPath
 
-from mlops_ide.portable import airflow3_upgrade, dag_check
+from mlops_ide.portable import airflow3_upgrade, dag_check, dag_folder
 
 CHECK_SECONDS = 30.0  # the whole check; each file has Airflow's own import timeout below it
 FILE_IMPORT_SECONDS = "20"
@@ -59,41 +60,45 @@ LIMITS = {
     resource.RLIMIT_NOFILE: 256,
 }
 PR_SET_DUMPABLE = 4
+WHOLE_CHECK = "(the DAG folder)"  # what "broken" names when the check as a whole failed
 
 
 def log(line: str) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", flush=True)
 
 
-def write_files(files: dict[str, str], root: Path) -> Path:
-    """The pushed dags/ as files under `root`; a path that would leave it is refused."""
+def write_files(files: dict[str, str], root: Path, folder: str) -> Path:
+    """The pushed DAG folder as files under `root`; a path that would leave it (or is not
+    in the DAG folder) is refused. Returns the DAG folder there."""
     for name, content in files.items():
         parts = PurePosixPath(name).parts
         if (
             not parts
-            or parts[0] != "dags"
+            or dag_folder.in_folder(name, folder) is None
             or any(part in ("", ".", "..") for part in parts)
             or name.startswith("/")
+            or "\\" in name
         ):
-            raise ValueError(f"not a path under dags/: {name!r}")
+            raise ValueError(f"not a path under the DAG folder {dag_folder.prefix(folder) or './'}: {name!r}")
         target = root.joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(base64.b64decode(content))
-    return root / "dags"
+    return root.joinpath(*PurePosixPath(folder).parts)
 
 
-def problem_lines(results: list[dict]) -> list[str]:
+def problem_lines(results: list[dict], folder: str) -> list[str]:
     """One problem per DAG file that would not load: `dags/<file>.py:<line>: <error>`, and
     how to set what it reads from Airflow at parse time, when that is what it lacks."""
-    return [
-        (f"dags/{r['file']}:{r['line']}: {r['error']}" if r["line"] else f"dags/{r['file']}: {r['error']}")
-        + (f"\n  {dag_check.what_to_set(r['error'])}" if dag_check.what_to_set(r["error"]) else "")
-        for r in results
-        if r["error"]
-    ]
+    lines = []
+    for r in results:
+        if r["error"]:
+            where = dag_folder.in_repository(r["file"], folder) + (f":{r['line']}" if r["line"] else "")
+            to_set = dag_check.what_to_set(r["error"])
+            lines.append(f"{where}: {r['error']}" + (f"\n  {to_set}" if to_set else ""))
+    return lines
 
 
-def with_upgrade_hints(problems: list[str], results: list[dict], dags: Path) -> list[str]:
+def with_upgrade_hints(problems: list[str], results: list[dict], dags: Path, folder: str) -> list[str]:
     """Each problem with what Airflow 3 changed in its file under it (ruff's AIR rules, as
     `mlops-ide dag check` prints them), on the lines after the problem's own."""
     failing = [r for r in results if r["error"]]
@@ -103,7 +108,7 @@ def with_upgrade_hints(problems: list[str], results: list[dict], dags: Path) -> 
         return problems  # the problems are said all the same
     said = []
     for problem, result in zip(problems, failing, strict=True):
-        command = f"mlops-ide dag upgrade dags/{result['file']}"
+        command = f"mlops-ide dag upgrade {dag_folder.in_repository(result['file'], folder)}"
         hints = airflow3_upgrade.hint_lines(
             found.get((dags / result["file"]).resolve(), []), result["line"], command
         )
@@ -111,9 +116,9 @@ def with_upgrade_hints(problems: list[str], results: list[dict], dags: Path) -> 
     return said
 
 
-def broken(results: list[dict]) -> list[str]:
+def broken(results: list[dict], folder: str) -> list[str]:
     """The DAG files of `problem_lines`, in the same order."""
-    return [f"dags/{r['file']}" for r in results if r["error"]]
+    return [dag_folder.in_repository(r["file"], folder) for r in results if r["error"]]
 
 
 def summary(results: list[dict]) -> str:
@@ -127,12 +132,14 @@ def sandboxed() -> bool:
     return os.getpid() == 1 and os.getuid() != 0
 
 
-def run_check(files: dict[str, str], work: Path, only: list[str] | None = None, close: tuple = ()) -> dict:
-    """Every DAG file of the pushed dags/ (or those named in `only`) imported in a child,
+def run_check(
+    files: dict[str, str], work: Path, dags_folder: str, only: list[str] | None = None, close: tuple = ()
+) -> dict:
+    """Every DAG file of the pushed DAG folder (or those named in `only`) imported in a child,
     in a folder of its own under `work`; its problems, one line each. The child gets none of
     the server's sockets (`close`), a session of its own and the caps of LIMITS; once it is
     done, all it started is killed and its folder removed."""
-    folder = Path(tempfile.mkdtemp(prefix="check-", dir=work))
+    where = Path(tempfile.mkdtemp(prefix="check-", dir=work))
     readable, writable = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child reports through the pipe
@@ -147,15 +154,17 @@ def run_check(files: dict[str, str], work: Path, only: list[str] | None = None, 
             os.close(readable)
             for limit, value in LIMITS.items():
                 resource.setrlimit(limit, (value, value))
-            os.environ.update(HOME=str(folder), TMPDIR=str(folder))
-            tempfile.tempdir = str(folder)
+            os.environ.update(HOME=str(where), TMPDIR=str(where))
+            tempfile.tempdir = str(where)
             dag_check.block_network()  # a clear message; the namespace is what holds
-            dags = write_files(files, folder)
-            chosen = None if only is None else {PurePosixPath(name).name for name in only}
+            dags = write_files(files, where, dags_folder)
+            chosen = None if only is None else {dag_folder.in_folder(name, dags_folder) for name in only}
             results = dag_check.check(dags, chosen) if dags.is_dir() else []
             answer = {
-                "problems": with_upgrade_hints(problem_lines(results), results, dags),
-                "broken": broken(results),
+                "problems": with_upgrade_hints(
+                    problem_lines(results, dags_folder), results, dags, dags_folder
+                ),
+                "broken": broken(results, dags_folder),
                 "summary": summary(results),
             }
         except BaseException as error:
@@ -185,24 +194,26 @@ def read_child(child: int, readable: int) -> dict:
                     break
                 data += chunk
                 if len(data) > MAX_ANSWER_BYTES:  # the checked code writes it: it may not fill our memory
-                    return {"problems": ["the check answered too much"], "broken": ["dags/"]}
+                    return {"problems": ["the check answered too much"], "broken": [WHOLE_CHECK]}
             elif reaped:
                 break  # it has exited and said all it had
             elif os.waitpid(child, os.WNOHANG)[0]:
                 reaped = True
             elif time.monotonic() > deadline:
-                late = f"dags/: the check took over {CHECK_SECONDS:.0f} s (a DAG doing work at import?)"
-                return {"problems": [late], "broken": ["dags/"]}
+                late = (
+                    f"the DAG folder: the check took over {CHECK_SECONDS:.0f} s (a DAG doing work at import?)"
+                )
+                return {"problems": [late], "broken": [WHOLE_CHECK]}
     finally:
         os.close(readable)
     try:
         return (
             json.loads(data)
             if data
-            else {"problems": ["the check ended without an answer"], "broken": ["dags/"]}
+            else {"problems": ["the check ended without an answer"], "broken": [WHOLE_CHECK]}
         )
     except ValueError:
-        return {"problems": ["the check answered nonsense"], "broken": ["dags/"]}
+        return {"problems": ["the check answered nonsense"], "broken": [WHOLE_CHECK]}
 
 
 def end_leftovers(child: int) -> None:
@@ -265,13 +276,19 @@ class Handler(socketserver.StreamRequestHandler):
             request = json.loads(self.rfile.readline(MAX_REQUEST_BYTES))
             who = request.get("pusher", "?")
             close = (self.server.socket, self.request)
-            answer = run_check(request.get("files", {}), self.server.work, request.get("only"), close)
+            answer = run_check(
+                request.get("files", {}),
+                self.server.work,
+                self.server.dags_folder,
+                request.get("only"),
+                close,
+            )
             outcome = f"{len(answer['problems'])} problem(s)" if answer["problems"] else "passed"
             log(f"check of {str(request['check'])[:12]} pushed by {who}: {outcome}")
             for problem in answer["problems"]:
                 log(f"  {problem}")
         except (OSError, ValueError, KeyError, AttributeError) as error:
-            answer = {"problems": [f"the DAG check failed: {error!r}"], "broken": ["dags/"]}
+            answer = {"problems": [f"the DAG check failed: {error!r}"], "broken": [WHOLE_CHECK]}
             log(f"request failed: {error!r}")
         self.wfile.write(json.dumps(answer).encode() + b"\n")
 
@@ -281,6 +298,7 @@ class Server(socketserver.UnixStreamServer):
 
     def __init__(self, args: argparse.Namespace):
         self.work = args.work
+        self.dags_folder = args.dags_folder
         super().__init__("", Handler, bind_and_activate=False)
         self.socket.close()
         self.socket = socket.socket(fileno=args.socket_fd)
@@ -290,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--socket-fd", type=int, required=True, help="the listening socket, inherited")
     parser.add_argument("--work", type=Path, required=True, help="a folder of this account's for the checks")
+    parser.add_argument(
+        "--dags-folder", type=dag_folder.parse, default=dag_folder.DEFAULT, help="the repository's DAG folder"
+    )
     args = parser.parse_args(argv)
     not_dumpable()
     # The namespace's first process ignores signals it has no handler for: what a check

@@ -2,19 +2,23 @@
 without error while the network and the metadata database are out of reach, and its
 top-level body is cheap (DAG files must do no I/O and no heavy work at import).
 
-    <airflow venv>/bin/python src/mlops_ide/portable/dag_check.py DAGS_DIR [--problems] [--only A.py,B.py]
+    <airflow venv>/bin/python src/mlops_ide/portable/dag_check.py DAGS_DIR [--problems]
+        [--only A.py,sub/B.py] [--prefix dags/]
 
+The DAG files are those Airflow's own discovery lists in the folder (every `.py` file below
+it, `.airflowignore` honoured, and, Airflow's safe mode, only files that mention both
+"airflow" and "dag"), named by their path in the folder (`x.py`, `sub/x.py`).
 With --problems (CI runs it so): one line per file that would not load,
-`dags/<file>.py:<line>: <error>` (and, under it, how to set an Airflow variable or
-connection the file reads at parse time and Airflow lacks), and exit 1 if there is any.
-Otherwise prints one JSON object: {"files": [{"file", "dags", "error", "line", "body_seconds"}]}
-("line": where in the file the error is, when the traceback says).
+`<prefix><file>.py:<line>: <error>` (the prefix: the folder's name and a slash, or what
+--prefix says, e.g. its path in the repository; and, under it, how to set an Airflow
+variable or connection the file reads at parse time and Airflow lacks), and exit 1 if there
+is any. Otherwise prints one JSON object: {"files": [{"file", "dags", "error", "line",
+"body_seconds"}]} ("line": where in the file the error is, when the traceback says).
 Run it in Airflow's virtualenv; the tests and CI do.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
@@ -52,26 +56,25 @@ def block_database() -> None:
     os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_ERROR_TRACEBACK_DEPTH"] = "100"
 
 
-def ignored(dags_dir: Path) -> list[str]:
-    """The glob patterns of the folder's .airflowignore (Airflow 3's default syntax)."""
-    path = dags_dir / ".airflowignore"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+def dag_files(dags_dir: Path) -> list[Path]:
+    """The folder's DAG files as Airflow's DAG processor finds them (its own function)."""
+    from airflow.utils.file import list_py_file_paths
+
+    return sorted(Path(path) for path in list_py_file_paths(dags_dir, safe_mode=True))
 
 
 def check(dags_dir: Path, only: set[str] | None = None) -> list[dict]:
-    """Each DAG file of the folder (or those named in `only`) loaded as Airflow would."""
+    """Each DAG file of the folder (or those named in `only`, paths in the folder) loaded
+    as Airflow would."""
     import airflow.sdk  # noqa: F401 - paid once here, so each file's figure is its own body
     from airflow.dag_processing.dagbag import DagBag
 
     # As Airflow's BundleDagBag does: DAG files import their helpers from the bundle's folder.
     sys.path.append(str(dags_dir))
-    patterns = ignored(dags_dir)
     results = []
-    for path in sorted(dags_dir.glob("*.py")):
-        if any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns):
-            continue
-        if only is not None and path.name not in only:
+    for path in dag_files(dags_dir):
+        name = path.relative_to(dags_dir).as_posix()
+        if only is not None and name not in only:
             continue
         started = time.perf_counter()
         bag = DagBag(dag_folder=path, safe_mode=False, bundle_path=dags_dir, load_op_links=False)
@@ -79,7 +82,7 @@ def check(dags_dir: Path, only: set[str] | None = None) -> list[dict]:
         errors = list(bag.import_errors.values())
         results.append(
             {
-                "file": path.name,
+                "file": name,
                 "dags": sorted(bag.dag_ids),
                 "error": errors[0].strip().splitlines()[-1] if errors else None,
                 "line": error_line(errors[0], path) if errors else None,
@@ -133,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     block_database()
     block_network()
     only = args[args.index("--only") + 1].split(",") if "--only" in args else None
+    prefix = args[args.index("--prefix") + 1] if "--prefix" in args else f"{dags_dir.name}/"
     files = check(dags_dir, set(only) if only is not None else None)
     if "--problems" not in args:
         result.write(json.dumps({"files": files}) + "\n")
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     problems = [f for f in files if f["error"]]
     for f in problems:
-        where = f"{dags_dir.name}/{f['file']}" + (f":{f['line']}" if f["line"] else "")
+        where = f"{prefix}{f['file']}" + (f":{f['line']}" if f["line"] else "")
         result.write(f"{where}: {f['error']}\n")
         if what_to_set(f["error"]):
             result.write(f"  {what_to_set(f['error'])}\n")

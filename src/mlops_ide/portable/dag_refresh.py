@@ -4,7 +4,8 @@ Kubernetes, when GitHub's push webhook arrives (mlops_ide/hub_services/push_webh
 
 Airflow 3 has no "refresh bundle" call, but a request to re-parse any one file of a
 bundle refreshes the whole bundle first, and new files go to the front of the queue. So
-we name a small always-valid DAG of the bundle (the anchor) and ask for its file:
+we name a small always-valid DAG of the bundle (the anchor; a team's repository, which has
+none, any DAG of the bundle Airflow has loaded) and ask for its file:
 
     POST /auth/token                        -> a token for the admin user
     GET  /api/v2/dags/<anchor>/details      -> the anchor's file_token
@@ -53,10 +54,40 @@ def login(airflow_url: str, username: str, password: str, timeout: float = 10) -
     return call("POST", f"{airflow_url}/auth/token", body=body, timeout=timeout)["access_token"]
 
 
-def refresh(airflow_url: str, username: str, password: str, anchor_dag: str, timeout: float = 10) -> None:
+def refresh(
+    airflow_url: str,
+    username: str,
+    password: str,
+    anchor_dag: str,
+    timeout: float = 10,
+    bundle: str | None = None,
+) -> None:
+    """Re-parse the anchor's file (and so refresh its bundle); a team's repository has no
+    anchor: then the file of any DAG of the bundle Airflow has loaded."""
     token = login(airflow_url, username, password, timeout)
-    details = call("GET", f"{airflow_url}/api/v2/dags/{anchor_dag}/details", token, timeout=timeout)
-    call("PUT", f"{airflow_url}/api/v2/parseDagFile/{details['file_token']}", token, timeout=timeout)
+    try:
+        details = call("GET", f"{airflow_url}/api/v2/dags/{anchor_dag}/details", token, timeout=timeout)
+        file_token = details["file_token"]
+    except urllib.error.HTTPError as error:
+        if error.code != 404:
+            raise
+        file_token = any_dag_file(airflow_url, token, bundle, timeout)
+    call("PUT", f"{airflow_url}/api/v2/parseDagFile/{file_token}", token, timeout=timeout)
+
+
+class NoDagLoaded(urllib.error.URLError):
+    """Nothing of the bundle to re-parse yet: Airflow's own refresh picks the push up."""
+
+
+def any_dag_file(airflow_url: str, token: str, bundle: str | None, timeout: float) -> str:
+    """The file token of a DAG of `bundle` (any bundle when None) that Airflow has loaded."""
+    dags = call("GET", f"{airflow_url}/api/v2/dags?limit=100&exclude_stale=true", token, timeout=timeout)[
+        "dags"
+    ]
+    for dag in dags:
+        if bundle is None or dag.get("bundle_name") == bundle:
+            return dag["file_token"]
+    raise NoDagLoaded("no DAG of the bundle is loaded yet, so none to re-parse")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,19 +3,21 @@ branch is told, in its own output (git prints it after `remote:`).
 
     pre-receive   a push to the tracked branch by someone --pushers does not name
                   (MLOPS_IDE_TRACKED_BRANCH_PUSHERS) is refused, naming who may; other
-                  branches take anyone's. The pushed commit's dags/ go to the DAG check's sandbox
-                  (mlops_ide/in_airflow/dag_sandbox.py), which imports each DAG file as Airflow would;
-                  any problem refuses the push, one line each: `dags/<file>.py:<line>:
-                  <error>`. The branch stays as it was. `git push -o skip-dag-check` lets
-                  it through, and says so: for hub admins (the git service says who is,
-                  REMOTE_USER_IS_ADMIN) and pushes made in the folder itself only.
+                  branches take anyone's. The pushed commit's DAG folder (--dags-folder:
+                  MLOPS_IDE_DAGS_FOLDER, `dags` by default, `.` the whole repository) goes to
+                  the DAG check's sandbox (mlops_ide/in_airflow/dag_sandbox.py), which imports
+                  each DAG file as Airflow would; any problem refuses the push, one line each:
+                  `dags/<file>.py:<line>: <error>`. The branch stays as it was. `git push -o
+                  skip-dag-check` lets it through, and says so: for hub admins (the git service
+                  says who is, REMOTE_USER_IS_ADMIN) and pushes made in the folder itself only.
     post-receive  the push check moves Airflow to the pushed commit and waits (a few
                   seconds at most) to say, for each DAG file the push touched, `live:`,
-                  `removed:` or its import error; for a push of code outside dags/,
+                  `removed:` or its import error; for a push of code outside the DAG folder,
                   `next runs use <commit>`.
 
 Run by git (the git service's account, or whoever pushes to the folder directly) with the
-arguments the platform wrote into the hook; standard library only. Neither hook holds a
+arguments the platform wrote into the hook (`python -P -m mlops_ide.portable.push_hook`, the
+platform's copy of its code as PYTHONPATH); standard library only. Neither hook holds a
 password: the sandbox and the push check listen on Unix sockets that only the git service's
 account and root can reach. When it does not answer (Airflow is off), the push goes through unchecked
 and the output says so.
@@ -35,8 +37,10 @@ import subprocess
 import sys
 import tarfile
 
+from mlops_ide.portable import dag_folder
+
 ZERO = "0" * 40
-MAX_DAGS_BYTES = 20 * 2**20  # dags/ holds code; data and models belong elsewhere
+MAX_DAGS_BYTES = 20 * 2**20  # the DAG folder holds code; data and models belong elsewhere
 SKIP_OPTION = "skip-dag-check"
 
 
@@ -59,26 +63,35 @@ def ask(socket_path: str, request: dict, timeout: float) -> dict:
     return json.loads(answer)
 
 
-def dag_files(commit: str) -> dict[str, str]:
-    """The files under dags/ at `commit`, path -> base64 content (regular files only); their
-    sizes are added up from git's tree first, so a huge file is refused unread."""
-    if not has_dags(commit):
+def dag_files(commit: str, folder: str) -> dict[str, str]:
+    """The files of the DAG folder at `commit`, repository path -> base64 content (regular
+    files only); their sizes are added up from git's tree first, so a huge file is refused
+    unread."""
+    if not has_dags(commit, folder):
         return {}
-    sizes = [
-        line.split()[3] for line in git("ls-tree", "-r", "-l", commit, "--", "dags").decode().splitlines()
-    ]
+    listed = git("ls-tree", "-r", "-l", "-z", commit, "--", *paths(folder)).decode().split("\0")[:-1]
+    sizes = [line.split(None, 4)[3] for line in listed]
     if sum(int(size) for size in sizes if size.isdigit()) > MAX_DAGS_BYTES:
-        raise TooBig(f"dags/ is over {MAX_DAGS_BYTES // 2**20} MB at this commit")
+        raise TooBig(
+            f"the DAG folder ({dag_folder.prefix(folder) or 'the whole repository'}) is over "
+            f"{MAX_DAGS_BYTES // 2**20} MB at this commit"
+        )
     files = {}
-    with tarfile.open(fileobj=io.BytesIO(git("archive", "--format=tar", commit, "--", "dags"))) as tar:
+    archive = git("archive", "--format=tar", commit, "--", *paths(folder))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         for member in tar:
             if member.isfile():
                 files[member.name] = base64.b64encode(tar.extractfile(member).read()).decode()
     return files
 
 
-def has_dags(commit: str) -> bool:
-    return bool(git("ls-tree", "--name-only", commit, "--", "dags").strip())
+def paths(folder: str) -> list[str]:
+    """git's pathspec for the DAG folder: nothing (everything) for the whole repository."""
+    return [] if folder == dag_folder.WHOLE_REPOSITORY else [folder]
+
+
+def has_dags(commit: str, folder: str) -> bool:
+    return bool(git("ls-tree", "--name-only", commit, "--", *paths(folder)).strip())
 
 
 class TooBig(ValueError):
@@ -183,7 +196,7 @@ def pre_receive(args: argparse.Namespace) -> int:
             notify(args, {"skipped": new, "pusher": pusher})
             return 0
         try:
-            to_check = dag_files_to_check(old, new)
+            to_check = dag_files_to_check(old, new, args.dags_folder)
             if to_check == []:
                 say("mlops-ide: no DAG file added or changed: nothing to check")
                 continue
@@ -193,7 +206,7 @@ def pre_receive(args: argparse.Namespace) -> int:
             untouched = set(files) - set(changed_paths(old, new))
             before = set(check(args, old, pusher)[1]) & untouched if untouched and old != ZERO else set()
         except TooBig as problem:
-            say(f"mlops-ide: push refused: {problem}: keep data and models out of git")
+            say(f"mlops-ide: push refused: {problem}: keep data and models out of the DAG folder")
             return 1
         except (OSError, ValueError, subprocess.SubprocessError) as problem:
             say(f"mlops-ide: DAG check unavailable ({problem.__class__.__name__}); pushed unchecked")
@@ -217,7 +230,7 @@ def check(
     args: argparse.Namespace, commit: str, pusher: str, only: list[str] | None = None
 ) -> tuple[list[str], list[str], str]:
     """The push check's problem lines for `commit`, the DAG file of each, and a summary."""
-    request = {"check": commit, "pusher": pusher, "files": dag_files(commit), "only": only}
+    request = {"check": commit, "pusher": pusher, "files": dag_files(commit, args.dags_folder), "only": only}
     answer = ask(args.check_socket, request, 60)
     problems, files = answer.get("problems", []), answer.get("broken", [])
     if len(files) != len(problems):
@@ -225,38 +238,36 @@ def check(
     return problems, files, answer.get("summary", "")
 
 
-def dag_files_to_check(old: str, new: str) -> list[str] | None:
-    """The DAG files (dags/*.py) the push added or changed, when nothing else under dags/
-    changed; None (every DAG file) for a new branch or a change to what DAG files share
-    (a helper module, .airflowignore)."""
+def dag_files_to_check(old: str, new: str, folder: str) -> list[str] | None:
+    """The DAG files (the .py files at the top of the DAG folder) the push added or changed,
+    when nothing else in the folder changed; None (every DAG file) for a new branch or a
+    change to what DAG files share (a helper module, a sub-folder, .airflowignore)."""
     if old == ZERO:
         return None
-    changed = diff_names(old, new, "d")
-    deleted = diff_names(old, new, "D")
-    shared = [path for path in changed + deleted if path.count("/") != 1 or not path.endswith(".py")]
-    ignored = [line.strip() for line in file_at(new, "dags/.airflowignore").splitlines() if line.strip()]
-    helpers = [
-        p for p in changed + deleted if any(fnmatch.fnmatch(p.removeprefix("dags/"), i) for i in ignored)
-    ]
+    changed = diff_names(old, new, "d", folder)
+    deleted = diff_names(old, new, "D", folder)
+    in_folder = {path: dag_folder.in_folder(path, folder) or "" for path in changed + deleted}
+    shared = [path for path, name in in_folder.items() if "/" in name or not name.endswith(".py")]
+    ignore_file = dag_folder.in_repository(".airflowignore", folder)
+    ignored = [line.strip() for line in file_at(new, ignore_file).splitlines() if line.strip()]
+    helpers = [path for path, name in in_folder.items() if any(fnmatch.fnmatch(name, i) for i in ignored)]
     return None if shared or helpers else changed
 
 
-def diff_names(old: str, new: str, diff_filter: str) -> list[str]:
-    return (
-        git(
-            "diff",
-            "--name-only",
-            "-z",
-            "--no-renames",
-            f"--diff-filter={diff_filter}",
-            old,
-            new,
-            "--",
-            "dags",
-        )
-        .decode()
-        .split("\0")[:-1]
+def diff_names(old: str, new: str, diff_filter: str, folder: str) -> list[str]:
+    """The repository paths in the DAG folder the push changed (git's diff filter)."""
+    diff = git(
+        "diff",
+        "--name-only",
+        "-z",
+        "--no-renames",
+        f"--diff-filter={diff_filter}",
+        old,
+        new,
+        "--",
+        *paths(folder),
     )
+    return diff.decode().split("\0")[:-1]
 
 
 def file_at(commit: str, path: str) -> str:
@@ -301,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", required=True, help="the push check's Unix socket (reports)")
     parser.add_argument("--check-socket", required=True, help="the DAG check sandbox's Unix socket")
     parser.add_argument("--branch", required=True, help="the tracked branch")
+    parser.add_argument(
+        "--dags-folder", type=dag_folder.parse, default=dag_folder.DEFAULT, help="the repository's DAG folder"
+    )
     parser.add_argument(
         "--pushers", default="", help="who may push the tracked branch: hub names, `admins`; empty: anyone"
     )

@@ -21,6 +21,7 @@ from mlops_ide.hub import modes
 from mlops_ide.machine import components, os_accounts
 from mlops_ide.machine.components import airflow
 from mlops_ide.machine.components.base import Inputs, Port
+from mlops_ide.machine.state import dag_folder_check
 from mlops_ide.machine.state.accounts import component_accounts
 from mlops_ide.machine.state.code_copy import install_code
 from mlops_ide.machine.state.credentials import ensure_password, ensure_secret
@@ -83,6 +84,13 @@ def prepare_state(settings: Settings, tools: Tools) -> tuple[Inputs, bool, dict[
         say(f"   local git remote {remote} ({how})")
     else:
         say(f"   pipeline repository {settings.repo_url} (MLOPS_IDE_REPO_URL)")
+    try:
+        problem = dag_folder_check.folder_problem(settings)
+    except dag_folder_check.Unreadable as why:
+        say(f"   could not check the DAG folder {settings.dags_folder}/ now ({why}); Airflow will say")
+    else:
+        if problem:
+            raise StateError(problem)
     write_code_server_shim(settings, tools)
     install_code(settings)
     inputs = Inputs(settings, tools, password, accounts)
@@ -192,7 +200,11 @@ def main() -> int:
     # What a one-shot step leaves running (rootless podman's "pause" process, detached) is
     # re-parented to us, not to init, and ended before the components start.
     become_subreaper()
-    inputs, made, new_admins = prepare_state(settings, tools)
+    try:
+        inputs, made, new_admins = prepare_state(settings, tools)
+    except StateError as problem:
+        say(f"mlops-ide: cannot start:\n{problem}")
+        return 2
     password = inputs.password
     running = components.running(settings)
     said: set[str] = set()  # two components may prepare the same thing (the dataset)

@@ -6,8 +6,11 @@ terminal (or its tasks) before pushing, on their working copy of the pipeline re
     mlops-ide dag test DAG_ID|FILE [--conf JSON]
     mlops-ide dag upgrade [PATH...] [--force]  Airflow 2 spellings to Airflow 3's (ruff's AIR rules)
 
-`check` loads each file as Airflow does (dag_check.py: network blocked, no database) and
-prints one line per problem, `dags/<file>.py:<line>: <error>`, with what Airflow 3 changed in
+The DAG folder is MLOPS_IDE_DAGS_FOLDER's (the platform sets it: `dags` by default, a
+sub-folder such as `cnn_skin_cancer`, or `.` for the whole repository); files are named by
+their path in the repository. `check` loads each file as Airflow does (dag_check.py: network
+blocked, no database) and prints one line per problem, `dags/<file>.py:<line>: <error>`,
+with what Airflow 3 changed in
 that file and its replacement under it (airflow3_upgrade.py); exit 1 on any. `upgrade` applies
 those replacements, prints the diff, checks the files again and lists what is left to do by
 hand; it refuses a file with uncommitted changes unless --force. `test` runs
@@ -35,10 +38,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlops_ide.portable import airflow3_upgrade
+from mlops_ide.portable import airflow3_upgrade, dag_folder
 
 CHECKER = Path(__file__).resolve().parents[1] / "portable" / "dag_check.py"  # run by path: stdlib only
-DAGS = "dags"
 NO_COMMIT = "0" * 40
 BUNDLE = "working-copy"
 # What a task's log says when the DAG needs something set in Airflow (Airflow 3.3's SDK).
@@ -69,35 +71,67 @@ def git(args: list[str], cwd: Path, check: bool = True) -> str:
     return result.stdout if result.returncode == 0 else ""
 
 
+class NoDagFolder(UsageError):
+    """The working copy has no folder MLOPS_IDE_DAGS_FOLDER names."""
+
+
+def folder() -> str:
+    """The DAG folder the platform set (MLOPS_IDE_DAGS_FOLDER), as every part spells it."""
+    try:
+        return dag_folder.parse(os.environ.get(dag_folder.ENV))
+    except dag_folder.BadFolder as problem:
+        raise UsageError(f"{dag_folder.ENV}={os.environ[dag_folder.ENV]!r} {problem}") from None
+
+
+def dags_of(repo: Path) -> Path:
+    """The DAG folder of a working copy; NoDagFolder, naming the setting and the repository's
+    top folders, when it has none."""
+    dags = repo.joinpath(*Path(folder()).parts)
+    if not dags.is_dir():
+        tops = sorted(p.name + "/" for p in repo.iterdir() if p.is_dir() and not p.name.startswith("."))
+        raise NoDagFolder(
+            f"{repo.name} has no DAG folder {folder()}/ ({dag_folder.ENV}, set by the platform); its "
+            f"top folders: {', '.join(tops) or 'none'}. Ask a hub admin to set {dag_folder.ENV} to the "
+            "folder of your DAG files (`.` for the whole repository)."
+        )
+    return dags
+
+
+def pathspec() -> list[str]:
+    """git's pathspec of the DAG folder: nothing (everything) for the whole repository."""
+    return [] if folder() == dag_folder.WHOLE_REPOSITORY else ["--", folder()]
+
+
 def working_copy(start: Path) -> Path:
-    """The pipeline repository holding `start` (or MLOPS_IDE_WORKSPACE's), with its dags/ folder."""
+    """The git working copy holding `start` (or MLOPS_IDE_WORKSPACE's)."""
     for candidate in (start, Path(os.environ.get("MLOPS_IDE_WORKSPACE") or start)):
         top = (
             git(["rev-parse", "--show-toplevel"], candidate, check=False).strip()
             if candidate.is_dir()
             else ""
         )
-        if top and (Path(top) / DAGS).is_dir():
+        if top:
             return Path(top)
     raise UsageError(
-        f"{start} is not in a working copy of the pipeline repository (a git folder with {DAGS}/): "
+        f"{start} is not in a working copy of the pipeline repository (a git folder): "
         "cd into your clone (in your home folder) and run it again."
     )
 
 
-def dag_files(names: list[str]) -> list[str]:
-    """The names of DAG files (dags/<name>.py, not in a subfolder) among repository paths."""
+def dag_files(paths: list[str]) -> list[str]:
+    """The Python files of the DAG folder among repository paths, as paths in the folder
+    (the checker keeps those Airflow's discovery lists)."""
     found = []
-    for name in names:
-        path = Path(name)
-        if len(path.parts) == 2 and path.parts[0] == DAGS and path.suffix == ".py" and path.name not in found:
-            found.append(path.name)
+    for path in paths:
+        name = dag_folder.in_folder(path, folder())
+        if name is not None and name.endswith(".py") and name not in found:
+            found.append(name)
     return found
 
 
 def changed_in_working_copy(repo: Path) -> list[str]:
     """DAG files edited, added or untracked, and those changed by commits not pushed yet."""
-    status = git(["status", "--porcelain", "-z", "--untracked-files=all", "--", DAGS], repo)
+    status = git(["status", "--porcelain", "-z", "--untracked-files=all", *pathspec()], repo)
     paths = []
     entries = iter(status.split("\0"))
     for entry in entries:
@@ -111,24 +145,25 @@ def changed_in_working_copy(repo: Path) -> list[str]:
     upstream = git(["rev-parse", "--verify", "--quiet", "@{upstream}"], repo, check=False).strip()
     if upstream:
         paths += git(
-            ["diff", "--name-only", "--diff-filter=d", f"{upstream}...HEAD", "--", DAGS], repo
-        ).split()
+            ["diff", "--name-only", "-z", "--diff-filter=d", f"{upstream}...HEAD", *pathspec()], repo
+        ).split("\0")
     return dag_files(paths)
 
 
-def named(repo: Path, paths: list[str]) -> list[str]:
-    """DAG file names from PATHs given on the command line (files in dags/, or dags/ itself)."""
-    dags = (repo / DAGS).resolve()
+def named(repo: Path, paths: list[str]) -> list[str] | None:
+    """DAG files (paths in the DAG folder) from PATHs given on the command line: its .py
+    files, or the folder itself (None: every DAG file)."""
+    dags = dags_of(repo).resolve()
     names: list[str] = []
     for given in paths:
         path = Path(given).resolve()
         if path == dags:
-            return sorted(p.name for p in dags.glob("*.py"))
-        if path.parent != dags or path.suffix != ".py":
-            raise UsageError(f"{given} is not a DAG file: DAG files are the .py files of {dags}.")
+            return None
+        if not path.is_relative_to(dags) or path.suffix != ".py":
+            raise UsageError(f"{given} is not a DAG file: DAG files are the .py files in {dags}.")
         if not path.exists():
             raise UsageError(f"{given} does not exist.")
-        names.append(path.name)
+        names.append(path.relative_to(dags).as_posix())
     return names
 
 
@@ -156,17 +191,15 @@ def dag_check(dags: Path, *flags: str) -> subprocess.CompletedProcess:
 PROBLEM = re.compile(r"^(?P<file>[^:]+\.py)(?::(?P<line>\d+))?: ")
 
 
-def run_checker(dags: Path, names: list[str], upgrade_hints: bool = True) -> int:
-    """dag_check.py --problems on `names` of the folder `dags`; its lines go to stdout, each
-    failing file's with what Airflow 3 changed in it under its line."""
-    if not names:
+def run_checker(dags: Path, names: list[str] | None, upgrade_hints: bool = True) -> int:
+    """dag_check.py --problems on `names` (paths in the DAG folder `dags`; None: all) ; its
+    lines, naming files by their path in the repository, go to stdout, each failing file's
+    with what Airflow 3 changed in it under its line."""
+    if names == []:
         return 0
-    result = dag_check(dags, "--problems", "--only", ",".join(names))
-    problems = [
-        # dag_check names the folder; here it is always the repository's dags/
-        line if not line.startswith(f"{dags.name}/") else f"{DAGS}/{line[len(dags.name) + 1 :]}"
-        for line in result.stdout.splitlines()
-    ]
+    only = ("--only", ",".join(names)) if names is not None else ()
+    result = dag_check(dags, "--problems", "--prefix", dag_folder.prefix(folder()), *only)
+    problems = result.stdout.splitlines()
     hints = failing_file_hints(dags, problems) if upgrade_hints else {}
     for line in problems:
         print(line)
@@ -182,7 +215,10 @@ def failing_file_hints(dags: Path, problems: list[str]) -> dict[str, list]:
     """What ruff's Airflow rules find in each DAG file that fails, by the name the problem
     line gives it; none when ruff cannot run (the problems are said all the same)."""
     files = {match["file"] for match in map(PROBLEM.match, problems) if match}
-    paths = {name: dags / Path(name).name for name in files if (dags / Path(name).name).is_file()}
+    in_folder = {name: dag_folder.in_folder(name, folder()) for name in files}
+    paths = {
+        name: dags / inside for name, inside in in_folder.items() if inside and (dags / inside).is_file()
+    }
     try:
         found = airflow3_upgrade.hints(list(paths.values()), dags)
     except airflow3_upgrade.UpgradeError as problem:
@@ -193,12 +229,12 @@ def failing_file_hints(dags: Path, problems: list[str]) -> dict[str, list]:
 
 def upgrade(repo: Path, paths: list[str], force: bool) -> int:
     """Airflow 2 spellings in the named DAG files (default: every one) to Airflow 3's."""
-    dags = (repo / DAGS).resolve()
+    dags = dags_of(repo).resolve()
     chosen = []
     for given in paths or [str(dags)]:
         path = Path(given).resolve()
         if path == dags:
-            chosen += sorted(dags.glob("*.py"))
+            chosen += dag_files_of(dags)
             continue
         if not path.is_relative_to(dags):
             raise UsageError(f"{given} is outside the DAG folder ({dags}): name DAG files in it.")
@@ -213,7 +249,7 @@ def upgrade(repo: Path, paths: list[str], force: bool) -> int:
         raise UsageError(str(problem)) from None
     diff = "".join(line for line in diff.splitlines(keepends=True) if not line.startswith("Would fix"))
     print(diff.rstrip("\n") if diff.strip() else "mlops-ide: nothing to change for Airflow 3.", flush=True)
-    changed = [path.name for path in chosen if path.parent == dags]
+    changed = [path.relative_to(dags).as_posix() for path in chosen]
     print(f"mlops-ide: checking {len(changed)} DAG file(s) again", flush=True)
     status = run_checker(dags, changed, upgrade_hints=False)
     if left:
@@ -228,12 +264,20 @@ def upgrade(repo: Path, paths: list[str], force: bool) -> int:
     return status
 
 
+def dag_files_of(dags: Path) -> list[Path]:
+    """Every file the checker may take in the DAG folder: its .py files, sub-folders too
+    (Airflow's discovery, in the checker, keeps those that can hold a DAG)."""
+    return sorted(path for path in dags.rglob("*.py") if ".git" not in path.relative_to(dags).parts)
+
+
 def check(repo: Path, paths: list[str]) -> int:
+    dags = dags_of(repo)
     names = named(repo, paths) if paths else changed_in_working_copy(repo)
-    if not names:
-        print(f"No DAG file changed in {repo.name}; `mlops-ide dag check {DAGS}` checks them all.")
+    if names == []:
+        every = dags.relative_to(repo).as_posix()
+        print(f"No DAG file changed in {repo.name}; `mlops-ide dag check {every}` checks them all.")
         return 0
-    return run_checker(repo / DAGS, names)
+    return run_checker(dags, names)
 
 
 def has_commit(repo: Path, sha: str) -> bool:
@@ -243,7 +287,20 @@ def has_commit(repo: Path, sha: str) -> bool:
 
 def pre_push(repo: Path, updates: str) -> int:
     """git's pre-push hook gets `<local ref> <local sha> <remote ref> <remote sha>` lines:
-    check the DAG files each pushed commit changes, as committed (not the working copy)."""
+    check the DAG files each pushed commit changes, as committed (not the working copy).
+    It never stops a push it cannot judge (no DAG folder, no checker): it says why, once."""
+    try:
+        return check_pushed(repo, updates)
+    except NoDagFolder as problem:
+        print(f"mlops-ide: no DAG check before this push: {problem}", file=sys.stderr)
+    except (UsageError, OSError, subprocess.SubprocessError) as problem:
+        print(f"mlops-ide: no DAG check before this push ({problem}); pushing all the same", file=sys.stderr)
+    return 0
+
+
+def check_pushed(repo: Path, updates: str) -> int:
+    """pre_push's checks; 1 when a pushed DAG file would not load."""
+    dags_of(repo)
     status = 0
     for line in updates.splitlines():
         fields = line.split()
@@ -251,22 +308,22 @@ def pre_push(repo: Path, updates: str) -> int:
             continue  # a deletion: nothing to check
         local, remote = fields[1], fields[3]
         if remote != NO_COMMIT and has_commit(repo, remote):
-            changed = git(["diff", "--name-only", "--diff-filter=d", remote, local, "--", DAGS], repo).split()
+            diff = ["diff", "--name-only", "-z", "--diff-filter=d", remote, local, *pathspec()]
         else:  # a new branch, or a remote commit this clone has not fetched: all of them
-            changed = git(["ls-tree", "--name-only", "-r", local, "--", f"{DAGS}/"], repo).split()
-        names = dag_files(changed)
+            diff = ["ls-tree", "--name-only", "-z", "-r", local, *pathspec()]
+        names = dag_files(git(diff, repo).split("\0"))
         if not names:
             continue
-        with tempfile.TemporaryDirectory(prefix="mlops-ide-pre-push-") as folder:
+        with tempfile.TemporaryDirectory(prefix="mlops-ide-pre-push-") as where:
             archive = subprocess.run(
-                ["git", "archive", local, DAGS], cwd=repo, capture_output=True, check=True
+                ["git", "archive", local, *pathspec()[1:]], cwd=repo, capture_output=True, check=True
             )
-            subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+            subprocess.run(["tar", "-x", "-C", where], input=archive.stdout, check=True)
             print(
                 f"mlops-ide: checking {len(names)} DAG file(s) of {fields[0]} before the push",
                 file=sys.stderr,
             )
-            status |= run_checker(Path(folder) / DAGS, names)
+            status |= run_checker(Path(where).joinpath(*Path(folder()).parts), names)
     if status:
         print(
             "mlops-ide: the push is stopped: fix the lines above (or skip this check once with "
@@ -282,44 +339,41 @@ def find_dags(dags: Path) -> list[dict]:
     try:
         return json.loads(result.stdout)["files"]
     except (ValueError, KeyError):
-        raise UsageError(f"could not list the DAGs of {dags}: run `mlops-ide dag check {DAGS}`.") from None
+        raise UsageError(f"could not list the DAGs of {dags}: run `mlops-ide dag check {dags}`.") from None
 
 
 def choose_dag(repo: Path, wanted: str) -> str:
     """The DAG id to test: `wanted` itself, or the one DAG of the file `wanted` names."""
-    files = find_dags(repo / DAGS)
-    broken = [f"{DAGS}/{f['file']}" for f in files if f["error"]]
+    dags = dags_of(repo)
+    files = find_dags(dags)
+    broken = [dag_folder.in_repository(f["file"], folder()) for f in files if f["error"]]
     if wanted.endswith(".py"):
-        name = Path(wanted).name
+        path = Path(wanted).resolve()
+        name = path.relative_to(dags.resolve()).as_posix() if path.is_relative_to(dags.resolve()) else None
         match = next((f for f in files if f["file"] == name), None)
         if match is None:
-            raise UsageError(f"{wanted} is not a DAG file of {repo / DAGS}.")
+            raise UsageError(f"{wanted} is not a DAG file of {dags}.")
+        shown = dag_folder.in_repository(name, folder())
         if match["error"]:
-            raise UsageError(
-                f"{DAGS}/{name} does not load: {match['error']} (`mlops-ide dag check` says where)."
-            )
+            raise UsageError(f"{shown} does not load: {match['error']} (`mlops-ide dag check` says where).")
         if len(match["dags"]) != 1:
             ids = ", ".join(match["dags"]) or "none"
-            raise UsageError(
-                f"{DAGS}/{name} defines {len(match['dags'])} DAGs ({ids}): name the one to test."
-            )
+            raise UsageError(f"{shown} defines {len(match['dags'])} DAGs ({ids}): name the one to test.")
         return match["dags"][0]
     found = sorted(dag for f in files for dag in f["dags"])
     if wanted not in found:
         hint = f"; these files do not load: {', '.join(broken)}" if broken else ""
-        raise UsageError(
-            f"no DAG {wanted!r} in {repo / DAGS}. The DAGs there: {', '.join(found) or 'none'}{hint}."
-        )
+        raise UsageError(f"no DAG {wanted!r} in {dags}. The DAGs there: {', '.join(found) or 'none'}{hint}.")
     return wanted
 
 
 def test_environment(repo: Path, home: Path) -> dict[str, str]:
     """Airflow in `home` (a folder of this run's), on a database of its own, with the
-    working copy's dags/ as its only bundle; the DAGs' settings as this environment has them."""
+    working copy's DAG folder as its only bundle; the DAGs' settings as this environment has them."""
     bundle = {
         "name": BUNDLE,
         "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-        "kwargs": {"path": str(repo / DAGS)},
+        "kwargs": {"path": str(dags_of(repo))},
     }
     env = without_credentials(dict(os.environ), keep=("MLFLOW_TRACKING_TOKEN",))
     env = {key: value for key, value in env.items() if not key.startswith(("AIRFLOW", "PYTHONPATH"))}
@@ -368,7 +422,7 @@ def test(repo: Path, wanted: str, conf: str | None) -> int:
             print(migrate.stdout[-3000:] + migrate.stderr[-3000:], file=sys.stderr)
             raise UsageError("Airflow could not make its test database (the lines above say why).")
         argv = [str(airflow), "dags", "test", dag_id, *(["--conf", conf] if conf else [])]
-        print(f"mlops-ide: running {dag_id} from {repo / DAGS}", file=sys.stderr, flush=True)
+        print(f"mlops-ide: running {dag_id} from {dags_of(repo)}", file=sys.stderr, flush=True)
         process = subprocess.Popen(
             argv, env=env, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -396,7 +450,9 @@ def parser() -> argparse.ArgumentParser:
     dag = commands.add_parser("dag", help="check or test the DAGs of your working copy")
     actions = dag.add_subparsers(dest="action", required=True)
     check_cmd = actions.add_parser("check", help="load DAG files as Airflow does; a line per problem")
-    check_cmd.add_argument("paths", nargs="*", help="DAG files or dags/ (default: those you changed)")
+    check_cmd.add_argument(
+        "paths", nargs="*", help="DAG files or the DAG folder (default: those you changed)"
+    )
     check_cmd.add_argument("--pre-push", action="store_true", help="as git's pre-push hook (reads stdin)")
     test_cmd = actions.add_parser("test", help="run one DAG once from your working copy")
     test_cmd.add_argument("dag", help="a DAG id, or a DAG file holding one DAG")

@@ -202,6 +202,7 @@ def configure(c: Any, settings: Settings) -> None:
     c.JupyterHub.template_vars = {
         "platform_services": {title: page for title, (page, _) in components.links(settings).items()},
         "platform_waiting": components.waiting_steps(settings),  # title -> (where to act, link text)
+        "dags_folder": settings.dags_folder,  # the first steps name it
     }
     c.JupyterHub.extra_handlers = [
         (r"/platform/health", PlatformHealthHandler, {"checks": components.health_checks(settings)}),

@@ -47,7 +47,7 @@ from mlops_ide.machine.state.layout import (
     ensure_folder,
 )
 from mlops_ide.machine.state.remote import push_check_listener
-from mlops_ide.portable import dag_refresh
+from mlops_ide.portable import dag_folder, dag_refresh
 from mlops_ide.settings import Settings
 
 if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
@@ -173,8 +173,13 @@ def environment(inputs: Inputs) -> dict[str, str]:
         "kwargs": {
             "git_conn_id": GIT_CONN_ID,
             "tracking_ref": settings.repo_branch,
-            "subdir": "dags",
             "refresh_interval": 60,  # a safety net; pushes refresh at once
+            # the DAG folder (MLOPS_IDE_DAGS_FOLDER); none: the whole repository
+            **(
+                {}
+                if settings.dags_folder == dag_folder.WHOLE_REPOSITORY
+                else {"subdir": settings.dags_folder}
+            ),
         },
     }
     env = account_environ(inputs.account(names.PIPELINE_ACCOUNT), drop=())
@@ -489,7 +494,7 @@ def dag_sandbox(inputs: Inputs) -> Process:
     # -P: the work folder (its cwd, which checked DAGs write) never goes on its sys.path
     module = ("-s", "-P", "-m", "mlops_ide.in_airflow.dag_sandbox")
     argv = [str(tools.airflow_python), *module, "--socket-fd", str(listener.fileno())]
-    argv += ["--work", str(folder)]
+    argv += ["--work", str(folder), "--dags-folder", inputs.settings.dags_folder]
     env = {
         "PATH": f"{tools.airflow_python.parent}:{SANDBOX_PATH}",
         "LANG": "C.UTF-8",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pwd
 import shlex
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -139,11 +140,24 @@ def install_push_hooks(settings: Settings, tools: Tools) -> None:
     does not name), and told what is live. Values are shell-quoted (a
     branch may be named `main$(cmd)`). A hook of someone else's is set aside, not lost."""
     hooks = settings.local_remote / "hooks"
-    script = code_lib(settings) / "mlops_ide" / "portable" / "push_hook.py"
+    lib = f"PYTHONPATH={code_lib(settings)}"  # the platform's copy, root's: what the hook imports
     for name in PUSH_HOOKS:
-        argv = [str(tools.python), str(script), name, "--socket", str(push_check_socket(settings))]
-        argv += ["--check-socket", str(dag_sandbox_socket(settings))]
-        argv += ["--branch", settings.repo_branch]
+        argv = [
+            shutil.which("env") or "/usr/bin/env",
+            lib,
+            str(tools.python),
+            "-P",
+            "-m",
+            "mlops_ide.portable.push_hook",
+            name,
+        ]
+        argv += [
+            "--socket",
+            str(push_check_socket(settings)),
+            "--check-socket",
+            str(dag_sandbox_socket(settings)),
+        ]
+        argv += ["--branch", settings.repo_branch, "--dags-folder", settings.dags_folder]
         if settings.tracked_branch_pushers:
             argv += ["--pushers", ",".join(settings.tracked_branch_pushers)]
         text = f"#!/bin/sh\n# {HOOK_MARK}: what a push is told.\nexec {shlex.join(argv)}\n"
