@@ -22,7 +22,7 @@ from tests.support.git_http_server import GitHttpServer
 from tests.support.gitrepos import git, user_commit
 from tests.support.local_platform import PlatformConfig, RunningPlatform, started_platform, wait_for
 
-ALICE_TOKEN = "alice-own-github-token-4c2b"  # the team's server lets her push with it
+PUSH_TOKEN = "a-teams-push-token-4c2b"  # what the team server takes for a push (on GitHub: each person's own)
 FOLDER = team_repository.DAG_FOLDER
 UPGRADED = "airflow_k8s_test_inference_DAG.py"  # ruff fixes it entirely (the Secret's move)
 REFRESH_WAIT = 150  # seconds: Airflow's bundle refresh (60 s) plus a parse, on a busy machine
@@ -39,7 +39,7 @@ with DAG(dag_id="cnn_skin_cancer_teammate_new", schedule=None, tags=["team"]):
 def team_remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHttpServer]:
     root = tmp_path_factory.mktemp("team-git") / "remotes"
     team_repository.bare_remote(root)
-    with GitHttpServer(root, token=ALICE_TOKEN, public_read=True) as server:
+    with GitHttpServer(root, token=PUSH_TOKEN, public_read=True) as server:
         yield server
 
 
@@ -73,7 +73,7 @@ def clone(platform: RunningPlatform, team_remote: GitHttpServer) -> Path:
     clone = platform.home / "homes" / "alice" / team_repository.REMOTE_NAME.removesuffix(".git")
     home = clone.parent
     credentials = home / ".git-credentials"
-    credentials.write_text(f"http://alice:{ALICE_TOKEN}@127.0.0.1:{team_remote.port}\n")
+    credentials.write_text(f"http://alice:{PUSH_TOKEN}@127.0.0.1:{team_remote.port}\n")
     credentials.chmod(0o600)
     os.chown(credentials, home.stat().st_uid, home.stat().st_gid)
     configured = platform.terminal(
@@ -147,7 +147,7 @@ def test_a_teammates_new_dag_pushed_to_the_team_remote_is_listed(
     airflow: AirflowAPI, team_remote: GitHttpServer, tmp_path: Path
 ) -> None:
     """A teammate who is not on the platform pushes to the team's repository directly."""
-    url = team_remote.url(team_repository.REMOTE_NAME).replace("http://", f"http://bob:{ALICE_TOKEN}@")
+    url = team_remote.url(team_repository.REMOTE_NAME).replace("http://", f"http://bob:{PUSH_TOKEN}@")
     teammate = tmp_path / "bob"
     git(tmp_path, "clone", "--quiet", url, str(teammate))
     git(teammate, "config", "user.name", "Bob")
