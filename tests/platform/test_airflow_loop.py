@@ -839,7 +839,7 @@ def test_a_huge_dags_folder_is_refused(platform: RunningPlatform, clone: Path) -
         platform, clone, huge, "huge", "--no-verify"
     )  # the remote's limit, whatever the client
 
-    assert pushed.returncode != 0 and "dags/ is over 20 MB" in pushed.stderr, pushed.stderr
+    assert pushed.returncode != 0 and "the DAG folder (dags/) is over 20 MB" in pushed.stderr, pushed.stderr
     assert remote_head(platform) == before
     git(clone, "reset", "--quiet", "--hard", "origin/main")
 
