@@ -16,7 +16,7 @@ from mlops_ide.portable import pipeline_repo
 from mlops_ide.workspace import user_tools
 from startup import git_hooks
 from tests.support.gitrepos import git
-from tests.support.platform_tools import ROOT, tools_file_value
+from tests.support.platform_tools import ROOT
 
 PLATFORM_ONLY = ("jupyterhub_config.py", "deploy", "images", "scripts", "startup", "src/mlops_ide", "bench")
 GOOD_DAG = """\
@@ -104,18 +104,6 @@ def test_a_working_copy_is_written_only_into_a_new_folder(tmp_path: Path) -> Non
     with pytest.raises(pipeline_repo.PipelineRepoError, match="not empty"):
         pipeline_repo.write_working_copy(ROOT, taken)
     assert [p.name for p in taken.iterdir()] == ["notes.md"]
-
-
-@pytest.fixture(scope="module")
-def user_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The commands as `make up` writes them, with the platform's code from this checkout."""
-    return user_tools.write(
-        tmp_path_factory.mktemp("user-bin"),
-        Path(tools_file_value("MLOPS_IDE_PIPELINE_PYTHON")),
-        Path(tools_file_value("MLOPS_IDE_AIRFLOW_PYTHON")),
-        ROOT / "src",
-        {"MLOPS_IDE_DATA_ROOT": "/nonexistent/data"},
-    )
 
 
 def user_env(user_bin: Path, **extra: str) -> dict[str, str]:
