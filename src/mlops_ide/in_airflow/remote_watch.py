@@ -21,6 +21,7 @@ pushed code. A poll that fails (network, auth) is logged once per kind and tried
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import signal
 import subprocess
 import sys
@@ -103,7 +104,35 @@ class Remote:
 
     def changed(self, old: str | None, new: str, folder: str) -> list[list[str]]:
         """[status, path] of each file `new` changed since `old` (every file of the DAG folder
-        when `old` is unknown), fetched into the mirror first."""
+        when `old` is unknown) that Airflow would parse, fetched into the mirror first."""
+        return [
+            [status, path]
+            for status, path in self.all_changed(old, new, folder)
+            if self.parsed(new, path, folder)
+        ]
+
+    def parsed(self, commit: str, path: str, folder: str) -> bool:
+        """Whether Airflow parses the file at all (else no verdict would ever come for it):
+        not in the DAG folder's .airflowignore (glob patterns, Airflow 3's default), and, as
+        its discovery safe mode asks, mentioning "airflow" or "dag"; a deleted file is named."""
+        inside = dag_folder.in_folder(path, folder)
+        if inside is None or not path.endswith(".py"):
+            return True  # not a DAG file: push_check.live leaves it out anyway
+        ignore = self.show(commit, dag_folder.in_repository(".airflowignore", folder)) or b""
+        patterns = [line.strip() for line in ignore.decode(errors="replace").splitlines()]
+        if any(p and not p.startswith("#") and fnmatch.fnmatch(inside, p) for p in patterns):
+            return False
+        text = self.show(commit, path)
+        return text is None or b"airflow" in text.lower() or b"dag" in text.lower()
+
+    def show(self, commit: str, path: str) -> bytes | None:
+        """A file of `commit` in the mirror; None when it has none there (deleted)."""
+        done = subprocess.run(
+            ["git", "-C", str(self.mirror), "show", f"{commit}:{path}"], capture_output=True
+        )
+        return done.stdout if done.returncode == 0 else None
+
+    def all_changed(self, old: str | None, new: str, folder: str) -> list[list[str]]:
         if not (self.mirror / "HEAD").exists():
             subprocess.run(["git", "init", "--quiet", "--bare", str(self.mirror)], check=True)
         self.git(
