@@ -250,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     log(f"watching {args.branch} of the bundle's remote every {args.every:g} s")
     while True:
         started = time.monotonic()
-        poll_once(args, remote, watch, failures)
+        try:
+            poll_once(args, remote, watch, failures)
+        except Exception as error:  # whatever it is, the next poll comes (said once per kind)
+            failures.failed(PollError(type(error).__name__, repr(error)))
         time.sleep(max(0.0, args.every - (time.monotonic() - started)))
 
 
