@@ -94,7 +94,7 @@ def push(
     return commit
 
 
-def dag_status(platform: RunningPlatform, clone: Path, wait: str = "120"):
+def dag_status(platform: RunningPlatform, clone: Path, wait: str = "100"):  # under terminal()'s 120 s
     return platform.terminal("alice", "mlops-ide", "dag", "status", "--wait", wait, cwd=clone)
 
 
