@@ -6,16 +6,19 @@ git connection), and the user reads Airflow's verdict with `mlops-ide dag status
 from __future__ import annotations
 
 import base64
+import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from mlops_ide.machine.state.tools import Tools
 from tests.support.airflow_api import AirflowAPI
 from tests.support.git_http_server import GitHttpServer
 from tests.support.gitrepos import Remote, git, user_commit
-from tests.support.local_platform import RunningPlatform
+from tests.support.local_platform import ROOT, RunningPlatform, wait_for
 
 TOKEN = "operator-token-8d1c0e6a4b27"  # what the team's git server demands
 BASIC = base64.b64encode(f"alice:{TOKEN}".encode()).decode()
@@ -165,3 +168,65 @@ def test_the_verdict_file_holds_no_secret_and_no_user_can_write_it(
         assert status_file(platform).read_text() == text and not (folder / "planted.json").exists()
         read = platform.terminal("alice", "cat", str(status_file(platform)), cwd=clone)
         assert read.returncode == 0 and read.stdout == text  # every user reads it
+
+
+# -- the remote watch alone (Airflow's virtualenv, no platform): what it does when the remote
+# -- refuses the token, and when Airflow is away
+
+
+def start_watch(tmp_path: Path, url: str, token: str) -> subprocess.Popen:
+    """The remote watch as the platform runs it, on a connection with `token`, polling fast;
+    Airflow's address answers nothing."""
+    connection = {"conn_type": "git", "host": url, "login": "x-access-token", "password": token}
+    (tmp_path / "passwords.json").write_text(json.dumps({"mlops-ide-platform": "unused"}))
+    (tmp_path / "status").mkdir()
+    argv = [str(Tools.load().airflow_python), "-P", "-m", "mlops_ide.in_airflow.remote_watch"]
+    argv += ["--git-conn-id", "team", "--mirror", str(tmp_path / "mirror.git"), "--every", "0.2"]
+    argv += ["--airflow-url", "http://127.0.0.1:9", "--passwords-file", str(tmp_path / "passwords.json")]
+    argv += ["--bundle", "pipelines", "--dag", "platform_smoke_test", "--wait", "0.5"]
+    argv += ["--status-file", str(tmp_path / "status" / "status.json"), "--branch", "main"]
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(ROOT / "src"),
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW_CONN_TEAM": json.dumps(connection),
+        "GIT_TERMINAL_PROMPT": "0",
+    }
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stopped(watch: subprocess.Popen) -> str:
+    watch.terminate()
+    return watch.communicate(timeout=30)[0]
+
+
+def test_a_refused_token_is_logged_once_and_the_token_never(tmp_path: Path) -> None:
+    remote = Remote(tmp_path / "team")
+    with GitHttpServer(remote.path.parent, token=TOKEN) as server:
+        watch = start_watch(tmp_path, server.url("pipelines.git"), "wrong-token-3b9e51")
+        try:
+            refused = lambda: sum('" 401 ' in line for line in server.requests) >= 20  # noqa: E731
+            wait_for(refused, 90, "ten polls refused")
+        finally:
+            output = stopped(watch)
+
+    assert output.count("cannot poll the remote (auth)") == 1, output
+    assert "wrong-token-3b9e51" not in output and "Traceback" not in output
+    assert not (tmp_path / "status" / "status.json").exists()  # nothing to say of Airflow
+
+
+def test_with_airflow_away_the_watch_says_it_cannot_tell_and_holds_no_token(tmp_path: Path) -> None:
+    remote = Remote(tmp_path / "team")
+    status = tmp_path / "status" / "status.json"
+    with GitHttpServer(remote.path.parent, token=TOKEN) as server:
+        watch = start_watch(tmp_path, server.url("pipelines.git"), TOKEN)
+        try:
+            wait_for(status.exists, 90, "a verdict")
+        finally:
+            output = stopped(watch)
+    written = json.loads(status.read_text())
+
+    assert written["commit"] == remote.head() and written["state"] == "unknown", written
+    assert written["lines"][0].startswith("cannot tell what is live (")
+    assert TOKEN not in status.read_text() and TOKEN not in output
+    assert git(tmp_path / "mirror.git", "rev-parse", "refs/watched") == remote.head()  # fetched
