@@ -76,6 +76,7 @@ class Remote:
         self.git_conn_id, self.branch, self.mirror = git_conn_id, branch, mirror
 
     def git(self, *args: str, cwd: Path | None = None) -> str:
+        """git with `args`, `{url}` standing for the remote's URL (the hook's, no credential in it)."""
         from airflow.providers.git.hooks.git import GitHook  # Airflow's: imported once, when first asked
 
         try:
@@ -132,6 +133,12 @@ class Remote:
         )
         return done.stdout if done.returncode == 0 else None
 
+    def has(self, commit: str) -> bool:
+        done = subprocess.run(
+            ["git", "-C", str(self.mirror), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True
+        )
+        return done.returncode == 0
+
     def all_changed(self, old: str | None, new: str, folder: str) -> list[list[str]]:
         if not (self.mirror / "HEAD").exists():
             subprocess.run(["git", "init", "--quiet", "--bare", str(self.mirror)], check=True)
@@ -144,13 +151,7 @@ class Remote:
             cwd=self.mirror,
         )
         local = ["git", "-C", str(self.mirror)]
-        if (
-            old
-            and subprocess.run(
-                [*local, "cat-file", "-e", f"{old}^{{commit}}"], capture_output=True
-            ).returncode
-            == 0
-        ):
+        if old and self.has(old):
             diff = subprocess.run(
                 [*local, "diff", "--name-status", "--no-renames", "-z", old, new],
                 capture_output=True,
