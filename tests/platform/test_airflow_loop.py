@@ -773,6 +773,11 @@ def test_a_good_push_says_live_and_a_removal_says_removed(
     )
     log = (platform.home / "logs" / "airflow-push-check.log").read_text()
     assert "by alice: live: live_one" in log
+    # the verdict is kept for `mlops-ide dag status` too (mlops_ide/portable/push_status.py)
+    status = json.loads((platform.home / "push-status" / "status.json").read_text())
+    shown = platform.terminal("alice", "mlops-ide", "dag", "status", cwd=clone)
+    assert status["commit"] == remote_head(platform) and "removed: live_one" in status["lines"]
+    assert shown.returncode == 0 and "  removed: live_one" in shown.stdout, shown.stdout + shown.stderr
 
 
 CODE_PROBE_DAG = """

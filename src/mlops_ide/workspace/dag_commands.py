@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 from mlops_ide import names
 from mlops_ide.portable import airflow3_upgrade, dag_folder
+from mlops_ide.workspace import dag_status
 
 CHECKER = Path(__file__).resolve().parents[1] / "portable" / "dag_check.py"  # run by path: stdlib only
 NO_COMMIT = "0" * 40
@@ -474,11 +475,17 @@ def parser() -> argparse.ArgumentParser:
     upgrade_cmd = actions.add_parser("upgrade", help="Airflow 2 spellings to Airflow 3's (ruff's AIR rules)")
     upgrade_cmd.add_argument("paths", nargs="*", help="DAG files (default: every DAG file)")
     upgrade_cmd.add_argument("--force", action="store_true", help="also files with uncommitted changes")
+    status_cmd = actions.add_parser("status", help="which commit Airflow runs, and what it made of your push")
+    status_cmd.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS", help="until your push's verdict"
+    )
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.action == "status":  # dag_status.py: exit 0 live, 1 broken, 2 no status, 3 not yet
+        return dag_status.status(args.wait)
     try:
         repo = working_copy(Path.cwd())
         if args.action == "check":
