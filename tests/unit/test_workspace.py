@@ -288,6 +288,29 @@ def test_dag_commands_follow_the_dag_folder_setting(user_bin: Path, tmp_path: Pa
     assert pushed.returncode != 0 and "cnn_skin_cancer/nested/broken.py:4: NameError" in pushed.stdout
 
 
+def test_a_push_of_the_tracked_branch_to_a_remote_outside_says_where_to_see_airflows_verdict(
+    user_bin: Path, working_copy: Path
+) -> None:
+    remote = str(working_copy.parent / "remote.git")  # the team's repository, as the platform tracks it
+    env = user_env(user_bin, MLOPS_IDE_REPO_URL=remote, MLOPS_IDE_REPO_BRANCH="main")
+    (working_copy / "dags" / "three.py").write_text(GOOD_DAG.replace("two_tasks", "three_tasks"))
+    git(working_copy, "add", ".")
+    git(working_copy, "commit", "--quiet", "-m", "a new DAG")
+
+    def push(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["git", "push", *args], cwd=working_copy, env=env, capture_output=True, text=True
+        )
+
+    aside = push("origin", "HEAD:refs/heads/try-it")
+    tracked = push("origin", "main")
+
+    said = "Airflow picks this push up within seconds: `mlops-ide dag status --wait 30`"
+    assert aside.returncode == 0 and said not in aside.stderr  # Airflow does not read that branch
+    assert tracked.returncode == 0 and said in tracked.stderr, tracked.stderr
+    assert "checking 1 DAG file(s)" in tracked.stderr  # outside the platform, the clone checks
+
+
 def test_without_the_dag_folder_check_says_what_to_set_and_the_pre_push_hook_lets_go(
     user_bin: Path, tmp_path: Path
 ) -> None:

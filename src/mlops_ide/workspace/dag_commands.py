@@ -1,10 +1,11 @@
-"""`mlops-ide dag check` and `mlops-ide dag test`: what a data scientist runs in VS Code's
+"""`mlops-ide dag check|test|upgrade|status`: what a data scientist runs in VS Code's
 terminal (or its tasks) before pushing, on their working copy of the pipeline repository.
 
     mlops-ide dag check [PATH...]          the DAG files changed in the working copy (or PATHs)
     mlops-ide dag check --pre-push         git's pre-push hook: the DAG files the push changes
     mlops-ide dag test DAG_ID|FILE [--conf JSON]
     mlops-ide dag upgrade [PATH...] [--force]  Airflow 2 spellings to Airflow 3's (ruff's AIR rules)
+    mlops-ide dag status [--wait SECONDS]      which commit Airflow runs, and its verdict (dag_status.py)
 
 The DAG folder is MLOPS_IDE_DAGS_FOLDER's (the platform sets it: `dags` by default, a
 sub-folder such as `cnn_skin_cancer`, or `.` for the whole repository); files are named by
@@ -296,6 +297,16 @@ def checked_by_the_remote(url: str | None) -> bool:
     return bool(url) and url == ours and urlsplit(ours).path.startswith(names.GIT_PREFIX)
 
 
+def moves_what_airflow_tracks(url: str | None, updates: str) -> bool:
+    """Whether the push updates the branch Airflow tracks on the repository it reads (a
+    remote outside the platform, which the platform polls)."""
+    branch = f"refs/heads/{os.environ.get('MLOPS_IDE_REPO_BRANCH', 'main')}"
+    moved = [
+        fields for fields in map(str.split, updates.splitlines()) if len(fields) == 4 and fields[2] == branch
+    ]
+    return bool(url) and url == os.environ.get("MLOPS_IDE_REPO_URL") and any(f[1] != NO_COMMIT for f in moved)
+
+
 def pre_push(repo: Path, updates: str, url: str | None = None) -> int:
     """git's pre-push hook gets `<local ref> <local sha> <remote ref> <remote sha>` lines:
     check the DAG files each pushed commit changes, as committed (not the working copy).
@@ -305,7 +316,14 @@ def pre_push(repo: Path, updates: str, url: str | None = None) -> int:
         print("mlops-ide: the platform's remote checks this push's DAG files", file=sys.stderr)
         return 0
     try:
-        return check_pushed(repo, updates)
+        status = check_pushed(repo, updates)
+        if status == 0 and moves_what_airflow_tracks(url, updates):
+            print(
+                "mlops-ide: Airflow picks this push up within seconds: `mlops-ide dag status --wait 30` "
+                "says what is live",
+                file=sys.stderr,
+            )
+        return status
     except NoDagFolder as problem:
         print(f"mlops-ide: no DAG check before this push: {problem}", file=sys.stderr)
     except (UsageError, OSError, subprocess.SubprocessError) as problem:
