@@ -780,6 +780,15 @@ def test_a_good_push_says_live_and_a_removal_says_removed(
     assert shown.returncode == 0 and "  removed: live_one" in shown.stdout, shown.stdout + shown.stderr
 
 
+def test_a_push_of_a_helper_airflow_ignores_is_not_waited_for(platform: RunningPlatform, clone: Path) -> None:
+    helper = (clone / "dags" / "pipeline_steps.py").read_text()  # in dags/.airflowignore
+    pushed = push_output(platform, clone, {"dags/pipeline_steps.py": helper + "\n# edited\n"}, "a helper")
+
+    assert pushed.returncode == 0, pushed.stderr
+    assert "still parsing" not in pushed.stderr  # no verdict ever comes for a file Airflow never opens
+    assert "remote: mlops-ide: next runs use" in pushed.stderr, pushed.stderr
+
+
 CODE_PROBE_DAG = """
 from airflow.sdk import dag, task
 

@@ -21,7 +21,6 @@ pushed code. A poll that fails (network, auth) is logged once per kind and tried
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import signal
 import subprocess
 import sys
@@ -114,17 +113,12 @@ class Remote:
 
     def parsed(self, commit: str, path: str, folder: str) -> bool:
         """Whether Airflow parses the file at all (else no verdict would ever come for it):
-        not in the DAG folder's .airflowignore (glob patterns, Airflow 3's default), and, as
-        its discovery safe mode asks, mentioning "airflow" or "dag"; a deleted file is named."""
+        dag_folder.airflow_parses says."""
         inside = dag_folder.in_folder(path, folder)
         if inside is None or not path.endswith(".py"):
             return True  # not a DAG file: push_check.live leaves it out anyway
         ignore = self.show(commit, dag_folder.in_repository(".airflowignore", folder)) or b""
-        patterns = [line.strip() for line in ignore.decode(errors="replace").splitlines()]
-        if any(p and not p.startswith("#") and fnmatch.fnmatch(inside, p) for p in patterns):
-            return False
-        text = self.show(commit, path)
-        return text is None or b"airflow" in text.lower() or b"dag" in text.lower()
+        return dag_folder.airflow_parses(inside, ignore.decode(errors="replace"), self.show(commit, path))
 
     def show(self, commit: str, path: str) -> bytes | None:
         """A file of `commit` in the mirror; None when it has none there (deleted)."""
