@@ -1,6 +1,6 @@
 """Push to live, measured on the real local platform (hub, Airflow, MLflow, git service).
 
-    python bench/push_to_dag.py [--pushes N]
+    python bench/push_to_dag.py [--pushes N] [--outside-pushes N]
 
 A user (alice, the hub's admin, her own OS account as root) pushes from her server's clone, with her
 server's environment, through the git service, as her VS Code terminal would. The push
@@ -14,12 +14,17 @@ Prints medians and p95 of
 and the time from starting the platform (warm: second start on the same state folder)
 to every service healthy (hub, MLflow, Airflow's API server, scheduler, DAG processor and
 triggerer by Airflow's own health report). Targets: p95 <= 2 s; warm start <= 25 s.
+Then, on a platform of its own that tracks a remote outside (MLOPS_IDE_REPO_URL: a git server
+on loopback demanding a token, as GitHub does; no hook of ours, the remote watch polls it):
+  - git push of a new DAG (a teammate's, from anywhere) -> listed by the API, and -> its
+    verdict in the status file `mlops-ide dag status` reads. Target: p95 <= 10 s.
 Asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -32,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from tests.support.airflow_api import AirflowAPI  # noqa: E402
-from tests.support.gitrepos import user_commit  # noqa: E402
+from tests.support.git_http_server import GitHttpServer  # noqa: E402
+from tests.support.gitrepos import Remote, user_commit  # noqa: E402
 from tests.support.local_platform import RunningPlatform, wait_for  # noqa: E402
 
 DAG = '''from airflow.sdk import dag, task
@@ -92,10 +98,53 @@ def push(
     return started
 
 
+def outside_remote(pushes: int) -> tuple[list[float], list[float]]:
+    """Push -> listed and push -> verdict written, for a remote outside the platform."""
+    token = "bench-operator-token"
+    listed, judged = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        team = Remote(Path(tmp) / "team")  # a teammate's clone pushes: from anywhere, no hook of ours
+        team.commit({"dags/bench_seed.py": DAG.format(dag_id="bench_seed", doc="seed")}, "a first DAG")
+        with GitHttpServer(team.path.parent, token=token) as server:
+            platform = RunningPlatform(
+                Path(tmp) / "state",
+                MLOPS_IDE_SERVICES="airflow",
+                MLOPS_IDE_REPO_URL=server.url("pipelines.git"),
+                MLOPS_IDE_GIT_TOKEN=token,
+            ).start(timeout=300)
+            status = platform.home / "push-status" / "status.json"
+            try:
+                api = AirflowAPI(platform.airflow_url, platform.airflow_password)
+                wait_for(lambda: api.dag("bench_seed"), 180, "the team's first DAG")
+                for n in range(pushes):
+                    dag_id = f"bench_outside_{n}"
+                    started = time.monotonic()
+                    commit = team.commit({f"dags/{dag_id}.py": DAG.format(dag_id=dag_id, doc="v1")}, dag_id)
+                    wait_for(lambda d=dag_id: api.dag(d), 120, f"{dag_id} to appear", step=0.05)
+                    listed.append(time.monotonic() - started)
+                    wait_for(
+                        lambda c=commit: verdict_on(status, c), 120, f"the verdict on {dag_id}", step=0.05
+                    )
+                    judged.append(time.monotonic() - started)
+            finally:
+                platform.stop()
+    return listed, judged
+
+
+def verdict_on(status: Path, commit: str) -> bool:
+    try:
+        written = json.loads(status.read_text())
+    except (OSError, ValueError):
+        return False
+    return written["commit"] == commit and written["state"] == "live"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pushes", type=int, default=10)
-    pushes = parser.parse_args().pushes
+    parser.add_argument("--outside-pushes", type=int, default=5, help="pushes to a remote outside")
+    options = parser.parse_args()
+    pushes = options.pushes
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "state"
@@ -174,6 +223,11 @@ def main() -> None:
         f"start -> all services healthy: first start {cold_start:.1f} s (database created), "
         f"warm start {warm_start:.1f} s   target warm <= 25 s"
     )
+    listed, judged = outside_remote(options.outside_pushes)
+    print(f"a remote outside (git over HTTP with a token, polled every 2 s): {len(listed)} pushes")
+    print(line("local remote:   push -> new DAG listed ", new_visible))
+    print(line("outside remote: push -> new DAG listed ", listed) + "   target p95 <= 10 s")
+    print(line("outside remote: push -> verdict written", judged) + "   (mlops-ide dag status)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """The pre-push hook the startup hook puts into the user's clone: `mlops-ide dag check`
-on the DAG files a push changes, before they leave (the platform checks again when the push
-arrives; this one answers in the user's terminal, with VS Code's file:line links).
+on the DAG files a push changes, before they leave, for a remote outside the platform (it
+answers in the user's terminal, with VS Code's file:line links). A push to the platform's
+own remote is left to the remote's check (the same files, in its sandbox, from a warm
+process): the hook says so and lets git go on.
 
 Installed only where there is no pre-push hook, or ours: a hook the user wrote is theirs.
 It lives in .git/hooks, which no commit can change: a teammate's push cannot alter it.

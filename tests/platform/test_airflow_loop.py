@@ -745,13 +745,11 @@ def test_a_push_of_a_dag_that_would_not_load_is_refused_with_file_and_line(
 ) -> None:
     before = remote_head(platform)
 
-    stopped = push_output(platform, clone, {f"dags/{name}": text}, f"broken {name}")
-    # the pre-push hook skipped: the remote refuses it all the same
-    pushed = platform.terminal("alice", "git", "push", "--no-verify", "origin", "main", cwd=clone)
+    pushed = push_output(platform, clone, {f"dags/{name}": text}, f"broken {name}")
 
-    assert stopped.returncode != 0  # by her clone's pre-push hook, before anything left
-    assert f"dags/{name}{expected}" in stopped.stdout and "--no-verify" in stopped.stderr, stopped.stderr
-    assert "remote:" not in stopped.stderr
+    # one check per push: her clone's pre-push hook leaves it to the platform's remote
+    assert "mlops-ide: the platform's remote checks this push's DAG files" in pushed.stderr
+    assert "before the push" not in pushed.stderr  # her clone checked nothing itself
     assert pushed.returncode != 0
     assert "remote: mlops-ide: push refused" in pushed.stderr
     assert f"remote:   dags/{name}{expected}" in pushed.stderr, pushed.stderr
@@ -775,6 +773,20 @@ def test_a_good_push_says_live_and_a_removal_says_removed(
     )
     log = (platform.home / "logs" / "airflow-push-check.log").read_text()
     assert "by alice: live: live_one" in log
+    # the verdict is kept for `mlops-ide dag status` too (mlops_ide/portable/push_status.py)
+    status = json.loads((platform.home / "push-status" / "status.json").read_text())
+    shown = platform.terminal("alice", "mlops-ide", "dag", "status", cwd=clone)
+    assert status["commit"] == remote_head(platform) and "removed: live_one" in status["lines"]
+    assert shown.returncode == 0 and "  removed: live_one" in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_a_push_of_a_helper_airflow_ignores_is_not_waited_for(platform: RunningPlatform, clone: Path) -> None:
+    helper = (clone / "dags" / "pipeline_steps.py").read_text()  # in dags/.airflowignore
+    pushed = push_output(platform, clone, {"dags/pipeline_steps.py": helper + "\n# edited\n"}, "a helper")
+
+    assert pushed.returncode == 0, pushed.stderr
+    assert "still parsing" not in pushed.stderr  # no verdict ever comes for a file Airflow never opens
+    assert "remote: mlops-ide: next runs use" in pushed.stderr, pushed.stderr
 
 
 CODE_PROBE_DAG = """
@@ -839,7 +851,7 @@ def test_a_huge_dags_folder_is_refused(platform: RunningPlatform, clone: Path) -
         platform, clone, huge, "huge", "--no-verify"
     )  # the remote's limit, whatever the client
 
-    assert pushed.returncode != 0 and "dags/ is over 20 MB" in pushed.stderr, pushed.stderr
+    assert pushed.returncode != 0 and "the DAG folder (dags/) is over 20 MB" in pushed.stderr, pushed.stderr
     assert remote_head(platform) == before
     git(clone, "reset", "--quiet", "--hard", "origin/main")
 

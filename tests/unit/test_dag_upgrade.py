@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ide.workspace import user_tools
 from tests.support.gitrepos import git
-from tests.support.platform_tools import ROOT, tools_file_value
 
 AIRFLOW2_DAG = """\
 from datetime import datetime, timedelta
@@ -46,18 +44,6 @@ with DAG(
 OLD_POD_OPERATOR = (
     "from airflow.providers.cncf.kubernetes.operators.kubernetes_pod import KubernetesPodOperator\n"
 )
-
-
-@pytest.fixture(scope="module")
-def user_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The commands as `make up` writes them, with the platform's code from this checkout."""
-    return user_tools.write(
-        tmp_path_factory.mktemp("user-bin"),
-        Path(tools_file_value("MLOPS_IDE_PIPELINE_PYTHON")),
-        Path(tools_file_value("MLOPS_IDE_AIRFLOW_PYTHON")),
-        ROOT / "src",
-        {},
-    )
 
 
 @pytest.fixture

@@ -16,22 +16,9 @@ from mlops_ide.workspace import user_tools
 from startup import start
 from startup.held_back import PATH_FOLDERS
 from tests.support.gitrepos import Remote, git
-from tests.support.platform_tools import ROOT, tools_file_value
 
 # Ours, the test runner's: startup.start drops PYTHONPATH; Airflow's settings are not a server's.
 NOT_THE_SERVERS = ("PYTHONPATH", "AIRFLOW")
-
-
-@pytest.fixture(scope="module")
-def user_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`python` & co. as `make up` writes them for every user server."""
-    return user_tools.write(
-        tmp_path_factory.mktemp("user-bin"),
-        Path(tools_file_value("MLOPS_IDE_PIPELINE_PYTHON")),
-        Path(tools_file_value("MLOPS_IDE_AIRFLOW_PYTHON")),
-        ROOT / "src",
-        {},
-    )
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from mlops_ide.portable import pipeline_repo
 from mlops_ide.workspace import user_tools
 from startup import git_hooks
 from tests.support.gitrepos import git
-from tests.support.platform_tools import ROOT, tools_file_value
+from tests.support.platform_tools import ROOT
 
 PLATFORM_ONLY = ("jupyterhub_config.py", "deploy", "images", "scripts", "startup", "src/mlops_ide", "bench")
 GOOD_DAG = """\
@@ -104,18 +104,6 @@ def test_a_working_copy_is_written_only_into_a_new_folder(tmp_path: Path) -> Non
     with pytest.raises(pipeline_repo.PipelineRepoError, match="not empty"):
         pipeline_repo.write_working_copy(ROOT, taken)
     assert [p.name for p in taken.iterdir()] == ["notes.md"]
-
-
-@pytest.fixture(scope="module")
-def user_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The commands as `make up` writes them, with the platform's code from this checkout."""
-    return user_tools.write(
-        tmp_path_factory.mktemp("user-bin"),
-        Path(tools_file_value("MLOPS_IDE_PIPELINE_PYTHON")),
-        Path(tools_file_value("MLOPS_IDE_AIRFLOW_PYTHON")),
-        ROOT / "src",
-        {"MLOPS_IDE_DATA_ROOT": "/nonexistent/data"},
-    )
 
 
 def user_env(user_bin: Path, **extra: str) -> dict[str, str]:
@@ -298,6 +286,29 @@ def test_dag_commands_follow_the_dag_folder_setting(user_bin: Path, tmp_path: Pa
     assert every.returncode == 1 and "2 DAG file(s), 1 that would not load" in every.stdout, every.stdout
     assert outside.returncode == 2 and "is not a DAG file" in outside.stderr
     assert pushed.returncode != 0 and "cnn_skin_cancer/nested/broken.py:4: NameError" in pushed.stdout
+
+
+def test_a_push_of_the_tracked_branch_to_a_remote_outside_says_where_to_see_airflows_verdict(
+    user_bin: Path, working_copy: Path
+) -> None:
+    remote = str(working_copy.parent / "remote.git")  # the team's repository, as the platform tracks it
+    env = user_env(user_bin, MLOPS_IDE_REPO_URL=remote, MLOPS_IDE_REPO_BRANCH="main")
+    (working_copy / "dags" / "three.py").write_text(GOOD_DAG.replace("two_tasks", "three_tasks"))
+    git(working_copy, "add", ".")
+    git(working_copy, "commit", "--quiet", "-m", "a new DAG")
+
+    def push(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["git", "push", *args], cwd=working_copy, env=env, capture_output=True, text=True
+        )
+
+    aside = push("origin", "HEAD:refs/heads/try-it")
+    tracked = push("origin", "main")
+
+    said = "Airflow picks this push up within seconds: `mlops-ide dag status --wait 30`"
+    assert aside.returncode == 0 and said not in aside.stderr  # Airflow does not read that branch
+    assert tracked.returncode == 0 and said in tracked.stderr, tracked.stderr
+    assert "checking 1 DAG file(s)" in tracked.stderr  # outside the platform, the clone checks
 
 
 def test_without_the_dag_folder_check_says_what_to_set_and_the_pre_push_hook_lets_go(

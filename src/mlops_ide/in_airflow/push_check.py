@@ -3,7 +3,8 @@
 
     PYTHONPATH=LIB <airflow venv>/bin/python -P -m mlops_ide.in_airflow.push_check \
         --socket-fd FD --airflow-url URL \
-        --passwords-file FILE --bundle pipelines --dag platform_smoke_test
+        --passwords-file FILE --bundle pipelines --dag platform_smoke_test \
+        [--dags-folder dags] [--status-file FILE --branch main]
 
 Runs beside Airflow, as the pipeline's account: it reads Airflow's password and calls its
 API. It never runs pushed code: whether pushed DAG files load is the sandbox's question
@@ -16,7 +17,9 @@ as --socket-fd (no password travels); one JSON line each way:
 
 `live` moves Airflow's bundle to the commit (every DAG file re-parsed, so the next run of
 any DAG records and runs it, also after a push of code outside dags/) and waits at most
---wait seconds for the verdict on each DAG file the push touched. Each answer is logged.
+--wait seconds for the verdict on each DAG file the push touched. Each answer is logged,
+and written to --status-file for `mlops-ide dag status` (mlops_ide/portable/push_status.py).
+A remote outside the platform has no hooks: remote_watch.py polls it and calls `live`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import signal
 import socket
 import socketserver
@@ -32,7 +36,7 @@ import time
 import urllib.error
 from pathlib import Path
 
-from mlops_ide.portable import dag_refresh
+from mlops_ide.portable import dag_folder, dag_refresh, push_status
 
 MAX_REQUEST_BYTES = 2**20
 
@@ -68,35 +72,65 @@ def live(args: argparse.Namespace, commit: str, changed: list[list[str]]) -> lis
     started = time.monotonic()
     try:
         airflow = Airflow(args.airflow_url, airflow_password(args), started + args.wait)
-        anchor = airflow.get(f"dags/{args.dag}/details")["file_token"]
-        airflow.put(f"parseDagFile/{anchor}")  # the bundle moves to the pushed commit first
-        for token in {
-            dag["file_token"] for dag in bundle_dags(airflow, args.bundle) if not dag["is_stale"]
-        } - {anchor}:
-            with contextlib.suppress(urllib.error.HTTPError):  # its DAGs just went away
-                airflow.put(f"parseDagFile/{token}")  # runs of any DAG use the commit at once
-        dag_files = [(status, path) for status, path in changed if is_dag_file(path)]
+        refresh_bundle(airflow, args.bundle, args.dag)
+        dag_files = [(status, path) for status, path in changed if is_dag_file(path, args.dags_folder)]
         while True:
-            verdict = verdicts(airflow, args.bundle, commit, dag_files)
+            verdict = verdicts(airflow, args.bundle, commit, dag_files, args.dags_folder)
             if verdict is not None or time.monotonic() >= airflow.deadline:
                 break
             time.sleep(0.1)
     except (OSError, KeyError, ValueError, urllib.error.URLError) as error:
-        return [f"cannot tell what is live ({error.__class__.__name__}); see {args.airflow_url}"]
+        return [f"{CANNOT_TELL} ({error.__class__.__name__}); see {args.airflow_url}"]
     took = f"{time.monotonic() - started:.1f} s"
     if verdict is None:
-        return [f"still parsing after {took}; see {args.airflow_url}/dags"]
+        return [f"{STILL_PARSING} after {took}; see {args.airflow_url}/dags"]
     if not dag_files:
         return [f"next runs use {commit[:12]} (no DAG file changed; in {took})"]
     return [*verdict, f"Airflow runs {commit[:12]} (in {took})"]
+
+
+CANNOT_TELL, STILL_PARSING, IMPORT_ERROR = "cannot tell what is live", "still parsing", "import error"
+
+
+def state_of(lines: list[str]) -> str:
+    """The verdict in a word, for the status file: live, broken, pending or unknown."""
+    if any(line.startswith(CANNOT_TELL) for line in lines):
+        return "unknown"
+    if any(line.startswith(STILL_PARSING) for line in lines):
+        return "pending"
+    return "broken" if any(f": {IMPORT_ERROR}: " in line for line in lines) else "live"
+
+
+def refresh_bundle(airflow: Airflow, bundle: str, anchor_dag: str) -> None:
+    """Ask Airflow to re-parse the anchor's file (which refreshes the bundle first), or any
+    DAG's of the bundle when a team's repository has no anchor, then every other DAG file
+    (on a new bundle version Airflow only queues new files). A bundle with no DAG loaded
+    yet has no file to name: Airflow's own refresh_interval picks the commit up."""
+    dags = [dag for dag in bundle_dags(airflow, bundle) if not dag["is_stale"]]
+    anchors = [dag["file_token"] for dag in dags if dag["dag_id"] == anchor_dag]
+    tokens = list(dict.fromkeys(anchors + [dag["file_token"] for dag in dags]))
+    for token in tokens:
+        with contextlib.suppress(urllib.error.HTTPError):  # its DAGs just went away
+            airflow.put(f"parseDagFile/{token}")  # the first moves the bundle to the commit
 
 
 def airflow_password(args: argparse.Namespace) -> str:
     return json.loads(args.passwords_file.read_text())[dag_refresh.PLATFORM_ACCOUNT]
 
 
-def is_dag_file(path: str) -> bool:
-    return path.startswith("dags/") and path.endswith(".py") and path.count("/") == 1
+def is_dag_file(path: str, folder: str) -> bool:
+    """A Python file of the DAG folder (repository paths, as the hook sends them)."""
+    return path.endswith(".py") and dag_folder.in_folder(path, folder) is not None
+
+
+def import_error_line(path: str, trace: str) -> str:
+    """`dags/x.py:2: import error: ModuleNotFoundError: ...`: the last line of this file that
+    Airflow's traceback names (the frames of what it imported come after), and the error."""
+    name = re.escape(path.rsplit("/", 1)[-1])
+    numbers = re.findall(rf'File "(?:[^"]*/)?{name}", line (\d+)', trace)
+    where = f"{path}:{numbers[-1]}" if numbers else path
+    last = trace.strip().splitlines()[-1] if trace.strip() else "(no message)"
+    return f"{where}: {IMPORT_ERROR}: {last}"
 
 
 def bundle_dags(airflow: Airflow, bundle: str) -> list[dict]:
@@ -105,7 +139,7 @@ def bundle_dags(airflow: Airflow, bundle: str) -> list[dict]:
 
 
 def verdicts(
-    airflow: Airflow, bundle: str, commit: str, dag_files: list[tuple[str, str]]
+    airflow: Airflow, bundle: str, commit: str, dag_files: list[tuple[str, str]], folder: str
 ) -> list[str] | None:
     """One line per changed DAG file once Airflow has settled on `commit`, else None."""
     dags = bundle_dags(airflow, bundle)
@@ -118,15 +152,16 @@ def verdicts(
     }
     lines = []
     for status, path in dag_files:
-        name = path.removeprefix("dags/")
+        name = dag_folder.in_folder(path, folder)  # Airflow's relative_fileloc
         of_file = [dag for dag in dags if (dag.get("relative_fileloc") or "") == name]
-        error = next((text for file, text in errors.items() if file.endswith(name)), None)
+        same = (name, path)
+        error = next((text for f, text in errors.items() if f in same or f.endswith(f"/{name}")), None)
         if status == "D":
             if any(not dag["is_stale"] for dag in of_file):
                 return None
             lines += [f"removed: {dag['dag_id']}" for dag in of_file] or [f"removed: {path}"]
         elif error is not None:
-            lines.append(f"{path}: import error: {error.strip().splitlines()[-1]}")
+            lines.append(import_error_line(path, error))
         elif of_file and all(not dag["is_stale"] for dag in of_file):
             lines += [f"live: {dag['dag_id']}" for dag in of_file]
         else:
@@ -148,6 +183,7 @@ class Handler(socketserver.StreamRequestHandler):
             if "live" in request:
                 answer = {"lines": live(args, request["live"], request.get("changed", []))}
                 log(f"push of {request['live'][:12]} by {who}: " + "; ".join(answer["lines"]))
+                record(args, request["live"], answer["lines"])
             elif "skipped" in request:
                 answer = {}
                 why = request.get("why", "push option skip-dag-check")
@@ -171,14 +207,32 @@ class Server(socketserver.UnixStreamServer):
         self.socket = socket.socket(fileno=args.socket_fd)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--socket-fd", type=int, required=True, help="the listening socket, inherited")
+def record(args: argparse.Namespace, commit: str, lines: list[str]) -> None:
+    """The verdict in the status file users' `mlops-ide dag status` reads (if one is kept)."""
+    if args.status_file is None:
+        return
+    try:
+        push_status.write(args.status_file, push_status.make(args.branch, commit, state_of(lines), lines))
+    except (OSError, ValueError) as error:
+        log(f"cannot write {args.status_file}: {error!r}")
+
+
+def add_airflow_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `live` needs: Airflow, its bundle, where the verdict goes (remote_watch too)."""
     parser.add_argument("--airflow-url", required=True)
     parser.add_argument("--passwords-file", type=Path, required=True)
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--dag", required=True, help="the anchor DAG whose re-parse refreshes the bundle")
+    parser.add_argument("--dags-folder", type=dag_folder.parse, default=dag_folder.DEFAULT)
     parser.add_argument("--wait", type=float, default=5.0, help="at most this long for Airflow's verdict")
+    parser.add_argument("--status-file", type=Path, help="write each verdict there (push_status.py)")
+    parser.add_argument("--branch", default="main", help="the tracked branch, named in the status file")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--socket-fd", type=int, required=True, help="the listening socket, inherited")
+    add_airflow_arguments(parser)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with Server(args) as server:

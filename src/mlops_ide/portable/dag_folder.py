@@ -11,6 +11,7 @@ Standard library only: the git hooks and Airflow's processes import it.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 
 DEFAULT = "dags"
@@ -65,3 +66,17 @@ def in_folder(repository_path: str, folder: str) -> str | None:
 def pathspec(folder: str) -> str:
     """The folder as git's commands take it (`--` then this)."""
     return folder
+
+
+def airflow_parses(path_in_folder: str, airflowignore: str, content: bytes | None) -> bool:
+    """Whether Airflow's DAG processor opens this file of the DAG folder at all (else no
+    verdict ever comes for it): not matched by the folder's .airflowignore (glob patterns,
+    Airflow 3's default syntax) and, its discovery safe mode, mentioning "airflow" and "dag"
+    (or "asset"). A deleted file (no content) is named, as it was parsed before."""
+    patterns = [line.strip() for line in airflowignore.splitlines()]
+    if any(p and not p.startswith("#") and fnmatch.fnmatch(path_in_folder, p) for p in patterns):
+        return False
+    if content is None:
+        return True
+    text = content.lower()
+    return b"airflow" in text and (b"dag" in text or b"asset" in text)

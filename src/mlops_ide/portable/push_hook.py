@@ -292,9 +292,18 @@ def post_receive(args: argparse.Namespace) -> int:
     for old, new in tracked(ref_updates(), args.branch):
         changed = []
         if old != ZERO:
+            ignore = file_at(new, dag_folder.in_repository(".airflowignore", args.dags_folder))
             for line in git("diff", "--name-status", "--no-renames", old, new).decode().splitlines():
                 status, path = line.split("\t", 1)
-                changed.append([status[0], path])
+                inside = dag_folder.in_folder(path, args.dags_folder)
+                content = None if status[0] == "D" else git("show", f"{new}:{path}")
+                # a file Airflow never opens gets no verdict: not waited for
+                if (
+                    inside is None
+                    or not path.endswith(".py")
+                    or dag_folder.airflow_parses(inside, ignore, content)
+                ):
+                    changed.append([status[0], path])
         request = {"live": new, "changed": changed, "pusher": os.environ.get("REMOTE_USER", "local")}
         try:
             answer = ask(args.socket, request, 30)

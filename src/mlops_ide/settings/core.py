@@ -509,6 +509,14 @@ ELSEWHERE = (
         read_by="user servers",
     ),
     Setting(
+        "MLOPS_IDE_PUSH_STATUS_FILE",
+        "push_status_file",
+        "Airflow's verdict on the last push to the tracked branch, which `mlops-ide dag status` "
+        "reads; the platform sets it",
+        modes=LOCAL,
+        read_by="user servers",
+    ),
+    Setting(
         "MLOPS_IDE_STARTUP_DIR",
         "startup_dir",
         "where the single-user image keeps the startup hook",

@@ -1,10 +1,11 @@
-"""`mlops-ide dag check` and `mlops-ide dag test`: what a data scientist runs in VS Code's
+"""`mlops-ide dag check|test|upgrade|status`: what a data scientist runs in VS Code's
 terminal (or its tasks) before pushing, on their working copy of the pipeline repository.
 
     mlops-ide dag check [PATH...]          the DAG files changed in the working copy (or PATHs)
     mlops-ide dag check --pre-push         git's pre-push hook: the DAG files the push changes
     mlops-ide dag test DAG_ID|FILE [--conf JSON]
     mlops-ide dag upgrade [PATH...] [--force]  Airflow 2 spellings to Airflow 3's (ruff's AIR rules)
+    mlops-ide dag status [--wait SECONDS]      which commit Airflow runs, and its verdict (dag_status.py)
 
 The DAG folder is MLOPS_IDE_DAGS_FOLDER's (the platform sets it: `dags` by default, a
 sub-folder such as `cnn_skin_cancer`, or `.` for the whole repository); files are named by
@@ -37,8 +38,11 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from mlops_ide import names
 from mlops_ide.portable import airflow3_upgrade, dag_folder
+from mlops_ide.workspace import dag_status
 
 CHECKER = Path(__file__).resolve().parents[1] / "portable" / "dag_check.py"  # run by path: stdlib only
 NO_COMMIT = "0" * 40
@@ -285,12 +289,41 @@ def has_commit(repo: Path, sha: str) -> bool:
     return probe.returncode == 0
 
 
-def pre_push(repo: Path, updates: str) -> int:
+def checked_by_the_remote(url: str | None) -> bool:
+    """Whether the push goes to the platform's own remote (the hub's git service, the URL the
+    platform gave this server), whose pre-receive hook checks the same files in its sandbox,
+    from a warm process: a second check here would only double the push's time."""
+    ours = os.environ.get("MLOPS_IDE_REPO_URL", "")
+    return bool(url) and url == ours and urlsplit(ours).path.startswith(names.GIT_PREFIX)
+
+
+def moves_what_airflow_tracks(url: str | None, updates: str) -> bool:
+    """Whether the push updates the branch Airflow tracks on the repository it reads (a
+    remote outside the platform, which the platform polls)."""
+    branch = f"refs/heads/{os.environ.get('MLOPS_IDE_REPO_BRANCH', 'main')}"
+    moved = [
+        fields for fields in map(str.split, updates.splitlines()) if len(fields) == 4 and fields[2] == branch
+    ]
+    return bool(url) and url == os.environ.get("MLOPS_IDE_REPO_URL") and any(f[1] != NO_COMMIT for f in moved)
+
+
+def pre_push(repo: Path, updates: str, url: str | None = None) -> int:
     """git's pre-push hook gets `<local ref> <local sha> <remote ref> <remote sha>` lines:
     check the DAG files each pushed commit changes, as committed (not the working copy).
-    It never stops a push it cannot judge (no DAG folder, no checker): it says why, once."""
+    It never stops a push it cannot judge (no DAG folder, no checker): it says why, once.
+    To the platform's own remote it leaves the check to the remote, and says so."""
+    if checked_by_the_remote(url):
+        print("mlops-ide: the platform's remote checks this push's DAG files", file=sys.stderr)
+        return 0
     try:
-        return check_pushed(repo, updates)
+        status = check_pushed(repo, updates)
+        if status == 0 and moves_what_airflow_tracks(url, updates):
+            print(
+                "mlops-ide: Airflow picks this push up within seconds: `mlops-ide dag status --wait 30` "
+                "says what is live",
+                file=sys.stderr,
+            )
+        return status
     except NoDagFolder as problem:
         print(f"mlops-ide: no DAG check before this push: {problem}", file=sys.stderr)
     except (UsageError, OSError, subprocess.SubprocessError) as problem:
@@ -460,15 +493,23 @@ def parser() -> argparse.ArgumentParser:
     upgrade_cmd = actions.add_parser("upgrade", help="Airflow 2 spellings to Airflow 3's (ruff's AIR rules)")
     upgrade_cmd.add_argument("paths", nargs="*", help="DAG files (default: every DAG file)")
     upgrade_cmd.add_argument("--force", action="store_true", help="also files with uncommitted changes")
+    status_cmd = actions.add_parser("status", help="which commit Airflow runs, and what it made of your push")
+    status_cmd.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS", help="until your push's verdict"
+    )
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.action == "status":  # dag_status.py: exit 0 live, 1 broken, 2 no status, 3 not yet
+        return dag_status.status(args.wait)
     try:
         repo = working_copy(Path.cwd())
         if args.action == "check":
-            return pre_push(repo, sys.stdin.read()) if args.pre_push else check(repo, args.paths)
+            if args.pre_push:  # git gives the hook the remote's name and URL
+                return pre_push(repo, sys.stdin.read(), args.paths[1] if len(args.paths) == 2 else None)
+            return check(repo, args.paths)
         if args.action == "upgrade":
             return upgrade(repo, args.paths, args.force)
         return test(repo, args.dag, args.conf)

@@ -23,6 +23,7 @@ from mlops_ide.machine.state.layout import (
     code_server_bin,
     hub_db_url,
     kernels_folder,
+    push_status_file,
 )
 from mlops_ide.machine.state.tools import Tools
 from mlops_ide.settings import CHECKOUT, Settings, Values, parsers, read, table
@@ -153,6 +154,8 @@ def configure(c: Any, settings: Settings) -> None:
         "MLOPS_IDE_REPO_URL": settings.repo_url or git.repo_url(settings),
         "MLOPS_IDE_REPO_BRANCH": settings.repo_branch,
         "MLOPS_IDE_DAGS_FOLDER": settings.dags_folder,
+        # Airflow's verdict on the last push (`mlops-ide dag status`), written by the push check
+        "MLOPS_IDE_PUSH_STATUS_FILE": str(push_status_file(settings)),
         "MLOPS_IDE_SYNC_TIMEOUT": str(settings.sync_timeout),
         "MLOPS_IDE_VSCODE_GALLERY": settings.vscode_gallery,
         # the pipeline's Python: `python` on PATH (its bin above), VS Code's, the kernel's

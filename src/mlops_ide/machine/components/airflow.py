@@ -45,6 +45,7 @@ from mlops_ide.machine.state.layout import (
     dag_check_folder,
     dag_sandbox_socket,
     ensure_folder,
+    push_status_file,
 )
 from mlops_ide.machine.state.remote import push_check_listener
 from mlops_ide.portable import dag_folder, dag_refresh
@@ -408,7 +409,9 @@ def processes(inputs: Inputs) -> list[Process]:
             **extra,
         )
 
-    checks = [dag_sandbox(inputs), push_check(inputs)] if settings.repo_url is None else []
+    # the local remote's hooks ask the push check; a remote outside is watched
+    local_remote = settings.repo_url is None
+    checks = [dag_sandbox(inputs), push_check(inputs)] if local_remote else [remote_watch(inputs)]
     engine = (  # first: Airflow's tasks start their containers through it
         [container_engine().process(settings, inputs.account(names.PIPELINE_ACCOUNT))]
         if container_engine().chosen(settings)
@@ -535,16 +538,8 @@ def push_check(inputs: Inputs) -> Process:
     argv = [
         str(inputs.tools.airflow_python),
         *("-P", "-m", "mlops_ide.in_airflow.push_check"),  # from the code lib (PYTHONPATH)
-        "--socket-fd",
-        str(listener.fileno()),
-        "--airflow-url",
-        url(settings),
-        "--passwords-file",
-        str(passwords_file(settings)),
-        "--bundle",
-        BUNDLE_NAME,
-        "--dag",
-        names.ANCHOR_DAG,
+        *("--socket-fd", str(listener.fileno())),
+        *verdict_arguments(inputs),
     ]
     env = {key: value for key, value in environment(inputs).items() if not key.startswith("AIRFLOW")}
     return Process(
@@ -555,6 +550,55 @@ def push_check(inputs: Inputs) -> Process:
         log=settings.home / "logs" / "airflow-push-check.log",
         account=inputs.account(names.PIPELINE_ACCOUNT),
         sockets=(listener,),
+    )
+
+
+def verdict_arguments(inputs: Inputs) -> list[str]:
+    """Where the push check and the remote watch ask Airflow, and write its verdict for
+    `mlops-ide dag status` (in a folder the pipeline's account writes and everyone reads)."""
+    settings = inputs.settings
+    status = push_status_file(settings)
+    ensure_folder(status.parent, 0o755 if inputs.accounts else 0o700)
+    pipeline = inputs.account(names.PIPELINE_ACCOUNT)
+    if pipeline is not None:
+        os.chown(status.parent, pipeline.pw_uid, pipeline.pw_gid)
+    return [
+        *("--airflow-url", url(settings)),
+        *("--passwords-file", str(passwords_file(settings))),
+        *("--bundle", BUNDLE_NAME),
+        *("--dag", names.ANCHOR_DAG),
+        *("--dags-folder", settings.dags_folder),
+        *("--status-file", str(status)),
+        *("--branch", settings.repo_branch),
+    ]
+
+
+def remote_watch(inputs: Inputs) -> Process:
+    """For a remote outside the platform (MLOPS_IDE_REPO_URL), which has no hooks of ours:
+    polls its tracked branch (mlops_ide/in_airflow/remote_watch.py) with the bundle's own git
+    connection and moves Airflow to each new commit at once, as the push check does after a
+    push to the local remote. Airflow's environment (its connection is the bundle's), as the
+    pipeline's account, which holds that token anyway."""
+    from mlops_ide.supervisor.runner import Process
+
+    settings = inputs.settings
+    argv = [
+        str(inputs.tools.airflow_python),
+        *("-P", "-m", "mlops_ide.in_airflow.remote_watch"),
+        *("--git-conn-id", GIT_CONN_ID),
+        *("--mirror", str(settings.home / "airflow" / "remote-watch.git")),
+        *("--every", "2"),
+        *("--wait", "10"),
+        *verdict_arguments(inputs),
+    ]
+    return Process(
+        name="Airflow remote watch",
+        argv=argv,
+        env={**environment(inputs), "GIT_TERMINAL_PROMPT": "0"},
+        cwd=settings.home / "airflow",
+        log=settings.home / "logs" / "airflow-remote-watch.log",
+        account=inputs.account(names.PIPELINE_ACCOUNT),
+        umask=umask(inputs),
     )
 
 

@@ -38,6 +38,7 @@ def lock_down(settings: Settings, accounts: bool = False) -> None:
         settings.home / "airflow-auth": 0o750 if accounts else 0o700,
         settings.home / "airflow": SHARED_WITH_AIRFLOW_API if accounts else 0o700,
         push_check_socket(settings).parent: 0o750 if accounts else 0o700,
+        push_status_file(settings).parent: 0o755 if accounts else 0o700,  # every user reads it
     }
     for path in settings.home.iterdir():
         if path.is_symlink():
@@ -63,6 +64,13 @@ def accounts_token_file(settings: Settings) -> Path:
 def push_check_socket(settings: Settings) -> Path:
     """Where the push check listens for the remote's hooks (see push_check_listener)."""
     return settings.home / "push-check" / "socket"
+
+
+def push_status_file(settings: Settings) -> Path:
+    """Airflow's verdict on the last push to the tracked branch (mlops_ide/portable/push_status.py):
+    written by the push check or the remote watch (the pipeline's account owns its folder),
+    read by every user's `mlops-ide dag status`."""
+    return settings.home / "push-status" / "status.json"
 
 
 def dag_sandbox_socket(settings: Settings) -> Path:
