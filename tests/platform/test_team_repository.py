@@ -4,8 +4,9 @@ Docker/), served on loopback as GitHub serves a public repository (read by anyon
 with a person's own token): MLOPS_IDE_REPO_URL is that remote, MLOPS_IDE_DAGS_FOLDER its
 folder. Alice's clone has the team's files; Airflow reports every DAG file of the folder;
 `mlops-ide dag check` names the line and the Airflow 3 replacement, `mlops-ide dag upgrade`
-applies it, and the upgraded file, pushed, is live. No push check at the team's remote:
-Airflow's bundle refresh (60 s) picks pushes up, so the waits are generous."""
+applies it, and the upgraded file, pushed, is live. No hook of ours runs at the team's
+remote: the remote watch picks pushes up, and while none of the repository's DAGs loads (as
+here before the upgrade) Airflow's bundle refresh (60 s) does, so the waits are generous."""
 
 from __future__ import annotations
 
