@@ -137,22 +137,29 @@ def test_python_is_the_pipelines_with_the_working_copys_src_importable(
     assert f'"{user_bin / "python"}"' in kernel and "ipykernel_launcher" in kernel
 
 
-@pytest.fixture
-def working_copy(tmp_path: Path) -> Path:
-    """A clone of a pipeline remote with a good DAG pushed, the pre-push hook installed."""
-    remote = tmp_path / "remote.git"
+def clone_of_new_remote(tmp_path: Path, name: str, files: dict[str, str], message: str) -> Path:
+    """A clone of a new bare remote (`name`.git) holding `files` in one pushed commit, the
+    pre-push hook installed."""
+    remote = tmp_path / f"{name}.git"
     subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch", "main", str(remote)], check=True)
-    clone = tmp_path / "pipelines"
+    clone = tmp_path / name
     subprocess.run(["git", "clone", "--quiet", str(remote), str(clone)], check=True, capture_output=True)
     git(clone, "config", "user.name", "Alice")
     git(clone, "config", "user.email", "alice@example.org")
-    (clone / "dags").mkdir()
-    (clone / "dags" / "two.py").write_text(GOOD_DAG)
+    for path, text in files.items():
+        (clone / path).parent.mkdir(parents=True, exist_ok=True)
+        (clone / path).write_text(text)
     git(clone, "add", ".")
-    git(clone, "commit", "--quiet", "-m", "a good DAG")
+    git(clone, "commit", "--quiet", "-m", message)
     git(clone, "push", "--quiet", "origin", "main")
     assert git_hooks.install_pre_push(clone)
     return clone
+
+
+@pytest.fixture
+def working_copy(tmp_path: Path) -> Path:
+    """A clone of a pipeline remote (pipelines.git) with a good DAG pushed, the pre-push hook installed."""
+    return clone_of_new_remote(tmp_path, "pipelines", {"dags/two.py": GOOD_DAG}, "a good DAG")
 
 
 def mlops_ide(user_bin: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -218,7 +225,7 @@ def test_dag_check_refuses_what_is_not_a_dag_file_with_what_to_do(user_bin: Path
 def test_the_pre_push_hook_stops_a_broken_dag_and_no_verify_skips_it(
     user_bin: Path, working_copy: Path
 ) -> None:
-    remote = working_copy.parent / "remote.git"
+    remote = working_copy.parent / "pipelines.git"
     before = git(remote, "rev-parse", "main")
     (working_copy / "dags" / "broken.py").write_text(BROKEN_DAG)
     git(working_copy, "add", ".")
@@ -249,20 +256,7 @@ def test_the_pre_push_hook_stops_a_broken_dag_and_no_verify_skips_it(
 
 def team_clone(tmp_path: Path, files: dict[str, str]) -> Path:
     """A clone of a team's repository of its own shape (no dags/), the pre-push hook installed."""
-    remote = tmp_path / "team.git"
-    subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch", "main", str(remote)], check=True)
-    clone = tmp_path / "team"
-    subprocess.run(["git", "clone", "--quiet", str(remote), str(clone)], check=True, capture_output=True)
-    git(clone, "config", "user.name", "Alice")
-    git(clone, "config", "user.email", "alice@example.org")
-    for name, text in files.items():
-        (clone / name).parent.mkdir(parents=True, exist_ok=True)
-        (clone / name).write_text(text)
-    git(clone, "add", ".")
-    git(clone, "commit", "--quiet", "-m", "the team's repository")
-    git(clone, "push", "--quiet", "origin", "main")
-    assert git_hooks.install_pre_push(clone)
-    return clone
+    return clone_of_new_remote(tmp_path, "team", files, "the team's repository")
 
 
 def test_dag_commands_follow_the_dag_folder_setting(user_bin: Path, tmp_path: Path) -> None:
@@ -291,7 +285,7 @@ def test_dag_commands_follow_the_dag_folder_setting(user_bin: Path, tmp_path: Pa
 def test_a_push_of_the_tracked_branch_to_a_remote_outside_says_where_to_see_airflows_verdict(
     user_bin: Path, working_copy: Path
 ) -> None:
-    remote = str(working_copy.parent / "remote.git")  # the team's repository, as the platform tracks it
+    remote = str(working_copy.parent / "pipelines.git")  # the team's repository, as the platform tracks it
     env = user_env(user_bin, MLOPS_IDE_REPO_URL=remote, MLOPS_IDE_REPO_BRANCH="main")
     (working_copy / "dags" / "three.py").write_text(GOOD_DAG.replace("two_tasks", "three_tasks"))
     git(working_copy, "add", ".")
