@@ -67,6 +67,19 @@ BAD_DAG_FILES = {
         "import urllib.request\nurllib.request.urlopen('http://127.0.0.1:9/')\n",
         "must not open network connections",
     ),
+    # clients that retry with a back-off (MLflow's, requests with urllib3's Retry): the check
+    # fails at the DAG's line at once, not at Airflow's import timeout after their retries
+    "mlflow_client": (
+        "import mlflow\nclient = mlflow.MlflowClient('http://127.0.0.1:9')\n"
+        "client.get_model_version_by_alias('m', 'champion')\n",
+        "must not open network connections",
+    ),
+    "requests_retry": (
+        "import requests\nfrom requests.adapters import HTTPAdapter, Retry\nsession = requests.Session()\n"
+        "session.mount('http://', HTTPAdapter(max_retries=Retry(total=8, backoff_factor=2)))\n"
+        "session.get('http://127.0.0.1:9/')\n",
+        "must not open network connections",
+    ),
     "variable_get": ("from airflow.sdk import Variable\nVariable.get('model_name')\n", ""),
     "syntax": ("def broken(:\n", "SyntaxError"),
     "missing_import": ("import module_that_is_not_installed\n", "ModuleNotFoundError"),

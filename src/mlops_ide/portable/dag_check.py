@@ -29,8 +29,10 @@ import time
 from pathlib import Path
 
 
-class NetworkBlocked(OSError):
-    pass
+class NetworkBlocked(RuntimeError):
+    """Not an OSError on purpose: HTTP clients (urllib3 under requests and MLflow's client)
+    retry connection errors with a growing back-off, so a DAG calling a service at parse time
+    would hit Airflow's import timeout instead of failing at its own line at once."""
 
 
 def block_network() -> None:
