@@ -35,6 +35,7 @@ def test_no_user_server_gets_the_operators_git_token(tmp_path: Path, team_server
         MLOPS_IDE_GIT_USERNAME="platform-bot",
         MLOPS_IDE_SYNC_TIMEOUT="10",
     ).start()
+    team_server.requests.clear()  # make up read the tree with the operator's token (its DAG folder check)
     try:
         platform.open_vscode(platform.login("alice"), "alice")
         environ = platform.server_environ("alice")
