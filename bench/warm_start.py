@@ -10,6 +10,7 @@ the command's start to its banner, and to every service healthy by the hub's, ML
 Airflow's own health reports (its scheduler, DAG processor and triggerer included). Then the
 medians over the warm starts. Target: warm start to the banner <= 15 s. `make up`'s install
 step (scripts/install.sh, nothing to install) is not in it: `--install` times that once.
+`--ref REF` starts a worktree of REF instead of this checkout (edit on while it runs);
 `--against REF` starts a worktree of REF (an earlier commit) on a state folder of its own
 in turns with this checkout, and prints the ratio of the medians.
 Asserts nothing.
@@ -131,6 +132,7 @@ def main() -> None:
     parser.add_argument("--services", default=ALL, help="MLOPS_IDE_SERVICES")
     parser.add_argument("--install", action="store_true", help="time scripts/install.sh platform once")
     parser.add_argument("--against", metavar="REF", help="a git ref to compare with, started in turns")
+    parser.add_argument("--ref", metavar="REF", help="start a worktree of REF, not this checkout")
     parser.add_argument("--quiet", action="store_true", help="no timeline per start")
     options = parser.parse_args()
     if options.install:
@@ -139,7 +141,8 @@ def main() -> None:
         subprocess.run(install, check=True, capture_output=True)
         print(f"scripts/install.sh platform, nothing to install: {time.monotonic() - began:.1f} s")
     with tempfile.TemporaryDirectory() as tmp:
-        variants = {"this checkout": ROOT}
+        here = {options.ref: checkout_of(options.ref, Path(tmp))} if options.ref else {"this checkout": ROOT}
+        variants = dict(here)
         if options.against:
             variants[options.against] = checkout_of(options.against, Path(tmp))
         settings = {
@@ -167,10 +170,10 @@ def main() -> None:
                     if n:
                         warm[label].append(figures)
         finally:
-            if options.against:
-                subprocess.run(
-                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(variants[options.against])]
-                )
+            remove = ["git", "-C", str(ROOT), "worktree", "remove", "--force"]
+            for checkout in variants.values():
+                if checkout != ROOT:
+                    subprocess.run([*remove, str(checkout)], check=False)
     print(f"services: {options.services}")
     for label, figures in warm.items():
         summary(label, figures)
