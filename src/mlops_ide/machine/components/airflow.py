@@ -103,9 +103,10 @@ def hub_service(settings: Settings) -> dict:
         "oauth_redirect_uri": f"{settings.public_url.rstrip('/')}{names.AIRFLOW_PREFIX}auth/hub/callback",
         "oauth_no_confirm": True,  # one login: the hub's
         "display": False,  # the home page links it with its health
-        # Airflow starts after the hub; JupyterHub would wait 30 s for it at every start (its
-        # route is added all the same)
-        "timeout": 1,
+        # Airflow's API server is up seconds after the hub: JupyterHub would wait for it (30 s
+        # by default) at every start, when its route is added all the same. 0: one look, then
+        # on (and one look at each of the hub's later health checks, which only log).
+        "timeout": 0,
     }
 
 
