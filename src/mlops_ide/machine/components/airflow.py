@@ -413,22 +413,27 @@ def processes(inputs: Inputs) -> list[Process]:
     # the local remote's hooks ask the push check; a remote outside is watched
     local_remote = settings.repo_url is None
     checks = [dag_sandbox(inputs), push_check(inputs)] if local_remote else [remote_watch(inputs)]
-    engine = (  # first: Airflow's tasks start their containers through it
+    engine = (  # Airflow's tasks start their containers through it
         [container_engine().process(settings, inputs.account(names.PIPELINE_ACCOUNT))]
         if container_engine().chosen(settings)
         else []
     )
+    server = api_server(
+        inputs, process("API server", "api-server", ready_url=f"{url(settings)}/api/v2/monitor/health")
+    )
+    # What runs tasks and triggers starts after what they use: the execution API (the API
+    # server), MLflow and the container engine, so that a run due at start does not fail.
+    # The DAG processor and the checks need nothing at start.
+    runs_tasks = (server.name, *mlflow.ready_for_clients(settings), *(part.name for part in engine))
     return [
         *engine,
-        api_server(
-            inputs, process("API server", "api-server", ready_url=f"{url(settings)}/api/v2/monitor/health")
-        ),
+        server,
         # SIGINT: the scheduler stops its LocalExecutor workers too (SIGTERM leaves them).
         # No log servers: they bind every interface whatever they are told, and on one
         # machine the API server reads the task logs from their files.
-        process("scheduler", "scheduler", "--skip-serve-logs", stop_signal=signal.SIGINT),
+        process("scheduler", "scheduler", "--skip-serve-logs", stop_signal=signal.SIGINT, after=runs_tasks),
         process("DAG processor", "dag-processor", stop_signal=signal.SIGINT),
-        process("triggerer", "triggerer", "--skip-serve-logs", stop_signal=signal.SIGINT),
+        process("triggerer", "triggerer", "--skip-serve-logs", stop_signal=signal.SIGINT, after=runs_tasks),
         *checks,
     ]
 
