@@ -11,8 +11,8 @@ Airflow's own health reports (its scheduler, DAG processor and triggerer include
 medians over the warm starts. Target: warm start to the banner <= 15 s. `make up`'s install
 step (scripts/install.sh, nothing to install) is not in it: `--install` times that once.
 `--ref REF` starts a worktree of REF instead of this checkout (edit on while it runs);
-`--against REF` starts a worktree of REF (an earlier commit) on a state folder of its own
-in turns with this checkout, and prints the ratio of the medians.
+`--against REF` (repeatable) starts a worktree of REF (an earlier commit) on a state folder
+of its own in turns with this checkout, and prints the ratios of the medians.
 Asserts nothing.
 """
 
@@ -131,7 +131,9 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=3, help="warm starts")
     parser.add_argument("--services", default=ALL, help="MLOPS_IDE_SERVICES")
     parser.add_argument("--install", action="store_true", help="time scripts/install.sh platform once")
-    parser.add_argument("--against", metavar="REF", help="a git ref to compare with, started in turns")
+    parser.add_argument(
+        "--against", metavar="REF", action="append", default=[], help="a git ref to compare with (repeatable)"
+    )
     parser.add_argument("--ref", metavar="REF", help="start a worktree of REF, not this checkout")
     parser.add_argument("--quiet", action="store_true", help="no timeline per start")
     options = parser.parse_args()
@@ -143,8 +145,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         here = {options.ref: checkout_of(options.ref, Path(tmp))} if options.ref else {"this checkout": ROOT}
         variants = dict(here)
-        if options.against:
-            variants[options.against] = checkout_of(options.against, Path(tmp))
+        for ref in options.against:
+            variants[ref] = checkout_of(ref, Path(tmp))
         settings = {
             label: variant_settings(Path(tmp) / f"state-{n}", checkout, options.services)
             for n, (label, checkout) in enumerate(variants.items())
@@ -152,7 +154,7 @@ def main() -> None:
         warm: dict[str, list[dict[str, float]]] = {label: [] for label in variants}
         try:
             for n in range(options.starts + 1):
-                # in turns, each first every other round: the machine's load falls on both alike
+                # in turns, the order reversed every other round: the machine's load falls on all alike
                 order = list(variants) if n % 2 == 0 else list(reversed(variants))
                 for label in order:
                     home = Path(tmp) / f"state-{list(variants).index(label)}"
@@ -177,10 +179,12 @@ def main() -> None:
     print(f"services: {options.services}")
     for label, figures in warm.items():
         summary(label, figures)
-    if options.against:
-        for key in ("to banner", "to all healthy"):
-            new, old = (statistics.median(f[key] for f in warm[label]) for label in variants)
-            print(f"{key}: {new:.1f} s against {old:.1f} s ({options.against}): x{new / old:.2f}")
+    (label, *_), medians = here, {}
+    for key in ("to banner", "to all healthy"):
+        medians = {variant: statistics.median(f[key] for f in warm[variant]) for variant in variants}
+        for ref in options.against:
+            new, old = medians[label], medians[ref]
+            print(f"{key}: {label} {new:.1f} s against {ref} {old:.1f} s: x{new / old:.2f}")
     print("target: warm start to banner <= 15 s")
 
 
