@@ -13,7 +13,8 @@ Prints medians and p95 of
   - git push of an edited DAG   -> Airflow's DAG details show the edit
 and the time from starting the platform (warm: second start on the same state folder)
 to every service healthy (hub, MLflow, Airflow's API server, scheduler, DAG processor and
-triggerer by Airflow's own health report). Targets: p95 <= 2 s; warm start <= 25 s.
+triggerer by Airflow's own health report). Target: p95 <= 2 s. (The warm start's, <= 15 s
+to the banner: bench/warm_start.py, which times each component of it.)
 Then, on a platform of its own that tracks a remote outside (MLOPS_IDE_REPO_URL: a git server
 on loopback demanding a token, as GitHub does; no hook of ours, the remote watch polls it):
   - git push of a new DAG (a teammate's, from anywhere) -> listed by the API, and -> its
@@ -221,7 +222,7 @@ def main() -> None:
     )
     print(
         f"start -> all services healthy: first start {cold_start:.1f} s (database created), "
-        f"warm start {warm_start:.1f} s   target warm <= 25 s"
+        f"warm start {warm_start:.1f} s (bench/warm_start.py: each component)"
     )
     listed, judged = outside_remote(options.outside_pushes)
     print(f"a remote outside (git over HTTP with a token, polled every 2 s): {len(listed)} pushes")

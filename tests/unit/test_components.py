@@ -178,6 +178,46 @@ def test_every_service_builds_its_processes_from_the_settings(tmp_path: Path) ->
     assert (tmp_path / "airflow-auth" / "passwords.json").stat().st_mode & 0o777 == 0o600
 
 
+def processes_of(home: Path, services: str) -> list:
+    """Every process `make up` would start with these components, its sockets closed."""
+    settings = load(
+        {"MLOPS_IDE_HOME": str(home), "MLOPS_IDE_SERVICES": services, "MLOPS_IDE_AIRFLOW_PORT": "18080"}
+    )
+    platform = Inputs(settings, Tools.load(), "a-password")
+    built = [
+        process for component in components.running(settings) for process in component.processes(platform)
+    ]
+    for process in built:
+        for made in (*process.sockets, *filter(None, [process.stdin])):
+            made.close()
+    return built
+
+
+def test_serving_and_what_runs_tasks_start_after_mlflow_and_the_rest_at_once(tmp_path: Path) -> None:
+    after = {process.name: process.after for process in processes_of(tmp_path, "mlflow,serving,app,airflow")}
+
+    # serving loads the champion as it starts; tasks and triggers use the execution API and MLflow
+    assert after.pop("Serving") == ("JupyterHub", "MLflow")
+    runs_tasks = ("Airflow API server", "JupyterHub", "MLflow")
+    assert after.pop("Airflow scheduler") == after.pop("Airflow triggerer") == runs_tasks
+    assert set(after) == {
+        *("Git service", "JupyterHub", "MLflow", "App", "Airflow API server"),
+        *("Airflow DAG processor", "Airflow DAG check", "Airflow push check"),
+    }
+    assert not any(after.values())  # these start at once
+
+
+@pytest.mark.parametrize("services", ["serving,app,airflow", "airflow", "serving", "none"])
+def test_a_process_waits_only_for_processes_that_run(tmp_path: Path, services: str) -> None:
+    # without MLflow, serving and the scheduler do not wait for it (the supervisor would refuse
+    # to start a process after one that does not exist)
+    built = processes_of(tmp_path, services)
+
+    started = {process.name for process in built}
+    assert [(p.name, p.after) for p in built if not started.issuperset(p.after)] == []
+    assert "MLflow" not in started and not any("MLflow" in process.after for process in built)
+
+
 class Answers(web.RequestHandler):
     """A service's health path as a test wants it: GET /<n> answers the n-th answer."""
 

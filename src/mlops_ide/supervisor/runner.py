@@ -1,6 +1,10 @@
 """Start the platform's processes, restart any that dies, and stop them all, leaving no
 process behind.
 
+They start at once, but for a process that names others in `after`: it starts once those
+are ready (their start-up is mostly CPU, and on a warm state folder none waits for another
+but for these few).
+
 Each process runs in a session of its own, so a Ctrl-C in the terminal reaches only the
 runner, which then stops the processes in reverse order (the hub stops its user
 servers and proxy itself). The supervisor is a child subreaper: whatever a process leaves
@@ -68,6 +72,7 @@ class Process:
     groups: tuple[int, ...] = ()  # supplementary groups of `account`
     umask: int = -1  # -1: the supervisor's
     stop_signal: int = signal.SIGTERM
+    after: tuple[str, ...] = ()  # names of the processes that must be ready before it starts
     proc: subprocess.Popen | None = field(default=None, repr=False)
     restarts: int = 0
     next_start: float = 0.0  # when a dead process is due to start again (0: not dead)
@@ -126,26 +131,45 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *_: self.stopping.set())
 
-    def start(self, ready_timeout: float = 90.0) -> bool:
-        """Start every process in order, each once the one before is ready."""
+    def start(self, ready_timeout: float = 90.0, poll: float = 0.05) -> bool:
+        """Start every process whose `after` are ready, all at once; False (said why) when
+        one exits or is not ready within `ready_timeout` of its start, or a stop is asked."""
         become_subreaper()
-        for process in self.processes:
-            started = time.monotonic()
-            process.start()
-            while not process.is_ready():
-                if self.stopping.is_set():
-                    return False
-                if process.proc.poll() is not None:
+        known = {process.name for process in self.processes}
+        unknown = [f"{p.name} after {name}" for p in self.processes for name in p.after if name not in known]
+        if unknown:
+            raise ValueError(f"no process of that name: {'; '.join(unknown)}")
+        ready: set[str] = set()
+        waiting = list(self.processes)
+        starting: dict[str, float] = {}  # started, not yet ready: when each started
+        while waiting or starting:
+            for process in [p for p in waiting if ready.issuperset(p.after)]:
+                waiting.remove(process)
+                process.start()
+                starting[process.name] = time.monotonic()
+            if not starting:  # what waits can never start: a cycle of `after`
+                waits = "; ".join(f"{p.name} waits for {', '.join(p.after)}" for p in waiting)
+                self.say(f"!! nothing can start: {waits}")
+                return False
+            for process in [p for p in self.processes if p.name in starting]:
+                started = starting[process.name]
+                if process.is_ready():
+                    del starting[process.name]
+                    ready.add(process.name)
+                    self.say(f"   {process.name} ready in {time.monotonic() - started:.1f} s")
+                elif process.proc.poll() is not None:
                     self.say(
                         f"!! {process.name} exited with {process.proc.returncode} while starting; "
                         f"see {process.log}"
                     )
                     return False
-                if time.monotonic() - started > ready_timeout:
+                elif time.monotonic() - started > ready_timeout:
                     self.say(f"!! {process.name} not ready after {ready_timeout:.0f} s; see {process.log}")
                     return False
-                time.sleep(0.2)
-            self.say(f"   {process.name} ready in {time.monotonic() - started:.1f} s")
+            if self.stopping.is_set():
+                return False
+            if starting:
+                time.sleep(poll)
         return True
 
     def watch(self, poll: float = 0.5) -> None:

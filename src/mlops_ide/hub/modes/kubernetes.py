@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mlops_ide.hub import kubernetes_spawner
 from mlops_ide.settings import Settings, Values, read, table
 
 NAME = "kubernetes"
@@ -58,7 +57,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 
 def configure(c: Any, settings: Settings) -> None:
     """The hub's configuration for Kubernetes, one block per concern."""
-    from mlops_ide.hub import idle_culling, proxy_refusals
+    # here, not at the top: `make up` and the local hub load this module (its settings) too,
+    # and KubeSpawner with the Kubernetes client costs ~0.8 s of each start
+    from mlops_ide.hub import idle_culling, kubernetes_spawner, proxy_refusals
 
     settings.home.mkdir(parents=True, exist_ok=True)  # the hub's volume: database, cookie secret
 

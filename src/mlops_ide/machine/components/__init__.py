@@ -22,7 +22,7 @@ from mlops_ide.settings import Invalid, Setting, Settings, parsers
 
 
 def registry(modules: Iterable[ModuleType], where: str = __name__) -> tuple[Component, ...]:
-    """The COMPONENT of each module that declares one, in start order."""
+    """The COMPONENT of each module that declares one, in their order (`Component.order`)."""
     found = [
         module.COMPONENT for module in modules if isinstance(getattr(module, "COMPONENT", None), Component)
     ]
@@ -33,7 +33,7 @@ def registry(modules: Iterable[ModuleType], where: str = __name__) -> tuple[Comp
 
 
 def discover(package: str) -> tuple[Component, ...]:
-    """Every module of another `package` that declares a COMPONENT, in start order."""
+    """Every module of another `package` that declares a COMPONENT, in their order."""
     modules = pkgutil.iter_modules(importlib.import_module(package).__path__)
     return registry((importlib.import_module(f"{package}.{module.name}") for module in modules), package)
 

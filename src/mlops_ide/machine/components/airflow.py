@@ -103,9 +103,10 @@ def hub_service(settings: Settings) -> dict:
         "oauth_redirect_uri": f"{settings.public_url.rstrip('/')}{names.AIRFLOW_PREFIX}auth/hub/callback",
         "oauth_no_confirm": True,  # one login: the hub's
         "display": False,  # the home page links it with its health
-        # Airflow starts after the hub; JupyterHub would wait 30 s for it at every start (its
-        # route is added all the same)
-        "timeout": 1,
+        # Airflow's API server is up seconds after the hub: JupyterHub would wait for it (30 s
+        # by default) at every start, when its route is added all the same. 0: one look, then
+        # on (and one look at each of the hub's later health checks, which only log).
+        "timeout": 0,
     }
 
 
@@ -412,22 +413,27 @@ def processes(inputs: Inputs) -> list[Process]:
     # the local remote's hooks ask the push check; a remote outside is watched
     local_remote = settings.repo_url is None
     checks = [dag_sandbox(inputs), push_check(inputs)] if local_remote else [remote_watch(inputs)]
-    engine = (  # first: Airflow's tasks start their containers through it
+    engine = (  # Airflow's tasks start their containers through it
         [container_engine().process(settings, inputs.account(names.PIPELINE_ACCOUNT))]
         if container_engine().chosen(settings)
         else []
     )
+    server = api_server(
+        inputs, process("API server", "api-server", ready_url=f"{url(settings)}/api/v2/monitor/health")
+    )
+    # What runs tasks and triggers starts after what they use: the execution API (the API
+    # server), MLflow and the container engine, so that a run due at start does not fail.
+    # The DAG processor and the checks need nothing at start.
+    runs_tasks = (server.name, *mlflow.ready_for_clients(settings), *(part.name for part in engine))
     return [
         *engine,
-        api_server(
-            inputs, process("API server", "api-server", ready_url=f"{url(settings)}/api/v2/monitor/health")
-        ),
+        server,
         # SIGINT: the scheduler stops its LocalExecutor workers too (SIGTERM leaves them).
         # No log servers: they bind every interface whatever they are told, and on one
         # machine the API server reads the task logs from their files.
-        process("scheduler", "scheduler", "--skip-serve-logs", stop_signal=signal.SIGINT),
+        process("scheduler", "scheduler", "--skip-serve-logs", stop_signal=signal.SIGINT, after=runs_tasks),
         process("DAG processor", "dag-processor", stop_signal=signal.SIGINT),
-        process("triggerer", "triggerer", "--skip-serve-logs", stop_signal=signal.SIGINT),
+        process("triggerer", "triggerer", "--skip-serve-logs", stop_signal=signal.SIGINT, after=runs_tasks),
         *checks,
     ]
 

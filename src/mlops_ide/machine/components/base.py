@@ -70,7 +70,7 @@ class HealthCheck:
 class Component:
     name: str  # as MLOPS_IDE_SERVICES lists it
     title: str  # as people read it: on the home page and in the banner
-    order: int  # start order: a component starts once those before it are ready
+    order: int  # the order they are listed in; all start at once but for a Process's `after`
     processes: Callable[[Inputs], list[Process]]
     ports: Callable[[Settings], list[Port]]
     settings: tuple[Setting, ...] = ()  # its own rows of the settings table

@@ -72,7 +72,7 @@ def ports(settings: Settings) -> list[Port]:
 COMPONENT = Component(
     name=names.GIT,
     title="Git",
-    order=-10,  # before the hub, which waits up to 30 s at start for the hub services it routes to
+    order=-10,  # listed first: the hub waits up to 30 s at start for the hub services it routes to
     optional=False,  # runs with the platform's own remote, whatever MLOPS_IDE_SERVICES says
     settings=(PORT,),
     processes=processes,

@@ -1,5 +1,5 @@
-"""JupyterHub itself (with its configurable-http-proxy): always runs, started first but for
-the git service it routes to (machine/components/git.py)."""
+"""JupyterHub itself (with its configurable-http-proxy): always runs, started with the
+others (it waits for the git service it routes to itself, machine/components/git.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from mlops_ide.settings import CHECKOUT, Settings
 
 if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
     from mlops_ide.supervisor.runner import Process
+
+PROCESS = "JupyterHub"  # the process's name, for those that start after it
 
 
 def ports(settings: Settings) -> list[Port]:
@@ -27,7 +29,7 @@ def processes(inputs: Inputs) -> list[Process]:
     env = {"PATH": f"{python.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
     # Through the proxy: it answers 404 until the hub has added its own route.
     ready = f"{settings.public_url.replace('0.0.0.0', '127.0.0.1')}hub/api"
-    return [process(inputs, "JupyterHub", argv, ready, env=env)]
+    return [process(inputs, PROCESS, argv, ready, env=env)]
 
 
 COMPONENT = Component(

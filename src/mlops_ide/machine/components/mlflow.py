@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlops_ide import names
+from mlops_ide.machine.components import hub
 from mlops_ide.machine.components.base import Component, Inputs, Port, port_setting, process
 from mlops_ide.machine.state.credentials import ensure_secret
 from mlops_ide.machine.state.layout import ensure_folder, mlflow_folder
@@ -37,6 +38,7 @@ from mlops_ide.settings import Setting, Settings, parsers
 if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
     from mlops_ide.supervisor.runner import Process
 
+PROCESS = "MLflow"  # the process's name, for those that start after it
 PORT = port_setting("MLOPS_IDE_MLFLOW_PORT", "mlflow_port", "MLflow (its login gate)", 5000)
 TELEMETRY = Setting(
     "MLOPS_IDE_MLFLOW_TELEMETRY",
@@ -99,6 +101,12 @@ def ensure_pipeline_token(inputs: Inputs) -> str:
         pipeline_token_file(inputs.settings), lambda: secrets.token_hex(32), account and account.pw_gid
     )
     return token
+
+
+def ready_for_clients(settings: Settings) -> tuple[str, ...]:
+    """What a process that uses MLflow as it starts waits for, when MLflow runs: MLflow and
+    the hub, which runs its gate."""
+    return (hub.PROCESS, PROCESS) if names.MLFLOW in settings.services else ()
 
 
 def pipeline_env(inputs: Inputs) -> dict[str, str]:
@@ -164,7 +172,7 @@ def processes(inputs: Inputs) -> list[Process]:
     at = urllib.parse.quote(str(socket_path(settings)), safe="")
     ready = f"http+unix://{at}{names.MLFLOW_PREFIX}health"
     return [
-        process(inputs, "MLflow", argv, ready, env=env, cwd=home, account=names.MLFLOW_ACCOUNT, stdin=sock)
+        process(inputs, PROCESS, argv, ready, env=env, cwd=home, account=names.MLFLOW_ACCOUNT, stdin=sock)
     ]
 
 

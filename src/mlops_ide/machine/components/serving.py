@@ -83,7 +83,10 @@ def processes(inputs: Inputs) -> list[Process]:
     # Ready once it answers at all: /health says 503 until a champion exists.
     ready = f"{url(settings)}/openapi.json"
     drop = ("PYTHONPATH", "KERAS_BACKEND")
-    return [process(inputs, "Serving", argv, ready, env=env, drop=drop, account=names.PIPELINE_ACCOUNT)]
+    # after MLflow: it loads the champion as it starts (else not before its next check, 30 s on)
+    after = mlflow.ready_for_clients(settings)
+    account = names.PIPELINE_ACCOUNT
+    return [process(inputs, "Serving", argv, ready, env=env, drop=drop, account=account, after=after)]
 
 
 COMPONENT = Component(
