@@ -2,7 +2,7 @@
 same moment through the proxy, and each reaches VS Code's workbench HTML and opens its
 websocket, as a class or a stand-up does.
 
-    python bench/many_users.py [N ...] [--services all|none] [--by-process]
+    python bench/many_users.py [N ...] [--services all|none] [--by-process] [--against REF]
 
 For each N, on a fresh platform (its state folder new: every home is cloned, as on a
 team's first day; the OS accounts of earlier runs are reused): p50/p95/max of login ->
@@ -11,7 +11,8 @@ latency while it happens (GET /hub/api/user with a token, every 0.2 s); the mach
 memory the logins added (MemTotal - MemAvailable, peak minus before); the CPU the machine
 spent (all cores, /proc/stat) while the logins ran. With --by-process, where that CPU
 went: the platform's processes sampled every 0.3 s, grouped by command (a process that
-lives less than that is missed). Prints figures; asserts nothing.
+lives less than that is missed). With --against REF, each N runs twice in turn: on this
+checkout and on a worktree of REF (an earlier commit). Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -32,6 +34,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
+from bench.first_login import checkout_of  # noqa: E402
 from mlops_ide.processes import descendants  # noqa: E402
 from tests.support.local_platform import RunningPlatform, log_in_to_vscode  # noqa: E402
 
@@ -218,6 +221,7 @@ def main() -> None:
         "--services", default="none", help="MLOPS_IDE_SERVICES for the platform (all: as make up)"
     )
     parser.add_argument("--by-process", action="store_true", help="where the CPU went, by command")
+    parser.add_argument("--against", metavar="REF", help="also run each N on a worktree of REF, in turn")
     parser.add_argument(
         "--server-nice", type=int, help="LocalVSCodeSpawner.nice for this run (default: the platform's, 5)"
     )
@@ -227,35 +231,48 @@ def main() -> None:
     args = parser.parse_args()
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
-        for count in args.counts:
-            settings = {"MLOPS_IDE_SERVICES": args.services}
-            spawner = {"nice": args.server_nice, "starts_at_once": args.starts_at_once}
-            lines = [f"c.LocalVSCodeSpawner.{k} = {v}\n" for k, v in spawner.items() if v is not None]
-            if lines:  # an operator's hub config file, read last
-                config = Path(tmp) / "config"
-                config.mkdir(exist_ok=True)
-                (config / "spawner.py").write_text("".join(lines))
-                settings["MLOPS_IDE_HUB_CONFIG_DIR"] = str(config)
-            platform = RunningPlatform(Path(tmp) / f"state-{count}", **settings)
-            platform.start(timeout=300)
-            try:
-                run = team_arrives(platform, count, args.by_process)
-            finally:
-                platform.stop(timeout=300)
-            report(run)
-            summary.append(run)
+        variants = {"this checkout": {}}
+        if args.against:
+            old = checkout_of(args.against, Path(tmp))
+            variants[args.against] = {"PYTHONPATH": f"{old}/src:{old}"}
+        try:
+            for count in args.counts:
+                for i, (label, code) in enumerate(variants.items()):
+                    settings = {"MLOPS_IDE_SERVICES": args.services, **code}
+                    spawner = {"nice": args.server_nice, "starts_at_once": args.starts_at_once}
+                    lines = [f"c.LocalVSCodeSpawner.{k} = {v}\n" for k, v in spawner.items() if v is not None]
+                    if lines:  # an operator's hub config file, read last
+                        config = Path(tmp) / "config"
+                        config.mkdir(exist_ok=True)
+                        (config / "spawner.py").write_text("".join(lines))
+                        settings["MLOPS_IDE_HUB_CONFIG_DIR"] = str(config)
+                    platform = RunningPlatform(Path(tmp) / f"state-{count}-{i}", **settings)
+                    platform.start(timeout=300)
+                    try:
+                        run = team_arrives(platform, count, args.by_process)
+                    finally:
+                        platform.stop(timeout=300)
+                    run["label"] = label
+                    print(f"-- {label}")
+                    report(run)
+                    summary.append(run)
+        finally:
+            if args.against:
+                remove = ["git", "-C", str(ROOT), "worktree", "remove", "--force"]
+                subprocess.run([*remove, str(Path(tmp) / "checkout-against")], check=False)
     if len(summary) > 1:
         print(
-            "\n| users at once | failures | login -> VS Code HTML p50 / p95 / max | websocket p95 "
+            "\n| code | users at once | failures | login -> VS Code HTML p50 / p95 / max | websocket p95 "
             "| hub API p95 | memory added | CPU-s per login |"
         )
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         for run in summary:
             html = [r["vscode_html"] for r in run["results"]] or [float("nan")]
             ws = [r["websocket"] for r in run["results"]] or [float("nan")]
             api = [s * 1000 for s in run["api"]]
             print(
-                f"| {run['users']} | {len(run['failures'])} | {statistics.median(html):.1f} / "
+                f"| {run['label']} | {run['users']} | {len(run['failures'])} | "
+                f"{statistics.median(html):.1f} / "
                 f"{percentile(html, 95):.1f} / {max(html):.1f} s | {percentile(ws, 95):.1f} s | "
                 f"{percentile(api, 95):.0f} ms | {run['memory'] / 1024:.2f} GiB | "
                 f"{run['cpu'] / run['users']:.1f} |"

@@ -20,7 +20,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from startup import git_hooks, vscode
+from startup import git_hooks, vscode, vscode_early
 from startup.sync import STATUS_FILE_NAME, repo_name, sync
 
 SINGLEUSER = "jupyterhub-singleuser"
@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # it pointed at this checkout for us, not for the user's code
     env.update(prepare(home))
+    env[vscode_early.EARLY] = "1"  # code-server starts with the server (startup/vscode_early.py)
     os.execvpe(SINGLEUSER, [SINGLEUSER, *args], env)
 
 

@@ -8,14 +8,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from jupyter_vscode_proxy import setup_vscode
 
+from startup import vscode_early
+
 c = get_config()  # noqa: F821 - given by Jupyter's config loader
 
 # VS Code's traffic is not activity (an open tab talks all the time); what VS Code knows
 # about the user is, through this extension.
 c.ServerApp.jpserver_extensions = {"startup.server_activity": True}
 # The entry jupyter-vscode-proxy registers, with its traffic left out of the server's
-# activity; this one, from the configuration, takes /vscode/ first.
-c.ServerProxy.servers = {"vscode": {**setup_vscode(), "update_last_activity": False}}
+# activity; this one, from the configuration, takes /vscode/ first. Its code-server starts
+# now when the start wrapper asks (startup/vscode_early.py), not at the first request.
+c.ServerProxy.servers = {
+    "vscode": vscode_early.proxy_entry({**setup_vscode(), "update_last_activity": False})
+}
 
 # What a VS Code user never needs, paid at every server start (bench/many_users.py):
 # - JupyterLab asks yarn for the npm registry when it is imported (`node yarn.js config`:

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.support.gitrepos import git, user_commit
-from tests.support.local_platform import PlatformConfig, RunningPlatform
+from tests.support.local_platform import PlatformConfig, RunningPlatform, wait_for, wait_for_progress
 
 PLATFORM = PlatformConfig("platform")
 
@@ -59,6 +59,26 @@ def test_code_server_listens_on_a_private_unix_socket(
     assert stat.S_ISSOCK(os.stat(socket_path).st_mode)
     assert stat.S_IMODE(os.stat(socket_path).st_mode) == 0o600
     assert not any(a.startswith(b"--port") or a.startswith(b"--bind-addr") for a in args)
+
+
+def test_code_server_starts_with_the_server_not_at_the_first_request(platform: RunningPlatform) -> None:
+    """A login's wait for VS Code does not include code-server's own start (startup/
+    vscode_early.py): it runs once the server is ready, before anyone asked for /vscode/;
+    the first request then uses it, and starts no second one."""
+    session = platform.login("carol")
+    session.get(f"{platform.url}/hub/spawn/carol", allow_redirects=False, timeout=60)
+    wait_for_progress(platform, session, "carol")
+    home = platform.home / "homes" / "carol"
+
+    before = wait_for(
+        lambda: [pid for pid in os.listdir("/proc") if pid.isdigit() and code_server_of(pid, home)],
+        timeout=60,
+        what="carol's code-server, started with her server",
+    )
+    platform.open_vscode(session, "carol")
+    after = [pid for pid in os.listdir("/proc") if pid.isdigit() and code_server_of(pid, home)]
+
+    assert after == before
 
 
 def code_server_of(pid: str, home: Path) -> bool:

@@ -509,6 +509,13 @@ ELSEWHERE = (
         read_by="user servers",
     ),
     Setting(
+        "MLOPS_IDE_VSCODE_EARLY",
+        "vscode_early",
+        "1: the user server starts code-server as its configuration loads, not at the first "
+        "request for VS Code; the start wrapper sets it, the server takes it out of its environment",
+        read_by="user servers",
+    ),
+    Setting(
         "MLOPS_IDE_PUSH_STATUS_FILE",
         "push_status_file",
         "Airflow's verdict on the last push to the tracked branch, which `mlops-ide dag status` "
