@@ -32,15 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from tests.support.airflow_api import AirflowAPI  # noqa: E402
 from tests.support.git_http_server import GitHttpServer  # noqa: E402
 from tests.support.gitrepos import Remote, user_commit  # noqa: E402
-from tests.support.local_platform import RunningPlatform, wait_for  # noqa: E402
+from tests.support.local_platform import RunningPlatform, every_component_healthy, wait_for  # noqa: E402
 
 DAG = '''from airflow.sdk import dag, task
 
@@ -67,23 +65,6 @@ def line(label: str, values: list[float]) -> str:
         f"{label}: median {statistics.median(values):5.2f} s, p95 {p95(values):5.2f} s "
         f"(min {min(values):.2f}, max {max(values):.2f}, n={len(values)})"
     )
-
-
-def all_healthy(platform: RunningPlatform) -> bool:
-    airflow = platform.airflow_url
-    mlflow = f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}/services/mlflow"  # its gate
-    try:
-        health = requests.get(f"{airflow}/api/v2/monitor/health", timeout=2).json()
-        return (
-            requests.get(f"{platform.url}/hub/api", timeout=2).status_code == 200
-            and requests.get(f"{mlflow}/health", timeout=2).status_code == 200
-            and all(
-                health[part]["status"] == "healthy"
-                for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
-            )
-        )
-    except (requests.RequestException, ValueError, KeyError, TypeError):
-        return False
 
 
 def push(
@@ -158,14 +139,14 @@ def main() -> None:
         )
         started = time.monotonic()
         first.start(timeout=300)
-        wait_for(lambda: all_healthy(first), 300, "all services healthy", step=0.1)
+        wait_for(lambda: every_component_healthy(first), 300, "all services healthy", step=0.1)
         cold_start = time.monotonic() - started
         first.stop()
 
         platform = RunningPlatform(home, **settings)
         started = time.monotonic()
         platform.start(timeout=300)
-        wait_for(lambda: all_healthy(platform), 300, "all services healthy", step=0.1)
+        wait_for(lambda: every_component_healthy(platform), 300, "all services healthy", step=0.1)
         warm_start = time.monotonic() - started
         try:
             api = AirflowAPI(platform.airflow_url, platform.airflow_password)

@@ -28,30 +28,12 @@ import threading
 import time
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from tests.support.local_platform import RunningPlatform, wait_for  # noqa: E402
+from tests.support.local_platform import RunningPlatform, every_component_healthy, wait_for  # noqa: E402
 
 ALL = "mlflow,serving,app,airflow"
-
-
-def all_healthy(platform: RunningPlatform) -> bool:
-    mlflow = f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}/services/mlflow"  # its gate
-    try:
-        health = requests.get(f"{platform.airflow_url}/api/v2/monitor/health", timeout=2).json()
-        return (
-            requests.get(f"{platform.url}/hub/api", timeout=2).status_code == 200
-            and requests.get(f"{mlflow}/health", timeout=2).status_code == 200
-            and all(
-                health[part]["status"] == "healthy"
-                for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
-            )
-        )
-    except (requests.RequestException, ValueError, KeyError, TypeError):
-        return False
 
 
 class Timeline(threading.Thread):
@@ -86,7 +68,7 @@ def start(home: Path, settings: dict[str, str]) -> tuple[RunningPlatform, dict[s
     timeline.start()
     platform.start(timeout=300)
     figures = {"to banner": time.monotonic() - started}
-    wait_for(lambda: all_healthy(platform), 300, "all services healthy", step=0.1)
+    wait_for(lambda: every_component_healthy(platform), 300, "all services healthy", step=0.1)
     figures["to all healthy"] = time.monotonic() - started
     timeline.done.set()
     timeline.join()

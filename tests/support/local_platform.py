@@ -356,3 +356,20 @@ def started_platform(config: PlatformConfig, parent: Path) -> Iterator[RunningPl
             wait_for(lambda: not [pid for pid in started if is_alive(pid)], 15, "every process to end")
         if config.after_stop is not None:
             config.after_stop(running)
+
+
+def every_component_healthy(platform: RunningPlatform) -> bool:
+    """The hub's API, MLflow through its gate, and each part of Airflow by its own health report."""
+    mlflow = f"http://127.0.0.1:{platform.env['MLOPS_IDE_MLFLOW_PORT']}/services/mlflow"  # its gate
+    try:
+        health = requests.get(f"{platform.airflow_url}/api/v2/monitor/health", timeout=2).json()
+        return (
+            requests.get(f"{platform.url}/hub/api", timeout=2).status_code == 200
+            and requests.get(f"{mlflow}/health", timeout=2).status_code == 200
+            and all(
+                health[part]["status"] == "healthy"
+                for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+            )
+        )
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return False

@@ -38,7 +38,7 @@ from mlops_ide.machine import os_accounts
 from mlops_ide.machine.components import git, mlflow, serving
 from mlops_ide.machine.components.base import Component, Inputs, Port, account_environ, port_setting
 from mlops_ide.machine.os_accounts import as_account
-from mlops_ide.machine.state.credentials import ensure_secret
+from mlops_ide.machine.state.credentials import ensure_secret, operator_git_token
 from mlops_ide.machine.state.layout import (
     SHARED_WITH_AIRFLOW_API,
     code_lib,
@@ -256,9 +256,7 @@ def git_connection(settings: Settings) -> dict[str, str]:
     connection = {"conn_type": "git", "host": settings.effective_repo_url}
     if settings.repo_url is None:  # the local remote: a folder, no token
         return connection
-    token = settings.git_token or ""
-    if not token and settings.git_token_file:
-        token = Path(settings.git_token_file).read_text().strip()
+    token = operator_git_token(settings)
     if token:
         connection.update(login=settings.git_username or "x-access-token", password=token)
     return connection

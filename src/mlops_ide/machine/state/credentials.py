@@ -59,3 +59,13 @@ def read_secret(path: Path) -> str:
             f"{path} is missing: start the platform with `make up` (python -m mlops_ide.supervisor.up), "
             "which prepares the state folder."
         ) from None
+
+
+def operator_git_token(settings) -> str:
+    """The operator's token for a team's repository (MLOPS_IDE_GIT_TOKEN, or the file
+    MLOPS_IDE_GIT_TOKEN_FILE names); empty without one."""
+    if settings.git_token:
+        return settings.git_token
+    if settings.git_token_file:
+        return Path(settings.git_token_file).read_text().strip()
+    return ""

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from mlops_ide.machine.state.credentials import operator_git_token
 from mlops_ide.portable import dag_folder
 from mlops_ide.settings import Settings
 
@@ -48,7 +49,7 @@ def folder_problem(settings: Settings) -> str | None:
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_ASKPASS": str(askpass),
             "GIT_ASKPASS_USERNAME": settings.git_username or "x-access-token",
-            "GIT_ASKPASS_TOKEN": token(settings),
+            "GIT_ASKPASS_TOKEN": operator_git_token(settings),
         }
         argv = ["git", "clone", "--quiet", "--bare", "--depth", "1", "--filter=blob:none", "--single-branch"]
         argv += ["--branch", settings.repo_branch, "--", settings.repo_url, str(clone)]
@@ -61,14 +62,6 @@ def folder_problem(settings: Settings) -> str | None:
                 cloned.stderr.strip().splitlines()[-1] if cloned.stderr.strip() else "git failed"
             )
         return problem_in(clone, settings)
-
-
-def token(settings: Settings) -> str:
-    if settings.git_token:
-        return settings.git_token
-    if settings.git_token_file:
-        return Path(settings.git_token_file).read_text().strip()
-    return ""
 
 
 def problem_in(repository: Path, settings: Settings) -> str | None:
