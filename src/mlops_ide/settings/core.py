@@ -157,6 +157,38 @@ PLATFORM = (
         default_doc="everyone",
     ),
     Setting(
+        "MLOPS_IDE_PREVIEW_SLOTS",
+        "preview_slots",
+        "how many previews (branches `preview/<you>/<topic>`, each run as its own copy of the "
+        "DAGs) Airflow runs at once: it gets one more DAG bundle for each; 0 turns previews off",
+        default="6",
+        parse=p.count(0, 50, "previews"),
+    ),
+    Setting(
+        "MLOPS_IDE_PREVIEWS_PER_PERSON",
+        "previews_per_person",
+        "how many previews one person may have; a push of one more is refused with the list of "
+        "theirs and how to delete one",
+        default="3",
+        parse=p.count(1, 50, "previews"),
+    ),
+    Setting(
+        "MLOPS_IDE_PREVIEW_DAYS",
+        "preview_days",
+        "days after its last push when a preview is removed (its branch deleted on the local "
+        "remote; its runs' history stays in Airflow)",
+        default="7",
+        parse=p.count(1, 3650, "days"),
+    ),
+    Setting(
+        "MLOPS_IDE_PREVIEWS_FILE",
+        "previews_file",
+        "which branch each preview slot of Airflow runs (mlops_ide/portable/previews.py); the "
+        "platform sets it",
+        modes=LOCAL,
+        read_by="Airflow and user servers",
+    ),
+    Setting(
         "MLOPS_IDE_GIT_TOKEN",
         "git_token",
         "token for a private HTTPS MLOPS_IDE_REPO_URL, for Airflow's DAG bundle alone (a DAG's "

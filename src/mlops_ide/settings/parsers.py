@@ -217,6 +217,17 @@ def idle_timeout(raw: str) -> int:
     return int(raw)
 
 
+def count(least: int, most: int, what: str) -> Callable[[str], int]:
+    """A whole number from `least` to `most`."""
+
+    def parse(raw: str) -> int:
+        if not raw.strip().isdigit() or not least <= int(raw) <= most:
+            raise Invalid(f"is not a number of {what}: set a whole number from {least} to {most}.")
+        return int(raw)
+
+    return parse
+
+
 def seconds(raw: str) -> float:
     try:
         value = float(raw)
