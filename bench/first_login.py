@@ -54,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=6)
     parser.add_argument("--against", metavar="REF", help="compare this checkout with a git ref")
-    parser.add_argument("--services", default="none", help="MLOPS_IDE_SERVICES (all: as make up)")
+    parser.add_argument("--services", default="none", help="MLOPS_IDE_SERVICES; all: as make up")
     options = parser.parse_args()
     users = options.users
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,9 +63,10 @@ def main() -> None:
         try:
             for n in range(users):
                 for i, (way, settings) in enumerate(variants.items()):  # alternating: noise hits both
-                    platform = RunningPlatform(
-                        Path(tmp) / f"state-{i}", MLOPS_IDE_SERVICES=options.services, **settings
-                    ).start(timeout=300)
+                    services = {} if options.services == "all" else {"MLOPS_IDE_SERVICES": options.services}
+                    platform = RunningPlatform(Path(tmp) / f"state-{i}", **services, **settings).start(
+                        timeout=300
+                    )
                     try:  # right after the banner, as a first login after `make up`
                         figures[way].append(http_login_to_vscode(platform, f"user{n}"))
                     finally:
