@@ -39,6 +39,7 @@ import socketserver
 import sys
 import time
 import urllib.error
+import urllib.parse
 from pathlib import Path
 
 from mlops_ide.portable import dag_folder, dag_refresh, previews, push_status
@@ -139,7 +140,9 @@ def import_error_line(path: str, trace: str) -> str:
 
 
 def bundle_dags(airflow: Airflow, bundle: str) -> list[dict]:
-    dags = airflow.get("dags?limit=1000&exclude_stale=false")["dags"]
+    """The bundle's DAGs, stale ones too (Airflow 3.3 filters by bundle_name; checked here again)."""
+    query = urllib.parse.urlencode({"limit": 1000, "exclude_stale": "false", "bundle_name": bundle})
+    dags = airflow.get(f"dags?{query}")["dags"]
     return [dag for dag in dags if dag.get("bundle_name") == bundle]
 
 
