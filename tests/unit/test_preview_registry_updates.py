@@ -195,7 +195,7 @@ def test_dags_of_an_earlier_commit_or_branch_in_the_slot_are_not_the_answer(tmp_
     commit she pushed; at the deadline the answer says it is still parsing."""
     for stale in (dag("x__bob_old", "preview-1", A), dag("x__alice_lr", "preview-1", B)):
         with airflow_api([stale]) as (url, _):
-            args = arguments(tmp_path, airflow_url=url, wait=0.3)
+            args = arguments(tmp_path, airflow_url=url, wait=2.0)  # ample for a local answer
             lines = push_check.preview(
                 args, {"branch": "preview/alice/lr", "commit": A, "pushed_by": "alice"}
             )
