@@ -215,6 +215,9 @@ def test_only_who_may_push_the_tracked_branch_may_push_a_preview(tmp_path: Path)
     assert "a preview runs as the pipeline, so only carol and the hub's admins may push one" in alice.stderr
     assert carol.returncode == 0 and admin.returncode == 0, carol.stderr + admin.stderr
     assert branches(remote) == ["main", "preview/carol/lr", "preview/dave/lr"]
+    # one left from before the setting named fewer: its person may still delete it
+    assert push_as(clone, None, "origin", "HEAD:preview/alice/old").returncode == 0
+    assert push_as(clone, "alice", "origin", ":preview/alice/old").returncode == 0
 
 
 def test_a_preview_nobody_pushed_to_for_the_days_goes_at_the_next_push(tmp_path: Path) -> None:

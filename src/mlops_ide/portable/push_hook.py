@@ -291,7 +291,8 @@ def pre_receive(args: argparse.Namespace) -> int:
         say(f"mlops-ide: push refused: only {who_may_push(pushers)} may push to {args.branch}")
         say(f"  push to a branch of your own (git push origin HEAD:{pusher}-work) and ask them to take it")
         return 1
-    if preview_updates(updates) and not may_push_tracked(pushers):
+    # deleting one's preview takes nothing from anyone: also for those no longer named
+    if any(new != ZERO for _, new, _ in preview_updates(updates)) and not may_push_tracked(pushers):
         who = who_may_push(pushers)
         say(f"mlops-ide: push refused: a preview runs as the pipeline, so only {who} may push one")
         return 1
