@@ -58,6 +58,11 @@ def git(*args: str) -> bytes:
     return subprocess.run(["git", *args], check=True, capture_output=True).stdout
 
 
+def try_git(*args: str) -> subprocess.CompletedProcess:
+    """git whose failure is an answer (not an ancestor, no such file, a ref that moved)."""
+    return subprocess.run(["git", *args], capture_output=True)
+
+
 def ask(socket_path: str, request: dict, timeout: float) -> dict:
     """One request to the push check, one answer: a JSON line each way."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
@@ -158,9 +163,7 @@ def refused_branches(updates: list[tuple[str, str, str]], args: argparse.Namespa
 
 
 def is_ancestor(old: str, new: str) -> bool:
-    return (
-        subprocess.run(["git", "merge-base", "--is-ancestor", old, new], capture_output=True).returncode == 0
-    )
+    return try_git("merge-base", "--is-ancestor", old, new).returncode == 0
 
 
 def preview_problems(branch: str, new: str, args: argparse.Namespace) -> list[str]:
@@ -386,7 +389,7 @@ def diff_names(old: str, new: str, diff_filter: str, folder: str) -> list[str]:
 
 def file_at(commit: str, path: str) -> str:
     """A file's text at `commit`, empty when it has none."""
-    shown = subprocess.run(["git", "show", f"{commit}:{path}"], capture_output=True)
+    shown = try_git("show", f"{commit}:{path}")
     return shown.stdout.decode(errors="replace") if shown.returncode == 0 else ""
 
 
@@ -430,11 +433,8 @@ def report_preview(args: argparse.Namespace, branch: str, commit: str | None, pu
 def last_pushed(branch: str) -> float:
     """When the remote's branch last moved: its reflog's newest entry (core.logAllRefUpdates),
     else its commit's date."""
-    shown = subprocess.run(
-        ["git", "reflog", "show", "--date=unix", "-n1", "--format=%gd", f"refs/heads/{branch}"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    ref = f"refs/heads/{branch}"
+    shown = try_git("reflog", "show", "--date=unix", "-n1", "--format=%gd", ref).stdout.decode().strip()
     if shown.endswith("}") and "@{" in shown and shown.rsplit("@{", 1)[1][:-1].isdigit():
         return float(shown.rsplit("@{", 1)[1][:-1])
     return float(git("log", "-1", "--format=%ct", f"refs/heads/{branch}").decode().strip() or 0)
@@ -446,12 +446,10 @@ def expire_previews(days: float, keep: set[str]) -> list[str]:
     now = time.time()
     gone = []
     for branch, commit in preview_branches().items():
-        if branch not in keep and now - last_pushed(branch) > days * 86400:
-            deleted = subprocess.run(
-                ["git", "update-ref", "-d", f"refs/heads/{branch}", commit], capture_output=True
-            )
-            if deleted.returncode == 0:
-                gone.append(branch)
+        if branch in keep or now - last_pushed(branch) <= days * 86400:
+            continue
+        if try_git("update-ref", "-d", f"refs/heads/{branch}", commit).returncode == 0:  # unmoved meanwhile
+            gone.append(branch)
     return gone
 
 
