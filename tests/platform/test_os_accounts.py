@@ -134,7 +134,7 @@ def test_no_user_can_write_the_remotes_files(platform: RunningPlatform) -> None:
     )
 
     for argv in (
-        ("git", "config", "receive.denyNonFastForwards", "false"),
+        ("git", "config", "receive.fsckObjects", "false"),
         ("sh", "-c", "echo 'touch /tmp/owned' > hooks/post-receive"),
         ("mv", "config", "config.old"),
         ("sh", "-c", "echo 0000000000000000000000000000000000000000 > refs/heads/main"),
@@ -145,7 +145,7 @@ def test_no_user_can_write_the_remotes_files(platform: RunningPlatform) -> None:
     ):
         result = as_user("bob", *argv, cwd=remote)
         assert result.returncode != 0, argv
-    assert "denyNonFastForwards = true" in (remote / "config").read_text()
+    assert "fsckObjects = true" in (remote / "config").read_text()
     assert "owned" not in (remote / "hooks" / "post-receive").read_text()  # still the platform's hook
     assert not (remote / "commondir").exists()
     if main is not None:

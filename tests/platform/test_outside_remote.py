@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mlops_ide.machine.state.tools import Tools
+from mlops_ide.portable import previews
 from tests.support.airflow_api import AirflowAPI
 from tests.support.git_http_server import GitHttpServer
 from tests.support.gitrepos import Remote, git, user_commit
@@ -174,10 +175,9 @@ def test_the_verdict_file_holds_no_secret_and_no_user_can_write_it(
 # -- refuses the token, and when Airflow is away
 
 
-def start_watch(tmp_path: Path, url: str, token: str) -> subprocess.Popen:
+def start_watch(tmp_path: Path, url: str, token: str, *more: str) -> subprocess.Popen:
     """The remote watch as the platform runs it, on a connection with `token`, polling fast;
-    Airflow's address answers nothing."""
-    connection = {"conn_type": "git", "host": url, "login": "x-access-token", "password": token}
+    Airflow's address answers nothing. `more`: more arguments."""
     (tmp_path / "passwords.json").write_text(json.dumps({"mlops-ide-platform": "unused"}))
     (tmp_path / "status").mkdir()
     argv = [str(Tools.load().airflow_python), "-P", "-m", "mlops_ide.in_airflow.remote_watch"]
@@ -185,14 +185,21 @@ def start_watch(tmp_path: Path, url: str, token: str) -> subprocess.Popen:
     argv += ["--airflow-url", "http://127.0.0.1:9", "--passwords-file", str(tmp_path / "passwords.json")]
     argv += ["--bundle", "pipelines", "--dag", "platform_smoke_test", "--wait", "0.5"]
     argv += ["--status-file", str(tmp_path / "status" / "status.json"), "--branch", "main"]
-    env = {
+    argv += list(more)
+    return subprocess.Popen(
+        argv, env=watch_env(tmp_path, url, token), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def watch_env(tmp_path: Path, url: str, token: str) -> dict[str, str]:
+    connection = {"conn_type": "git", "host": url, "login": "x-access-token", "password": token}
+    return {
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(ROOT / "src"),
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW_CONN_TEAM": json.dumps(connection),
         "GIT_TERMINAL_PROMPT": "0",
     }
-    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def stopped(watch: subprocess.Popen) -> str:
@@ -230,3 +237,35 @@ def test_with_airflow_away_the_watch_says_it_cannot_tell_and_holds_no_token(tmp_
     assert written["lines"][0].startswith("cannot tell what is live (")
     assert TOKEN not in status.read_text() and TOKEN not in output
     assert git(tmp_path / "mirror.git", "rev-parse", "refs/watched") == remote.head()  # fetched
+
+
+def test_the_watch_gives_the_remotes_preview_branches_slots_and_frees_them(tmp_path: Path) -> None:
+    """The same ls-remote lists preview/* too (over smart HTTP, the token demanded): a pushed
+    preview takes a slot, with its person from the name; a deleted one frees it; one the
+    platform cannot run is logged (pushed before the deletion: listed by then)."""
+    remote = Remote(tmp_path / "team")
+    registry = tmp_path / "status" / "previews.json"
+    with GitHttpServer(remote.path.parent, token=TOKEN) as server:
+        previews_on = ["--previews-file", str(registry), "--preview-slots", "2", "--previews-per-person", "3"]
+        watch = start_watch(tmp_path, server.url("pipelines.git"), TOKEN, *previews_on)
+        try:
+            pushed = remote.commit({"dags/lr.py": "# lr\n"}, "a learning rate", branch="preview/alice/lr")
+            wait_for(
+                lambda: entries(registry) == [("preview-1", "preview/alice/lr", pushed, "alice")],
+                90,
+                "a slot",
+            )
+            remote.commit({"dags/x.py": "# x\n"}, "a bad name", branch="preview/alice/x_y")
+            git(remote.teammate, "push", "--quiet", "origin", ":preview/alice/lr")
+            wait_for(lambda: entries(registry) == [], 90, "the slot freed")
+        finally:
+            output = stopped(watch)
+
+    assert "preview preview/alice/lr at" in output and "runs in preview-1" in output, output
+    assert "preview removed: preview/alice/lr (deleted on the remote)" in output
+    assert "'x_y' in preview/alice/x_y is not a topic" in output
+    assert TOKEN not in output
+
+
+def entries(registry: Path) -> list[tuple[str, str, str, str]]:
+    return [(e.slot, e.branch, e.commit, e.pushed_by) for e in previews.read(registry)]

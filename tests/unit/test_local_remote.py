@@ -1,5 +1,6 @@
-"""The shared local remote keeps every commit: no force-push, no branch deletion, every
-ref update logged, also for a remote made by an earlier version."""
+"""The shared local remote keeps every commit: no force-push, no branch deletion (its
+pre-receive hook refuses them outside preview/, tests/unit/test_preview_hooks.py), every ref
+update logged, also for a remote made by an earlier version."""
 
 from __future__ import annotations
 
@@ -12,8 +13,15 @@ import pytest
 from mlops_ide import names
 from mlops_ide.hub.modes import load
 from mlops_ide.machine import os_accounts
+from mlops_ide.machine.state.code_copy import install_code
 from mlops_ide.machine.state.layout import lock_down
-from mlops_ide.machine.state.remote import REMOTE_CONFIG, ensure_local_remote, share_remote
+from mlops_ide.machine.state.remote import (
+    REMOTE_CONFIG,
+    ensure_local_remote,
+    install_push_hooks,
+    share_remote,
+)
+from mlops_ide.machine.state.tools import Tools
 from tests.support.gitrepos import git, user_commit
 
 
@@ -21,6 +29,8 @@ from tests.support.gitrepos import git, user_commit
 def remote_and_clone(tmp_path: Path) -> tuple[Path, Path]:
     settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
     remote, _ = ensure_local_remote(settings)
+    install_code(settings)
+    install_push_hooks(settings, Tools.load())  # as `make up` does
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "--quiet", str(remote), str(clone))
     git(clone, "config", "user.name", "t")

@@ -14,11 +14,16 @@ as --socket-fd (no password travels); one JSON line each way:
 
   {"live": COMMIT, "changed": [["M", "dags/x.py"]]} -> {"lines": ["live: x (at 1a2b3c4d5e6f)"]}
   {"skipped": COMMIT}                                -> {} (logged)
+  {"preview": {"branch": B, "commit": C, "pushed_by": P}} -> {"lines": ["preview: x__alice_lr (paused) URL"]}
+  {"preview": {"branch": B, "commit": null, ...}}        -> {"lines": ["preview removed: B"]}
 
 `live` moves Airflow's bundle to the commit (every DAG file re-parsed, so the next run of
 any DAG records and runs it, also after a push of code outside dags/) and waits at most
 --wait seconds for the verdict on each DAG file the push touched. Each answer is logged,
 and written to --status-file for `mlops-ide dag status` (mlops_ide/portable/push_status.py).
+A preview's push or deletion (mlops_ide/portable/previews.py) updates the registry at
+--previews-file (a slot taken, moved on or freed); for a push it then waits, at most --wait
+seconds, until Airflow lists the DAGs of the preview's slot bundle at the pushed commit.
 A remote outside the platform has no hooks: remote_watch.py polls it and calls `live`.
 """
 
@@ -34,9 +39,10 @@ import socketserver
 import sys
 import time
 import urllib.error
+import urllib.parse
 from pathlib import Path
 
-from mlops_ide.portable import dag_folder, dag_refresh, push_status
+from mlops_ide.portable import dag_folder, dag_refresh, previews, push_status
 
 MAX_REQUEST_BYTES = 2**20
 
@@ -134,7 +140,9 @@ def import_error_line(path: str, trace: str) -> str:
 
 
 def bundle_dags(airflow: Airflow, bundle: str) -> list[dict]:
-    dags = airflow.get("dags?limit=1000&exclude_stale=false")["dags"]
+    """The bundle's DAGs, stale ones too (Airflow 3.3 filters by bundle_name; checked here again)."""
+    query = urllib.parse.urlencode({"limit": 1000, "exclude_stale": "false", "bundle_name": bundle})
+    dags = airflow.get(f"dags?{query}")["dags"]
     return [dag for dag in dags if dag.get("bundle_name") == bundle]
 
 
@@ -169,6 +177,84 @@ def verdicts(
     return lines
 
 
+# -- previews: a slot per preview branch ------------------------------------------------------
+
+
+def preview(args: argparse.Namespace, request: dict) -> list[str]:
+    """Record a preview's push (a slot taken or moved on) or deletion (its slot freed) in the
+    registry; for a push, what Airflow lists of it. A push over a limit stays on the remote,
+    not run: the answer says why (the hook refuses it first where it can count)."""
+    branch, commit, pushed_by = (
+        str(request["branch"]),
+        request.get("commit"),
+        str(request.get("pushed_by", "?")),
+    )
+    if args.previews_file is None or args.preview_slots == 0:
+        return [f"previews are off on this platform: {branch} is not run"]
+    entries = previews.read(args.previews_file)
+    if commit is None:
+        previews.write(args.previews_file, previews.removed(entries, branch))
+        return [f"preview removed: {branch}"]
+    try:
+        entries, entry = previews.pushed(
+            entries, branch, str(commit), pushed_by, args.preview_slots, args.previews_per_person
+        )
+    except previews.NoSlot as refusal:
+        return [f"preview not run: {refusal}"]
+    previews.write(args.previews_file, entries)
+    return preview_dags(args, entry)
+
+
+def preview_dags(args: argparse.Namespace, entry: previews.Entry) -> list[str]:
+    """`preview: <dag id> (paused) <link>` for each DAG of the slot at the entry's commit, once
+    Airflow lists them; at most --wait seconds (the slot's bundle refreshes itself every few
+    seconds: a new branch has no file yet to ask Airflow to re-parse)."""
+    started = time.monotonic()
+    anchor, ui = entry.preview.dag_id(args.dag), f"{args.ui_url}/dags"
+    try:
+        airflow = Airflow(args.airflow_url, airflow_password(args), started + args.wait)
+        refresh_bundle(airflow, entry.slot, anchor)
+        while True:
+            listed = preview_listed(airflow, entry, args.ui_url)
+            if listed is not None or time.monotonic() >= airflow.deadline:
+                break
+            time.sleep(0.2)
+        errors = slot_errors(airflow, entry.slot) if listed is None else []
+    except (OSError, KeyError, ValueError, urllib.error.URLError) as error:
+        return [f"{entry.branch} is in {entry.slot}; {CANNOT_TELL} ({error.__class__.__name__}); see {ui}"]
+    if listed is None:
+        took = f"{time.monotonic() - started:.1f} s"
+        return [
+            *errors,
+            f"{entry.branch} is in {entry.slot}; {STILL_PARSING} after {took}; see {args.ui_url}/dags",
+        ]
+    return listed
+
+
+def preview_listed(airflow: Airflow, entry: previews.Entry, ui_url: str) -> list[str] | None:
+    """The lines once Airflow lists DAGs of the slot and every one is the entry's, at its commit."""
+    dags = [dag for dag in bundle_dags(airflow, entry.slot) if not dag["is_stale"]]
+    if not dags or any(
+        dag.get("bundle_version") != entry.commit or not dag["dag_id"].endswith(entry.preview.suffix)
+        for dag in dags
+    ):
+        return None
+    lines = []
+    for dag in sorted(dags, key=lambda dag: dag["dag_id"]):
+        paused = "paused" if dag.get("is_paused") else "NOT paused"
+        lines.append(f"preview: {dag['dag_id']} ({paused}) {ui_url}/dags/{dag['dag_id']}")
+    return lines
+
+
+def slot_errors(airflow: Airflow, slot: str) -> list[str]:
+    """The slot's import errors, once Airflow has not listed a DAG in time (the likely why)."""
+    return [
+        import_error_line(error["filename"], error["stack_trace"])
+        for error in airflow.get("importErrors?limit=1000")["import_errors"]
+        if error.get("bundle_name") == slot
+    ]
+
+
 # -- the server -------------------------------------------------------------------------------
 
 
@@ -184,6 +270,9 @@ class Handler(socketserver.StreamRequestHandler):
                 answer = {"lines": live(args, request["live"], request.get("changed", []))}
                 log(f"push of {request['live'][:12]} by {who}: " + "; ".join(answer["lines"]))
                 record(args, request["live"], answer["lines"])
+            elif "preview" in request:
+                answer = {"lines": preview(args, request["preview"])}
+                log(f"preview {request['preview'].get('branch')} by {who}: " + "; ".join(answer["lines"]))
             elif "skipped" in request:
                 answer = {}
                 why = request.get("why", "push option skip-dag-check")
@@ -227,6 +316,13 @@ def add_airflow_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", type=float, default=5.0, help="at most this long for Airflow's verdict")
     parser.add_argument("--status-file", type=Path, help="write each verdict there (push_status.py)")
     parser.add_argument("--branch", default="main", help="the tracked branch, named in the status file")
+    parser.add_argument("--ui-url", help="Airflow's UI as users reach it (links); --airflow-url if not given")
+    parser.add_argument("--previews-file", type=Path, help="the previews' registry (previews.py); none: off")
+    parser.add_argument("--preview-slots", type=int, default=0, help="Airflow's preview bundles preview-1..N")
+    parser.add_argument("--previews-per-person", type=int, default=3)
+    parser.add_argument(
+        "--preview-days", type=float, default=7, help="a preview nobody pushed to this long goes"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket-fd", type=int, required=True, help="the listening socket, inherited")
     add_airflow_arguments(parser)
     args = parser.parse_args(argv)
+    args.ui_url = (args.ui_url or args.airflow_url).rstrip("/")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with Server(args) as server:
         log(f"reporting pushes on {server.socket.getsockname()}")

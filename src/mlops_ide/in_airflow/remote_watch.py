@@ -9,18 +9,26 @@ verdict on the DAG files the commit changed), and writes the verdict to the stat
         --airflow-url URL --passwords-file FILE --bundle pipelines --dag platform_smoke_test \
         --dags-folder dags --status-file FILE --branch main
 
-Every --every seconds one `git ls-remote <url> refs/heads/<branch>` (one round trip, whoever
-pushed: a laptop, GitHub's web editor, a merged pull request; no endpoint anyone could call),
-authenticated as Airflow's bundle is: Airflow's own GitHook on the bundle's connection, whose
-configure_hook_env() hands the operator's token to git through a credential helper (never in
-argv or a URL). A new commit is fetched into a mirror of its own (--mirror) to name the files
-it changed. Runs beside Airflow as the pipeline's account, like the push check; it runs no
-pushed code. A poll that fails (network, auth) is logged once per kind and tried again.
+Every --every seconds one `git ls-remote <url> refs/heads/<branch> refs/heads/preview/*` (one
+round trip, whoever pushed: a laptop, GitHub's web editor, a merged pull request; no endpoint
+anyone could call), authenticated as Airflow's bundle is: Airflow's own GitHook on the
+bundle's connection, whose configure_hook_env() hands the operator's token to git through a
+credential helper (never in argv or a URL). A new commit is fetched into a mirror of its own
+(--mirror) to name the files it changed. Runs beside Airflow as the pipeline's account, like
+the push check; it runs no pushed code. A poll that fails (network, auth) is logged once per
+kind and tried again.
+
+The same listing names the remote's preview branches (`preview/<person>/<topic>`,
+mlops_ide/portable/previews.py): a new or moved one takes or keeps a slot in the registry
+(--previews-file), a deleted one frees it, one nobody pushed to for --preview-days (since this
+watch saw its commit) loses it until its next commit. The platform cannot refuse a push
+there: a preview over a limit gets no slot, which the log and the status file say.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import subprocess
 import sys
@@ -30,7 +38,7 @@ from pathlib import Path
 
 from mlops_ide.in_airflow import push_check
 from mlops_ide.in_airflow.push_check import log
-from mlops_ide.portable import dag_folder, push_status
+from mlops_ide.portable import dag_folder, previews, push_status
 
 GIVE_UP_AFTER = 180.0  # seconds of "still parsing" / "cannot tell" before a commit's verdict stays so
 GIT_TIMEOUT = 30.0
@@ -66,6 +74,84 @@ def head_of(ls_remote_output: str, branch: str) -> str | None:
     return None
 
 
+def preview_heads(ls_remote_output: str) -> dict[str, str]:
+    """branch -> commit of each preview branch in `git ls-remote` output (any name under preview/)."""
+    heads = {}
+    for line in ls_remote_output.splitlines():
+        commit, _, ref = line.partition("\t")
+        if ref.startswith(previews.REF_PREFIX) and len(commit) == 40:
+            heads[ref.removeprefix("refs/heads/")] = commit
+    return heads
+
+
+class Previews:
+    """What the watch knows of the remote's previews beyond the registry: the commits it let
+    expire (not run again until the branch moves) and the problems it already said."""
+
+    def __init__(self) -> None:
+        self.expired: dict[str, str] = {}
+        self.said: set[str] = set()
+
+    def sync(
+        self, entries: list[previews.Entry], heads: dict[str, str], args: argparse.Namespace, now: float
+    ) -> tuple[list[previews.Entry], list[str], list[tuple[str, str, str]]]:
+        """The registry after this listing, what changed (logged) and what could not be run,
+        (branch, commit, why), each once (logged, and written to the status file)."""
+        changes, problems = [], []
+        for entry in entries:
+            if entry.branch not in heads:
+                entries = previews.removed(entries, entry.branch)
+                changes.append(f"preview removed: {entry.branch} (deleted on the remote)")
+        for entry in previews.expired(entries, args.preview_days, now):
+            entries = previews.removed(entries, entry.branch)
+            self.expired[entry.branch] = entry.commit
+            changes.append(
+                f"preview removed: {entry.branch} (no push for {args.preview_days:g} days; "
+                "the branch stays on the remote: delete it there, or push to it to run it again)"
+            )
+        self.expired = {
+            branch: commit for branch, commit in self.expired.items() if heads.get(branch) == commit
+        }
+        for branch, commit in sorted(heads.items()):
+            known = previews.of_branch(entries, branch)
+            if self.expired.get(branch) == commit or (known is not None and known.commit == commit):
+                continue
+            try:
+                person = previews.parse_branch(branch).person
+                entries, entry = previews.pushed(
+                    entries, branch, commit, person, args.preview_slots, args.previews_per_person, now
+                )
+            except (previews.BadPreview, previews.NoSlot) as problem:
+                said = f"{branch} at {commit[:12]} is not run: {problem}"
+                if said not in self.said:
+                    self.said.add(said)
+                    problems.append((branch, commit, said))
+                continue
+            changes.append(f"preview {branch} at {commit[:12]} runs in {entry.slot}")
+        return entries, changes, problems
+
+
+def watch_previews(args: argparse.Namespace, listed: str, known: Previews) -> None:
+    """Bring the registry in line with the remote's preview branches (if previews are on)."""
+    if args.previews_file is None or args.preview_slots == 0:
+        return
+    try:
+        entries = previews.read(args.previews_file)
+        updated, changes, problems = known.sync(entries, preview_heads(listed), args, time.time())
+        if updated != entries:
+            previews.write(args.previews_file, updated)
+    except (OSError, ValueError) as error:
+        log(f"cannot update {args.previews_file}: {error!r}")
+        return
+    for line in changes:
+        log(line)
+    for branch, commit, why in problems:  # also what `mlops-ide dag status` shows users
+        log(why)
+        if args.status_file is not None:
+            with contextlib.suppress(OSError, ValueError):
+                push_status.write(args.status_file, push_status.make(branch, commit, "unknown", [why]))
+
+
 class Remote:
     """The remote as Airflow's bundle reaches it: a git command runs inside the hook's
     environment (its credential helper), built anew for each command (a GitHub App token
@@ -99,8 +185,9 @@ class Remote:
             raise PollError(failure_kind(done.stderr), f"git {args[0]}: {message}")
         return done.stdout
 
-    def head(self) -> str | None:
-        return head_of(self.git("ls-remote", "{url}", f"refs/heads/{self.branch}"), self.branch)
+    def listed(self) -> str:
+        """The tracked branch and the preview branches, in one round trip."""
+        return self.git("ls-remote", "{url}", f"refs/heads/{self.branch}", f"{previews.REF_PREFIX}*")
 
     def changed(self, old: str | None, new: str, folder: str) -> list[list[str]]:
         """[status, path] of each file `new` changed since `old` (every file of the DAG folder
@@ -210,10 +297,14 @@ def last_verdict(args: argparse.Namespace) -> str | None:
     return status["commit"] if status["branch"] == args.branch and status["state"] not in UNSETTLED else None
 
 
-def poll_once(args: argparse.Namespace, remote: Remote, watch: Watch, failures: OnceALog) -> None:
+def poll_once(
+    args: argparse.Namespace, remote: Remote, watch: Watch, failures: OnceALog, known: Previews | None = None
+) -> None:
     try:
-        head = remote.head()
-        commit = watch.todo(head)
+        listed = remote.listed()
+        if known is not None:
+            watch_previews(args, listed, known)
+        commit = watch.todo(head_of(listed, args.branch))
         failures.succeeded()
         if commit is None:
             return
@@ -241,12 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     remote = Remote(args.git_conn_id, args.branch, args.mirror)
-    watch, failures = Watch(last_verdict(args)), OnceALog()
+    args.ui_url = (args.ui_url or args.airflow_url).rstrip("/")
+    watch, failures, known = Watch(last_verdict(args)), OnceALog(), Previews()
     log(f"watching {args.branch} of the bundle's remote every {args.every:g} s")
     while True:
         started = time.monotonic()
         try:
-            poll_once(args, remote, watch, failures)
+            poll_once(args, remote, watch, failures, known)
         except Exception as error:  # whatever it is, the next poll comes (said once per kind)
             failures.failed(PollError(type(error).__name__, repr(error)))
         time.sleep(max(0.0, args.every - (time.monotonic() - started)))

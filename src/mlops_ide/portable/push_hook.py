@@ -3,7 +3,13 @@ branch is told, in its own output (git prints it after `remote:`).
 
     pre-receive   a push to the tracked branch by someone --pushers does not name
                   (MLOPS_IDE_TRACKED_BRANCH_PUSHERS) is refused, naming who may; other
-                  branches take anyone's. The pushed commit's DAG folder (--dags-folder:
+                  branches take anyone's, but none is rewritten or deleted (the remote
+                  keeps every commit). A preview branch, `preview/<person>/<topic>`
+                  (mlops_ide/portable/previews.py), is its person's: only they, a hub
+                  admin or a push in the folder itself may push, force-push or delete
+                  it, and only those who may push the tracked branch (a preview runs as
+                  the pipeline); one more than --previews-per-person is refused with the
+                  list of theirs. The pushed commit's DAG folder (--dags-folder:
                   MLOPS_IDE_DAGS_FOLDER, `dags` by default, `.` the whole repository) goes to
                   the DAG check's sandbox (mlops_ide/in_airflow/dag_sandbox.py), which imports
                   each DAG file as Airflow would; any problem refuses the push, one line each:
@@ -13,7 +19,10 @@ branch is told, in its own output (git prints it after `remote:`).
     post-receive  the push check moves Airflow to the pushed commit and waits (a few
                   seconds at most) to say, for each DAG file the push touched, `live:`,
                   `removed:` or its import error; for a push of code outside the DAG folder,
-                  `next runs use <commit>`.
+                  `next runs use <commit>`. A preview's push or deletion is sent on
+                  too (the push check gives it a slot and answers `preview: <dag id>
+                  (paused) <link>`), and preview branches nobody pushed to for
+                  --preview-days (their reflog says when) are deleted here.
 
 Run by git (the git service's account, or whoever pushes to the folder directly) with the
 arguments the platform wrote into the hook (`python -P -m mlops_ide.portable.push_hook`, the
@@ -36,8 +45,9 @@ import socket
 import subprocess
 import sys
 import tarfile
+import time
 
-from mlops_ide.portable import dag_folder
+from mlops_ide.portable import dag_folder, previews
 
 ZERO = "0" * 40
 MAX_DAGS_BYTES = 20 * 2**20  # the DAG folder holds code; data and models belong elsewhere
@@ -46,6 +56,11 @@ SKIP_OPTION = "skip-dag-check"
 
 def git(*args: str) -> bytes:
     return subprocess.run(["git", *args], check=True, capture_output=True).stdout
+
+
+def try_git(*args: str) -> subprocess.CompletedProcess:
+    """git whose failure is an answer (not an ancestor, no such file, a ref that moved)."""
+    return subprocess.run(["git", *args], capture_output=True)
 
 
 def ask(socket_path: str, request: dict, timeout: float) -> dict:
@@ -126,6 +141,99 @@ def refused_refs(updates: list[tuple[str, str, str]], branch: str) -> list[str]:
     return problems
 
 
+def refused_branches(updates: list[tuple[str, str, str]], args: argparse.Namespace) -> list[str]:
+    """Why a branch update of this push is refused. Branches outside preview/ are kept: no
+    deletion, no rewriting (git's receive.denyDeletes / denyNonFastForwards would say so, but
+    they hold for every branch, and a preview is its person's to force-push and delete)."""
+    problems = []
+    for old, new, ref in updates:
+        branch = ref.removeprefix("refs/heads/")
+        if not ref.startswith("refs/heads/"):
+            continue
+        if previews.is_preview_branch(branch) or branch == previews.BRANCH_PREFIX.rstrip("/"):
+            problems += preview_problems(branch, new, args)
+        elif new == ZERO:
+            problems.append(f"branch {branch}: deletion prohibited: the remote keeps every branch")
+        elif old != ZERO and not is_ancestor(old, new):
+            problems.append(
+                f"branch {branch}: non-fast-forward: it would drop commits the remote keeps; "
+                "git pull --rebase, then push again"
+            )
+    return problems + over_the_limit(updates, args)
+
+
+def is_ancestor(old: str, new: str) -> bool:
+    return try_git("merge-base", "--is-ancestor", old, new).returncode == 0
+
+
+def preview_problems(branch: str, new: str, args: argparse.Namespace) -> list[str]:
+    """A preview branch must name a preview, and its person (or an admin) push it."""
+    if args.preview_slots == 0 and new != ZERO:  # one left from before may still be deleted
+        return [
+            f"{branch}: previews are off on this platform (MLOPS_IDE_PREVIEW_SLOTS=0); push another branch"
+        ]
+    try:
+        preview = previews.parse_branch(branch)
+    except previews.BadPreview as error:
+        return [str(error)]
+    if not may_change_preview(preview.person):
+        yours = f"{previews.BRANCH_PREFIX}{os.environ['REMOTE_USER']}/<topic>"
+        return [
+            f"{branch} is {preview.person}'s preview: only they or a hub admin may change it; push to {yours}"
+        ]
+    return []
+
+
+def may_change_preview(person: str) -> bool:
+    """The person the preview names, a hub admin (the git service says who is), or whoever
+    pushes in the remote's folder itself (no REMOTE_USER)."""
+    if "REMOTE_USER" not in os.environ or os.environ.get("REMOTE_USER_IS_ADMIN") == "1":
+        return True
+    return os.environ["REMOTE_USER"] == person
+
+
+def preview_updates(updates: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """(old, new, branch) of the preview branches this push changes (names that parse)."""
+    found = []
+    for old, new, ref in updates:
+        branch = ref.removeprefix("refs/heads/")
+        if ref.startswith(previews.REF_PREFIX):
+            with contextlib.suppress(previews.BadPreview):
+                previews.parse_branch(branch)
+                found.append((old, new, branch))
+    return found
+
+
+def preview_branches() -> dict[str, str]:
+    """The remote's preview branches (name -> commit): what counts towards the limit."""
+    listed = git("for-each-ref", "--format=%(objectname) %(refname)", previews.REF_PREFIX).decode()
+    return {
+        ref.removeprefix("refs/heads/"): commit
+        for commit, _, ref in (line.partition(" ") for line in listed.splitlines())
+    }
+
+
+def over_the_limit(updates: list[tuple[str, str, str]], args: argparse.Namespace) -> list[str]:
+    """A person's new previews beyond --previews-per-person (counted as the push leaves them)."""
+    changed = preview_updates(updates)
+    created = {branch for old, new, branch in changed if old == ZERO and new != ZERO}
+    if not created:
+        return []
+    deleted = {branch for _, new, branch in changed if new == ZERO}
+    existing = set(preview_branches())
+    problems = []
+    for person in sorted({previews.parse_branch(branch).person for branch in created}):
+        own = sorted(b for b in existing if b.startswith(f"{previews.BRANCH_PREFIX}{person}/"))
+        after = (set(own) - deleted) | {b for b in created if previews.parse_branch(b).person == person}
+        if len(after) > args.previews_per_person:
+            listed = ", ".join(own) or "none yet"
+            problems.append(
+                f"{person} would have {len(after)} previews, the limit is {args.previews_per_person} "
+                f"(now: {listed}): delete one with `git push origin :{(own or sorted(after))[0]}`"
+            )
+    return problems
+
+
 def push_options() -> list[str]:
     return [
         os.environ.get(f"GIT_PUSH_OPTION_{i}", "")
@@ -175,7 +283,7 @@ def who_may_push(pushers: list[str]) -> str:
 def pre_receive(args: argparse.Namespace) -> int:
     updates = ref_updates()
     pusher = os.environ.get("REMOTE_USER", "local")
-    bad_refs = refused_refs(updates, args.branch)
+    bad_refs = refused_refs(updates, args.branch) + refused_branches(updates, args)
     if bad_refs:
         say("mlops-ide: push refused:")
         for problem in bad_refs:
@@ -186,7 +294,16 @@ def pre_receive(args: argparse.Namespace) -> int:
         say(f"mlops-ide: push refused: only {who_may_push(pushers)} may push to {args.branch}")
         say(f"  push to a branch of your own (git push origin HEAD:{pusher}-work) and ask them to take it")
         return 1
-    for old, new in tracked(updates, args.branch):
+    # deleting one's preview takes nothing from anyone: also for those no longer named
+    if any(new != ZERO for _, new, _ in preview_updates(updates)) and not may_push_tracked(pushers):
+        who = who_may_push(pushers)
+        say(f"mlops-ide: push refused: a preview runs as the pipeline, so only {who} may push one")
+        return 1
+    # a preview's DAG folder is checked as the tracked branch's is: Airflow parses both
+    to_run = tracked(updates, args.branch) + [
+        (old, new) for old, new, _ in preview_updates(updates) if new != ZERO
+    ]
+    for old, new in to_run:
         if SKIP_OPTION in push_options():
             if not may_skip():
                 say(f"mlops-ide: push refused: only a hub admin may skip the DAG check ({SKIP_OPTION}):")
@@ -272,7 +389,7 @@ def diff_names(old: str, new: str, diff_filter: str, folder: str) -> list[str]:
 
 def file_at(commit: str, path: str) -> str:
     """A file's text at `commit`, empty when it has none."""
-    shown = subprocess.run(["git", "show", f"{commit}:{path}"], capture_output=True)
+    shown = try_git("show", f"{commit}:{path}")
     return shown.stdout.decode(errors="replace") if shown.returncode == 0 else ""
 
 
@@ -289,7 +406,55 @@ def notify(args: argparse.Namespace, request: dict) -> None:
 
 
 def post_receive(args: argparse.Namespace) -> int:
-    for old, new in tracked(ref_updates(), args.branch):
+    updates = ref_updates()
+    report_live(args, updates)
+    pusher = os.environ.get("REMOTE_USER", "local")
+    for _, new, branch in preview_updates(updates):
+        report_preview(args, branch, None if new == ZERO else new, pusher)
+    just_pushed = {branch for _, _, branch in preview_updates(updates)}
+    for branch in expire_previews(args.preview_days, keep=just_pushed):
+        say(f"mlops-ide: {branch}: nobody pushed to it for {args.preview_days:g} days: deleted")
+        report_preview(args, branch, None, "expiry")
+    return 0
+
+
+def report_preview(args: argparse.Namespace, branch: str, commit: str | None, pusher: str) -> None:
+    """Tell the push check of a preview's push (commit) or deletion (None); say its answer."""
+    request = {"preview": {"branch": branch, "commit": commit, "pushed_by": pusher}, "pusher": pusher}
+    try:
+        answer = ask(args.socket, request, 30)
+    except (OSError, ValueError) as problem:
+        say(f"mlops-ide: cannot tell Airflow of {branch} ({problem.__class__.__name__}); ask an admin")
+        return
+    for line in answer.get("lines", []):
+        say(f"mlops-ide: {line}")
+
+
+def last_pushed(branch: str) -> float:
+    """When the remote's branch last moved: its reflog's newest entry (core.logAllRefUpdates),
+    else its commit's date."""
+    ref = f"refs/heads/{branch}"
+    shown = try_git("reflog", "show", "--date=unix", "-n1", "--format=%gd", ref).stdout.decode().strip()
+    if shown.endswith("}") and "@{" in shown and shown.rsplit("@{", 1)[1][:-1].isdigit():
+        return float(shown.rsplit("@{", 1)[1][:-1])
+    return float(git("log", "-1", "--format=%ct", f"refs/heads/{branch}").decode().strip() or 0)
+
+
+def expire_previews(days: float, keep: set[str]) -> list[str]:
+    """Delete the preview branches nobody pushed to for `days` (each only if it has not moved
+    meanwhile), but those in `keep` (this push's); the branches deleted."""
+    now = time.time()
+    gone = []
+    for branch, commit in preview_branches().items():
+        if branch in keep or now - last_pushed(branch) <= days * 86400:
+            continue
+        if try_git("update-ref", "-d", f"refs/heads/{branch}", commit).returncode == 0:  # unmoved meanwhile
+            gone.append(branch)
+    return gone
+
+
+def report_live(args: argparse.Namespace, updates: list[tuple[str, str, str]]) -> None:
+    for old, new in tracked(updates, args.branch):
         changed = []
         if old != ZERO:
             ignore = file_at(new, dag_folder.in_repository(".airflowignore", args.dags_folder))
@@ -312,7 +477,6 @@ def post_receive(args: argparse.Namespace) -> int:
             continue
         for line in answer.get("lines", []):
             say(f"mlops-ide: {line}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,6 +490,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--pushers", default="", help="who may push the tracked branch: hub names, `admins`; empty: anyone"
+    )
+    parser.add_argument(
+        "--preview-slots", type=int, default=6, help="Airflow's preview slots; 0: previews off"
+    )
+    parser.add_argument(
+        "--previews-per-person", type=int, default=3, help="preview branches one person may have"
+    )
+    parser.add_argument(
+        "--preview-days", type=float, default=7, help="a preview nobody pushed to this long goes"
     )
     args = parser.parse_args(argv)
     return pre_receive(args) if args.hook == "pre-receive" else post_receive(args)

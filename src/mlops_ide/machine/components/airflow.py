@@ -45,6 +45,7 @@ from mlops_ide.machine.state.layout import (
     dag_check_folder,
     dag_sandbox_socket,
     ensure_folder,
+    previews_registry,
     push_status_file,
 )
 from mlops_ide.machine.state.remote import push_check_listener
@@ -544,6 +545,7 @@ def push_check(inputs: Inputs) -> Process:
         *("-P", "-m", "mlops_ide.in_airflow.push_check"),  # from the code lib (PYTHONPATH)
         *("--socket-fd", str(listener.fileno())),
         *verdict_arguments(inputs),
+        *preview_arguments(inputs),
     ]
     env = {key: value for key, value in environment(inputs).items() if not key.startswith("AIRFLOW")}
     return Process(
@@ -577,6 +579,20 @@ def verdict_arguments(inputs: Inputs) -> list[str]:
     ]
 
 
+def preview_arguments(inputs: Inputs) -> list[str]:
+    """Where the push check and the remote watch keep the previews' registry (beside the
+    status file, verdict_arguments makes its folder), its slots and limits, and Airflow's UI
+    as users reach it (the links they are answered)."""
+    settings = inputs.settings
+    return [
+        *("--previews-file", str(previews_registry(settings))),
+        *("--preview-slots", str(settings.preview_slots)),
+        *("--previews-per-person", str(settings.previews_per_person)),
+        *("--preview-days", str(settings.preview_days)),
+        *("--ui-url", settings.public_url.rstrip("/") + names.AIRFLOW_PREFIX.rstrip("/")),
+    ]
+
+
 def remote_watch(inputs: Inputs) -> Process:
     """For a remote outside the platform (MLOPS_IDE_REPO_URL), which has no hooks of ours:
     polls its tracked branch (mlops_ide/in_airflow/remote_watch.py) with the bundle's own git
@@ -594,6 +610,7 @@ def remote_watch(inputs: Inputs) -> Process:
         *("--every", "2"),
         *("--wait", "10"),
         *verdict_arguments(inputs),
+        *preview_arguments(inputs),
     ]
     return Process(
         name="Airflow remote watch",

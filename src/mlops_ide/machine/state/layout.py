@@ -73,6 +73,13 @@ def push_status_file(settings: Settings) -> Path:
     return settings.home / "push-status" / "status.json"
 
 
+def previews_registry(settings: Settings) -> Path:
+    """Which branch each preview slot of Airflow runs (mlops_ide/portable/previews.py): beside
+    the push status, written by the pipeline's account (the push check, the remote watch),
+    read by every account (MLOPS_IDE_PREVIEWS_FILE)."""
+    return push_status_file(settings).parent / "previews.json"
+
+
 def dag_sandbox_socket(settings: Settings) -> Path:
     """Where the DAG check's sandbox listens for the pre-receive hook, beside the push check."""
     return settings.home / "push-check" / "sandbox"

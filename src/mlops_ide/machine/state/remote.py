@@ -49,13 +49,16 @@ def ensure_local_remote(settings: Settings, checkout: Path = CHECKOUT) -> tuple[
     return remote, f"seeded with the pipeline repository {seed[:12]}"
 
 
-# What makes the shared remote keep every commit: no rewriting or deleting a branch, every
-# ref update logged (bare repositories log none by default). Pushes arrive through the git
+# What makes the shared remote keep every commit: every ref update logged (bare repositories
+# log none by default); no rewriting or deleting a branch, which the pre-receive hook refuses
+# (mlops_ide/portable/push_hook.py) outside preview/: git's own receive.denyDeletes and
+# denyNonFastForwards hold for every branch, and a preview is its person's to force-push
+# and delete. Pushes arrive through the git
 # service (mlops_ide.hub_services.git_http), as its account; what they write is readable by everyone
 # (Airflow's account clones from it), whatever the writer's umask.
 REMOTE_CONFIG = {
-    "receive.denyNonFastForwards": "true",
-    "receive.denyDeletes": "true",
+    "receive.denyNonFastForwards": "false",  # the hook's, per branch (above)
+    "receive.denyDeletes": "false",
     "core.logAllRefUpdates": "always",
     "core.sharedRepository": "0664",  # the writer's group writes too (root's pushes stay usable)
     "receive.maxInputSize": "256m",  # a pack beyond it is refused, with git saying why
@@ -136,8 +139,9 @@ HOOK_MARK = "Written by mlops-ide"
 
 def install_push_hooks(settings: Settings, tools: Tools) -> None:
     """The remote's pre-receive and post-receive hooks (mlops_ide/portable/push_hook.py): each push
-    to the tracked branch is checked (and refused from anyone MLOPS_IDE_TRACKED_BRANCH_PUSHERS
-    does not name), and told what is live. Values are shell-quoted (a
+    to the tracked branch or a preview branch is checked (and refused from anyone
+    MLOPS_IDE_TRACKED_BRANCH_PUSHERS does not name), and told what is live; no branch outside
+    preview/ is rewritten or deleted. Values are shell-quoted (a
     branch may be named `main$(cmd)`). A hook of someone else's is set aside, not lost."""
     hooks = settings.local_remote / "hooks"
     lib = f"PYTHONPATH={code_lib(settings)}"  # the platform's copy, root's: what the hook imports
@@ -160,6 +164,9 @@ def install_push_hooks(settings: Settings, tools: Tools) -> None:
         argv += ["--branch", settings.repo_branch, "--dags-folder", settings.dags_folder]
         if settings.tracked_branch_pushers:
             argv += ["--pushers", ",".join(settings.tracked_branch_pushers)]
+        argv += ["--preview-slots", str(settings.preview_slots)]
+        argv += ["--previews-per-person", str(settings.previews_per_person)]
+        argv += ["--preview-days", str(settings.preview_days)]
         text = f"#!/bin/sh\n# {HOOK_MARK}: what a push is told.\nexec {shlex.join(argv)}\n"
         hook = hooks / name
         if hook.exists() and HOOK_MARK not in hook.read_text(errors="replace"):

@@ -1,0 +1,237 @@
+"""Preview branches on the local remote (issue 29), through its real pre-receive and
+post-receive hooks (mlops_ide/portable/push_hook.py) as `make up` installs them: a person's
+`preview/<person>/<topic>` is theirs to push, force-push and delete; nobody else's (but an
+admin's); its name must be one the platform can run; one more than the limit is refused with
+the list; an untouched one is deleted. Pushes arrive as the git service hands them over:
+REMOTE_USER and REMOTE_USER_IS_ADMIN in the hooks' environment (a local push passes its own
+environment to git receive-pack). No DAG check or push check listens here: those pushes go
+through unchecked and say so (tests/platform/test_preview_push.py has them)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mlops_ide.hub.modes import load
+from mlops_ide.machine.state.code_copy import install_code
+from mlops_ide.machine.state.remote import ensure_local_remote, install_push_hooks
+from mlops_ide.machine.state.tools import Tools
+from tests.support.gitrepos import git, user_commit
+
+
+@pytest.fixture
+def remote_and_clone(tmp_path: Path) -> tuple[Path, Path]:
+    return remote_with_settings(tmp_path)
+
+
+def remote_with_settings(tmp_path: Path, **values: str) -> tuple[Path, Path]:
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state"), **values})
+    remote, _ = ensure_local_remote(settings)
+    install_code(settings)
+    install_push_hooks(settings, Tools.load())
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "--quiet", str(remote), str(clone))
+    git(clone, "config", "user.name", "t")
+    git(clone, "config", "user.email", "t@t")
+    return remote, clone
+
+
+def push_as(
+    clone: Path, user: str | None, *args: str, admin: bool = False, when: int | None = None
+) -> subprocess.CompletedProcess:
+    """`git push args` as the git service runs it for hub user `user` (None: in the folder)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REMOTE_USER")}
+    if user is not None:
+        env |= {"REMOTE_USER": user, "REMOTE_USER_IS_ADMIN": "1" if admin else "0"}
+    if when is not None:  # the time the remote's reflog records for the update
+        env |= {"GIT_COMMITTER_DATE": f"@{when} +0000"}
+    return subprocess.run(["git", "push", *args], cwd=clone, capture_output=True, text=True, env=env)
+
+
+def branches(remote: Path) -> list[str]:
+    return git(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads/").split()
+
+
+def test_the_owner_creates_pushes_force_pushes_and_deletes_their_preview(
+    remote_and_clone: tuple[Path, Path],
+) -> None:
+    remote, clone = remote_and_clone
+    first = user_commit(clone, {"dags/a.py": "# a\n"}, "a")
+    created = push_as(clone, "alice", "origin", "HEAD:preview/alice/lr")
+    second = user_commit(clone, {"dags/b.py": "# b\n"}, "b")
+    moved = push_as(clone, "alice", "origin", "HEAD:preview/alice/lr")
+    rewritten = push_as(clone, "alice", "--force", "origin", f"{first}:preview/alice/lr")
+    at = git(remote, "rev-parse", "preview/alice/lr")
+    deleted = push_as(clone, "alice", "origin", ":preview/alice/lr")
+
+    for result in (created, moved, rewritten, deleted):
+        assert result.returncode == 0, result.stderr
+    assert second != first == at
+    assert "preview/alice/lr" not in branches(remote)
+    # the push check is away: the hook says so rather than pretend the preview runs
+    assert "cannot tell Airflow of preview/alice/lr" in created.stderr
+    assert "main" in branches(remote)
+
+
+def test_nobody_else_pushes_or_deletes_a_preview_but_an_admin_or_the_folder(
+    remote_and_clone: tuple[Path, Path],
+) -> None:
+    remote, clone = remote_and_clone
+    assert push_as(clone, "alice", "origin", "HEAD:preview/alice/lr").returncode == 0
+    theirs = git(remote, "rev-parse", "preview/alice/lr")
+    user_commit(clone, {"dags/bob.py": "# bob\n"}, "bob's")
+
+    bob_pushes = push_as(clone, "bob", "origin", "HEAD:preview/alice/lr")
+    bob_deletes = push_as(clone, "bob", "origin", ":preview/alice/lr")
+    bob_creates = push_as(clone, "bob", "origin", "HEAD:preview/alice/other")
+
+    for refused in (bob_pushes, bob_deletes, bob_creates):
+        assert refused.returncode != 0
+        assert "is alice's preview: only they or a hub admin may change it" in refused.stderr, refused.stderr
+        assert "push to preview/bob/<topic>" in refused.stderr
+    assert git(remote, "rev-parse", "preview/alice/lr") == theirs
+    assert "preview/alice/other" not in branches(remote)
+    assert push_as(clone, "bob", "origin", "HEAD:preview/alice/lr", admin=True).returncode == 0
+    assert push_as(clone, None, "origin", ":preview/alice/lr").returncode == 0  # in the folder itself
+    assert "preview/alice/lr" not in branches(remote)
+
+
+@pytest.mark.parametrize(
+    ("branch", "told"),
+    [
+        ("preview/Alice/x", "'Alice' in preview/Alice/x is not a hub name"),
+        ("preview/alice", "preview/alice is not a preview branch"),
+        ("preview/alice/a/b", "preview/alice/a/b is not a preview branch"),
+        ("preview", "preview is not a preview branch"),
+        ("preview/alice/x_y", "'x_y' in preview/alice/x_y is not a topic"),
+        ("preview/alice/x%2Fmain", "'x%2Fmain' in preview/alice/x%2Fmain is not a topic"),
+        ("preview/alice/" + "a" * 300, "is not a topic: lowercase letters, digits, `.` and `-`, up to 32"),
+        ("preview/alice/-x", "is not a topic"),
+        ("preview/" + "b" * 200 + "/x", "is not a hub name"),
+    ],
+)
+def test_a_preview_name_the_platform_cannot_run_is_refused_with_what_to_push(
+    remote_and_clone: tuple[Path, Path], branch: str, told: str
+) -> None:
+    remote, clone = remote_and_clone
+
+    refused = push_as(clone, "alice", "origin", f"HEAD:refs/heads/{branch}")
+
+    assert refused.returncode != 0
+    assert told in refused.stderr, refused.stderr
+    assert (
+        "git push origin HEAD:preview/" in refused.stderr or "e.g. preview/alice/lr-sweep" in refused.stderr
+    )
+    assert branches(remote) == ["main"]
+
+
+def test_a_name_git_itself_refuses_never_reaches_the_remote(remote_and_clone: tuple[Path, Path]) -> None:
+    remote, clone = remote_and_clone
+
+    for branch in (
+        "preview/alice/../x",
+        "preview/alice/x%2F..%2Fmain",
+        "preview/alice/.x",
+        "preview/alice/x y",
+    ):
+        assert push_as(clone, "alice", "origin", f"HEAD:refs/heads/{branch}").returncode != 0
+    assert branches(remote) == ["main"]
+
+
+def test_one_preview_more_than_the_limit_is_refused_with_the_list_and_how_to_delete_one(
+    remote_and_clone: tuple[Path, Path],
+) -> None:
+    remote, clone = remote_and_clone
+    for topic in ("a", "b", "c"):
+        assert push_as(clone, "alice", "origin", f"HEAD:preview/alice/{topic}").returncode == 0
+    assert push_as(clone, "bob", "origin", "HEAD:preview/bob/a").returncode == 0  # bob's count is his
+
+    fourth = push_as(clone, "alice", "origin", "HEAD:preview/alice/d")
+    two_at_once = push_as(
+        clone, "bob", "origin", "HEAD:preview/bob/b", "HEAD:preview/bob/c", "HEAD:preview/bob/d"
+    )
+    swapped = push_as(clone, "alice", "origin", ":preview/alice/a", "HEAD:preview/alice/d")
+
+    assert fourth.returncode != 0
+    assert (
+        "alice would have 4 previews, the limit is 3 (now: preview/alice/a, preview/alice/b, "
+        "preview/alice/c): delete one with `git push origin :preview/alice/a`"
+    ) in fourth.stderr, fourth.stderr
+    assert two_at_once.returncode != 0 and "bob would have 4 previews" in two_at_once.stderr
+    assert swapped.returncode == 0, swapped.stderr  # one deleted in the same push: still 3
+    assert branches(remote) == [
+        "main",
+        "preview/alice/b",
+        "preview/alice/c",
+        "preview/alice/d",
+        "preview/bob/a",
+    ]
+
+
+def test_a_limit_of_one_from_the_setting(tmp_path: Path) -> None:
+    _, clone = remote_with_settings(tmp_path, MLOPS_IDE_PREVIEWS_PER_PERSON="1")
+    assert push_as(clone, "alice", "origin", "HEAD:preview/alice/a").returncode == 0
+
+    second = push_as(clone, "alice", "origin", "HEAD:preview/alice/b")
+
+    assert second.returncode != 0 and "the limit is 1" in second.stderr, second.stderr
+
+
+def test_branches_outside_preview_keep_todays_rules(remote_and_clone: tuple[Path, Path]) -> None:
+    """No branch outside preview/ is deleted or rewritten, by anyone, an admin too: the hook
+    says so now (git's own receive.denyDeletes would hold for previews too)."""
+    remote, clone = remote_and_clone
+    main = git(remote, "rev-parse", "main")
+    user_commit(clone, {"dags/a.py": "# a\n"}, "a")
+    assert push_as(clone, "alice", "origin", "HEAD:alice-work").returncode == 0
+    user_commit(clone, {"dags/b.py": "# b\n"}, "b")
+    assert push_as(clone, "bob", "origin", "HEAD:alice-work").returncode == 0  # anyone's, as before
+
+    deletes_main = push_as(clone, "bob", "origin", ":main")
+    admin_deletes_main = push_as(clone, "carol", "origin", ":main", admin=True)
+    deletes_work = push_as(clone, "alice", "origin", ":alice-work")
+    rewrites_work = push_as(clone, "alice", "--force", "origin", "HEAD~2:alice-work")
+
+    for refused in (deletes_main, admin_deletes_main, deletes_work):
+        assert refused.returncode != 0 and "deletion prohibited" in refused.stderr, refused.stderr
+    assert rewrites_work.returncode != 0 and "non-fast-forward" in rewrites_work.stderr
+    assert git(remote, "rev-parse", "main") == main
+    assert git(remote, "rev-parse", "alice-work") == git(clone, "rev-parse", "HEAD")
+
+
+def test_only_who_may_push_the_tracked_branch_may_push_a_preview(tmp_path: Path) -> None:
+    """A preview runs as the pipeline: MLOPS_IDE_TRACKED_BRANCH_PUSHERS holds for it too."""
+    remote, clone = remote_with_settings(tmp_path, MLOPS_IDE_TRACKED_BRANCH_PUSHERS="carol,admins")
+
+    alice = push_as(clone, "alice", "origin", "HEAD:preview/alice/lr")
+    carol = push_as(clone, "carol", "origin", "HEAD:preview/carol/lr")
+    admin = push_as(clone, "dave", "origin", "HEAD:preview/dave/lr", admin=True)
+
+    assert alice.returncode != 0, alice.stderr
+    assert "a preview runs as the pipeline, so only carol and the hub's admins may push one" in alice.stderr
+    assert carol.returncode == 0 and admin.returncode == 0, carol.stderr + admin.stderr
+    assert branches(remote) == ["main", "preview/carol/lr", "preview/dave/lr"]
+    # one left from before the setting named fewer: its person may still delete it
+    assert push_as(clone, None, "origin", "HEAD:preview/alice/old").returncode == 0
+    assert push_as(clone, "alice", "origin", ":preview/alice/old").returncode == 0
+
+
+def test_a_preview_nobody_pushed_to_for_the_days_goes_at_the_next_push(tmp_path: Path) -> None:
+    """The remote's reflog says when a branch last moved (a push in the folder may set the
+    time it records, as here; a push through the git service cannot)."""
+    remote, clone = remote_with_settings(tmp_path, MLOPS_IDE_PREVIEW_DAYS="7")
+    eight_days_ago, six_days_ago = int(time.time()) - 8 * 86400, int(time.time()) - 6 * 86400
+    own = push_as(clone, None, "origin", "HEAD:preview/alice/old", when=eight_days_ago)
+    assert own.returncode == 0 and "preview/alice/old" in branches(remote)  # not by its own push
+
+    next_push = push_as(clone, None, "origin", "HEAD:preview/bob/recent", when=six_days_ago)
+    then = push_as(clone, "carol", "origin", "HEAD:carol-work")
+
+    assert next_push.returncode == 0 and then.returncode == 0, next_push.stderr + then.stderr
+    assert "preview/alice/old: nobody pushed to it for 7 days: deleted" in next_push.stderr, next_push.stderr
+    assert "deleted" not in then.stderr  # six days: kept
+    assert branches(remote) == ["carol-work", "main", "preview/bob/recent"]
