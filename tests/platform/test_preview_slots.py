@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -73,8 +75,9 @@ class Slots:
             "pushed": 1.0,
         }
 
-    def probe(self, *steps: dict) -> list[dict]:
-        env = {
+    def environment(self) -> dict[str, str]:
+        """Airflow's, as the platform gives it, in a folder of the test's."""
+        return {
             "PATH": os.environ["PATH"],
             "HOME": str(self.root),
             "PYTHONPATH": str(ROOT / "src"),
@@ -85,9 +88,11 @@ class Slots:
             f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps({"conn_type": "git", "host": self.remote.url}),
             previews.ENV: str(self.registry),
         }
+
+    def probe(self, *steps: dict) -> list[dict]:
         done = subprocess.run(
             [str(Tools.load().airflow_python), str(PROBE), json.dumps(list(steps))],
-            env=env,
+            env=self.environment(),
             cwd=self.root,
             capture_output=True,
             text=True,
@@ -222,3 +227,70 @@ def test_a_broken_registry_refuses_the_slot_dags(slots: Slots) -> None:
     (error,) = seen["errors"].values()
     assert "is not the previews' registry" in error
     assert json.loads((slots.storage / "preview-1" / CHECKED_OUT).read_text())["branch"] == "preview/alice/lr"
+
+
+def dag_rows(database: Path) -> dict[str, dict]:
+    with closing(sqlite3.connect(database)) as db:
+        rows = db.execute("SELECT dag_id, bundle_name, is_paused, is_stale FROM dag").fetchall()
+        tags = db.execute("SELECT dag_id, name FROM dag_tag").fetchall()
+    return {
+        dag_id: {
+            "bundle": bundle,
+            "paused": bool(paused),
+            "stale": bool(stale),
+            "tags": sorted(name for tagged, name in tags if tagged == dag_id),
+        }
+        for dag_id, bundle, paused, stale in rows
+    }
+
+
+def test_the_dag_processor_lists_a_preview_paused_then_deactivates_it_when_its_slot_is_freed(
+    slots: Slots,
+) -> None:
+    """Airflow's own DAG processor, one pass at a time, on its database: the preview's DAG is
+    stored under its id, paused (main's is not), and goes stale once its slot is free."""
+    airflow = str(Tools.load().airflow_python.parent / "airflow")
+    bundles = [
+        {
+            "name": "pipelines",
+            "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
+            "kwargs": {**SLOT, "tracking_ref": "main"},
+        },
+        {
+            "name": "preview-1",
+            "classpath": "mlops_ide.in_airflow.preview_bundle.PreviewSlotBundle",
+            "kwargs": SLOT,
+        },
+    ]
+    env = {
+        **slots.environment(),
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+    }
+
+    def run(*command: str) -> None:
+        done = subprocess.run(
+            [airflow, *command], env=env, cwd=slots.root, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+
+    run("db", "migrate")
+    previews.write(
+        slots.registry, [previews.Entry(**slots.entry("preview-1", "preview/alice/lr", slots.alice))]
+    )
+    run("dag-processor", "--num-runs", "1")
+    listed = dag_rows(slots.root / "airflow.db")
+    assert listed == {
+        "hello": {"bundle": "pipelines", "paused": False, "stale": False, "tags": ["test"]},
+        "hello__alice_lr": {
+            "bundle": "preview-1",
+            "paused": True,
+            "stale": False,
+            "tags": ["by:alice", "preview/alice/lr", "test"],
+        },
+    }
+
+    previews.write(slots.registry, [])
+    run("dag-processor", "--num-runs", "1")
+    after = dag_rows(slots.root / "airflow.db")
+    assert (after["hello__alice_lr"]["stale"], after["hello"]["stale"]) == (True, False)
