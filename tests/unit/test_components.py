@@ -153,6 +153,9 @@ def test_every_service_builds_its_processes_from_the_settings(tmp_path: Path) ->
         assert process.env["AIRFLOW_VAR_MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000/services/mlflow"
     # under the prefix the hub serves it at: its sub-applications answer there only
     assert built["airflow"][0].ready_url == "http://127.0.0.1:18080/services/airflow/api/v2/monitor/health"
+    # the previews' registry, for every Airflow process (preview slots' bundles and cluster policy)
+    for process in built["airflow"][:4]:
+        assert process.env["MLOPS_IDE_PREVIEWS_FILE"] == str(tmp_path / "push-status" / "previews.json")
     # MLflow on its socket only; serving and Airflow reach it through the gate, as the pipeline
     mlflow_argv = built["mlflow"][0].argv
     assert "--port" not in mlflow_argv and "--fd 0" in mlflow_argv  # the socket the supervisor made

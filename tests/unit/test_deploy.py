@@ -17,7 +17,7 @@ import yaml
 
 from mlops_ide.hub.modes import load
 from mlops_ide.machine.components import airflow
-from mlops_ide.portable import dag_folder
+from mlops_ide.portable import dag_folder, previews
 from tests.support.kubernetes_hub_tools import (
     KUBERNETES_VERSIONS,
     as_dict,
@@ -356,7 +356,17 @@ def test_airflow_chart_values_agree_with_local_mode() -> None:
     assert values["airflowVersion"] == pinned.group(1)
     assert values["executor"] == "KubernetesExecutor"
     assert values["dags"]["gitSync"]["enabled"] is False
-    (bundle,) = json.loads(values["config"]["dag_processor"]["dag_bundle_config_list"])
+    bundle, *slots = json.loads(values["config"]["dag_processor"]["dag_bundle_config_list"])
+    # the preview slots as local mode configures them by default (same connection and DAG folder)
+    assert slots == airflow.dag_bundles(load({"MLOPS_IDE_HOME": "/nonexistent"}))[1:]
+    assert int(values["config"]["dag_processor"]["bundle_refresh_check_interval"]) <= airflow.PREVIEW_REFRESH
+    assert "preview_policy import dag_policy" in values["airflowLocalSettings"]
+    previews_env = next(item["value"] for item in values["env"] if item["name"] == previews.ENV)
+    (mount,) = values["volumeMounts"]
+    assert previews_env == f"{mount['mountPath']}/previews.json"  # a folder: the kubelet brings updates
+    assert values["volumes"] == [
+        {"name": mount["name"], "configMap": {"name": "mlops-ide-previews", "optional": True}}
+    ]
     assert bundle["name"] == airflow.BUNDLE_NAME
     assert bundle["classpath"] == "airflow.providers.git.bundles.git.GitDagBundle"
     assert bundle["kwargs"]["git_conn_id"] == airflow.GIT_CONN_ID

@@ -16,7 +16,11 @@ from mlops_ide.machine.state.tools import Tools
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "mlops_ide"
 # run inside Airflow's virtualenv: the auth manager, at its place and at its old dotted path
-NEEDS_AIRFLOW = {"mlops_ide.in_airflow.auth_manager", "mlops_ide.airflow_hub_auth"}
+NEEDS_AIRFLOW = {
+    "mlops_ide.in_airflow.auth_manager",
+    "mlops_ide.airflow_hub_auth",
+    "mlops_ide.in_airflow.preview_bundle",
+}
 # What jupyterhub_config.py loads, and the classes it names by their dotted path.
 HUB_ENTRY_POINTS = ("mlops_ide.hub.modes", "mlops_ide.hub.local_spawner", "mlops_ide.hub.kubernetes_spawner")
 ONLY_MAKE_UP = "mlops_ide.supervisor"  # the runner, `make up`, `make users`, the engine, the image builder

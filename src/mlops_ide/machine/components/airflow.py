@@ -49,13 +49,15 @@ from mlops_ide.machine.state.layout import (
     push_status_file,
 )
 from mlops_ide.machine.state.remote import push_check_listener
-from mlops_ide.portable import dag_folder, dag_refresh
+from mlops_ide.portable import dag_folder, dag_refresh, previews
 from mlops_ide.settings import Settings
 
 if TYPE_CHECKING:  # the hub reads these declarations; only `make up` runs processes
     from mlops_ide.supervisor.runner import Process
 
 BUNDLE_NAME = "pipelines"
+PREVIEW_BUNDLE = "mlops_ide.in_airflow.preview_bundle.PreviewSlotBundle"
+PREVIEW_REFRESH = 3  # seconds: a preview shows within seconds of its push, no restart
 GIT_CONN_ID = "mlops_ide_pipelines"
 AUTH_MANAGER = "mlops_ide.in_airflow.auth_manager.HubAuthManager"  # people log in with the hub
 PLATFORM_ACCOUNT = dag_refresh.PLATFORM_ACCOUNT  # the push check logs in with a password
@@ -170,21 +172,7 @@ def environment(inputs: Inputs) -> dict[str, str]:
     auth = ensure_auth_folder(inputs)
     jwt_secret, _ = ensure_secret(auth / "jwt_secret", lambda: secrets.token_urlsafe(64), group)
     api_secret, _ = ensure_secret(auth / "api_secret_key", lambda: secrets.token_urlsafe(32), group)
-    bundle = {
-        "name": BUNDLE_NAME,
-        "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
-        "kwargs": {
-            "git_conn_id": GIT_CONN_ID,
-            "tracking_ref": settings.repo_branch,
-            "refresh_interval": 60,  # a safety net; pushes refresh at once
-            # the DAG folder (MLOPS_IDE_DAGS_FOLDER); none: the whole repository
-            **(
-                {}
-                if settings.dags_folder == dag_folder.WHOLE_REPOSITORY
-                else {"subdir": settings.dags_folder}
-            ),
-        },
-    }
+    bundles = dag_bundles(settings)
     env = account_environ(inputs.account(names.PIPELINE_ACCOUNT), drop=())
     env = {key: value for key, value in env.items() if not key.startswith(("AIRFLOW", "PYTHONPATH"))}
     ensure_secret(oauth_secret_file(settings), lambda: secrets.token_hex(32), group)  # for hub_service
@@ -211,7 +199,8 @@ def environment(inputs: Inputs) -> dict[str, str]:
             "AIRFLOW__API__SERVER_TYPE": "gunicorn",
             # served under the hub: /services/airflow/ (the internal address answers too)
             "AIRFLOW__API__BASE_URL": settings.public_url.rstrip("/") + names.AIRFLOW_PREFIX,
-            "PYTHONPATH": str(code_lib(settings)),  # the auth manager below
+            # the auth manager below, the previews' bundle and cluster policy (airflow_local_settings)
+            "PYTHONPATH": str(code_lib(settings)),
             "AIRFLOW__MLOPS_IDE__HUB_URL": settings.public_url,
             "AIRFLOW__MLOPS_IDE__HUB_API_URL": f"http://127.0.0.1:{settings.hub_port}/hub/api",
             "AIRFLOW__MLOPS_IDE__CLIENT_ID": names.AIRFLOW_OAUTH_CLIENT_ID,
@@ -220,7 +209,11 @@ def environment(inputs: Inputs) -> dict[str, str]:
             # An edited DAG is parsed within a second of its push, but by default its new
             # serialization is written at most every 30 s: a push would look ignored that long.
             "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
-            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+            # how often the DAG processor looks for bundles due a refresh (5 s by default): a
+            # preview shows within this and its slot's refresh_interval
+            "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "2",
+            previews.ENV: str(previews_file(settings)),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
             f"AIRFLOW_CONN_{GIT_CONN_ID.upper()}": json.dumps(git_connection(settings)),
             "MLOPS_IDE_WORK_ROOT": str(settings.home / "pipeline-runs"),
@@ -238,6 +231,42 @@ def environment(inputs: Inputs) -> dict[str, str]:
     if names.MLFLOW in settings.services:  # as the pipeline: the one identity that may register models
         env.update(mlflow.pipeline_env(inputs))
     return env
+
+
+def dag_bundles(settings: Settings) -> list[dict]:
+    """Airflow's DAG bundles: the tracked branch, and one per preview slot
+    (MLOPS_IDE_PREVIEW_SLOTS), each following the branch the previews' registry names for it
+    (mlops_ide/in_airflow/preview_bundle.py): Airflow reads this list once per process, so a
+    new preview takes a slot configured up front instead of restarting Airflow."""
+    # the DAG folder (MLOPS_IDE_DAGS_FOLDER); none: the whole repository
+    subdir = {} if settings.dags_folder == dag_folder.WHOLE_REPOSITORY else {"subdir": settings.dags_folder}
+    main = {
+        "name": BUNDLE_NAME,
+        "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
+        "kwargs": {
+            "git_conn_id": GIT_CONN_ID,
+            "tracking_ref": settings.repo_branch,
+            "refresh_interval": 60,  # a safety net; pushes refresh at once
+            **subdir,
+        },
+    }
+    slots = [
+        {
+            "name": slot,
+            "classpath": PREVIEW_BUNDLE,
+            # a free slot's refresh reads the registry only; a taken one fetches (~80 ms)
+            "kwargs": {"git_conn_id": GIT_CONN_ID, "refresh_interval": PREVIEW_REFRESH, **subdir},
+        }
+        for slot in previews.slot_names(settings.preview_slots)
+    ]
+    return [main, *slots]
+
+
+def previews_file(settings: Settings) -> Path:
+    """The previews' registry (mlops_ide/portable/previews.py), beside the push status: the
+    pipeline's account writes it (the push check, the remote watch), every account reads it
+    (Airflow's API server's too, and users' servers)."""
+    return push_status_file(settings).with_name("previews.json")
 
 
 def container_engine():

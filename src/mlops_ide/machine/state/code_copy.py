@@ -10,6 +10,8 @@ from mlops_ide.machine.state.layout import code_lib, ensure_folder
 from mlops_ide.settings import CHECKOUT, Settings
 
 CODE = {"startup": "startup", "mlops_ide": "src/mlops_ide", "skin_cancer": "src/skin_cancer"}
+# Airflow imports its cluster policy from a top-level module of this name (on its PYTHONPATH)
+MODULES = {"airflow_local_settings.py": "src/airflow_local_settings.py"}
 
 
 def install_code(settings: Settings, checkout: Path = CHECKOUT) -> Path:
@@ -24,4 +26,9 @@ def install_code(settings: Settings, checkout: Path = CHECKOUT) -> Path:
             path.chmod(0o755 if path.is_dir() else 0o644)
         shutil.rmtree(lib / name, ignore_errors=True)
         fresh.rename(lib / name)
+    for name, source in MODULES.items():
+        fresh = lib / f".{name}.new"
+        shutil.copyfile(checkout / source, fresh)
+        fresh.chmod(0o644)
+        fresh.replace(lib / name)
     return lib

@@ -1,0 +1,197 @@
+"""Airflow's cluster policy for previews (airflow_local_settings imports `dag_policy`): a DAG
+parsed from a preview slot's bundle (preview_bundle.py) gets the id of its preview
+(`cnn_skin_cancer_workflow__alice_lr`), the branch and `by:<pusher>` as tags, is paused when
+it is new, and its tasks record to the preview's MLflow experiment. DAGs of other bundles
+are left alone.
+
+Which preview a file belongs to is the registry's entry for its slot (portable/previews.py).
+A file of the slot's tracking checkout is named only when the entry names the branch the
+bundle checked out (its CHECKED_OUT file): a slot reassigned between the bundle's refresh and
+the parse is refused, never parsed under the new owner's name. A file with no entry (a slot
+freed, a missing or broken registry) is refused: Airflow records an import error saying why,
+and the DAG is not loaded under any id, least of all the original's (main's).
+
+A task's run parses the same file again from the commit's folder (`versions/<sha>`) with the
+same entry, so it finds its DAG under the same id; when its slot went to another preview
+meanwhile, the id differs and Airflow fails the task (its DAG is not found).
+
+Not a boundary against the code pushed: a DAG file runs Python in the process that parses it
+and could undo any policy. Who may push a preview may push the tracked branch (the same
+trust, docs/previews.md); the renaming keeps previews apart from main's DAGs by construction.
+Importable without Airflow (its exceptions are imported when a DAG is refused), so the
+decisions are tested on their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+from mlops_ide.portable import previews
+
+CHECKED_OUT = "checked-out.json"  # in a slot's bundle folder, written by its bundle at each refresh
+TRACKING = "tracking_repo"  # GitDagBundle's folders under the bundle's
+VERSIONS = "versions"
+EXPERIMENT_VARIABLE = "MLFLOW_EXPERIMENT_NAME"  # skin_cancer.tasks records there when set
+
+
+class Refused(Exception):
+    """A DAG file of a slot that must not load now; the message says why and what happens next."""
+
+
+@dataclass(frozen=True)
+class SlotFile:
+    slot: str
+    tracking: bool  # the tracking checkout (the DAG processor), else a commit's folder (a task)
+
+
+def slot_file(fileloc: str, storage_root: Path) -> SlotFile | None:
+    """The slot whose bundle folder holds `fileloc`, None for any other bundle's file. Paths as
+    Airflow gives them, never resolved: a link in a branch must not make a preview's file look
+    like main's. A slot's file that is neither in its tracking checkout nor in a commit's
+    folder is refused (the free folder is empty: nothing of it is ever parsed)."""
+    try:
+        parts = PurePath(os.path.normpath(fileloc)).relative_to(os.path.normpath(storage_root)).parts
+    except ValueError:
+        return None
+    if not parts or not previews.is_slot(parts[0]):
+        return None
+    if len(parts) > 2 and parts[1] == TRACKING:
+        return SlotFile(parts[0], tracking=True)
+    if len(parts) > 3 and parts[1] == VERSIONS:
+        return SlotFile(parts[0], tracking=False)
+    raise Refused(f"{fileloc} is in the folder of preview slot {parts[0]} but not in a checkout of it")
+
+
+def write_checked_out(bundle_folder: Path, branch: str | None, commit: str | None) -> None:
+    """What the slot's tracking checkout holds now (None: the slot is free), atomically, for
+    the parses that follow (other processes, other accounts: readable by all)."""
+    text = json.dumps({"branch": branch, "commit": commit}) + "\n"
+    bundle_folder.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(prefix=f".{CHECKED_OUT}.", dir=bundle_folder)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+            os.fchmod(out.fileno(), 0o644)
+        os.replace(partial, bundle_folder / CHECKED_OUT)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+
+
+def checked_out_branch(bundle_folder: Path) -> str | None:
+    """The branch the slot's tracking checkout holds; None when free, never refreshed, or unreadable."""
+    try:
+        branch = json.loads((bundle_folder / CHECKED_OUT).read_text())["branch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return branch if isinstance(branch, str) else None
+
+
+def entry_for(where: SlotFile, entries: list[previews.Entry], checked_out: str | None) -> previews.Entry:
+    """The preview a slot's file belongs to; Refused when there is none or the slot moved on."""
+    entry = previews.in_slot(entries, where.slot)
+    if entry is None:
+        raise Refused(
+            f"preview slot {where.slot} holds no preview (the registry names none): its DAGs are not "
+            "loaded; push a branch preview/<you>/<topic> to get one"
+        )
+    if where.tracking and checked_out != entry.branch:
+        raise Refused(
+            f"preview slot {where.slot} now holds {entry.branch}, but its bundle checked out "
+            f"{checked_out or 'nothing'}: not loaded under either name; parsed again at its next refresh"
+        )
+    return entry
+
+
+def registry_entries() -> list[previews.Entry]:
+    """The registry Airflow's processes are given (MLOPS_IDE_PREVIEWS_FILE); ValueError when it
+    is not set or not a registry."""
+    path = os.environ.get(previews.ENV)
+    if not path:
+        raise ValueError(f"{previews.ENV} is not set: the platform gives Airflow the previews' registry")
+    return previews.read(Path(path))
+
+
+def preview_of(fileloc: str, storage_root: Path) -> previews.Entry | None:
+    """The preview whose DAG `fileloc` defines, None for another bundle's; Refused otherwise."""
+    where = slot_file(fileloc, storage_root)
+    if where is None:
+        return None
+    try:
+        entries = registry_entries()
+    except ValueError as error:
+        raise Refused(f"preview slot {where.slot}: {error}") from None
+    return entry_for(where, entries, checked_out_branch(storage_root / where.slot))
+
+
+def rename(dag, entry: previews.Entry) -> None:
+    """The preview's id, tags and pause; its tasks' experiment."""
+    try:
+        dag.dag_id = entry.preview.dag_id(dag.dag_id)
+    except previews.BadPreview as error:
+        raise Refused(str(error)) from None
+    dag.tags = {*(dag.tags or ()), entry.branch, f"by:{entry.pushed_by}"}
+    dag.is_paused_upon_creation = True
+    for task in dag.tasks:
+        give_experiment(task, entry.preview.experiment)
+
+
+def give_experiment(task, experiment: str) -> None:
+    """MLFLOW_EXPERIMENT_NAME for the runners the pipeline uses: `@task.external_python`
+    (ExternalPythonOperator's env_vars, added to the worker's environment unless inherit_env
+    is False, then the whole of it), DockerOperator's `environment`, KubernetesPodOperator's
+    `env_vars` (a dict, or the V1EnvVar list it makes of one). A mapped task holds them in
+    its partial arguments. Other operators run in the worker, whose environment is Airflow's."""
+    kinds = {kind.__name__ for kind in type(task).__mro__}
+    field = (
+        "env_vars"
+        if kinds & {"ExternalPythonOperator", "KubernetesPodOperator"}
+        else "environment"
+        if "DockerOperator" in kinds
+        else None
+    )
+    if field is None and hasattr(task, "partial_kwargs"):  # a MappedOperator: its operator class
+        operator = getattr(task, "operator_class", None)
+        names = {kind.__name__ for kind in getattr(operator, "__mro__", ())}
+        if names & {"ExternalPythonOperator", "KubernetesPodOperator"}:
+            task.partial_kwargs["env_vars"] = with_variable(task.partial_kwargs.get("env_vars"), experiment)
+        elif "DockerOperator" in names:
+            task.partial_kwargs["environment"] = with_variable(
+                task.partial_kwargs.get("environment"), experiment
+            )
+        return
+    if field is not None:
+        setattr(task, field, with_variable(getattr(task, field, None), experiment))
+
+
+def with_variable(current, experiment: str):
+    """`current` (None, a dict or a list of V1EnvVar) with MLFLOW_EXPERIMENT_NAME=experiment."""
+    if current is None or isinstance(current, dict):
+        return {**(current or {}), EXPERIMENT_VARIABLE: experiment}
+    if isinstance(current, list):
+        from kubernetes.client import models as k8s
+
+        kept = [item for item in current if getattr(item, "name", None) != EXPERIMENT_VARIABLE]
+        return [*kept, k8s.V1EnvVar(name=EXPERIMENT_VARIABLE, value=experiment)]
+    raise Refused(
+        f"cannot give {EXPERIMENT_VARIABLE} to a task whose environment is a {type(current).__name__}"
+    )
+
+
+def dag_policy(dag) -> None:
+    """Airflow's hook (airflow_local_settings.dag_policy)."""
+    from airflow.dag_processing.bundles.base import get_bundle_storage_root_path
+    from airflow.exceptions import AirflowClusterPolicyViolation
+
+    try:
+        entry = preview_of(dag.fileloc, get_bundle_storage_root_path())
+        if entry is not None:
+            rename(dag, entry)
+    except Refused as error:
+        raise AirflowClusterPolicyViolation(str(error)) from None

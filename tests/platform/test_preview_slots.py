@@ -1,0 +1,296 @@
+"""Preview slots in real Airflow: its GitDagBundle and DagBag code, in its virtualenv, with
+the platform's PreviewSlotBundle (mlops_ide/in_airflow/preview_bundle.py) and cluster policy
+(airflow_local_settings -> preview_policy.py), on a real bare repository. Each probe runs the
+steps the DAG processor and a task's start take (tests/support/preview_slot_probe.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from mlops_ide.in_airflow.preview_policy import CHECKED_OUT
+from mlops_ide.machine.state.tools import Tools
+from mlops_ide.portable import previews
+from tests.support.gitrepos import Remote
+from tests.support.local_platform import ROOT
+
+PROBE = ROOT / "tests" / "support" / "preview_slot_probe.py"
+CONN_ID = "preview_git"
+SLOT = {"git_conn_id": CONN_ID, "subdir": "dags", "refresh_interval": 3}
+
+HELLO_DAG = """
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="hello", schedule=None, tags=["test"])
+def hello():
+    @task.external_python(python="/usr/bin/python3", expect_airflow=False)
+    def answer():
+        return {answer}
+
+    answer()
+    # the other runners of dags/pipeline_steps.py, built (never run)
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.providers.docker.operators.docker import DockerOperator
+
+    DockerOperator(task_id="in_container", image="pipeline", environment={{"A": "1"}})
+    KubernetesPodOperator(task_id="in_pod", image="pipeline", env_vars={{"A": "1"}})
+
+
+hello()
+"""
+
+
+class Slots:
+    """A remote with `main` and two previews, and where the probes keep Airflow's state."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.remote = Remote(root)
+        self.main = self.remote.commit({"dags/hello.py": HELLO_DAG.format(answer=1)}, "hello")
+        self.alice = self.remote.commit(
+            {"dags/hello.py": HELLO_DAG.format(answer=2)}, "a", "preview/alice/lr"
+        )
+        self.bob = self.remote.commit({"dags/hello.py": HELLO_DAG.format(answer=3)}, "b", "preview/bob/x")
+        self.storage = root / "bundles"
+        self.registry = root / "push-status" / "previews.json"
+        self.registry.parent.mkdir()
+
+    def entry(self, slot: str, branch: str, commit: str) -> dict:
+        preview = previews.parse_branch(branch)
+        return {
+            "slot": slot,
+            "branch": branch,
+            "person": preview.person,
+            "topic": preview.topic,
+            "commit": commit,
+            "pushed_by": preview.person,
+            "created": 1.0,
+            "pushed": 1.0,
+        }
+
+    def environment(self) -> dict[str, str]:
+        """Airflow's, as the platform gives it, in a folder of the test's."""
+        return {
+            "PATH": os.environ["PATH"],
+            "HOME": str(self.root),
+            "PYTHONPATH": str(ROOT / "src"),
+            "AIRFLOW_HOME": str(self.root / "airflow"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.root / 'airflow.db'}",
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(self.storage),
+            f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps({"conn_type": "git", "host": self.remote.url}),
+            previews.ENV: str(self.registry),
+        }
+
+    def probe(self, *steps: dict) -> list[dict]:
+        done = subprocess.run(
+            [str(Tools.load().airflow_python), str(PROBE), json.dumps(list(steps))],
+            env=self.environment(),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def slots(tmp_path: Path) -> Slots:
+    return Slots(tmp_path)
+
+
+def test_a_preview_slot_shows_the_branch_dags_renamed_paused_tagged_with_its_experiment(slots: Slots) -> None:
+    (seen,) = slots.probe(
+        {
+            "registry": [slots.entry("preview-1", "preview/alice/lr", slots.alice)],
+            "kwargs": SLOT,
+            "do": "initialize",
+        }
+    )
+    assert seen["version"] == slots.alice
+    assert seen["errors"] == {}
+    assert seen["dags"] == {
+        "hello__alice_lr": {
+            "tags": ["by:alice", "preview/alice/lr", "test"],
+            "paused": True,
+            "env": {
+                "answer": "preview/alice/lr",
+                "in_container": "preview/alice/lr",
+                "in_pod": "preview/alice/lr",
+            },
+        }
+    }
+
+
+def test_a_task_run_parses_its_commit_under_the_same_id(slots: Slots) -> None:
+    registry = [slots.entry("preview-1", "preview/alice/lr", slots.alice)]
+    tracking, run = slots.probe(
+        {"registry": registry, "kwargs": SLOT, "do": "initialize"},
+        {"kwargs": SLOT, "version": slots.alice, "do": "initialize"},
+    )
+    assert run["path"].endswith(f"preview-1/versions/{slots.alice}/dags")
+    assert run["version"] == slots.alice
+    assert list(run["dags"]) == list(tracking["dags"]) == ["hello__alice_lr"]
+
+
+def test_the_main_bundle_dags_are_untouched(slots: Slots) -> None:
+    (seen,) = slots.probe(
+        {
+            "registry": [slots.entry("preview-1", "preview/alice/lr", slots.alice)],
+            "bundle": "pipelines",
+            "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
+            "kwargs": {**SLOT, "tracking_ref": "main"},
+            "do": "initialize",
+        }
+    )
+    assert seen["dags"] == {
+        "hello": {
+            "tags": ["test"],
+            "paused": None,
+            "env": {"answer": None, "in_container": None, "in_pod": None},
+        }
+    }
+
+
+def test_a_free_slot_is_an_empty_folder_with_no_version(slots: Slots) -> None:
+    (seen,) = slots.probe({"registry": [], "kwargs": SLOT, "do": "initialize"})
+    assert seen == {
+        "path": str(slots.storage / "preview-1" / "free"),
+        "version": None,
+        "dags": {},
+        "errors": {},
+    }
+
+
+def test_a_slot_follows_the_registry_taken_moved_to_another_branch_then_freed(slots: Slots) -> None:
+    free, alice, bob, freed = slots.probe(
+        {"registry": [], "kwargs": SLOT, "do": "initialize"},
+        {"registry": [slots.entry("preview-1", "preview/alice/lr", slots.alice)], "do": "refresh"},
+        {"registry": [slots.entry("preview-1", "preview/bob/x", slots.bob)], "do": "refresh"},
+        {"registry": [], "do": "refresh"},
+    )
+    assert (free["version"], list(free["dags"])) == (None, [])
+    assert (alice["version"], list(alice["dags"])) == (slots.alice, ["hello__alice_lr"])
+    assert (bob["version"], list(bob["dags"])) == (slots.bob, ["hello__bob_x"])
+    assert set(bob["dags"]["hello__bob_x"]["env"].values()) == {"preview/bob/x"}
+    assert (freed["version"], freed["dags"], freed["errors"]) == (None, {}, {})
+
+
+def test_a_slot_given_to_bob_after_it_checked_out_alice_loads_neither(slots: Slots) -> None:
+    """The race: the registry moves between the bundle's refresh and the parse."""
+    _, raced = slots.probe(
+        {
+            "registry": [slots.entry("preview-1", "preview/alice/lr", slots.alice)],
+            "kwargs": SLOT,
+            "do": "initialize",
+        },
+        {"registry": [slots.entry("preview-1", "preview/bob/x", slots.bob)], "do": "parse"},
+    )
+    assert raced["dags"] == {}
+    (error,) = raced["errors"].values()
+    assert "preview-1 now holds preview/bob/x, but its bundle checked out preview/alice/lr" in error
+
+
+def test_a_dag_file_in_a_slot_with_no_entry_is_refused_not_loaded_as_main(slots: Slots) -> None:
+    _, orphan = slots.probe(
+        {
+            "registry": [slots.entry("preview-1", "preview/alice/lr", slots.alice)],
+            "kwargs": SLOT,
+            "do": "initialize",
+        },
+        {"registry": [], "do": "parse"},  # freed, not yet refreshed: its checkout still holds files
+    )
+    assert orphan["dags"] == {}
+    (error,) = orphan["errors"].values()
+    assert "preview slot preview-1 holds no preview" in error
+
+
+def test_a_broken_registry_refuses_the_slot_dags(slots: Slots) -> None:
+    slots.probe(
+        {
+            "registry": [slots.entry("preview-1", "preview/alice/lr", slots.alice)],
+            "kwargs": SLOT,
+            "do": "initialize",
+        }
+    )
+    slots.registry.write_text("{not json")
+    (seen,) = slots.probe({"kwargs": SLOT, "version": slots.alice, "do": "initialize"})
+    assert seen["dags"] == {}
+    (error,) = seen["errors"].values()
+    assert "is not the previews' registry" in error
+    assert json.loads((slots.storage / "preview-1" / CHECKED_OUT).read_text())["branch"] == "preview/alice/lr"
+
+
+def dag_rows(database: Path) -> dict[str, dict]:
+    with closing(sqlite3.connect(database)) as db:
+        rows = db.execute("SELECT dag_id, bundle_name, is_paused, is_stale FROM dag").fetchall()
+        tags = db.execute("SELECT dag_id, name FROM dag_tag").fetchall()
+    return {
+        dag_id: {
+            "bundle": bundle,
+            "paused": bool(paused),
+            "stale": bool(stale),
+            "tags": sorted(name for tagged, name in tags if tagged == dag_id),
+        }
+        for dag_id, bundle, paused, stale in rows
+    }
+
+
+def test_the_dag_processor_lists_a_preview_paused_then_deactivates_it_when_its_slot_is_freed(
+    slots: Slots,
+) -> None:
+    """Airflow's own DAG processor, one pass at a time, on its database: the preview's DAG is
+    stored under its id, paused (main's is not), and goes stale once its slot is free."""
+    airflow = str(Tools.load().airflow_python.parent / "airflow")
+    bundles = [
+        {
+            "name": "pipelines",
+            "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
+            "kwargs": {**SLOT, "tracking_ref": "main"},
+        },
+        {
+            "name": "preview-1",
+            "classpath": "mlops_ide.in_airflow.preview_bundle.PreviewSlotBundle",
+            "kwargs": SLOT,
+        },
+    ]
+    env = {
+        **slots.environment(),
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+    }
+
+    def run(*command: str) -> None:
+        done = subprocess.run(
+            [airflow, *command], env=env, cwd=slots.root, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+
+    run("db", "migrate")
+    previews.write(
+        slots.registry, [previews.Entry(**slots.entry("preview-1", "preview/alice/lr", slots.alice))]
+    )
+    run("dag-processor", "--num-runs", "1")
+    listed = dag_rows(slots.root / "airflow.db")
+    assert listed == {
+        "hello": {"bundle": "pipelines", "paused": False, "stale": False, "tags": ["test"]},
+        "hello__alice_lr": {
+            "bundle": "preview-1",
+            "paused": True,
+            "stale": False,
+            "tags": ["by:alice", "preview/alice/lr", "test"],
+        },
+    }
+
+    previews.write(slots.registry, [])
+    run("dag-processor", "--num-runs", "1")
+    after = dag_rows(slots.root / "airflow.db")
+    assert (after["hello__alice_lr"]["stale"], after["hello"]["stale"]) == (True, False)

@@ -1,0 +1,81 @@
+"""Run by path in Airflow's virtualenv (PYTHONPATH: the checkout's src/, where
+airflow_local_settings is): Airflow's own bundle and DagBag code on preview slots, step by
+step, as the DAG processor and a task's start use them, the cluster policy included.
+
+    python preview_slot_probe.py '<JSON list of steps>'
+
+A step: {"registry": [entry dicts] (written first; absent: left as it is),
+"bundle": "preview-1", "classpath": "...PreviewSlotBundle" (default), "kwargs": {...},
+"version": null | "<sha>", "do": "initialize" | "refresh" | "parse"}. A bundle without a
+version is kept from step to step, like the DAG processor's. Prints one JSON line per step:
+{"path", "version", "dags": {id: {"tags", "paused", "env": {task: experiment}}}, "errors"}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from airflow._shared.module_loading import import_string
+from airflow.dag_processing.bundles.base import unpack_bundle_version
+from airflow.dag_processing.dagbag import BundleDagBag
+
+from mlops_ide.in_airflow.preview_policy import EXPERIMENT_VARIABLE
+from mlops_ide.portable import previews
+
+DEFAULT_CLASS = "mlops_ide.in_airflow.preview_bundle.PreviewSlotBundle"
+
+
+def experiment_of(task) -> str | None:
+    for field in ("env_vars", "environment"):
+        value = getattr(task, field, None)
+        if isinstance(value, dict):
+            return value.get(EXPERIMENT_VARIABLE)
+        if isinstance(value, list):
+            return next((item.value for item in value if item.name == EXPERIMENT_VARIABLE), None)
+    return None
+
+
+def parsed(bundle) -> dict:
+    bag = BundleDagBag(
+        dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name, safe_mode=False
+    )
+    return {
+        "dags": {
+            dag_id: {
+                "tags": sorted(dag.tags),
+                "paused": dag.is_paused_upon_creation,
+                "env": {task.task_id: experiment_of(task) for task in dag.tasks},
+            }
+            for dag_id, dag in bag.dags.items()
+        },
+        "errors": bag.import_errors,
+    }
+
+
+def main(steps: list[dict]) -> None:
+    kept: dict[str, object] = {}
+    for step in steps:
+        if "registry" in step:
+            entries = [previews.Entry(**item) for item in step["registry"]]
+            previews.write(Path(os.environ[previews.ENV]), entries)
+        name, version = step.get("bundle", "preview-1"), step.get("version")
+        bundle = kept.get(name) if version is None else None
+        if bundle is None:
+            kind = import_string(step.get("classpath", DEFAULT_CLASS))
+            bundle = kind(name=name, version=version, **step.get("kwargs", {}))
+            if version is None:
+                kept[name] = bundle
+        if step["do"] == "initialize":
+            bundle.initialize()
+        elif step["do"] == "refresh":
+            bundle.refresh()
+        found = parsed(bundle)
+        current, _ = unpack_bundle_version(bundle.get_current_version(), bundle)
+        print(json.dumps({"path": str(bundle.path), "version": current, **found}), flush=True)
+
+
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]))

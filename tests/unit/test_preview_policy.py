@@ -1,0 +1,135 @@
+"""The previews' cluster policy's decisions (mlops_ide/in_airflow/preview_policy.py), without
+Airflow: which slot a DAG file is in, which preview it belongs to, when it is refused; and
+the bundles Airflow is configured with (machine/components/airflow.py). Real Airflow runs
+the same code in tests/platform/test_preview_slots.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlops_ide.hub.modes import load
+from mlops_ide.in_airflow import preview_policy
+from mlops_ide.in_airflow.preview_policy import Refused, SlotFile, entry_for, slot_file
+from mlops_ide.machine.components import airflow
+from mlops_ide.portable import previews
+
+ROOT = Path("/state/airflow/dag_bundles")
+ALICE = previews.Entry("preview-1", "preview/alice/lr", "alice", "lr", "a" * 40, "alice", 1.0, 1.0)
+BOB = previews.Entry("preview-1", "preview/bob/x", "bob", "x", "b" * 40, "bob", 1.0, 1.0)
+
+
+def test_a_file_of_the_tracking_checkout_or_of_a_commit_is_the_slots() -> None:
+    assert slot_file(f"{ROOT}/preview-1/tracking_repo/dags/a.py", ROOT) == SlotFile(
+        "preview-1", tracking=True
+    )
+    assert slot_file(f"{ROOT}/preview-12/versions/{'c' * 40}/dags/a.py", ROOT) == SlotFile(
+        "preview-12", tracking=False
+    )
+
+
+def test_files_of_other_bundles_are_not_a_slots() -> None:
+    assert slot_file(f"{ROOT}/pipelines/tracking_repo/dags/a.py", ROOT) is None
+    assert slot_file(f"{ROOT}/preview-01/tracking_repo/dags/a.py", ROOT) is None  # not a slot's name
+    assert slot_file("/elsewhere/preview-1/tracking_repo/dags/a.py", ROOT) is None
+
+
+def test_a_path_climbing_out_of_a_slot_is_judged_where_it_lands() -> None:
+    climbing = f"{ROOT}/preview-1/tracking_repo/../../pipelines/tracking_repo/dags/a.py"
+    assert slot_file(climbing, ROOT) is None  # main's file, parsed as main's by main's bundle
+    into_slot = f"{ROOT}/pipelines/../preview-2/tracking_repo/dags/a.py"
+    assert slot_file(into_slot, ROOT) == SlotFile("preview-2", tracking=True)
+
+
+def test_a_file_elsewhere_in_a_slots_folder_is_refused() -> None:
+    with pytest.raises(Refused, match="in the folder of preview slot preview-1 but not in a checkout"):
+        slot_file(f"{ROOT}/preview-1/bare/hooks/a.py", ROOT)
+
+
+def test_the_entry_of_the_slot_names_its_files() -> None:
+    assert entry_for(SlotFile("preview-1", True), [ALICE], "preview/alice/lr") is ALICE
+    # a task's commit folder: the entry alone (the run's DAG id must match it, or Airflow fails the task)
+    assert entry_for(SlotFile("preview-1", False), [ALICE], None) is ALICE
+
+
+def test_a_slot_with_no_entry_is_refused() -> None:
+    other_slot = previews.Entry(**{**ALICE.__dict__, "slot": "preview-2"})
+    with pytest.raises(Refused, match="preview slot preview-1 holds no preview"):
+        entry_for(SlotFile("preview-1", True), [other_slot], "preview/alice/lr")
+
+
+def test_a_slot_reassigned_after_its_checkout_is_refused_naming_both() -> None:
+    with pytest.raises(Refused, match="now holds preview/bob/x, but its bundle checked out preview/alice/lr"):
+        entry_for(SlotFile("preview-1", True), [BOB], "preview/alice/lr")
+    with pytest.raises(Refused, match="checked out nothing"):
+        entry_for(SlotFile("preview-1", True), [BOB], None)
+
+
+def test_the_checked_out_file_round_trips_and_unreadable_means_nothing(tmp_path: Path) -> None:
+    assert preview_policy.checked_out_branch(tmp_path) is None
+    preview_policy.write_checked_out(tmp_path, "preview/alice/lr", "a" * 40)
+    assert preview_policy.checked_out_branch(tmp_path) == "preview/alice/lr"
+    assert (tmp_path / preview_policy.CHECKED_OUT).stat().st_mode & 0o777 == 0o644
+    preview_policy.write_checked_out(tmp_path, None, None)
+    assert preview_policy.checked_out_branch(tmp_path) is None
+    (tmp_path / preview_policy.CHECKED_OUT).write_text(json.dumps({"branch": ["x"]}))
+    assert preview_policy.checked_out_branch(tmp_path) is None
+
+
+def test_without_a_registry_setting_a_slots_file_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(previews.ENV, raising=False)
+    with pytest.raises(Refused, match=f"preview slot preview-1: {previews.ENV} is not set"):
+        preview_policy.preview_of(f"{ROOT}/preview-1/versions/{'c' * 40}/dags/a.py", ROOT)
+    assert preview_policy.preview_of(f"{ROOT}/pipelines/tracking_repo/dags/a.py", ROOT) is None
+
+
+def test_a_broken_registry_refuses_a_slots_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = tmp_path / "previews.json"
+    registry.write_text('{"previews": [{"slot": "preview-1"}]}')
+    monkeypatch.setenv(previews.ENV, str(registry))
+    with pytest.raises(Refused, match="is not the previews' registry"):
+        preview_policy.preview_of(f"{ROOT}/preview-1/versions/{'c' * 40}/dags/a.py", ROOT)
+
+
+def test_the_experiment_is_added_to_an_environment_dict_or_none() -> None:
+    assert preview_policy.with_variable(None, "preview/alice/lr") == {
+        "MLFLOW_EXPERIMENT_NAME": "preview/alice/lr"
+    }
+    assert preview_policy.with_variable({"A": "1", "MLFLOW_EXPERIMENT_NAME": "main"}, "preview/a/b") == {
+        "A": "1",
+        "MLFLOW_EXPERIMENT_NAME": "preview/a/b",
+    }
+    with pytest.raises(Refused, match="whose environment is a str"):
+        preview_policy.with_variable("A=1", "preview/a/b")
+
+
+def bundles(home: Path, **environ: str) -> list[dict]:
+    return airflow.dag_bundles(load({"MLOPS_IDE_HOME": str(home), **environ}))
+
+
+def test_airflow_gets_one_bundle_per_preview_slot_beside_the_tracked_branch(tmp_path: Path) -> None:
+    main, *slots = bundles(tmp_path, MLOPS_IDE_PREVIEW_SLOTS="2")
+    assert main["name"] == airflow.BUNDLE_NAME and main["kwargs"]["tracking_ref"] == "main"
+    assert slots == [
+        {
+            "name": name,
+            "classpath": "mlops_ide.in_airflow.preview_bundle.PreviewSlotBundle",
+            "kwargs": {"git_conn_id": airflow.GIT_CONN_ID, "refresh_interval": 3, "subdir": "dags"},
+        }
+        for name in ("preview-1", "preview-2")
+    ]
+
+
+def test_no_slots_when_previews_are_off_and_no_subdir_for_the_whole_repository(tmp_path: Path) -> None:
+    assert [bundle["name"] for bundle in bundles(tmp_path, MLOPS_IDE_PREVIEW_SLOTS="0")] == [
+        airflow.BUNDLE_NAME
+    ]
+    every = bundles(tmp_path, MLOPS_IDE_PREVIEW_SLOTS="1", MLOPS_IDE_DAGS_FOLDER=".")
+    assert [bundle["kwargs"].get("subdir") for bundle in every] == [None, None]
+
+
+def test_the_registry_is_beside_the_push_status(tmp_path: Path) -> None:
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path)})
+    assert airflow.previews_file(settings) == tmp_path / "push-status" / "previews.json"
