@@ -14,6 +14,7 @@ from mlops_ide.hub.modes import load
 from mlops_ide.in_airflow import preview_policy
 from mlops_ide.in_airflow.preview_policy import Refused, SlotFile, entry_for, slot_file
 from mlops_ide.machine.components import airflow
+from mlops_ide.machine.state import layout
 from mlops_ide.portable import previews
 
 ROOT = Path("/state/airflow/dag_bundles")
@@ -132,4 +133,4 @@ def test_no_slots_when_previews_are_off_and_no_subdir_for_the_whole_repository(t
 
 def test_the_registry_is_beside_the_push_status(tmp_path: Path) -> None:
     settings = load({"MLOPS_IDE_HOME": str(tmp_path)})
-    assert airflow.previews_file(settings) == tmp_path / "push-status" / "previews.json"
+    assert layout.previews_registry(settings) == tmp_path / "push-status" / "previews.json"

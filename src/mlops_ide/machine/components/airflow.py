@@ -213,7 +213,7 @@ def environment(inputs: Inputs) -> dict[str, str]:
             # how often the DAG processor looks for bundles due a refresh (5 s by default): a
             # preview shows within this and its slot's refresh_interval
             "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "2",
-            previews.ENV: str(previews_file(settings)),
+            previews.ENV: str(previews_registry(settings)),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
             f"AIRFLOW_CONN_{GIT_CONN_ID.upper()}": json.dumps(git_connection(settings)),
             "MLOPS_IDE_WORK_ROOT": str(settings.home / "pipeline-runs"),
@@ -260,13 +260,6 @@ def dag_bundles(settings: Settings) -> list[dict]:
         for slot in previews.slot_names(settings.preview_slots)
     ]
     return [main, *slots]
-
-
-def previews_file(settings: Settings) -> Path:
-    """The previews' registry (mlops_ide/portable/previews.py), beside the push status: the
-    pipeline's account writes it (the push check, the remote watch), every account reads it
-    (Airflow's API server's too, and users' servers)."""
-    return push_status_file(settings).with_name("previews.json")
 
 
 def container_engine():
