@@ -13,10 +13,10 @@ class NoCandidates(ValueError):
     pass
 
 
-def choose_champion(
+def best_of(
     versions: list[str], registered_model: str = REGISTERED_MODEL, client: mlflow.MlflowClient | None = None
 ) -> tuple[str, float]:
-    """Point the `champion` alias at the best of `versions`; return (version, accuracy)."""
+    """The best of `versions` by test accuracy (a tie: the earliest); (version, accuracy)."""
     if not versions:
         raise NoCandidates("no model versions to compare: did every training fail?")
     client = client or mlflow.MlflowClient()
@@ -28,5 +28,14 @@ def choose_champion(
             raise NoCandidates(f"version {number} of {registered_model} has no test_accuracy metric")
         scored.append((accuracy, -int(number), number))
     accuracy, _, winner = max(scored)
+    return winner, accuracy
+
+
+def choose_champion(
+    versions: list[str], registered_model: str = REGISTERED_MODEL, client: mlflow.MlflowClient | None = None
+) -> tuple[str, float]:
+    """Point the `champion` alias at the best of `versions`; return (version, accuracy)."""
+    client = client or mlflow.MlflowClient()
+    winner, accuracy = best_of(versions, registered_model, client)
     client.set_registered_model_alias(registered_model, CHAMPION, winner)
     return winner, accuracy

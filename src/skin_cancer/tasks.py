@@ -9,6 +9,7 @@ in a pod from images/pipeline. Each takes and returns plain JSON-able values.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.request
 from dataclasses import asdict, replace
@@ -22,12 +23,28 @@ from skin_cancer.preprocess import log_stats, preprocess
 from skin_cancer.train import TrainParams, train
 
 EXPERIMENT = "cnn_skin_cancer"
+# A preview (a branch `preview/<person>/<topic>`, run by the platform as its own DAGs) records to
+# the experiment named after its branch; the platform sets MLFLOW_EXPERIMENT_NAME for its tasks.
+# Its versions never become `champion` (MLflow's gate refuses it too) and nothing is served.
+PREVIEW_PREFIX = "preview/"
+
+
+def experiment_name() -> str:
+    """Where this task's runs record: MLFLOW_EXPERIMENT_NAME when set (a preview's tasks get
+    `preview/<person>/<topic>`), else the workflow's own experiment."""
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+
+
+def in_preview() -> bool:
+    """Whether these tasks run for a preview: their experiment is named `preview/...` (in any
+    case, as MLflow's gate reads it)."""
+    return experiment_name().strip().casefold().startswith(PREVIEW_PREFIX)
 
 
 def preprocess_step(data_root: str, work_root: str, run_id: str, image_size: int = 64) -> str:
     """Arrays for this DAG run only, in `<work_root>/<run_id>/arrays`; returns that folder."""
     out = Path(work_root) / safe_name(run_id) / "arrays"
-    mlflow.set_experiment(EXPERIMENT)
+    mlflow.set_experiment(experiment_name())
     with mlflow.start_run(run_name="preprocess", tags={"airflow_run_id": run_id}):
         stats = preprocess(data_root, out, size=image_size)
         log_stats(stats)
@@ -36,7 +53,7 @@ def preprocess_step(data_root: str, work_root: str, run_id: str, image_size: int
 
 def train_step(kind: str, arrays: str, run_id: str, params: dict | None = None) -> dict:
     """Train and register one model kind; returns its version and test accuracy."""
-    mlflow.set_experiment(EXPERIMENT)
+    mlflow.set_experiment(experiment_name())
     result = train(
         kind, Path(arrays), replace(TrainParams(), **(params or {})), tags={"airflow_run_id": run_id}
     )
@@ -44,16 +61,34 @@ def train_step(kind: str, arrays: str, run_id: str, params: dict | None = None) 
 
 
 def compare_step(results: list[dict]) -> dict:
-    """The best of this run's versions becomes `champion`."""
-    from skin_cancer.compare import choose_champion
+    """The best of this run's versions becomes `champion`; in a preview, it is named only."""
+    from skin_cancer.compare import best_of, choose_champion
 
-    version, accuracy = choose_champion([result["version"] for result in results])
+    versions = [result["version"] for result in results]
+    if in_preview():
+        version, accuracy = best_of(versions)
+        print(
+            f"preview ({experiment_name()}): version {version} is this run's best "
+            f"(test accuracy {accuracy:.3f}); it does not become `champion` and serving is unchanged. "
+            "Merge the branch into the tracked branch for its workflow to train and compare.",
+            flush=True,
+        )
+    else:
+        version, accuracy = choose_champion(versions)
     kind = next(result["kind"] for result in results if result["version"] == version)
-    return {"version": version, "kind": kind, "test_accuracy": accuracy}
+    return {"version": version, "kind": kind, "test_accuracy": accuracy, "champion": not in_preview()}
 
 
 def reload_serving_step(serving_url: str) -> dict:
-    """Tell the serving API to load the new champion now (it would within its poll anyway)."""
+    """Tell the serving API to load the new champion now (it would within its poll anyway);
+    in a preview, nothing: serving keeps the tracked branch's champion."""
+    if in_preview():
+        print(
+            f"preview ({experiment_name()}): serving is not reloaded "
+            "(it serves the tracked branch's champion)",
+            flush=True,
+        )
+        return {"changed": False, "preview": experiment_name()}
     request = urllib.request.Request(f"{serving_url.rstrip('/')}/reload", method="POST")
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read())

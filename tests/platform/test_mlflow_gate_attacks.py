@@ -216,3 +216,153 @@ def test_what_mlflow_has_no_route_for_or_the_platform_does_not_offer_is_refused_
     assert alice.send("POST", f"{API}/runs/get", {})[0] == 404  # MLflow serves runs/get as GET only
     assert alice.send("GET", "/services/mlflow/api/2.0/mlflow/no-such-thing")[0] == 404
     assert alice.send("GET", f"{API}/experiments/search", max_results="1")[0] == 200
+
+
+# `champion` and previews (issue 29): a preview's runs record to the experiment named after its
+# branch, `preview/<person>/<topic>`; the gate keeps `champion` (what serving loads) from their
+# versions, whoever asks, the pipeline included (a preview's DAGs hold its token).
+SHOP = "shop"
+
+
+@pytest.fixture(scope="module")
+def shop(pipeline: Caller) -> dict:
+    """Versions of one model: 1 and 2 from a run of the tracked branch's experiment, 3 from a
+    preview's, 4 from an experiment named `PREVIEW/...`, 5 from no run; `champion` on 1."""
+    versions = {}
+    assert pipeline.send("POST", f"{API}/registered-models/create", {"name": SHOP})[0] == 200
+    for key, experiment in [
+        ("main", "cnn_skin_cancer"),
+        ("main", "cnn_skin_cancer"),
+        ("preview", "preview/alice/lr"),
+        ("capitals", "PREVIEW/alice/caps"),
+    ]:
+        status, found = pipeline.send("GET", f"{API}/experiments/get-by-name", experiment_name=experiment)
+        if status != 200:
+            status, found = pipeline.send("POST", f"{API}/experiments/create", {"name": experiment})
+            assert status == 200, found
+        experiment_id = found.get("experiment_id") or found["experiment"]["experiment_id"]
+        status, run = pipeline.send("POST", f"{API}/runs/create", {"experiment_id": experiment_id})
+        assert status == 200, run
+        info = run["run"]["info"]
+        created = {"name": SHOP, "source": f"{info['artifact_uri']}/model", "run_id": info["run_id"]}
+        status, version = pipeline.send("POST", f"{API}/model-versions/create", created)
+        assert status == 200, version
+        versions.setdefault(key, []).append(version["model_version"]["version"])
+    status, version = pipeline.send(
+        "POST", f"{API}/model-versions/create", {"name": SHOP, "source": "s3://b/m"}
+    )
+    assert status == 200 and version["model_version"]["run_id"] == "", version
+    versions["no run"] = [version["model_version"]["version"]]
+    assert versions == {"main": ["1", "2"], "preview": ["3"], "capitals": ["4"], "no run": ["5"]}
+    assert set_alias(pipeline, "champion", "1")[0] == 200
+    return versions
+
+
+def set_alias(caller: Caller, alias: str, version: str, route: str = API, **query: str) -> tuple[int, dict]:
+    return caller.send(
+        "POST",
+        f"{route}/registered-models/alias",
+        {"name": SHOP, "alias": alias, "version": version},
+        **query,
+    )
+
+
+def champion_of_shop(pipeline: Caller) -> str | None:
+    status, found = pipeline.send("GET", f"{API}/registered-models/alias", name=SHOP, alias="champion")
+    return found["model_version"]["version"] if status == 200 else None
+
+
+def test_champion_moves_between_versions_of_the_tracked_branchs_runs(pipeline: Caller, shop: dict) -> None:
+    assert set_alias(pipeline, "champion", "2")[0] == 200
+    assert champion_of_shop(pipeline) == "2"
+    assert set_alias(pipeline, "champion", "1", AJAX)[0] == 200  # the UI's route
+    assert champion_of_shop(pipeline) == "1"
+
+
+def test_a_preview_version_may_get_any_alias_but_champion(pipeline: Caller, shop: dict) -> None:
+    assert set_alias(pipeline, "challenger", "3")[0] == 200
+
+    status, answer = set_alias(pipeline, "champion", "3")
+
+    assert status == 403, answer
+    assert "preview experiment 'preview/alice/lr'" in answer["message"]
+    assert "merge the preview branch into the tracked branch" in answer["message"]
+    assert champion_of_shop(pipeline) == "1"
+
+
+@pytest.mark.parametrize("route", [API, AJAX])
+@pytest.mark.parametrize(
+    ("alias", "version"), [("champion", "3"), ("champion", "4"), ("Champion", "3"), ("CHAMPION", "4")]
+)
+def test_champion_is_refused_for_a_preview_version_however_spelled(
+    pipeline: Caller, shop: dict, route: str, alias: str, version: str
+) -> None:
+    """`PREVIEW/...` and `Champion`: a database that compares without case (MySQL) would take
+    them for `preview/...` and `champion`; the gate does too."""
+    status, answer = set_alias(pipeline, alias, version, route)
+
+    assert status == 403, answer
+    assert "preview experiment" in answer["message"]
+    assert champion_of_shop(pipeline) == "1"
+
+
+def test_champion_is_refused_for_a_version_registered_from_no_run(pipeline: Caller, shop: dict) -> None:
+    status, answer = set_alias(pipeline, "champion", "5")
+
+    assert status == 403, answer
+    assert "registered from no run" in answer["message"]
+    assert champion_of_shop(pipeline) == "1"
+
+
+@pytest.mark.parametrize(
+    ("raw", "query"),
+    [
+        # a second version in the query: MLflow reads the body alone; refused, not guessed
+        (lambda v: {"name": SHOP, "alias": "champion", "version": v["preview"][0]}, {"version": "1"}),
+        (lambda v: {"name": SHOP, "alias": "champion", "version": "1"}, {"version": "3"}),
+        (lambda v: {"name": SHOP, "alias": "challenger", "version": "1"}, {"alias": "champion"}),
+        # the same key twice: JSON parsers differ on which wins
+        (lambda v: b'{"name": "shop", "alias": "champion", "version": "1", "version": "3"}', {}),
+        (lambda v: b'{"name": "shop", "alias": "champion", "alias": "challenger", "version": "3"}', {}),
+    ],
+)
+def test_an_alias_request_that_says_two_things_is_refused(
+    pipeline: Caller, shop: dict, raw, query: dict
+) -> None:
+    status, answer = pipeline.send("POST", f"{API}/registered-models/alias", raw(shop), **query)
+
+    assert status == 400, answer
+    assert champion_of_shop(pipeline) == "1"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        # encoded paths that decode to the alias route: the gate checks what MLflow routes
+        (f"{API}/registered-model%73/alias", {"name": SHOP, "alias": "champion", "version": "3"}),
+        (f"{API}/registered-models%2Falias", {"name": SHOP, "alias": "champion", "version": "3"}),
+        # versions MLflow reads as 3 (int("03"), int(" 3"))
+        (f"{API}/registered-models/alias", {"name": SHOP, "alias": "champion", "version": "03"}),
+        (f"{API}/registered-models/alias", {"name": SHOP, "alias": "champion", "version": " 3"}),
+        # a JSON string of JSON, which MLflow decodes twice
+        (
+            f"{API}/registered-models/alias",
+            json.dumps(json.dumps({"name": SHOP, "alias": "champion", "version": "3"})).encode(),
+        ),
+    ],
+)
+def test_a_disguised_request_for_champion_on_a_preview_version_is_refused(
+    pipeline: Caller, shop: dict, path: str, body
+) -> None:
+    status, answer = pipeline.send("POST", path, body)
+
+    assert status == 403, answer
+    assert "preview experiment" in answer["message"]
+    assert champion_of_shop(pipeline) == "1"
+
+
+def test_a_user_moves_no_alias_at_all(alice: Caller, pipeline: Caller, shop: dict) -> None:
+    status, answer = set_alias(alice, "champion", "2")
+
+    assert status == 403 and "the pipeline's or a hub admin's" in answer["message"], answer
+    assert champion_of_shop(pipeline) == "1"

@@ -11,6 +11,13 @@ from pathlib import Path
 import pytest
 
 from mlops_ide.hub_services import mlflow_routes
+from mlops_ide.hub_services.mlflow_champion import (
+    AliasRequest,
+    BadAliasRequest,
+    alias_request,
+    is_champion,
+    is_preview_experiment,
+)
 from mlops_ide.hub_services.mlflow_gate import (
     ARTIFACT,
     AmbiguousRequest,
@@ -92,7 +99,10 @@ def test_every_route_of_mlflow_is_classified_and_no_other() -> None:
         ("PUT", "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model.pkl", "OWN_ARTIFACT"),
         ("PATCH", "/api/2.0/mlflow/logged-models/m-1", "OWN_LOGGED_MODEL"),
         ("POST", "/api/2.0/mlflow/experiments/delete", "PIPELINE"),
-        ("POST", "/api/2.0/mlflow/registered-models/alias", "PIPELINE"),
+        ("POST", "/api/2.0/mlflow/registered-models/alias", "SET_ALIAS"),  # never champion for a preview
+        ("POST", "/ajax-api/2.0/mlflow/registered-models/alias", "SET_ALIAS"),  # the UI's
+        ("DELETE", "/api/2.0/mlflow/registered-models/alias", "PIPELINE"),
+        ("GET", "/api/2.0/mlflow/registered-models/alias", "READ"),
         ("DELETE", "/ajax-api/2.0/mlflow/model-versions/delete", "PIPELINE"),
         ("DELETE", "/api/3.0/mlflow/datasets/search", "PIPELINE"),  # `search` as a dataset id
         ("GET", "/ajax-api/3.0/mlflow/gateway/secrets/list", "NOBODY"),
@@ -177,3 +187,79 @@ def test_artifact_paths_name_their_run_or_logged_model() -> None:
     model = ARTIFACT.search("api/2.0/mlflow-artifacts/artifacts/1/models/m-42/artifacts/MLmodel")
     assert (run["id"], run["kind"]) == ("abc123", None)
     assert (model["id"], model["kind"]) == ("m-42", "models/")
+
+
+def test_mlflows_graphql_sets_no_alias() -> None:
+    """POST /graphql is READ: every mutation of MLflow's schema must be a search (an MLflow
+    that adds one that writes, an alias above all, fails here until the gate checks it)."""
+    program = (
+        "from mlflow.server.graphql.graphql_schema_extensions import schema\n"
+        "print(' '.join(sorted(schema.graphql_schema.mutation_type.fields)))"
+    )
+    listed = subprocess.run(
+        [tools_file_value("MLOPS_IDE_AIRFLOW_PYTHON"), "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+    assert listed.stdout.split() == ["mlflowSearchDatasets", "mlflowSearchRuns", "testMutation"]
+
+
+@pytest.mark.parametrize(
+    ("name", "preview"),
+    [
+        ("preview/alice/lr", True),  # what the platform names a preview's experiment
+        ("PREVIEW/alice/lr", True),  # a database without case takes it for the same name
+        ("Preview/alice/lr", True),
+        (" preview/alice/lr", True),
+        ("preview/", True),
+        ("cnn_skin_cancer", False),  # the tracked branch's workflow
+        ("previews-report", False),
+        ("preview", False),
+        ("team/preview/alice", False),
+        ("", False),
+    ],
+)
+def test_a_preview_experiment_is_named_preview_slash(name: str, preview: bool) -> None:
+    assert is_preview_experiment(name) is preview
+
+
+@pytest.mark.parametrize(
+    ("alias", "champion"),
+    [("champion", True), ("Champion", True), ("CHAMPION", True), ("champion\n", True), ("challenger", False)],
+)
+def test_champion_is_recognised_as_a_store_without_case_would_match_it(alias: str, champion: bool) -> None:
+    assert is_champion(alias) is champion
+
+
+def test_an_alias_request_is_read_from_its_json_body_as_mlflow_reads_it() -> None:
+    sent = {"name": "skin", "alias": "champion", "version": "3"}
+
+    assert alias_request(request_json(json.dumps(sent).encode()), {}) == AliasRequest("skin", "champion", "3")
+    double = json.dumps(json.dumps(sent)).encode()  # a JSON string of JSON: MLflow decodes it twice
+    assert alias_request(request_json(double), {}) == AliasRequest("skin", "champion", "3")
+
+
+@pytest.mark.parametrize(
+    ("body", "query"),
+    [
+        # MLflow reads the body alone: a second version in the query is not read, so refused
+        (b'{"name": "skin", "alias": "champion", "version": "1"}', {"version": [b"2"]}),
+        (b'{"name": "skin", "alias": "staging", "version": "1"}', {"alias": [b"champion"]}),
+        (b'{"name": "skin", "alias": "champion", "version": "1"}', {"name": [b"other"]}),
+        (b'{"name": "skin", "alias": "champion", "version": 1}', {}),  # MLflow wants a string
+        (b'{"name": "skin", "alias": "champion", "version": ["1", "2"]}', {}),
+        (b'{"name": "skin", "alias": "champion"}', {}),
+        (b"not json", {}),
+    ],
+)
+def test_an_alias_request_mlflow_could_read_otherwise_is_refused(body: bytes, query: dict) -> None:
+    with pytest.raises(BadAliasRequest):
+        alias_request(request_json(body), query)
+
+
+def test_an_alias_request_naming_a_version_twice_in_its_json_is_refused() -> None:
+    with pytest.raises(AmbiguousRequest):
+        request_json(b'{"name": "skin", "alias": "champion", "version": "1", "version": "2"}')

@@ -12,7 +12,8 @@ pipeline's account can open (machine/components/mlflow.py). This service, a Jupy
 
 What each may do: everyone reads everything; users create experiments and runs, and change
 only their own runs and their artifacts; registering model versions and moving aliases
-(`champion`, which serving follows) is the pipeline's, and hub admins'. A run records who
+(`champion`, which serving follows) is the pipeline's, and hub admins', and `champion` never
+goes to a version a preview made (mlops_ide/hub_services/mlflow_champion.py). A run records who
 made it (`user_id` and the `mlflow.user` tag are the hub's name for the caller, whatever
 the client said). Anything else gets 401 (who are you?) or 403 (not yours), with what to do.
 
@@ -43,7 +44,7 @@ from tornado import httpclient, httpserver, web
 from tornado.netutil import Resolver
 
 from mlops_ide import names
-from mlops_ide.hub_services import mlflow_routes
+from mlops_ide.hub_services import mlflow_champion, mlflow_routes
 from mlops_ide.processes import until_stopped
 
 log = logging.getLogger("mlops_ide.hub_services.mlflow_gate")
@@ -210,14 +211,16 @@ def gate_handler_class() -> type:
             self, rule: str, name: str, may_register: bool, path: str
         ) -> tuple[int, str] | None:
             """(status, why) when `name` may not make this request under `rule`, else None.
-            The pipeline and hub admins may make any request but NOBODY's; a user, reads and
-            their own changes only."""
+            The pipeline and hub admins may make any request but NOBODY's and `champion` on a
+            preview's version; a user, reads and their own changes only."""
             if rule == "NOBODY":
                 return 403, f"{self.request.method} {path} is not offered on this platform"
+            body, query = self.request.body, self.request.query_arguments
+            if rule == "SET_ALIAS" and may_register:
+                return await self.champion_problem(body, query)
             if rule == "READ" or may_register:
                 return None
-            body, query = self.request.body, self.request.query_arguments
-            if rule == "PIPELINE":
+            if rule in ("PIPELINE", "SET_ALIAS"):
                 return 403, (
                     f"{name} may not {self.request.method} {path}: the pipeline's or a hub admin's "
                     "(registering versions and moving aliases: push a DAG that does it); read freely"
@@ -251,6 +254,28 @@ def gate_handler_class() -> type:
                     run_id = await self.source_run_of(artifact["id"])
                 return await self.not_owner(name, run_id, "artifact")
             return 403, f"{name} may not {self.request.method} {path}"  # a rule without a check: closed
+
+        async def champion_problem(self, body: bytes, query: dict) -> tuple[int, str] | None:
+            """(status, why) when the alias this request sets is `champion` on a preview's
+            version (mlflow_champion.py), else None."""
+            try:
+                wanted = mlflow_champion.alias_request(request_json(body), query)
+            except (AmbiguousRequest, mlflow_champion.BadAliasRequest) as problem:
+                return 400, str(problem)
+            if not mlflow_champion.is_champion(wanted.alias):
+                return None
+            why = await mlflow_champion.why_not_champion(self.ask_mlflow, wanted.model, wanted.version)
+            if why:
+                log.info(
+                    "refused: %s sets %s on version %s of %s: %s",
+                    self.caller[0],
+                    wanted.alias,
+                    wanted.version,
+                    wanted.model,
+                    why,
+                )
+                return 403, why
+            return None
 
         async def source_run_of(self, model_id: str) -> str | None:
             answer = await self.ask_mlflow(f"api/2.0/mlflow/logged-models/{model_id}")

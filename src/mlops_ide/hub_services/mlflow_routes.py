@@ -19,6 +19,8 @@ The rules, from the most open:
     PIPELINE              the pipeline (hub service `pipeline`) and hub admins only: the model
                           registry (versions, aliases such as `champion`), experiments' changes,
                           traces, datasets, scorers, webhooks and the rest MLflow 3 added
+    SET_ALIAS             the pipeline and hub admins, but never `champion` on a version a
+                          preview made (hub_services/mlflow_champion.py)
     NOBODY                refused to everyone: the AI gateway (it holds third parties' API keys
                           and calls out), the assistant (a shell on MLflow's machine), the UI's
                           usage telemetry
@@ -171,7 +173,7 @@ DELETE /(ajax-)api/2.0/mlflow/model-versions/delete-tag
 POST /(ajax-)api/2.0/mlflow/model-versions/set-tag
 POST /(ajax-)api/2.0/mlflow/model-versions/transition-stage
 PATCH /(ajax-)api/2.0/mlflow/model-versions/update
-DELETE,POST /(ajax-)api/2.0/mlflow/registered-models/alias
+DELETE /(ajax-)api/2.0/mlflow/registered-models/alias
 POST /(ajax-)api/2.0/mlflow/registered-models/create
 DELETE /(ajax-)api/2.0/mlflow/registered-models/delete
 DELETE /(ajax-)api/2.0/mlflow/registered-models/delete-tag
@@ -241,6 +243,10 @@ POST /(ajax-)api/3.0/mlflow/traces/delete-traces
 POST /(ajax-)api/3.0/mlflow/workspaces
 DELETE,PATCH /(ajax-)api/3.0/mlflow/workspaces/<workspace_name>
 POST /v1/traces
+"""
+
+SET_ALIAS_ROUTES = """
+POST /(ajax-)api/2.0/mlflow/registered-models/alias
 """
 
 NOBODY_ROUTES = """
@@ -320,6 +326,7 @@ RULES = {
     "OWN_LOGGED_MODEL": OWN_LOGGED_MODEL_ROUTES,
     "OWN_ARTIFACT": OWN_ARTIFACT_ROUTES,
     "PIPELINE": PIPELINE_ROUTES,
+    "SET_ALIAS": SET_ALIAS_ROUTES,
     "NOBODY": NOBODY_ROUTES,
 }
 # When a path matches templates of different rules (MLflow would route it to one of them),
@@ -333,7 +340,8 @@ RANK = {
     "OWN_LOGGED_MODEL": 2,
     "OWN_ARTIFACT": 2,
     "PIPELINE": 3,
-    "NOBODY": 4,
+    "SET_ALIAS": 4,  # above PIPELINE: a path it shares with another route still gets its check
+    "NOBODY": 5,
 }
 # A template's parameters, as Flask (`<name>`, `<path:name>`) and FastAPI (`{name}`,
 # `{name:path}`) match them.
