@@ -189,6 +189,9 @@ def preview(args: argparse.Namespace, request: dict) -> list[str]:
         request.get("commit"),
         str(request.get("pushed_by", "?")),
     )
+    files = request.get("files") or []
+    if not isinstance(files, list) or not all(isinstance(path, str) for path in files):
+        raise ValueError("files: a list of repository paths")
     if args.previews_file is None or args.preview_slots == 0:
         return [f"previews are off on this platform: {branch} is not run"]
     entries = previews.read(args.previews_file)
@@ -202,43 +205,52 @@ def preview(args: argparse.Namespace, request: dict) -> list[str]:
     except previews.NoSlot as refusal:
         return [f"preview not run: {refusal}"]
     previews.write(args.previews_file, entries)
-    return preview_dags(args, entry)
+    return preview_dags(args, entry, files)
 
 
-def preview_dags(args: argparse.Namespace, entry: previews.Entry) -> list[str]:
-    """`preview: <dag id> (paused) <link>` for each DAG of the slot at the entry's commit, once
-    Airflow lists them; at most --wait seconds (the slot's bundle refreshes itself every few
-    seconds: a new branch has no file yet to ask Airflow to re-parse)."""
+def preview_dags(args: argparse.Namespace, entry: previews.Entry, files: list[str]) -> list[str]:
+    """`preview: <dag id> (paused) <link>` for each DAG of the slot at the entry's commit, and
+    the import error of each DAG file that has one, once Airflow has a verdict on every one of
+    `files` (the branch's DAG files, as the hook lists them; none: the first DAG listed); at
+    most --wait seconds (the slot's bundle refreshes itself every few seconds: a new branch has
+    no file yet to ask Airflow to re-parse)."""
     started = time.monotonic()
-    anchor, ui = entry.preview.dag_id(args.dag), f"{args.ui_url}/dags"
+    dag_files = [("A", path) for path in files if is_dag_file(path, args.dags_folder)]
     try:
         airflow = Airflow(args.airflow_url, airflow_password(args), started + args.wait)
-        refresh_bundle(airflow, entry.slot, anchor)
+        refresh_bundle(airflow, entry.slot, entry.preview.dag_id(args.dag))
         while True:
             listed = preview_listed(airflow, entry, args.ui_url)
-            if listed is not None or time.monotonic() >= airflow.deadline:
+            settled = verdicts(airflow, entry.slot, entry.commit, dag_files, args.dags_folder)
+            if not dag_files:
+                settled = listed or None
+            if settled is not None or time.monotonic() >= airflow.deadline:
                 break
             time.sleep(0.2)
-        errors = slot_errors(airflow, entry.slot) if listed is None else []
+        errors = [
+            line for line in settled or slot_errors(airflow, entry.slot) if f": {IMPORT_ERROR}: " in line
+        ]
     except (OSError, KeyError, ValueError, urllib.error.URLError) as error:
-        return [f"{entry.branch} is in {entry.slot}; {CANNOT_TELL} ({error.__class__.__name__}); see {ui}"]
-    if listed is None:
+        why = error.__class__.__name__
+        return [f"{entry.branch} is in {entry.slot}; {CANNOT_TELL} ({why}); see {args.ui_url}/dags"]
+    if settled is None:
         took = f"{time.monotonic() - started:.1f} s"
         return [
+            *listed,
             *errors,
             f"{entry.branch} is in {entry.slot}; {STILL_PARSING} after {took}; see {args.ui_url}/dags",
         ]
-    return listed
+    return [*listed, *errors]
 
 
-def preview_listed(airflow: Airflow, entry: previews.Entry, ui_url: str) -> list[str] | None:
-    """The lines once Airflow lists DAGs of the slot and every one is the entry's, at its commit."""
+def preview_listed(airflow: Airflow, entry: previews.Entry, ui_url: str) -> list[str]:
+    """A line per DAG Airflow lists of the slot, once every one is the entry's, at its commit."""
     dags = [dag for dag in bundle_dags(airflow, entry.slot) if not dag["is_stale"]]
-    if not dags or any(
+    if any(
         dag.get("bundle_version") != entry.commit or not dag["dag_id"].endswith(entry.preview.suffix)
         for dag in dags
     ):
-        return None
+        return []
     lines = []
     for dag in sorted(dags, key=lambda dag: dag["dag_id"]):
         paused = "paused" if dag.get("is_paused") else "NOT paused"

@@ -420,7 +420,11 @@ def post_receive(args: argparse.Namespace) -> int:
 
 def report_preview(args: argparse.Namespace, branch: str, commit: str | None, pusher: str) -> None:
     """Tell the push check of a preview's push (commit) or deletion (None); say its answer."""
-    request = {"preview": {"branch": branch, "commit": commit, "pushed_by": pusher}, "pusher": pusher}
+    files = [] if commit is None else dag_files_at(commit, args.dags_folder)
+    request = {
+        "preview": {"branch": branch, "commit": commit, "pushed_by": pusher, "files": files},
+        "pusher": pusher,
+    }
     try:
         answer = ask(args.socket, request, 30)
     except (OSError, ValueError) as problem:
@@ -428,6 +432,27 @@ def report_preview(args: argparse.Namespace, branch: str, commit: str | None, pu
         return
     for line in answer.get("lines", []):
         say(f"mlops-ide: {line}")
+
+
+MAX_PREVIEW_FILES = 200  # beyond, the push check waits for the first DAG only
+
+
+def dag_files_at(commit: str, folder: str) -> list[str]:
+    """The files of the DAG folder at `commit` that Airflow opens (repository paths): what a
+    preview's answer waits for, a verdict on each."""
+    where = [] if folder == dag_folder.WHOLE_REPOSITORY else ["--", folder]
+    paths = git("ls-tree", "-r", "-z", "--name-only", commit, *where).decode().split("\0")[:-1]
+    ignore = file_at(commit, dag_folder.in_repository(".airflowignore", folder))
+    found = []
+    for path in paths:
+        inside = dag_folder.in_folder(path, folder)
+        if inside is None or not path.endswith(".py"):
+            continue
+        if dag_folder.airflow_parses(inside, ignore, git("show", f"{commit}:{path}")):
+            found.append(path)
+        if len(found) > MAX_PREVIEW_FILES:
+            return []
+    return found
 
 
 def last_pushed(branch: str) -> float:
