@@ -203,6 +203,30 @@ def test_dags_of_an_earlier_commit_or_branch_in_the_slot_are_not_the_answer(tmp_
         assert len(lines) == 1 and "preview/alice/lr is in preview-1; still parsing after" in lines[0], lines
 
 
+def test_the_answer_waits_for_every_dag_file_and_an_earlier_previews_stale_dags_do_not_hold_it(
+    tmp_path: Path,
+) -> None:
+    """The hook names the branch's DAG files: the answer comes once each has a DAG at the
+    commit (or an import error), not at the first DAG listed; DAGs the slot's previous preview
+    left in the same files (stale now) are history, not a verdict still to come."""
+    earlier = {**dag("smoke__bob_old", "preview-1", B), "is_stale": True, "relative_fileloc": "smoke.py"}
+    smoke = {**dag("smoke__alice_lr", "preview-1", A), "relative_fileloc": "smoke.py"}
+    workflow = {**dag("workflow__alice_lr", "preview-1", A), "relative_fileloc": "workflow.py"}
+    files = ["dags/smoke.py", "dags/workflow.py"]
+    request = {"branch": "preview/alice/lr", "commit": A, "pushed_by": "alice", "files": files}
+    with airflow_api([earlier, smoke]) as (url, _):  # workflow.py not parsed yet
+        waiting = push_check.preview(arguments(tmp_path, airflow_url=url, wait=1.0), request)
+    (tmp_path / "push-status" / "previews.json").unlink()
+    with airflow_api([earlier, smoke, workflow]) as (url, _):
+        answered = push_check.preview(arguments(tmp_path, airflow_url=url, wait=30.0), request)
+
+    assert "still parsing after" in waiting[-1], waiting
+    assert answered == [
+        "preview: smoke__alice_lr (paused) https://hub.example/services/airflow/dags/smoke__alice_lr",
+        "preview: workflow__alice_lr (paused) https://hub.example/services/airflow/dags/workflow__alice_lr",
+    ]
+
+
 # -- the watch of a remote outside the platform ------------------------------------------------
 
 

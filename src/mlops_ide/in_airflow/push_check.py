@@ -170,8 +170,8 @@ def verdicts(
             lines += [f"removed: {dag['dag_id']}" for dag in of_file] or [f"removed: {path}"]
         elif error is not None:
             lines.append(import_error_line(path, error))
-        elif of_file and all(not dag["is_stale"] for dag in of_file):
-            lines += [f"live: {dag['dag_id']}" for dag in of_file]
+        elif any(not dag["is_stale"] for dag in of_file):  # a stale one: an id it had before
+            lines += [f"live: {dag['dag_id']}" for dag in of_file if not dag["is_stale"]]
         else:
             return None  # not parsed yet (or a file with no DAG in it: say so at the deadline)
     return lines
