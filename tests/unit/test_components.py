@@ -483,3 +483,21 @@ def test_the_home_page_shows_the_first_steps() -> None:
         {}, dags_folder="cnn_skin_cancer"
     )
     assert "Edit a DAG file, then" in render_home_page({}, dags_folder=".")
+
+
+@pytest.mark.parametrize(("outside", "slots"), [({}, "0"), ({"MLOPS_IDE_PREVIEWS_OUTSIDE": "1"}, "6")])
+def test_a_remote_outside_gets_previews_only_when_the_operator_says_who_may_push_them(
+    tmp_path: Path, outside: dict, slots: str
+) -> None:
+    """No hook of ours says who pushed a preview branch to GitHub, and a preview runs as the
+    pipeline: the watch gives one no slot unless MLOPS_IDE_PREVIEWS_OUTSIDE; the local remote's
+    push check (whose hook says who pushed) keeps its slots."""
+    settings = load(
+        {"MLOPS_IDE_HOME": str(tmp_path), "MLOPS_IDE_REPO_URL": "https://github.com/team/repo.git", **outside}
+    )
+    inputs = Inputs(settings, Tools.load(), "a-password")
+
+    watch, check = airflow.remote_watch(inputs).argv, airflow.preview_arguments(inputs)
+
+    assert watch[watch.index("--preview-slots") + 1] == slots
+    assert check[check.index("--preview-slots") + 1] == "6"

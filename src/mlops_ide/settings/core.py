@@ -181,6 +181,16 @@ PLATFORM = (
         parse=p.count(1, 3650, "days"),
     ),
     Setting(
+        "MLOPS_IDE_PREVIEWS_OUTSIDE",
+        "previews_outside",
+        "1: run previews of `preview/*` branches of MLOPS_IDE_REPO_URL too (off by default: there "
+        "no hook of ours says who pushed, and a preview runs as the pipeline); turn it on only once "
+        "the host lets exactly who may push the tracked branch push `preview/**` (a GitHub ruleset)",
+        default="0",
+        parse=p.flag,
+        modes=LOCAL,
+    ),
+    Setting(
         "MLOPS_IDE_PREVIEWS_FILE",
         "previews_file",
         "which branch each preview slot of Airflow runs (mlops_ide/portable/previews.py); the "

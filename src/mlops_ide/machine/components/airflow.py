@@ -601,14 +601,17 @@ def verdict_arguments(inputs: Inputs) -> list[str]:
     ]
 
 
-def preview_arguments(inputs: Inputs) -> list[str]:
+def preview_arguments(inputs: Inputs, outside: bool = False) -> list[str]:
     """Where the push check and the remote watch keep the previews' registry (beside the
     status file, verdict_arguments makes its folder), its slots and limits, and Airflow's UI
-    as users reach it (the links they are answered)."""
+    as users reach it (the links they are answered). For the watch of a remote `outside` the
+    platform, no slot unless MLOPS_IDE_PREVIEWS_OUTSIDE: no hook of ours says who may push a
+    preview there, and a preview runs as the pipeline."""
     settings = inputs.settings
+    slots = settings.preview_slots if settings.previews_outside or not outside else 0
     return [
         *("--previews-file", str(previews_registry(settings))),
-        *("--preview-slots", str(settings.preview_slots)),
+        *("--preview-slots", str(slots)),
         *("--previews-per-person", str(settings.previews_per_person)),
         *("--preview-days", str(settings.preview_days)),
         *("--ui-url", settings.public_url.rstrip("/") + names.AIRFLOW_PREFIX.rstrip("/")),
@@ -632,7 +635,7 @@ def remote_watch(inputs: Inputs) -> Process:
         *("--every", "2"),
         *("--wait", "10"),
         *verdict_arguments(inputs),
-        *preview_arguments(inputs),
+        *preview_arguments(inputs, outside=True),
     ]
     return Process(
         name="Airflow remote watch",
