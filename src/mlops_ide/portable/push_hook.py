@@ -28,8 +28,8 @@ Run by git (the git service's account, or whoever pushes to the folder directly)
 arguments the platform wrote into the hook (`python -P -m mlops_ide.portable.push_hook`, the
 platform's copy of its code as PYTHONPATH); standard library only. Neither hook holds a
 password: the sandbox and the push check listen on Unix sockets that only the git service's
-account and root can reach. When it does not answer (Airflow is off), the push goes through unchecked
-and the output says so.
+account and root can reach. When nothing listens there (Airflow is off), the push goes through
+unchecked and the output says so; a check that fails otherwise refuses the push.
 """
 
 from __future__ import annotations
