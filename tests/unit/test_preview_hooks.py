@@ -24,6 +24,7 @@ import pytest
 from mlops_ide.hub.modes import load
 from mlops_ide.in_airflow import push_check
 from mlops_ide.machine.state.code_copy import install_code
+from mlops_ide.machine.state.layout import dag_sandbox_socket
 from mlops_ide.machine.state.remote import ensure_local_remote, install_push_hooks, push_check_listener
 from mlops_ide.machine.state.tools import Tools
 from mlops_ide.portable import previews
@@ -323,3 +324,31 @@ def test_no_tag_takes_a_previews_name_or_an_existing_branchs(remote_and_clone: t
         assert taken.returncode != 0 and f"tag {tag}: the name would shadow a branch" in taken.stderr, tag
     assert push_as(clone, "bob", "origin", "HEAD:refs/tags/v1").returncode == 0
     assert git(remote, "tag", "--list") == "v1"
+
+
+def test_a_dag_check_that_answers_nothing_refuses_the_push_only_one_away_lets_it_through(
+    tmp_path: Path,
+) -> None:
+    """Fail closed: only a sandbox that does not listen (Airflow off) passes a push unchecked."""
+    remote, clone = remote_with_settings(tmp_path)
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    main = git(remote, "rev-parse", "main")
+    user_commit(clone, {"dags/a.py": "# a\n"}, "a")
+    listener = push_check_listener(settings, {}, path=dag_sandbox_socket(settings))
+
+    def hang_up() -> None:  # a sandbox that dies on each request
+        while True:
+            connection, _ = listener.accept()
+            connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    dying = push_as(clone, "bob", "origin", "HEAD:main")
+    listener.close()
+    dag_sandbox_socket(settings).unlink()
+    away = push_as(clone, "bob", "origin", "HEAD:main")
+
+    assert dying.returncode != 0, dying.stderr
+    assert "push refused: the DAG check failed on this push" in dying.stderr, dying.stderr
+    assert away.returncode == 0, away.stderr
+    assert "DAG check unavailable (FileNotFoundError); pushed unchecked" in away.stderr
+    assert git(remote, "rev-parse", "main") != main

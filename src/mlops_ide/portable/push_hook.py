@@ -583,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         "--preview-days", type=float, default=7, help="a preview nobody pushed to this long goes"
     )
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(errors="backslashreplace")  # a file name that is not UTF-8 is said, as \xff
     return pre_receive(args) if args.hook == "pre-receive" else post_receive(args)
 
 
