@@ -10,6 +10,7 @@ through unchecked and say so (tests/platform/test_preview_push.py has them)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -336,10 +337,10 @@ def test_a_dag_check_that_answers_nothing_refuses_the_push_only_one_away_lets_it
     user_commit(clone, {"dags/a.py": "# a\n"}, "a")
     listener = push_check_listener(settings, {}, path=dag_sandbox_socket(settings))
 
-    def hang_up() -> None:  # a sandbox that dies on each request
-        while True:
-            connection, _ = listener.accept()
-            connection.close()
+    def hang_up() -> None:  # a sandbox that dies on each request, until it is closed
+        with contextlib.suppress(OSError):
+            while True:
+                listener.accept()[0].close()
 
     threading.Thread(target=hang_up, daemon=True).start()
     dying = push_as(clone, "bob", "origin", "HEAD:main")
