@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,10 +27,10 @@ import pytest
 from mlops_ide.hub.modes import load
 from mlops_ide.in_airflow import push_check
 from mlops_ide.machine.state.code_copy import install_code
-from mlops_ide.machine.state.layout import dag_sandbox_socket
+from mlops_ide.machine.state.layout import dag_sandbox_socket, push_check_socket
 from mlops_ide.machine.state.remote import ensure_local_remote, install_push_hooks, push_check_listener
 from mlops_ide.machine.state.tools import Tools
-from mlops_ide.portable import previews
+from mlops_ide.portable import previews, push_hook
 from mlops_ide.settings import Settings
 from tests.support.gitrepos import git, user_commit
 
@@ -353,3 +355,37 @@ def test_a_dag_check_that_answers_nothing_refuses_the_push_only_one_away_lets_it
     assert away.returncode == 0, away.stderr
     assert "DAG check unavailable (FileNotFoundError); pushed unchecked" in away.stderr
     assert git(remote, "rev-parse", "main") != main
+
+
+def test_a_post_receive_stage_that_fails_is_said_and_skips_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The live report failing (any way: it is made to here) still lets the deletion's report
+    and the listing of the remote's previews through."""
+    remote, clone = remote_with_settings(tmp_path)
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    with push_check_listening(tmp_path, settings) as registry:
+        assert push_as(clone, "bob", "origin", "HEAD:preview/bob/t").returncode == 0
+        held = slots_of(registry)
+        old = git(remote, "rev-parse", "preview/bob/t")
+        git(remote, "update-ref", "-d", "refs/heads/preview/bob/t")  # as git does before post-receive
+        main = git(remote, "rev-parse", "main")
+        updates = f"{old} {'0' * 40} refs/heads/preview/bob/t\n{main} {main} refs/heads/main\n"
+
+        def fails(*_: object) -> None:
+            raise RuntimeError("made to fail")
+
+        monkeypatch.setattr(push_hook, "report_live", fails)
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(updates.encode())))
+        monkeypatch.chdir(remote)
+        monkeypatch.setenv("REMOTE_USER", "bob")
+        sockets = ["--socket", str(push_check_socket(settings))]
+        sockets += ["--check-socket", str(dag_sandbox_socket(settings))]
+        assert push_hook.main(["post-receive", *sockets, "--branch", "main"]) == 0
+        left = slots_of(registry)
+
+    said = capsys.readouterr().out
+    assert held == ["preview/bob/t"]
+    assert "mlops-ide: telling what is live failed (RuntimeError('made to fail'))" in said, said
+    assert "mlops-ide: preview removed: preview/bob/t" in said
+    assert left == []
