@@ -58,6 +58,22 @@ def test_a_preview_is_checked_given_a_slot_and_freed_when_its_owner_deletes_it(t
     assert after == []
 
 
+def test_a_deletion_pushed_with_main_adding_a_path_git_quotes_frees_the_slot(tmp_path: Path) -> None:
+    """The reviewer's push: one push of main adding `é.md` and deleting bob's preview."""
+    with remote_with_hooks(tmp_path, free_port_base()) as (clone, settings):  # no Airflow there
+        user_commit(clone, {"dags/lr.py": GOOD_DAG}, "lr")
+        assert push_as(clone, "bob", "origin", "HEAD:preview/bob/t").returncode == 0
+        held = previews.read(previews_registry(settings))
+        user_commit(clone, {"é.md": "accents\n"}, "é")
+        both = push_as(clone, "bob", "origin", "HEAD:main", ":preview/bob/t")
+        after = previews.read(previews_registry(settings))
+
+    assert [entry.branch for entry in held] == ["preview/bob/t"]
+    assert both.returncode == 0 and "failed" not in both.stderr, both.stderr
+    assert "mlops-ide: preview removed: preview/bob/t" in both.stderr, both.stderr
+    assert after == []
+
+
 def test_through_the_git_service_with_the_platforms_accounts(tmp_path: Path) -> None:
     """As the platform runs it: pushes through the git service (its account writes the
     remote, the hub names the pusher), the push check as the pipeline's account (it writes

@@ -184,6 +184,26 @@ def test_a_slot_follows_the_registry_taken_moved_to_another_branch_then_freed(sl
     assert (freed["version"], freed["dags"], freed["errors"]) == (None, {}, {})
 
 
+def test_a_slot_whose_branch_is_gone_is_free_not_the_last_commit_nor_a_tag_of_its_name(slots: Slots) -> None:
+    """The registry still names preview/alice/lr (its deletion's report was lost) after the
+    branch went; a tag of that name, or of a preview that never had a branch, is not run."""
+    alice = slots.entry("preview-1", "preview/alice/lr", slots.alice)
+    carol = slots.entry("preview-1", "preview/carol/x", slots.bob)
+    held, gone, tagged, never = slots.probe(
+        {"registry": [alice], "kwargs": SLOT, "do": "initialize"},
+        {"git": ["update-ref", "-d", "refs/heads/preview/alice/lr"], "do": "refresh"},
+        {"git": ["tag", "preview/alice/lr", slots.bob], "do": "refresh"},
+        {"registry": [carol], "git": ["tag", "preview/carol/x", slots.bob], "do": "refresh"},
+    )
+    assert (held["version"], list(held["dags"])) == (slots.alice, ["hello__alice_lr"])
+    for free in (gone, tagged, never):
+        assert (free["path"], free["version"], free["dags"]) == (
+            str(slots.storage / "preview-1" / "free"),
+            None,
+            {},
+        )
+
+
 def test_a_slot_given_to_bob_after_it_checked_out_alice_loads_neither(slots: Slots) -> None:
     """The race: the registry moves between the bundle's refresh and the parse."""
     _, raced = slots.probe(

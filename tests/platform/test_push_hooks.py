@@ -8,6 +8,7 @@ has them); the remote is a real bare repository with the platform's hooks."""
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import sys
 import time
@@ -82,6 +83,20 @@ def test_the_remote_checks_the_dag_folder_the_setting_names(
     assert f"remote:   {inside}/sub/broken.py:2: ValueError: no" in refused.stderr, refused.stderr
     assert accepted.returncode == 0 and "DAG check passed" in accepted.stderr, accepted.stderr
     assert "broken.py" not in accepted.stderr  # outside the folder, or ignored: Airflow never reads it
+
+
+def test_a_file_name_that_is_not_utf8_does_not_let_a_broken_dag_through(tmp_path: Path) -> None:
+    """The DAG check failing on this push (not its sandbox being away) refuses it: a name of
+    bytes git keeps as they are once let a broken DAG through unchecked."""
+    with remote_with_hooks(tmp_path, free_port_base()) as (clone, _):  # no Airflow there
+        before = git(clone, "rev-parse", "origin/main")
+        user_commit(clone, {"dags/a.py": BROKEN_DAG, os.fsdecode(b"dags/\xff.txt"): "bytes\n"}, "odd name")
+        refused = push(clone)
+
+    assert refused.returncode != 0, refused.stderr
+    assert "remote:   dags/a.py:2: ValueError: no" in refused.stderr, refused.stderr
+    assert "unchecked" not in refused.stderr
+    assert git(clone, "ls-remote", "origin", "main").split()[0] == before
 
 
 def test_a_push_goes_through_unchecked_when_the_push_check_is_away(tmp_path: Path) -> None:

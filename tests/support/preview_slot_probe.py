@@ -6,7 +6,8 @@ step, as the DAG processor and a task's start use them, the cluster policy inclu
 
 A step: {"registry": [entry dicts] (written first; absent: left as it is),
 "bundle": "preview-1", "classpath": "...PreviewSlotBundle" (default), "kwargs": {...},
-"version": null | "<sha>", "do": "initialize" | "refresh" | "parse"}. A bundle without a
+"version": null | "<sha>", "do": "initialize" | "refresh" | "parse", "git": [arguments of a git
+command run first in the remote, e.g. to delete a branch]}. A bundle without a
 version is kept from step to step, like the DAG processor's. Prints one JSON line per step:
 {"path", "version", "dags": {id: {"tags", "paused", "env": {task: experiment}}}, "errors"}.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from airflow.dag_processing.dagbag import BundleDagBag
 from mlops_ide.in_airflow.preview_policy import EXPERIMENT_VARIABLE
 from mlops_ide.portable import previews
 
+CONNECTION = "AIRFLOW_CONN_PREVIEW_GIT"  # the test's git connection: the remote's path as its host
 DEFAULT_CLASS = "mlops_ide.in_airflow.preview_bundle.PreviewSlotBundle"
 
 
@@ -58,6 +61,9 @@ def parsed(bundle) -> dict:
 def main(steps: list[dict]) -> None:
     kept: dict[str, object] = {}
     for step in steps:
+        if "git" in step:
+            remote = json.loads(os.environ[CONNECTION])["host"]
+            subprocess.run(["git", "-C", remote, *step["git"]], check=True, capture_output=True)
         if "registry" in step:
             entries = [previews.Entry(**item) for item in step["registry"]]
             previews.write(Path(os.environ[previews.ENV]), entries)

@@ -9,17 +9,29 @@ through unchecked and say so (tests/platform/test_preview_push.py has them)."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
+import json
 import os
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from mlops_ide.hub.modes import load
+from mlops_ide.in_airflow import push_check
 from mlops_ide.machine.state.code_copy import install_code
-from mlops_ide.machine.state.remote import ensure_local_remote, install_push_hooks
+from mlops_ide.machine.state.layout import dag_sandbox_socket, push_check_socket
+from mlops_ide.machine.state.remote import ensure_local_remote, install_push_hooks, push_check_listener
 from mlops_ide.machine.state.tools import Tools
+from mlops_ide.portable import previews, push_hook
+from mlops_ide.settings import Settings
 from tests.support.gitrepos import git, user_commit
 
 
@@ -235,3 +247,145 @@ def test_a_preview_nobody_pushed_to_for_the_days_goes_at_the_next_push(tmp_path:
     assert "preview/alice/old: nobody pushed to it for 7 days: deleted" in next_push.stderr, next_push.stderr
     assert "deleted" not in then.stderr  # six days: kept
     assert branches(remote) == ["carol-work", "main", "preview/bob/recent"]
+
+
+@contextmanager
+def push_check_listening(tmp_path: Path, settings: Settings) -> Iterator[Path]:
+    """The real push check, in a thread, where the hooks look (no Airflow answers it); yields
+    the registry it keeps."""
+    registry = tmp_path / "state" / "push-status" / "previews.json"
+    registry.parent.mkdir(parents=True, exist_ok=True)  # the platform makes it
+    (tmp_path / "passwords.json").write_text(json.dumps({"mlops-ide-platform": "pw"}))
+    listener = push_check_listener(settings, {})
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--socket-fd", type=int)
+    push_check.add_airflow_arguments(parser)
+    argv = ["--socket-fd", str(listener.detach()), "--airflow-url", "http://127.0.0.1:9", "--wait", "0.1"]
+    argv += ["--passwords-file", str(tmp_path / "passwords.json"), "--bundle", "pipelines", "--dag", "x"]
+    argv += ["--previews-file", str(registry), "--preview-slots", "6", "--ui-url", "https://hub/airflow"]
+    args = parser.parse_args(argv)
+    server = push_check.Server(args)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield registry
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def slots_of(registry: Path) -> list[str]:
+    return [entry.branch for entry in previews.read(registry)]
+
+
+def test_a_deletion_pushed_with_a_path_git_quotes_frees_the_slot(tmp_path: Path) -> None:
+    """The reviewer's push: main adding `é.md` (git quotes it without -z) and deleting a preview
+    at once. Each post-receive stage is its own: none skips the deletion's report."""
+    _, clone = remote_with_settings(tmp_path)
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    with push_check_listening(tmp_path, settings) as registry:
+        assert push_as(clone, "bob", "origin", "HEAD:preview/bob/t").returncode == 0
+        held = slots_of(registry)
+        user_commit(clone, {"é.md": "accents\n", "dags/\u00e9t\u00e9.py": "# summer\n"}, "é")
+        both = push_as(clone, "bob", "origin", "HEAD:main", ":preview/bob/t")
+        left = slots_of(registry)
+
+    assert both.returncode == 0, both.stderr
+    assert held == ["preview/bob/t"]
+    assert "failed" not in both.stderr, both.stderr
+    assert "mlops-ide: preview removed: preview/bob/t" in both.stderr, both.stderr
+    assert left == []
+
+
+def test_a_deletion_the_push_check_missed_frees_the_slot_at_the_next_push(tmp_path: Path) -> None:
+    _, clone = remote_with_settings(tmp_path)
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    with push_check_listening(tmp_path, settings) as registry:
+        assert push_as(clone, "bob", "origin", "HEAD:preview/bob/t").returncode == 0
+        assert push_as(clone, "alice", "origin", "HEAD:preview/alice/kept").returncode == 0
+    missed = push_as(clone, "bob", "origin", ":preview/bob/t")  # the push check is away
+    still = slots_of(registry)
+    with push_check_listening(tmp_path, settings) as registry:
+        user_commit(clone, {"notes.md": "x\n"}, "elsewhere")
+        later = push_as(clone, "carol", "origin", "HEAD:carol-work")
+        left = slots_of(registry)
+
+    assert missed.returncode == 0 and "cannot tell Airflow of preview/bob/t" in missed.stderr
+    assert still == ["preview/bob/t", "preview/alice/kept"]
+    assert later.returncode == 0, later.stderr
+    assert left == ["preview/alice/kept"]
+
+
+def test_no_tag_takes_a_previews_name_or_an_existing_branchs(remote_and_clone: tuple[Path, Path]) -> None:
+    """Airflow's clone resolves refs/tags before a branch it has not fetched: a tag
+    `preview/alice/lr` would be what alice's slot runs."""
+    remote, clone = remote_and_clone
+    assert push_as(clone, "alice", "origin", "HEAD:alice-work").returncode == 0
+    for tag in ("preview/alice/lr", "preview/bob/x", "preview", "alice-work"):
+        taken = push_as(clone, "bob", "origin", f"HEAD:refs/tags/{tag}")
+        assert taken.returncode != 0 and f"tag {tag}: the name would shadow a branch" in taken.stderr, tag
+    assert push_as(clone, "bob", "origin", "HEAD:refs/tags/v1").returncode == 0
+    assert git(remote, "tag", "--list") == "v1"
+
+
+def test_a_dag_check_that_answers_nothing_refuses_the_push_only_one_away_lets_it_through(
+    tmp_path: Path,
+) -> None:
+    """Fail closed: only a sandbox that does not listen (Airflow off) passes a push unchecked."""
+    remote, clone = remote_with_settings(tmp_path)
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    main = git(remote, "rev-parse", "main")
+    user_commit(clone, {"dags/a.py": "# a\n"}, "a")
+    listener = push_check_listener(settings, {}, path=dag_sandbox_socket(settings))
+
+    def hang_up() -> None:  # a sandbox that dies on each request, until it is closed
+        with contextlib.suppress(OSError):
+            while True:
+                listener.accept()[0].close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    dying = push_as(clone, "bob", "origin", "HEAD:main")
+    listener.close()
+    dag_sandbox_socket(settings).unlink()
+    away = push_as(clone, "bob", "origin", "HEAD:main")
+
+    assert dying.returncode != 0, dying.stderr
+    assert "push refused: the DAG check failed on this push" in dying.stderr, dying.stderr
+    assert away.returncode == 0, away.stderr
+    assert "DAG check unavailable (FileNotFoundError); pushed unchecked" in away.stderr
+    assert git(remote, "rev-parse", "main") != main
+
+
+def test_a_post_receive_stage_that_fails_is_said_and_skips_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The live report failing (any way: it is made to here) still lets the deletion's report
+    and the listing of the remote's previews through."""
+    remote, clone = remote_with_settings(tmp_path)
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    with push_check_listening(tmp_path, settings) as registry:
+        assert push_as(clone, "bob", "origin", "HEAD:preview/bob/t").returncode == 0
+        held = slots_of(registry)
+        old = git(remote, "rev-parse", "preview/bob/t")
+        git(remote, "update-ref", "-d", "refs/heads/preview/bob/t")  # as git does before post-receive
+        main = git(remote, "rev-parse", "main")
+        updates = f"{old} {'0' * 40} refs/heads/preview/bob/t\n{main} {main} refs/heads/main\n"
+
+        def fails(*_: object) -> None:
+            raise RuntimeError("made to fail")
+
+        monkeypatch.setattr(push_hook, "report_live", fails)
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(updates.encode())))
+        monkeypatch.chdir(remote)
+        monkeypatch.setenv("REMOTE_USER", "bob")
+        sockets = ["--socket", str(push_check_socket(settings))]
+        sockets += ["--check-socket", str(dag_sandbox_socket(settings))]
+        assert push_hook.main(["post-receive", *sockets, "--branch", "main"]) == 0
+        left = slots_of(registry)
+
+    said = capsys.readouterr().out
+    assert held == ["preview/bob/t"]
+    assert "mlops-ide: telling what is live failed (RuntimeError('made to fail'))" in said, said
+    assert "mlops-ide: preview removed: preview/bob/t" in said
+    assert left == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -134,3 +135,15 @@ def test_no_slots_when_previews_are_off_and_no_subdir_for_the_whole_repository(t
 def test_the_registry_is_beside_the_push_status(tmp_path: Path) -> None:
     settings = load({"MLOPS_IDE_HOME": str(tmp_path)})
     assert layout.previews_registry(settings) == tmp_path / "push-status" / "previews.json"
+
+
+def test_a_dag_whose_id_has_a_double_underscore_is_refused_naming_the_rule() -> None:
+    """Else `train__daily` of preview/alice/lr and `train` of preview/daily__alice/lr would
+    both be `train__daily__alice_lr`."""
+    dag = SimpleNamespace(dag_id="train__daily", tags=set(), tasks=[])
+    with pytest.raises(Refused, match="'train__daily' has `__` or ends with `_`"):
+        preview_policy.rename(dag, ALICE)
+    assert dag.dag_id == "train__daily"
+    fine = SimpleNamespace(dag_id="train_daily", tags={"x"}, tasks=[])
+    preview_policy.rename(fine, ALICE)
+    assert (fine.dag_id, fine.tags) == ("train_daily__alice_lr", {"x", "preview/alice/lr", "by:alice"})

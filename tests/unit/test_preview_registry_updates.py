@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,6 +101,47 @@ def test_a_crafted_preview_message_changes_nothing(tmp_path: Path) -> None:
         with pytest.raises(ValueError):
             push_check.preview(args, bad)
     assert not args.previews_file.exists()
+
+
+def test_an_expirys_late_report_does_not_free_the_slot_its_owner_took_again(tmp_path: Path) -> None:
+    """Expiry deletes preview/alice/lr (and lists the remote's previews, without it); alice
+    pushes it again, and her report arrives first: the expiry's, older than her push, keeps it."""
+    args = arguments(tmp_path)
+    listed_by_expiry = time.time() - 1  # before alice's push
+    push_check.preview(
+        args,
+        {
+            "branch": "preview/alice/lr",
+            "commit": B,
+            "pushed_by": "alice",
+            "remote": {"branches": ["preview/alice/lr"], "listed": time.time()},
+        },
+    )
+    late = push_check.preview(
+        args,
+        {
+            "branch": "preview/alice/lr",
+            "commit": None,
+            "pushed_by": "expiry",
+            "remote": {"branches": [], "listed": listed_by_expiry},
+        },
+    )
+    assert late == ["preview/alice/lr was pushed again since: it keeps its slot"]
+    assert registry(args) == [("preview-1", "preview/alice/lr", B, "alice")]
+    # the list of a later push, without the branch: gone now
+    assert push_check.reconcile(args, {"branches": [], "listed": time.time() + 1}) == [
+        "preview removed: preview/alice/lr (its branch is gone)"
+    ]
+    assert registry(args) == []
+
+
+def test_a_crafted_list_of_the_remotes_previews_changes_nothing(tmp_path: Path) -> None:
+    args = arguments(tmp_path)
+    push_check.preview(args, {"branch": "preview/alice/lr", "commit": A, "pushed_by": "alice"})
+    for bad in ("x", {"branches": "preview/alice/lr", "listed": 1.0}, {"branches": [], "listed": "1"}):
+        with pytest.raises(ValueError, match="remote: "):
+            push_check.reconcile(args, bad)
+    assert registry(args) == [("preview-1", "preview/alice/lr", A, "alice")]
 
 
 def test_previews_off_are_said_and_nothing_is_written(tmp_path: Path) -> None:

@@ -51,6 +51,20 @@ def test_two_people_and_two_topics_never_share_a_dag_id():
     assert len(suffixes) == len(names)
 
 
+def test_renamed_dag_ids_never_meet_so_an_original_with_a_double_underscore_is_refused():
+    """`train` of preview/daily__alice/lr and `train__daily` of preview/alice/lr would both be
+    `train__daily__alice_lr`: the second is refused, naming the rule."""
+    assert previews.parse_branch("preview/daily__alice/lr").dag_id("train") == "train__daily__alice_lr"
+    for original in ("train__daily", "train_", "a__"):
+        with pytest.raises(BadPreview, match="has `__` or ends with `_`: a preview renames"):
+            previews.parse_branch("preview/alice/lr").dag_id(original)
+    branches = ["preview/alice/lr", "preview/daily__alice/lr", "preview/a_/b", "preview/a/b"]
+    branches += ["preview/a__b/c", "preview/a_b/c"]
+    originals = ["train", "train_daily", "t_r_a_i_n", "x", "x_y"]
+    renamed = [previews.parse_branch(b).dag_id(o) for b in branches for o in originals]
+    assert len(set(renamed)) == len(renamed)
+
+
 def test_a_dag_id_over_airflows_limit_is_refused():
     with pytest.raises(BadPreview, match="250"):
         previews.parse_branch("preview/alice/lr").dag_id("x" * 246)
@@ -133,3 +147,14 @@ def test_slots_are_named_for_airflows_bundles():
     assert previews.slot_names(3) == ["preview-1", "preview-2", "preview-3"]
     assert previews.is_slot("preview-12") and not previews.is_slot("preview-01")
     assert not previews.is_slot("pipelines") and not previews.is_slot("preview-")
+    # digits of other scripts, superscripts, signs and spaces are not a slot's number
+    for name in ("preview-\u0661", "preview-\u00b2", "preview-+1", "preview- 1", "preview-1\n"):
+        assert not previews.is_slot(name), name
+
+
+def test_reconciling_drops_the_previews_whose_branch_is_gone_but_not_one_pushed_after_the_list():
+    entries, _ = previews.pushed([], "preview/alice/gone", A, "alice", slots=6, per_person=3, now=10)
+    entries, _ = previews.pushed(entries, "preview/alice/kept", A, "alice", slots=6, per_person=3, now=10)
+    entries, _ = previews.pushed(entries, "preview/alice/newer", A, "alice", slots=6, per_person=3, now=30)
+    left = previews.reconciled(entries, {"preview/alice/kept"}, listed=20)
+    assert [entry.branch for entry in left] == ["preview/alice/kept", "preview/alice/newer"]

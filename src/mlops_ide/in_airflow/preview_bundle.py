@@ -17,6 +17,7 @@ from pathlib import Path
 
 from airflow.dag_processing.bundles.base import BaseDagBundle
 from airflow.providers.git.bundles.git import GitDagBundle
+from git.exc import GitCommandError
 
 from mlops_ide.in_airflow import preview_policy
 from mlops_ide.portable import previews
@@ -26,6 +27,11 @@ from mlops_ide.portable import previews
 # (another preview's branch), where GitDagBundle's checkout of a branch the clone has not
 # fetched yet fails (apache/airflow#71388), e.g. after a restart when the slot changed hands.
 CLONE_HEAD = "HEAD"
+# The slot checks out the remote-tracking ref by its full name: GitDagBundle.refresh falls back
+# to resetting to the bare name when origin/<branch> is missing, and git resolves a tag
+# `preview/alice/lr` first. Both of the bundle's fetches prune (remote.origin.prune), so a
+# deleted branch's ref goes with it, and its slot shows free, never the branch's last commit.
+TRACKING = "refs/remotes/origin/"
 
 
 class PreviewSlotBundle(GitDagBundle):
@@ -69,12 +75,33 @@ class PreviewSlotBundle(GitDagBundle):
             if getattr(self, "repo", None) is None:  # free since the start: clone now
                 self._initialize()  # GitDagBundle's clone, which calls this refresh again
                 return
-            self.tracking_ref = entry.branch
-            super().refresh()
+            self.prune_on_fetch()
+            self.tracking_ref = TRACKING + entry.branch
+            try:
+                super().refresh()
+            except GitCommandError:
+                if self.has_ref(self.tracking_ref):
+                    raise
+                self.entry = None  # the registry names a branch the remote does not have
+                self.present_free()
+                return
             if self.entry is not None and self.entry.branch != entry.branch:
                 self.touch_files()
             self.entry = entry
             preview_policy.write_checked_out(self.base_dir, entry.branch, self.repo.head.commit.hexsha)
+
+    def prune_on_fetch(self) -> None:
+        """Both clones (the bare one and the tracking checkout) drop the refs of deleted branches
+        at each fetch."""
+        for repo in (self.bare_repo, self.repo):
+            with repo.config_reader() as config:
+                if config.get_value('remote "origin"', "prune", default="") == "true":
+                    continue
+            with repo.config_writer() as config:
+                config.set_value('remote "origin"', "prune", "true")
+
+    def has_ref(self, ref: str) -> bool:
+        return self.repo.git.rev_parse("--verify", "--quiet", ref, with_exceptions=False) != ""
 
     def touch_files(self) -> None:
         """The slot changed hands at the same commit (two branches of one commit): Airflow sees

@@ -16,6 +16,7 @@ as --socket-fd (no password travels); one JSON line each way:
   {"skipped": COMMIT}                                -> {} (logged)
   {"preview": {"branch": B, "commit": C, "pushed_by": P}} -> {"lines": ["preview: x__alice_lr (paused) URL"]}
   {"preview": {"branch": B, "commit": null, ...}}        -> {"lines": ["preview removed: B"]}
+  {"previews_on_remote": {"branches": [B, ...], "listed": T}} -> {} (at every push)
 
 `live` moves Airflow's bundle to the commit (every DAG file re-parsed, so the next run of
 any DAG records and runs it, also after a push of code outside dags/) and waits at most
@@ -24,6 +25,9 @@ and written to --status-file for `mlops-ide dag status` (mlops_ide/portable/push
 A preview's push or deletion (mlops_ide/portable/previews.py) updates the registry at
 --previews-file (a slot taken, moved on or freed); for a push it then waits, at most --wait
 seconds, until Airflow lists the DAGs of the preview's slot bundle at the pushed commit.
+The hook sends the remote's preview branches with each (`remote`) and at every push
+(`previews_on_remote`): a preview whose branch is gone loses its slot (a deletion whose
+report was lost), one pushed after that list keeps it (reports arriving out of order).
 A remote outside the platform has no hooks: remote_watch.py polls it and calls `live`.
 """
 
@@ -195,8 +199,14 @@ def preview(args: argparse.Namespace, request: dict) -> list[str]:
     if args.previews_file is None or args.preview_slots == 0:
         return [f"previews are off on this platform: {branch} is not run"]
     entries = previews.read(args.previews_file)
+    if "remote" in request:
+        entries = on_remote(entries, request["remote"])
     if commit is None:
-        previews.write(args.previews_file, previews.removed(entries, branch))
+        if "remote" not in request:  # no list: the sender saw it deleted
+            entries = previews.removed(entries, branch)
+        previews.write(args.previews_file, entries)
+        if previews.of_branch(entries, branch) is not None:
+            return [f"{branch} was pushed again since: it keeps its slot"]
         return [f"preview removed: {branch}"]
     try:
         entries, entry = previews.pushed(
@@ -206,6 +216,30 @@ def preview(args: argparse.Namespace, request: dict) -> list[str]:
         return [f"preview not run: {refusal}"]
     previews.write(args.previews_file, entries)
     return preview_dags(args, entry, files)
+
+
+def on_remote(entries: list[previews.Entry], remote: dict) -> list[previews.Entry]:
+    """The registry without the previews whose branch the remote no longer has (the hook's
+    list: {"branches": [...], "listed": seconds}), but those pushed after it was listed."""
+    if not isinstance(remote, dict):
+        raise ValueError("remote: {branches, listed}")
+    branches, listed = remote.get("branches"), remote.get("listed")
+    if not isinstance(branches, list) or not all(isinstance(b, str) for b in branches):
+        raise ValueError("remote: branches, a list of branch names")
+    if not isinstance(listed, (int, float)) or isinstance(listed, bool):
+        raise ValueError("remote: listed, a time in seconds")
+    return previews.reconciled(entries, set(branches), float(listed))
+
+
+def reconcile(args: argparse.Namespace, remote: dict) -> list[str]:
+    """At every push: free the slots of previews whose branch the remote no longer has."""
+    if args.previews_file is None or args.preview_slots == 0:
+        return []
+    entries = previews.read(args.previews_file)
+    kept = on_remote(entries, remote)
+    if kept != entries:
+        previews.write(args.previews_file, kept)
+    return [f"preview removed: {entry.branch} (its branch is gone)" for entry in entries if entry not in kept]
 
 
 def preview_dags(args: argparse.Namespace, entry: previews.Entry, files: list[str]) -> list[str]:
@@ -218,7 +252,7 @@ def preview_dags(args: argparse.Namespace, entry: previews.Entry, files: list[st
     dag_files = [("A", path) for path in files if is_dag_file(path, args.dags_folder)]
     try:
         airflow = Airflow(args.airflow_url, airflow_password(args), started + args.wait)
-        refresh_bundle(airflow, entry.slot, entry.preview.dag_id(args.dag))
+        refresh_bundle(airflow, entry.slot, args.dag + entry.preview.suffix)  # a name, never refused
         while True:
             listed = preview_listed(airflow, entry, args.ui_url)
             settled = verdicts(airflow, entry.slot, entry.commit, dag_files, args.dags_folder)
@@ -285,6 +319,10 @@ class Handler(socketserver.StreamRequestHandler):
             elif "preview" in request:
                 answer = {"lines": preview(args, request["preview"])}
                 log(f"preview {request['preview'].get('branch')} by {who}: " + "; ".join(answer["lines"]))
+            elif "previews_on_remote" in request:
+                answer = {"lines": reconcile(args, request["previews_on_remote"])}
+                if answer["lines"]:
+                    log(f"push by {who}: " + "; ".join(answer["lines"]))
             elif "skipped" in request:
                 answer = {}
                 why = request.get("why", "push option skip-dag-check")

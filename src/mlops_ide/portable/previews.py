@@ -37,6 +37,7 @@ TOPIC = re.compile(r"[a-z0-9][a-z0-9.-]{0,31}")
 DAG_ID_LIMIT = 250  # Airflow's
 MAX_BYTES = 1024 * 1024
 COMMIT = re.compile(r"[0-9a-f]{40}")
+SLOT_NUMBER = re.compile(r"[1-9][0-9]*")  # ASCII digits only (str.isdigit takes `١` and `²`)
 
 
 class BadPreview(ValueError):
@@ -62,6 +63,16 @@ class Preview:
         return self.branch
 
     def dag_id(self, original: str) -> str:
+        """`<original>__<person>_<topic>`, one preview's DAG only: the topic has no `_` (it ends
+        at the last one), and an original with no `__` that does not end with `_` ends at the
+        first `__`. Else `train` of preview/daily__alice/lr and `train__daily` of
+        preview/alice/lr would both be `train__daily__alice_lr`."""
+        if "__" in original or original.endswith("_"):
+            raise BadPreview(
+                f"DAG id {original!r} has `__` or ends with `_`: a preview renames a DAG to "
+                f"<id>{self.suffix}, which another preview's DAG could take too; rename the DAG "
+                "without `__` (and no `_` at its end) to preview it"
+            )
         renamed = original + self.suffix
         if len(renamed) > DAG_ID_LIMIT:
             raise BadPreview(
@@ -97,7 +108,7 @@ def slot_names(count: int) -> list[str]:
 
 def is_slot(bundle_name: str) -> bool:
     number = bundle_name.removeprefix(SLOT_PREFIX)
-    return bundle_name.startswith(SLOT_PREFIX) and number.isdigit() and not number.startswith("0")
+    return bundle_name.startswith(SLOT_PREFIX) and SLOT_NUMBER.fullmatch(number) is not None
 
 
 @dataclass(frozen=True)
@@ -204,6 +215,14 @@ def limit_message(own: list[Entry], per_person: int) -> str:
 
 def removed(entries: list[Entry], branch: str) -> list[Entry]:
     return [entry for entry in entries if entry.branch != branch]
+
+
+def reconciled(entries: list[Entry], branches: set[str], listed: float) -> list[Entry]:
+    """The registry without the previews whose branch the remote no longer has: `branches`,
+    its preview branches as listed at `listed` (the hook's clock, the push check's machine).
+    An entry pushed after that listing stays: the list is older than its push (reports of two
+    pushes may arrive out of order)."""
+    return [entry for entry in entries if entry.branch in branches or entry.pushed > listed]
 
 
 def expired(entries: list[Entry], max_age_days: float, now: float | None = None) -> list[Entry]:

@@ -28,8 +28,8 @@ Run by git (the git service's account, or whoever pushes to the folder directly)
 arguments the platform wrote into the hook (`python -P -m mlops_ide.portable.push_hook`, the
 platform's copy of its code as PYTHONPATH); standard library only. Neither hook holds a
 password: the sandbox and the push check listen on Unix sockets that only the git service's
-account and root can reach. When it does not answer (Airflow is off), the push goes through unchecked
-and the output says so.
+account and root can reach. When nothing listens there (Airflow is off), the push goes through
+unchecked and the output says so; a check that fails otherwise refuses the push.
 """
 
 from __future__ import annotations
@@ -63,11 +63,20 @@ def try_git(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], capture_output=True)
 
 
+class Unreachable(OSError):
+    """Nothing listens on the socket (Airflow is off): what connecting failed with."""
+
+
 def ask(socket_path: str, request: dict, timeout: float) -> dict:
-    """One request to the push check, one answer: a JSON line each way."""
+    """One request to the push check (or the sandbox), one answer: a JSON line each way.
+    Unreachable when nothing listens; a listener that fails midway is another OSError or a
+    ValueError."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         connection.settimeout(timeout)
-        connection.connect(socket_path)
+        try:
+            connection.connect(socket_path)
+        except OSError as error:
+            raise Unreachable(error.__class__.__name__) from None
         connection.sendall(json.dumps(request).encode() + b"\n")
         answer = b""
         while not answer.endswith(b"\n"):
@@ -84,7 +93,7 @@ def dag_files(commit: str, folder: str) -> dict[str, str]:
     unread."""
     if not has_dags(commit, folder):
         return {}
-    listed = git("ls-tree", "-r", "-l", "-z", commit, "--", *paths(folder)).decode().split("\0")[:-1]
+    listed = names(git("ls-tree", "-r", "-l", "-z", commit, "--", *paths(folder)))
     sizes = [line.split(None, 4)[3] for line in listed]
     if sum(int(size) for size in sizes if size.isdigit()) > MAX_DAGS_BYTES:
         raise TooBig(
@@ -98,6 +107,12 @@ def dag_files(commit: str, folder: str) -> dict[str, str]:
             if member.isfile():
                 files[member.name] = base64.b64encode(tar.extractfile(member).read()).decode()
     return files
+
+
+def names(listing: bytes) -> list[str]:
+    """git's NUL-separated (-z) list as text: a name that is not UTF-8 keeps its bytes
+    (surrogateescape, as os.fsdecode; os.fsencode gives them back to git)."""
+    return [os.fsdecode(name) for name in listing.split(b"\0")[:-1]]
 
 
 def paths(folder: str) -> list[str]:
@@ -115,7 +130,7 @@ class TooBig(ValueError):
 
 def ref_updates() -> list[tuple[str, str, str]]:
     """(old, new, ref) of each ref this push updates: git gives the hook one line each."""
-    return [tuple(line.split(" ", 2)) for line in sys.stdin.read().splitlines()]
+    return [tuple(line.split(" ", 2)) for line in os.fsdecode(sys.stdin.buffer.read()).splitlines()]
 
 
 def tracked(updates: list[tuple[str, str, str]], branch: str) -> list[tuple[str, str]]:
@@ -126,7 +141,8 @@ def tracked(updates: list[tuple[str, str, str]], branch: str) -> list[tuple[str,
 def refused_refs(updates: list[tuple[str, str, str]], branch: str) -> list[str]:
     """Why a ref of this push is refused: branches are git's to guard (no force-push, no
     deletion); tags may be added, never moved or deleted, and none may shadow a branch
-    (Airflow's clone would take a tag `origin/main` for the branch); nothing else is taken."""
+    (Airflow's clone would take a tag `origin/main` for the branch, a tag `preview/alice/lr`
+    for alice's preview, or one named as an existing branch for it); nothing else is taken."""
     problems = []
     for old, _, ref in updates:
         if ref.startswith("refs/heads/"):
@@ -136,9 +152,17 @@ def refused_refs(updates: list[tuple[str, str, str]], branch: str) -> list[str]:
             problems.append(f"{ref}: only branches and tags are taken here")
         elif old != ZERO:
             problems.append(f"tag {name}: tags are kept as they are; make a new one")
-        elif name.startswith(("origin/", "refs/", "heads/", "remotes/")) or name in (branch, "HEAD"):
+        elif (
+            name.startswith(("origin/", "refs/", "heads/", "remotes/", previews.BRANCH_PREFIX))
+            or name in (branch, "HEAD", previews.BRANCH_PREFIX.rstrip("/"))
+            or is_branch(name)
+        ):
             problems.append(f"tag {name}: the name would shadow a branch; choose another")
     return problems
+
+
+def is_branch(name: str) -> bool:
+    return try_git("show-ref", "--verify", "--quiet", f"refs/heads/{name}").returncode == 0
 
 
 def refused_branches(updates: list[tuple[str, str, str]], args: argparse.Namespace) -> list[str]:
@@ -206,7 +230,7 @@ def preview_updates(updates: list[tuple[str, str, str]]) -> list[tuple[str, str,
 
 def preview_branches() -> dict[str, str]:
     """The remote's preview branches (name -> commit): what counts towards the limit."""
-    listed = git("for-each-ref", "--format=%(objectname) %(refname)", previews.REF_PREFIX).decode()
+    listed = os.fsdecode(git("for-each-ref", "--format=%(objectname) %(refname)", previews.REF_PREFIX))
     return {
         ref.removeprefix("refs/heads/"): commit
         for commit, _, ref in (line.partition(" ") for line in listed.splitlines())
@@ -325,10 +349,15 @@ def pre_receive(args: argparse.Namespace) -> int:
         except TooBig as problem:
             say(f"mlops-ide: push refused: {problem}: keep data and models out of the DAG folder")
             return 1
-        except (OSError, ValueError, subprocess.SubprocessError) as problem:
-            say(f"mlops-ide: DAG check unavailable ({problem.__class__.__name__}); pushed unchecked")
-            notify(args, {"skipped": new, "pusher": pusher, "why": f"check unavailable: {problem!r}"})
+        except Unreachable as problem:  # Airflow is off: the push is not held back
+            say(f"mlops-ide: DAG check unavailable ({problem}); pushed unchecked")
+            notify(args, {"skipped": new, "pusher": pusher, "why": f"check unavailable: {problem}"})
             return 0
+        except (OSError, ValueError, subprocess.SubprocessError) as problem:
+            # anything else is this push's or the check's fault: refused, never passed unchecked
+            say(f"mlops-ide: push refused: the DAG check failed on this push ({problem!r})")
+            say(f"  tell a hub admin (or, in an emergency, a hub admin: git push -o {SKIP_OPTION})")
+            return 1
         refused = [problem for problem, file in zip(problems, files, strict=True) if file not in before]
         for problem, file in zip(problems, files, strict=True):
             if file in before:
@@ -384,7 +413,7 @@ def diff_names(old: str, new: str, diff_filter: str, folder: str) -> list[str]:
         "--",
         *paths(folder),
     )
-    return diff.decode().split("\0")[:-1]
+    return names(diff)
 
 
 def file_at(commit: str, path: str) -> str:
@@ -396,7 +425,7 @@ def file_at(commit: str, path: str) -> str:
 def changed_paths(old: str, new: str) -> list[str]:
     if old == ZERO:
         return []
-    return git("diff", "--name-only", "-z", "--no-renames", old, new).decode().split("\0")[:-1]
+    return names(git("diff", "--name-only", "-z", "--no-renames", old, new))
 
 
 def notify(args: argparse.Namespace, request: dict) -> None:
@@ -406,23 +435,51 @@ def notify(args: argparse.Namespace, request: dict) -> None:
 
 
 def post_receive(args: argparse.Namespace) -> int:
+    """Each stage on its own: one that fails (a path git cannot show, say) is said and skips
+    nothing else; the push is in already."""
     updates = ref_updates()
-    report_live(args, updates)
     pusher = os.environ.get("REMOTE_USER", "local")
+    in_stage("telling what is live", report_live, args, updates)
     for _, new, branch in preview_updates(updates):
-        report_preview(args, branch, None if new == ZERO else new, pusher)
+        commit = None if new == ZERO else new
+        in_stage(f"telling Airflow of {branch}", report_preview, args, branch, commit, pusher)
     just_pushed = {branch for _, _, branch in preview_updates(updates)}
-    for branch in expire_previews(args.preview_days, keep=just_pushed):
+    for branch in in_stage("expiring previews", expire_previews, args.preview_days, just_pushed) or []:
         say(f"mlops-ide: {branch}: nobody pushed to it for {args.preview_days:g} days: deleted")
-        report_preview(args, branch, None, "expiry")
+        in_stage(f"telling Airflow of {branch}", report_preview, args, branch, None, "expiry")
+    # at every push: a preview whose deletion never reached the push check loses its slot now
+    in_stage("listing previews", notify, args, {"previews_on_remote": remote_previews(), "pusher": pusher})
     return 0
 
 
+def in_stage(what: str, stage, *arguments):
+    """stage(*arguments), or None after saying it failed."""
+    try:
+        return stage(*arguments)
+    except Exception as error:  # a hook's stage: said, and the next one runs
+        say(f"mlops-ide: {what} failed ({error!r}); the push is in")
+        return None
+
+
+def remote_previews() -> dict:
+    """The remote's preview branches and when they were listed: the push check frees the slot
+    of any other preview pushed before then (previews.reconciled)."""
+    listed = time.time()  # before listing: a branch created meanwhile is in the list or newer
+    return {"branches": sorted(preview_branches()), "listed": listed}
+
+
 def report_preview(args: argparse.Namespace, branch: str, commit: str | None, pusher: str) -> None:
-    """Tell the push check of a preview's push (commit) or deletion (None); say its answer."""
+    """Tell the push check of a preview's push (commit) or deletion (None), with the remote's
+    preview branches (a deletion frees the slot only if the branch is still gone); say its answer."""
     files = [] if commit is None else dag_files_at(commit, args.dags_folder)
     request = {
-        "preview": {"branch": branch, "commit": commit, "pushed_by": pusher, "files": files},
+        "preview": {
+            "branch": branch,
+            "commit": commit,
+            "pushed_by": pusher,
+            "files": files,
+            "remote": remote_previews(),
+        },
         "pusher": pusher,
     }
     try:
@@ -441,7 +498,7 @@ def dag_files_at(commit: str, folder: str) -> list[str]:
     """The files of the DAG folder at `commit` that Airflow opens (repository paths): what a
     preview's answer waits for, a verdict on each."""
     where = [] if folder == dag_folder.WHOLE_REPOSITORY else ["--", folder]
-    paths = git("ls-tree", "-r", "-z", "--name-only", commit, *where).decode().split("\0")[:-1]
+    paths = names(git("ls-tree", "-r", "-z", "--name-only", commit, *where))
     ignore = file_at(commit, dag_folder.in_repository(".airflowignore", folder))
     found = []
     for path in paths:
@@ -483,8 +540,8 @@ def report_live(args: argparse.Namespace, updates: list[tuple[str, str, str]]) -
         changed = []
         if old != ZERO:
             ignore = file_at(new, dag_folder.in_repository(".airflowignore", args.dags_folder))
-            for line in git("diff", "--name-status", "--no-renames", old, new).decode().splitlines():
-                status, path = line.split("\t", 1)
+            listed = names(git("diff", "--name-status", "-z", "--no-renames", old, new))
+            for status, path in zip(listed[::2], listed[1::2], strict=True):  # -z: status, path
                 inside = dag_folder.in_folder(path, args.dags_folder)
                 content = None if status[0] == "D" else git("show", f"{new}:{path}")
                 # a file Airflow never opens gets no verdict: not waited for
@@ -526,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         "--preview-days", type=float, default=7, help="a preview nobody pushed to this long goes"
     )
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(errors="backslashreplace")  # a file name that is not UTF-8 is said, as \xff
     return pre_receive(args) if args.hook == "pre-receive" else post_receive(args)
 
 
