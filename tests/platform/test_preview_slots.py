@@ -194,6 +194,7 @@ def test_a_free_slot_is_an_empty_folder_with_no_version(slots: Slots) -> None:
         "version": None,
         "dags": {},
         "errors": {},
+        "identity": {},
     }
 
 
