@@ -98,18 +98,18 @@ TEMPLATE = "{{ var.value.mlflow_preview_token }}"
 
 
 def test_the_experiment_and_the_preview_token_template_are_added_to_an_environment_dict_or_none() -> None:
-    assert preview_policy.with_variable(None, "preview/alice/lr") == {
+    assert preview_policy.with_preview_variables(None, "preview/alice/lr") == {
         "MLFLOW_EXPERIMENT_NAME": "preview/alice/lr",
         "MLFLOW_TRACKING_TOKEN": TEMPLATE,
     }
     main = {"A": "1", "MLFLOW_EXPERIMENT_NAME": "main", "MLFLOW_TRACKING_TOKEN": "the-pipelines"}
-    assert preview_policy.with_variable(main, "preview/a/b") == {
+    assert preview_policy.with_preview_variables(main, "preview/a/b") == {
         "A": "1",
         "MLFLOW_EXPERIMENT_NAME": "preview/a/b",
         "MLFLOW_TRACKING_TOKEN": TEMPLATE,
     }
     with pytest.raises(Refused, match="whose environment is a str"):
-        preview_policy.with_variable("A=1", "preview/a/b")
+        preview_policy.with_preview_variables("A=1", "preview/a/b")
 
 
 def bundles(home: Path, **environ: str) -> list[dict]:

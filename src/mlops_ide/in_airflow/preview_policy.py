@@ -147,10 +147,10 @@ def rename(dag, entry: previews.Entry) -> None:
     dag.tags = {*(dag.tags or ()), entry.branch, f"by:{entry.pushed_by}"}
     dag.is_paused_upon_creation = True
     for task in dag.tasks:
-        give_experiment(task, entry.preview.experiment)
+        give_preview_environment(task, entry.preview.experiment)
 
 
-def give_experiment(task, experiment: str) -> None:
+def give_preview_environment(task, experiment: str) -> None:
     """MLFLOW_EXPERIMENT_NAME and the preview identity's MLFLOW_TRACKING_TOKEN (a template) for
     the runners the pipeline uses: `@task.external_python` (ExternalPythonOperator's env_vars,
     added to the worker's environment unless inherit_env is False, then the whole of it; not a
@@ -171,19 +171,21 @@ def give_experiment(task, experiment: str) -> None:
         operator = getattr(task, "operator_class", None)
         names = {kind.__name__ for kind in getattr(operator, "__mro__", ())}
         if names & {"ExternalPythonOperator", "KubernetesPodOperator"}:
-            task.partial_kwargs["env_vars"] = with_variable(task.partial_kwargs.get("env_vars"), experiment)
+            task.partial_kwargs["env_vars"] = with_preview_variables(
+                task.partial_kwargs.get("env_vars"), experiment
+            )
         elif "DockerOperator" in names:
-            task.partial_kwargs["environment"] = with_variable(
+            task.partial_kwargs["environment"] = with_preview_variables(
                 task.partial_kwargs.get("environment"), experiment
             )
         return
     if field is not None:
-        setattr(task, field, with_variable(getattr(task, field, None), experiment))
+        setattr(task, field, with_preview_variables(getattr(task, field, None), experiment))
         if field not in task.template_fields:  # ExternalPythonOperator: rendered for this task only
             task.template_fields = (*task.template_fields, field)
 
 
-def with_variable(current, experiment: str):
+def with_preview_variables(current, experiment: str):
     """`current` (None, a dict or a list of V1EnvVar) with MLFLOW_EXPERIMENT_NAME=experiment and
     MLFLOW_TRACKING_TOKEN=TOKEN_TEMPLATE (replacing the pipeline's, a Secret's on Kubernetes)."""
     added = {EXPERIMENT_VARIABLE: experiment, TOKEN_VARIABLE: TOKEN_TEMPLATE}
