@@ -31,7 +31,10 @@ class StepContainer(DockerOperator):
     """`python -m skin_cancer.tasks <step> '<JSON>'` in a container; its XCom: the result."""
 
     def execute(self, context: Any) -> Any:
-        self._private_environment = {name: os.environ[name] for name in PRIVATE if name in os.environ}
+        # a preview's task has its own token in `environment` (the previews' policy): it wins
+        self._private_environment = {
+            name: os.environ[name] for name in PRIVATE if name in os.environ and name not in self.environment
+        }
         try:
             found = self.cli.images(name=self.image)
         except Exception as error:  # DockerException, AirflowException: the client's own

@@ -34,6 +34,8 @@ AIRFLOW_OAUTH_CLIENT_ID = f"service-{AIRFLOW}"
 # the public port it would be an ADMIN password prompt for everyone, with no lockout.
 AIRFLOW_PASSWORD_LOGINS = (f"{AIRFLOW_PREFIX}auth/token/",)
 PIPELINE = "pipeline"  # the identity of Airflow's tasks and serving: the one that may register models
+# A preview's tasks (docs/previews.md): the pipeline's rights in MLflow but `champion`
+PIPELINE_PREVIEW = "pipeline-preview"
 ACCOUNTS = "accounts"  # `make users`' way into a running hub: may delete users, nothing else
 PUSH_WEBHOOK = "push-webhook"  # GitHub's push events (Kubernetes mode)
 

@@ -306,6 +306,56 @@ def test_champion_is_refused_for_a_preview_version_however_spelled(
     assert champion_of_shop(pipeline) == "1"
 
 
+@pytest.fixture(scope="module")
+def preview_identity(platform: RunningPlatform) -> Caller:
+    """A preview's tasks (hub service `pipeline-preview`): the token Airflow renders for them."""
+    token = (platform.home / "airflow-auth" / "mlflow_preview_token").read_text().strip()
+    return Caller(int(platform.env["MLOPS_IDE_MLFLOW_PORT"]), token)
+
+
+def test_the_preview_identity_never_moves_champion_even_to_a_tracked_branch_version(
+    pipeline: Caller, preview_identity: Caller, shop: dict
+) -> None:
+    """A preview branch whose code records to the tracked branch's experiment (made before
+    previews had their own): its versions look like main's, its identity says what it is."""
+    refused = {
+        "set": set_alias(preview_identity, "champion", "2"),
+        "set by the UI's route": set_alias(preview_identity, "Champion", "2", AJAX),
+        "delete": preview_identity.send(
+            "DELETE", f"{API}/registered-models/alias", {"name": SHOP, "alias": "champion"}
+        ),
+        "delete champion's version": preview_identity.send(
+            "DELETE", f"{API}/model-versions/delete", {"name": SHOP, "version": "1"}
+        ),
+        "rename the model": preview_identity.send(
+            "POST", f"{API}/registered-models/rename", {"name": SHOP, "new_name": "old-shop"}
+        ),
+    }
+    for what, (status, answer) in refused.items():
+        assert status == 403 and "a preview cannot move `champion`" in answer["message"], (what, answer)
+    assert "Merge the branch into the tracked branch" in refused["set"][1]["message"]
+    assert champion_of_shop(pipeline) == "1"
+
+
+def test_the_preview_identity_logs_registers_and_sets_other_aliases(
+    pipeline: Caller, preview_identity: Caller, shop: dict
+) -> None:
+    experiment = "preview/alice/lr"
+    status, found = preview_identity.send("GET", f"{API}/experiments/get-by-name", experiment_name=experiment)
+    assert status == 200, found
+    status, run = preview_identity.send(
+        "POST", f"{API}/runs/create", {"experiment_id": found["experiment"]["experiment_id"]}
+    )
+    assert status == 200 and run["run"]["info"]["user_id"] == "service:pipeline-preview", run
+    info = run["run"]["info"]
+    created = {"name": SHOP, "source": f"{info['artifact_uri']}/model", "run_id": info["run_id"]}
+    status, version = preview_identity.send("POST", f"{API}/model-versions/create", created)
+    assert status == 200, version
+    assert set_alias(preview_identity, "challenger", version["model_version"]["version"])[0] == 200
+    assert set_alias(preview_identity, "challenger", "2")[0] == 200  # a tracked-branch version too
+    assert champion_of_shop(pipeline) == "1"
+
+
 def test_champion_is_refused_for_a_version_registered_from_no_run(pipeline: Caller, shop: dict) -> None:
     status, answer = set_alias(pipeline, "champion", "5")
 

@@ -61,6 +61,7 @@ class Slots:
         self.storage = root / "bundles"
         self.registry = root / "push-status" / "previews.json"
         self.registry.parent.mkdir()
+        self.extra: dict[str, str] = {}  # more of Airflow's environment
 
     def entry(self, slot: str, branch: str, commit: str) -> dict:
         preview = previews.parse_branch(branch)
@@ -87,6 +88,7 @@ class Slots:
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(self.storage),
             f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps({"conn_type": "git", "host": self.remote.url}),
             previews.ENV: str(self.registry),
+            **self.extra,
         }
 
     def probe(self, *steps: dict) -> list[dict]:
@@ -130,6 +132,28 @@ def test_a_preview_slot_shows_the_branch_dags_renamed_paused_tagged_with_its_exp
     }
 
 
+def test_a_previews_tasks_get_the_preview_token_as_a_rendered_template_never_in_the_stored_dag(
+    slots: Slots,
+) -> None:
+    """Each runner of the pipeline, with the providers installed: the token's template in the
+    field Airflow renders (ExternalPythonOperator's env_vars made one for the task), and the
+    token itself (in Airflow's environment) nowhere in the DAG as the DAG processor stores it."""
+    token = "preview-token-0123456789abcdef"
+    slots.extra = {"AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN": token}
+    (seen,) = slots.probe(
+        {
+            "registry": [slots.entry("preview-1", "preview/alice/lr", slots.alice)],
+            "kwargs": SLOT,
+            "do": "initialize",
+        }
+    )
+    identity = seen["identity"]["hello__alice_lr"]
+    template = "{{ var.value.mlflow_preview_token }}"
+    assert identity["token"] == {"answer": template, "in_container": template, "in_pod": template}
+    assert identity["templated"] == {"answer": True, "in_container": True, "in_pod": True}
+    assert token not in identity["stored"] and template in identity["stored"]
+
+
 def test_a_task_run_parses_its_commit_under_the_same_id(slots: Slots) -> None:
     registry = [slots.entry("preview-1", "preview/alice/lr", slots.alice)]
     tracking, run = slots.probe(
@@ -158,6 +182,9 @@ def test_the_main_bundle_dags_are_untouched(slots: Slots) -> None:
             "env": {"answer": None, "in_container": None, "in_pod": None},
         }
     }
+    # no preview token: the worker's environment, the pipeline's; the provider's own fields
+    assert set(seen["identity"]["hello"]["token"].values()) == {None}
+    assert seen["identity"]["hello"]["templated"]["answer"] is False
 
 
 def test_a_free_slot_is_an_empty_folder_with_no_version(slots: Slots) -> None:
@@ -167,6 +194,7 @@ def test_a_free_slot_is_an_empty_folder_with_no_version(slots: Slots) -> None:
         "version": None,
         "dags": {},
         "errors": {},
+        "identity": {},
     }
 
 

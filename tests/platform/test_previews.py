@@ -7,7 +7,9 @@ One platform for the module; the tests build on each other in file order."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -187,6 +189,88 @@ def test_a_preview_cannot_move_champion_and_the_gate_says_why(
     assert champion.status_code != 200, "the preview's run made a champion"
     assert len(versions) == 1  # basic_cnn, registered for comparison
     assert forced.status_code == 403 and "preview/alice/lr" in forced.text, forced.text
+
+
+def stored_dag(platform: RunningPlatform, dag_id: str) -> str:
+    """The DAG as the DAG processor stored it in Airflow's database (what its UI shows), read only."""
+    database = f"file:{platform.home / 'airflow' / 'airflow.db'}?mode=ro"
+    with sqlite3.connect(database, uri=True) as db:
+        rows = db.execute(
+            "SELECT data, data_compressed FROM serialized_dag WHERE dag_id = ?", (dag_id,)
+        ).fetchall()
+    assert rows, f"no serialized {dag_id}"
+    return "".join(str(data) if data else zlib.decompress(packed).decode() for data, packed in rows)
+
+
+def test_a_preview_made_before_previews_had_experiments_records_to_main_and_still_cannot_make_a_champion(
+    platform: RunningPlatform, airflow: AirflowAPI, bob: Path
+) -> None:
+    """A branch whose tasks.py ignores MLFLOW_EXPERIMENT_NAME (as before issue 29): its runs
+    record to the tracked branch's experiment and its compare step sets `champion`; its tasks
+    have the preview identity, which the gate never lets move `champion`, and the token they
+    use is never in the DAG Airflow stores, nor shown rendered."""
+    git(bob, "checkout", "--quiet", "-B", "try-old", "origin/main")
+    tasks = (bob / "src" / "skin_cancer" / "tasks.py").read_text()
+    reading = 'return os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT'
+    old_tasks = tasks.replace(reading, "return EXPERIMENT")
+    assert old_tasks != tasks, "tasks.py no longer reads the experiment as this test expects"
+    files = {f"dags/{WORKFLOW}.py": edited_workflow(bob), "src/skin_cancer/tasks.py": old_tasks}
+    user_commit(bob, files, "as before previews had experiments")
+    pushed = push(platform, "bob", bob, "HEAD:preview/bob/old")
+    assert pushed.returncode == 0 and f"preview: {WORKFLOW}__bob_old (paused)" in pushed.stderr, pushed.stderr
+    dag_id = f"{WORKFLOW}__bob_old"
+    assert (
+        airflow.session.patch(
+            f"{airflow.url}/api/v2/dags/{dag_id}", json={"is_paused": False}, timeout=30
+        ).status_code
+        == 200
+    )
+    started = airflow.session.post(
+        f"{airflow.url}/api/v2/dags/{dag_id}/dagRuns",
+        json={"logical_date": None, "conf": {"epochs": 1, "image_size": 16}},
+        timeout=30,
+    )
+    assert started.status_code == 200, started.text
+    run_id = started.json()["dag_run_id"]
+    run = airflow.wait_for_run(dag_id, run_id, timeout=600)
+
+    api, auth = mlflow(platform)
+    versions = requests.get(
+        f"{api}/model-versions/search", params={"filter": f"name='{MODEL}'"}, headers=auth, timeout=30
+    ).json()["model_versions"]
+    main = requests.get(
+        f"{api}/experiments/get-by-name",
+        params={"experiment_name": "cnn_skin_cancer"},
+        headers=auth,
+        timeout=30,
+    ).json()["experiment"]
+    recorded_to_main = [
+        version
+        for version in versions
+        if requests.get(
+            f"{api}/runs/get", params={"run_id": version["run_id"]}, headers=auth, timeout=30
+        ).json()["run"]["info"]["experiment_id"]
+        == main["experiment_id"]
+    ]
+    champion = requests.get(
+        f"{api}/registered-models/alias",
+        params={"name": MODEL, "alias": "champion"},
+        headers=auth,
+        timeout=30,
+    )
+    instance = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+    compare_log = airflow.get(f"{instance}/compare/logs/1").text
+    rendered = airflow.get(f"{instance}/train_basic_cnn").json()["rendered_fields"]
+    stored = stored_dag(platform, dag_id)
+    token = (platform.home / "airflow-auth" / "mlflow_preview_token").read_text().strip()
+
+    assert recorded_to_main, "the old branch's run did not record to cnn_skin_cancer: not the case tested"
+    assert run["state"] == "failed", run  # its compare step asked for champion
+    assert champion.status_code != 200, "a preview's run made a champion"
+    assert "a preview cannot move `champion`" in compare_log, compare_log[-3000:]
+    assert rendered["env_vars"]["MLFLOW_TRACKING_TOKEN"] == "***", rendered  # rendered, masked
+    assert token not in stored and token not in str(rendered)
+    assert "{{ var.value.mlflow_preview_token }}" in stored  # what the DAG holds: the template
 
 
 def test_the_fourth_preview_is_refused_with_ones_previews_and_how_to_delete_one(

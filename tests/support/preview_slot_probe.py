@@ -9,7 +9,10 @@ A step: {"registry": [entry dicts] (written first; absent: left as it is),
 "version": null | "<sha>", "do": "initialize" | "refresh" | "parse", "git": [arguments of a git
 command run first in the remote, e.g. to delete a branch]}. A bundle without a
 version is kept from step to step, like the DAG processor's. Prints one JSON line per step:
-{"path", "version", "dags": {id: {"tags", "paused", "env": {task: experiment}}}, "errors"}.
+{"path", "version", "dags": {id: {"tags", "paused", "env": {task: experiment}}}, "errors",
+"identity": {id: {"token": {task: MLFLOW_TRACKING_TOKEN as the task holds it}, "templated":
+{task: whether Airflow renders that field}, "stored": the DAG serialized as the DAG processor
+stores it}}}.
 """
 
 from __future__ import annotations
@@ -24,21 +27,35 @@ from airflow._shared.module_loading import import_string
 from airflow.dag_processing.bundles.base import unpack_bundle_version
 from airflow.dag_processing.dagbag import BundleDagBag
 
-from mlops_ide.in_airflow.preview_policy import EXPERIMENT_VARIABLE
+from mlops_ide.in_airflow.preview_policy import EXPERIMENT_VARIABLE, TOKEN_VARIABLE
 from mlops_ide.portable import previews
 
 CONNECTION = "AIRFLOW_CONN_PREVIEW_GIT"  # the test's git connection: the remote's path as its host
 DEFAULT_CLASS = "mlops_ide.in_airflow.preview_bundle.PreviewSlotBundle"
 
 
-def experiment_of(task) -> str | None:
+def experiment_of(task, variable: str = EXPERIMENT_VARIABLE) -> str | None:
     for field in ("env_vars", "environment"):
         value = getattr(task, field, None)
         if isinstance(value, dict):
-            return value.get(EXPERIMENT_VARIABLE)
+            return value.get(variable)
         if isinstance(value, list):
-            return next((item.value for item in value if item.name == EXPERIMENT_VARIABLE), None)
+            return next((item.value for item in value if item.name == variable), None)
     return None
+
+
+def templated(task) -> bool:
+    return any(field in task.template_fields for field in ("env_vars", "environment") if hasattr(task, field))
+
+
+def identity_of(dag) -> dict:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    return {
+        "token": {task.task_id: experiment_of(task, TOKEN_VARIABLE) for task in dag.tasks},
+        "templated": {task.task_id: templated(task) for task in dag.tasks},
+        "stored": json.dumps(DagSerialization.to_dict(dag), default=str),
+    }
 
 
 def parsed(bundle) -> dict:
@@ -55,6 +72,7 @@ def parsed(bundle) -> dict:
             for dag_id, dag in bag.dags.items()
         },
         "errors": bag.import_errors,
+        "identity": {dag_id: identity_of(dag) for dag_id, dag in bag.dags.items()},
     }
 
 

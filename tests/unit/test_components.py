@@ -170,6 +170,13 @@ def test_every_service_builds_its_processes_from_the_settings(tmp_path: Path) ->
     for process in (built["serving"][0], *built["airflow"][:4]):
         assert process.env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000/services/mlflow", process.name
         assert process.env["MLFLOW_TRACKING_TOKEN"] == pipeline_token, process.name
+    # a preview's tasks' identity: a Variable of Airflow's processes (its tasks render it),
+    # never where pushed code is checked nor in the push check
+    preview_token = (tmp_path / "airflow-auth" / "mlflow_preview_token").read_text().strip()
+    assert preview_token != pipeline_token
+    for process in built["airflow"][:4]:
+        assert process.env["AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN"] == preview_token, process.name
+    assert not [p.name for p in built["airflow"][4:] if preview_token in json.dumps(p.env)]
     for process in (built["mlflow"][0], built["serving"][0], *built["airflow"][:4]):
         assert process.env["MLFLOW_DISABLE_TELEMETRY"] == "true", process.name
     assert built["app"][0].env["SKIN_CANCER_API_URL"] == "http://127.0.0.1:8500"

@@ -40,7 +40,13 @@ def test_local_config_refuses_an_unprepared_state_folder_and_makes_nothing(
 def test_local_config_reads_the_prepared_state_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = prepared_state(tmp_path, **{"airflow-auth/mlflow_token": "pipeline-token"})
+    state = prepared_state(
+        tmp_path,
+        **{
+            "airflow-auth/mlflow_token": "pipeline-token",
+            "airflow-auth/mlflow_preview_token": "preview-token",
+        },
+    )
     before = snapshot(state)
 
     c = hub_config(
@@ -65,6 +71,14 @@ def test_local_config_reads_the_prepared_state_and_writes_nothing(
     roles = {role["name"]: role for role in c.JupyterHub.load_roles}
     assert "access:services!service=mlflow" in roles["user"]["scopes"]
     assert roles["pipeline"]["services"] == ["pipeline"]
+    # a preview's tasks: their own identity, which the gate keeps from `champion`, MLflow alone
+    (preview,) = (service for service in c.JupyterHub.services if service["name"] == "pipeline-preview")
+    assert preview == {"name": "pipeline-preview", "api_token": "preview-token", "display": False}
+    assert roles["pipeline-preview"] == {
+        "name": "pipeline-preview",
+        "scopes": ["access:services!service=mlflow"],
+        "services": ["pipeline-preview"],
+    }
     assert c.LocalVSCodeSpawner.mlflow_token is True
     assert snapshot(state) == before
 

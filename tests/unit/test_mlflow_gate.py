@@ -4,6 +4,7 @@ pipeline)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from pathlib import Path
@@ -17,6 +18,8 @@ from mlops_ide.hub_services.mlflow_champion import (
     alias_request,
     is_champion,
     is_preview_experiment,
+    why_not_champion,
+    why_not_from_preview,
 )
 from mlops_ide.hub_services.mlflow_gate import (
     ARTIFACT,
@@ -59,6 +62,8 @@ def test_who_may_change_the_registry() -> None:
     assert caller_of({"kind": "user", "name": "alice", "admin": False}) == ("alice", False)
     assert caller_of({"kind": "user", "name": "ops", "admin": True}) == ("ops", True)
     assert caller_of({"kind": "service", "name": "pipeline"}) == ("service:pipeline", True)
+    # a preview's tasks: the registry too, but never `champion` (test_the_preview_identity_...)
+    assert caller_of({"kind": "service", "name": "pipeline-preview"}) == ("service:pipeline-preview", True)
     # another service is not the pipeline, and no user can take its name (':' is not in names)
     assert caller_of({"kind": "service", "name": "idle-culler"}) == ("service:idle-culler", False)
 
@@ -263,3 +268,63 @@ def test_an_alias_request_mlflow_could_read_otherwise_is_refused(body: bytes, qu
 def test_an_alias_request_naming_a_version_twice_in_its_json_is_refused() -> None:
     with pytest.raises(AmbiguousRequest):
         request_json(b'{"name": "skin", "alias": "champion", "version": "1", "version": "2"}')
+
+
+# MLflow's answers, as its REST API gives them: version 3 of `skin` made by a run in the tracked
+# branch's experiment (what a preview branch made before previews had experiments records to),
+# version 4 is `champion`.
+MLFLOW_ANSWERS = {
+    "api/2.0/mlflow/model-versions/get?name=skin&version=3": {"model_version": {"run_id": "r3"}},
+    "api/2.0/mlflow/model-versions/get?name=skin&version=4": {
+        "model_version": {"run_id": "r4", "aliases": ["champion"]}
+    },
+    "api/2.0/mlflow/runs/get?run_id=r3": {"run": {"info": {"experiment_id": "1"}}},
+    "api/2.0/mlflow/experiments/get?experiment_id=1": {"experiment": {"name": "cnn_skin_cancer"}},
+}
+
+
+async def ask_mlflow(path: str) -> dict | None:
+    return MLFLOW_ANSWERS.get(path)
+
+
+def from_preview(method: str, route: str, request: dict, query: dict | None = None) -> str | None:
+    path = f"api/2.0/mlflow/{route}"
+    return asyncio.run(why_not_from_preview(ask_mlflow, method, path, request, query or {}))
+
+
+def test_the_preview_identity_never_sets_champion_even_on_a_tracked_branch_experiments_version() -> None:
+    request = {"name": "skin", "alias": "champion", "version": "3"}
+    why = from_preview("POST", "registered-models/alias", request)
+    assert why is not None
+    assert "a preview cannot move `champion`" in why and "Merge the branch into the tracked branch" in why
+    assert from_preview("POST", "registered-models/alias", {**request, "alias": "Champion "}) is not None
+    # the pipeline identity: the experiment decides, as before (a tracked-branch run: allowed)
+    assert asyncio.run(why_not_champion(ask_mlflow, "skin", "3")) is None
+
+
+def test_the_preview_identity_sets_other_aliases_and_registers() -> None:
+    assert (
+        from_preview(
+            "POST", "registered-models/alias", {"name": "skin", "alias": "challenger", "version": "3"}
+        )
+        is None
+    )
+    assert from_preview("POST", "model-versions/create", {"name": "skin", "source": "runs:/r3/model"}) is None
+    assert from_preview("DELETE", "registered-models/alias", {"name": "skin", "alias": "challenger"}) is None
+    assert from_preview("DELETE", "model-versions/delete", {"name": "skin", "version": "3"}) is None
+
+
+def test_the_preview_identity_cannot_take_champion_away_either() -> None:
+    assert from_preview("DELETE", "registered-models/alias", {"name": "skin", "alias": "champion"})
+    assert from_preview("DELETE", "registered-models/alias", {"name": "skin"})  # unreadable: closed
+    assert from_preview("DELETE", "model-versions/delete", {"name": "skin", "version": "4"})  # champion's
+    assert from_preview("DELETE", "model-versions/delete", {"name": "skin", "version": "9"})  # unknown
+    assert from_preview("DELETE", "registered-models/delete", {"name": "skin"})
+    assert from_preview("POST", "registered-models/rename", {"name": "skin", "new_name": "old"})
+    with pytest.raises(BadAliasRequest, match="in the JSON body only"):
+        from_preview(
+            "POST",
+            "registered-models/alias",
+            {"name": "skin", "alias": "x", "version": "3"},
+            {"alias": [b"champion"]},
+        )

@@ -50,6 +50,47 @@ def test_a_step_without_an_engine_fails_saying_how_to_start_one(tmp_path: Path) 
     assert "`make images`, then `make up` with MLOPS_IDE_PIPELINE_RUNNER=docker" in answer["error"]
 
 
+PRIVATE_TOKEN_PROBE = """
+import json, sys
+sys.path.append(sys.argv[1])
+from step_container import StepContainer
+
+for environment in ({}, {"MLFLOW_TRACKING_TOKEN": "preview-token"}):
+    step = StepContainer(
+        task_id="s", image="pipeline", command=["preprocess", "{}"], environment=dict(environment),
+        docker_url=sys.argv[2],
+    )
+    try:
+        step.execute({})
+    except Exception:  # no engine here: the token it would pass is decided before
+        pass
+    print(json.dumps(step._private_environment))
+"""
+
+
+def test_a_container_step_passes_the_workers_token_unless_its_task_has_one(tmp_path: Path) -> None:
+    """The token goes privately (never a template field) from the worker's environment, the
+    pipeline's; a preview's task has the preview identity's in `environment` (the previews'
+    policy), which must win, or a preview's container would use MLflow as the pipeline."""
+    shown = subprocess.run(
+        [
+            str(Tools.load().airflow_python),
+            "-c",
+            PRIVATE_TOKEN_PROBE,
+            str(ROOT / "dags"),
+            f"unix://{tmp_path}/podman.sock",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MLFLOW_TRACKING_TOKEN": "pipeline-token"},
+    )
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    main, preview = (json.loads(line) for line in shown.stdout.splitlines() if line.startswith("{"))
+    assert main == {"MLFLOW_TRACKING_TOKEN": "pipeline-token"}
+    assert preview == {}  # its environment's token goes to the container
+
+
 def test_the_docker_runner_without_podman_stops_the_start_saying_what_to_install(tmp_path: Path) -> None:
     empty = tmp_path / "bin"  # git alone (settings read the checkout's branch)
     empty.mkdir()

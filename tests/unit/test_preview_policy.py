@@ -95,16 +95,22 @@ def test_a_broken_registry_refuses_a_slots_file(tmp_path: Path, monkeypatch: pyt
         preview_policy.preview_of(f"{ROOT}/preview-1/versions/{'c' * 40}/dags/a.py", ROOT)
 
 
-def test_the_experiment_is_added_to_an_environment_dict_or_none() -> None:
-    assert preview_policy.with_variable(None, "preview/alice/lr") == {
-        "MLFLOW_EXPERIMENT_NAME": "preview/alice/lr"
+TEMPLATE = "{{ var.value.mlflow_preview_token }}"
+
+
+def test_the_experiment_and_the_preview_token_template_are_added_to_an_environment_dict_or_none() -> None:
+    assert preview_policy.with_preview_variables(None, "preview/alice/lr") == {
+        "MLFLOW_EXPERIMENT_NAME": "preview/alice/lr",
+        "MLFLOW_TRACKING_TOKEN": TEMPLATE,
     }
-    assert preview_policy.with_variable({"A": "1", "MLFLOW_EXPERIMENT_NAME": "main"}, "preview/a/b") == {
+    main = {"A": "1", "MLFLOW_EXPERIMENT_NAME": "main", "MLFLOW_TRACKING_TOKEN": "the-pipelines"}
+    assert preview_policy.with_preview_variables(main, "preview/a/b") == {
         "A": "1",
         "MLFLOW_EXPERIMENT_NAME": "preview/a/b",
+        "MLFLOW_TRACKING_TOKEN": TEMPLATE,
     }
     with pytest.raises(Refused, match="whose environment is a str"):
-        preview_policy.with_variable("A=1", "preview/a/b")
+        preview_policy.with_preview_variables("A=1", "preview/a/b")
 
 
 def bundles(home: Path, **environ: str) -> list[dict]:
@@ -147,3 +153,42 @@ def test_a_dag_whose_id_has_a_double_underscore_is_refused_naming_the_rule() -> 
     fine = SimpleNamespace(dag_id="train_daily", tags={"x"}, tasks=[])
     preview_policy.rename(fine, ALICE)
     assert (fine.dag_id, fine.tags) == ("train_daily__alice_lr", {"x", "preview/alice/lr", "by:alice"})
+
+
+class ExternalPythonOperator:  # named as Airflow's: the policy knows runners by class name
+    template_fields = ("python", "templates_dict", "op_args", "op_kwargs")  # as the provider's
+
+    def __init__(self, env_vars: dict | None = None) -> None:
+        self.env_vars = env_vars
+
+
+class DockerOperator:
+    template_fields = ("image", "command", "environment")
+
+    def __init__(self) -> None:
+        self.environment = {"MLFLOW_TRACKING_TOKEN": "from-the-dag"}
+
+
+class FakeDag:
+    def __init__(self, *tasks: object) -> None:
+        self.dag_id, self.tags, self.tasks = "cnn_skin_cancer_workflow", None, list(tasks)
+
+
+def test_a_previews_tasks_get_the_token_as_a_template_rendered_at_run_never_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = "0123456789abcdef-the-preview-token"
+    monkeypatch.setenv("AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN", token)  # as Airflow's processes have it
+    external, docker = ExternalPythonOperator({"A": "1"}), DockerOperator()
+    dag = FakeDag(external, docker)
+    preview_policy.rename(dag, ALICE)
+    assert external.env_vars == {
+        "A": "1",
+        "MLFLOW_EXPERIMENT_NAME": "preview/alice/lr",
+        "MLFLOW_TRACKING_TOKEN": TEMPLATE,
+    }
+    assert "env_vars" in external.template_fields  # the provider does not template it: this task does
+    assert "env_vars" not in ExternalPythonOperator.template_fields  # other tasks keep the class's
+    assert docker.environment["MLFLOW_TRACKING_TOKEN"] == TEMPLATE
+    assert docker.template_fields.count("environment") == 1
+    assert token not in repr([vars(task) for task in dag.tasks]) + repr(vars(dag))

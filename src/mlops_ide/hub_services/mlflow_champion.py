@@ -13,7 +13,13 @@ pointed at the wrong version), not against the people who may push the tracked b
 previews run with the pipeline's identity, which may rename an experiment or register a
 version from another run's files on a store MLflow does not check (docs/previews.md#mlflow).
 
-Pure parsing and rules, plus one lookup that asks MLflow through the gate's `ask`.
+The preview identity (hub service `pipeline-preview`, whose token a preview's tasks get) never
+moves `champion`, whatever its version's experiment: it may not set or delete that alias, nor
+delete or rename a registered model, nor delete the version `champion` names (each takes
+`champion` from what serving loads). So a preview branch whose code records to the tracked
+branch's experiment (made before previews had their own) still cannot promote its model.
+
+Pure parsing and rules, plus lookups that ask MLflow through the gate's `ask`.
 """
 
 from __future__ import annotations
@@ -71,6 +77,47 @@ def refusal(model: str, version: str, why: str) -> str:
         f"`{CHAMPION}` goes to versions of the tracked branch's runs: merge the preview branch into "
         "the tracked branch and let its workflow train and compare"
     )
+
+
+PREVIEW_REFUSAL = (
+    "a preview cannot move `champion` (what serving loads): its tasks have the preview identity "
+    "({what}). Merge the branch into the tracked branch, whose workflow trains, compares and promotes"
+)
+# What the preview identity may not do at all: each takes `champion` with it.
+PREVIEW_NEVER = ("registered-models/delete", "registered-models/rename")
+
+
+def mlflow_route(path: str) -> str:
+    """`registered-models/alias` for `api/2.0/mlflow/registered-models/alias` (or `ajax-api/`)."""
+    return path.split("/mlflow/", 1)[-1]
+
+
+async def why_not_from_preview(ask: Ask, method: str, path: str, request: dict, query: dict) -> str | None:
+    """Why the preview identity may not make this request of the registry (a message for the
+    caller), or None. `path` as the gate has it (below its prefix), `request` the JSON body
+    (parsed with each key once), `query` the query's arguments. Closed when in doubt: a
+    request whose alias or version cannot be read is refused."""
+    route = mlflow_route(path)
+    if route == "registered-models/alias" and method in ("POST", "DELETE"):
+        if any(field in query for field in ALIAS_FIELDS):
+            raise BadAliasRequest("send name, alias and version in the JSON body only, not in the query")
+        alias = request.get("alias")
+        if not isinstance(alias, str) or is_champion(alias):
+            verb = "set" if method == "POST" else "delete"
+            return PREVIEW_REFUSAL.format(what=f"it may {verb} other aliases, never `{CHAMPION}`")
+        return None
+    if route in PREVIEW_NEVER:
+        return PREVIEW_REFUSAL.format(what=f"{route} would take `{CHAMPION}` with it")
+    if route == "model-versions/delete":
+        model, version = request.get("name"), request.get("version")
+        if query or not (isinstance(model, str) and isinstance(version, str)):
+            return PREVIEW_REFUSAL.format(what="name the version to delete in the JSON body")
+        found = await ask(query_of("model-versions/get", name=model, version=version))
+        # MLflow's JSON leaves out an empty list: no `aliases` is none
+        aliases = (found or {}).get("model_version", {}).get("aliases", []) if found else None
+        if not isinstance(aliases, list) or any(is_champion(str(alias)) for alias in aliases):
+            return PREVIEW_REFUSAL.format(what=f"version {version} of {model} is `{CHAMPION}` or unreadable")
+    return None
 
 
 async def why_not_champion(ask: Ask, model: str, version: str) -> str | None:

@@ -13,7 +13,9 @@ pipeline's account can open (machine/components/mlflow.py). This service, a Jupy
 What each may do: everyone reads everything; users create experiments and runs, and change
 only their own runs and their artifacts; registering model versions and moving aliases
 (`champion`, which serving follows) is the pipeline's, and hub admins', and `champion` never
-goes to a version a preview made (mlops_ide/hub_services/mlflow_champion.py). A run records who
+goes to a version a preview made (mlops_ide/hub_services/mlflow_champion.py); the preview
+identity (hub service `pipeline-preview`, a preview's tasks) has the pipeline's rights but
+never moves `champion` at all. A run records who
 made it (`user_id` and the `mlflow.user` tag are the hub's name for the caller, whatever
 the client said). Anything else gets 401 (who are you?) or 403 (not yours), with what to do.
 
@@ -84,8 +86,11 @@ class UnixResolver(Resolver):
 def caller_of(model: dict) -> tuple[str, bool]:
     """(the name MLflow records, whether it may change the registry) for a hub model."""
     if model.get("kind") == "service":
-        return f"service:{model['name']}", model["name"] == names.PIPELINE
+        return f"service:{model['name']}", model["name"] in (names.PIPELINE, names.PIPELINE_PREVIEW)
     return model["name"], bool(model.get("admin"))
+
+
+PREVIEW_CALLER = f"service:{names.PIPELINE_PREVIEW}"  # a preview's tasks: never `champion`
 
 
 def api_path(path: str) -> str:
@@ -216,6 +221,10 @@ def gate_handler_class() -> type:
             if rule == "NOBODY":
                 return 403, f"{self.request.method} {path} is not offered on this platform"
             body, query = self.request.body, self.request.query_arguments
+            if name == PREVIEW_CALLER and rule in ("PIPELINE", "SET_ALIAS"):
+                problem = await self.preview_problem(path, body, query)
+                if problem:
+                    return problem
             if rule == "SET_ALIAS" and may_register:
                 return await self.champion_problem(body, query)
             if rule == "READ" or may_register:
@@ -254,6 +263,19 @@ def gate_handler_class() -> type:
                     run_id = await self.source_run_of(artifact["id"])
                 return await self.not_owner(name, run_id, "artifact")
             return 403, f"{name} may not {self.request.method} {path}"  # a rule without a check: closed
+
+        async def preview_problem(self, path: str, body: bytes, query: dict) -> tuple[int, str] | None:
+            """(status, why) when the preview identity's request would move `champion`, else None."""
+            try:
+                why = await mlflow_champion.why_not_from_preview(
+                    self.ask_mlflow, self.request.method, path, request_json(body), query
+                )
+            except (AmbiguousRequest, mlflow_champion.BadAliasRequest) as problem:
+                return 400, str(problem)
+            if why:
+                log.info("refused: %s %s %s: %s", self.caller[0], self.request.method, path, why)
+                return 403, why
+            return None
 
         async def champion_problem(self, body: bytes, query: dict) -> tuple[int, str] | None:
             """(status, why) when the alias this request sets is `champion` on a preview's

@@ -21,6 +21,8 @@ The rules, from the most open:
                           traces, datasets, scorers, webhooks and the rest MLflow 3 added
     SET_ALIAS             the pipeline and hub admins, but never `champion` on a version a
                           preview made (hub_services/mlflow_champion.py)
+The pipeline's rules hold for a preview's tasks (hub service `pipeline-preview`) too, but for
+what would move `champion` (mlflow_champion.why_not_from_preview).
     NOBODY                refused to everyone: the AI gateway (it holds third parties' API keys
                           and calls out), the assistant (a shell on MLflow's machine), the UI's
                           usage telemetry

@@ -1,7 +1,8 @@
 """Airflow's cluster policy for previews (airflow_local_settings imports `dag_policy`): a DAG
 parsed from a preview slot's bundle (preview_bundle.py) gets the id of its preview
 (`cnn_skin_cancer_workflow__alice_lr`), the branch and `by:<pusher>` as tags, is paused when
-it is new, and its tasks record to the preview's MLflow experiment. DAGs of other bundles
+it is new, and its tasks record to the preview's MLflow experiment with the preview identity
+(hub service `pipeline-preview`: never `champion`). DAGs of other bundles
 are left alone.
 
 Which preview a file belongs to is the registry's entry for its slot (portable/previews.py).
@@ -37,6 +38,13 @@ CHECKED_OUT = "checked-out.json"  # in a slot's bundle folder, written by its bu
 TRACKING = "tracking_repo"  # GitDagBundle's folders under the bundle's
 VERSIONS = "versions"
 EXPERIMENT_VARIABLE = "MLFLOW_EXPERIMENT_NAME"  # skin_cancer.tasks records there when set
+TOKEN_VARIABLE = "MLFLOW_TRACKING_TOKEN"  # MLflow's client sends it to the gate
+# The preview identity's hub token (hub service `pipeline-preview`, which never moves `champion`),
+# as a template Airflow renders when the task runs, from the Variable its processes' environment
+# holds (AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN, machine/components/mlflow.py): the token itself is
+# never in the DAG, which the DAG processor stores in Airflow's database and shows in its UI.
+# The name holds `token`, so Airflow's secrets masker hides the value in rendered fields and logs.
+TOKEN_TEMPLATE = "{{ var.value.mlflow_preview_token }}"
 
 
 class Refused(Exception):
@@ -139,15 +147,18 @@ def rename(dag, entry: previews.Entry) -> None:
     dag.tags = {*(dag.tags or ()), entry.branch, f"by:{entry.pushed_by}"}
     dag.is_paused_upon_creation = True
     for task in dag.tasks:
-        give_experiment(task, entry.preview.experiment)
+        give_preview_environment(task, entry.preview.experiment)
 
 
-def give_experiment(task, experiment: str) -> None:
-    """MLFLOW_EXPERIMENT_NAME for the runners the pipeline uses: `@task.external_python`
-    (ExternalPythonOperator's env_vars, added to the worker's environment unless inherit_env
-    is False, then the whole of it), DockerOperator's `environment`, KubernetesPodOperator's
-    `env_vars` (a dict, or the V1EnvVar list it makes of one). A mapped task holds them in
-    its partial arguments. Other operators run in the worker, whose environment is Airflow's."""
+def give_preview_environment(task, experiment: str) -> None:
+    """MLFLOW_EXPERIMENT_NAME and the preview identity's MLFLOW_TRACKING_TOKEN (a template) for
+    the runners the pipeline uses: `@task.external_python` (ExternalPythonOperator's env_vars,
+    added to the worker's environment unless inherit_env is False, then the whole of it; not a
+    templated field of that operator, so made one for this task), DockerOperator's
+    `environment`, KubernetesPodOperator's `env_vars` (a dict, or the V1EnvVar list it makes of
+    one; both templated). A mapped task holds them in its partial arguments (an
+    ExternalPythonOperator's then stays unrendered: its calls to MLflow are refused, never the
+    pipeline's). Other operators run in the worker, whose environment is Airflow's."""
     kinds = {kind.__name__ for kind in type(task).__mro__}
     field = (
         "env_vars"
@@ -160,25 +171,31 @@ def give_experiment(task, experiment: str) -> None:
         operator = getattr(task, "operator_class", None)
         names = {kind.__name__ for kind in getattr(operator, "__mro__", ())}
         if names & {"ExternalPythonOperator", "KubernetesPodOperator"}:
-            task.partial_kwargs["env_vars"] = with_variable(task.partial_kwargs.get("env_vars"), experiment)
+            task.partial_kwargs["env_vars"] = with_preview_variables(
+                task.partial_kwargs.get("env_vars"), experiment
+            )
         elif "DockerOperator" in names:
-            task.partial_kwargs["environment"] = with_variable(
+            task.partial_kwargs["environment"] = with_preview_variables(
                 task.partial_kwargs.get("environment"), experiment
             )
         return
     if field is not None:
-        setattr(task, field, with_variable(getattr(task, field, None), experiment))
+        setattr(task, field, with_preview_variables(getattr(task, field, None), experiment))
+        if field not in task.template_fields:  # ExternalPythonOperator: rendered for this task only
+            task.template_fields = (*task.template_fields, field)
 
 
-def with_variable(current, experiment: str):
-    """`current` (None, a dict or a list of V1EnvVar) with MLFLOW_EXPERIMENT_NAME=experiment."""
+def with_preview_variables(current, experiment: str):
+    """`current` (None, a dict or a list of V1EnvVar) with MLFLOW_EXPERIMENT_NAME=experiment and
+    MLFLOW_TRACKING_TOKEN=TOKEN_TEMPLATE (replacing the pipeline's, a Secret's on Kubernetes)."""
+    added = {EXPERIMENT_VARIABLE: experiment, TOKEN_VARIABLE: TOKEN_TEMPLATE}
     if current is None or isinstance(current, dict):
-        return {**(current or {}), EXPERIMENT_VARIABLE: experiment}
+        return {**(current or {}), **added}
     if isinstance(current, list):
         from kubernetes.client import models as k8s
 
-        kept = [item for item in current if getattr(item, "name", None) != EXPERIMENT_VARIABLE]
-        return [*kept, k8s.V1EnvVar(name=EXPERIMENT_VARIABLE, value=experiment)]
+        kept = [item for item in current if getattr(item, "name", None) not in added]
+        return [*kept, *(k8s.V1EnvVar(name=name, value=value) for name, value in added.items())]
     raise Refused(
         f"cannot give {EXPERIMENT_VARIABLE} to a task whose environment is a {type(current).__name__}"
     )

@@ -182,6 +182,12 @@ def configure(c: Any, settings: Settings) -> None:
         token = read_secret(mlflow.pipeline_token_file(settings))
         hub_services.append({"name": names.PIPELINE, "api_token": token, "display": False})
         roles.append({"name": "pipeline", "scopes": [names.MLFLOW_SCOPE], "services": [names.PIPELINE]})
+        # a preview's tasks: the gate lets them do what the pipeline does but move `champion`
+        token = read_secret(mlflow.preview_token_file(settings))
+        hub_services.append({"name": names.PIPELINE_PREVIEW, "api_token": token, "display": False})
+        roles.append(
+            {"name": "pipeline-preview", "scopes": [names.MLFLOW_SCOPE], "services": [names.PIPELINE_PREVIEW]}
+        )
         user_scopes.append(names.MLFLOW_SCOPE)
         c.LocalVSCodeSpawner.mlflow_token = True
     refused_routes, refusal = proxy_refusals.airflow_password_login(f"http://127.0.0.1:{settings.hub_port}")

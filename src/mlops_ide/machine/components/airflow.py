@@ -230,6 +230,7 @@ def environment(inputs: Inputs) -> dict[str, str]:
         )
     if names.MLFLOW in settings.services:  # as the pipeline: the one identity that may register models
         env.update(mlflow.pipeline_env(inputs))
+        env.update(mlflow.preview_env(inputs))  # a preview's tasks' identity, rendered when they run
     return env
 
 

@@ -12,7 +12,8 @@ place, also while MLflow restarts. Everyone reaches it through its gate
 (mlops_ide.hub_services.mlflow_gate), a hub service under /services/mlflow/ on MLOPS_IDE_MLFLOW_PORT:
 browsers with their hub login, programs with a hub token in MLFLOW_TRACKING_TOKEN (a user's
 server gets one for this service at each start; Airflow's tasks and serving the token of
-the hub service `pipeline`, the only identity that may change the model registry).
+the hub service `pipeline`, the only identity that may change the model registry; a
+preview's tasks that of `pipeline-preview`, which may too but never move `champion`).
 
 MLflow's usage telemetry (to its makers' servers, from the server, the UI and every
 client) is off unless MLOPS_IDE_MLFLOW_TELEMETRY=1: the server, Airflow and its tasks,
@@ -92,15 +93,32 @@ def pipeline_token_file(settings: Settings) -> Path:
     return settings.home / "airflow-auth" / "mlflow_token"
 
 
-def ensure_pipeline_token(inputs: Inputs) -> str:
-    folder = ensure_folder(pipeline_token_file(inputs.settings).parent, 0o750)
+def preview_token_file(settings: Settings) -> Path:
+    """The `pipeline-preview` service's hub token (a preview's tasks): as the pipeline's."""
+    return settings.home / "airflow-auth" / "mlflow_preview_token"
+
+
+def ensure_pipeline_token(inputs: Inputs, path: Path | None = None) -> str:
+    """The hub token in `path` (the pipeline's by default), made once: root's, read by the
+    pipeline's group."""
+    path = path or pipeline_token_file(inputs.settings)
+    folder = ensure_folder(path.parent, 0o750)
     account = inputs.account(names.PIPELINE_ACCOUNT)
     if account is not None:
         os.chown(folder, 0, account.pw_gid)
-    token, _ = ensure_secret(
-        pipeline_token_file(inputs.settings), lambda: secrets.token_hex(32), account and account.pw_gid
-    )
+    token, _ = ensure_secret(path, lambda: secrets.token_hex(32), account and account.pw_gid)
     return token
+
+
+def ensure_preview_token(inputs: Inputs) -> str:
+    return ensure_pipeline_token(inputs, preview_token_file(inputs.settings))
+
+
+# Airflow reads a Variable `mlflow_preview_token` from this variable of its processes' environment;
+# the previews' cluster policy gives a preview's tasks a template naming it (never the value, which
+# the DAG would carry into Airflow's database). Its name holds `token`: Airflow's secrets masker
+# hides it in rendered fields and logs.
+PREVIEW_TOKEN_VARIABLE = "AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN"
 
 
 def ready_for_clients(settings: Settings) -> tuple[str, ...]:
@@ -116,6 +134,11 @@ def pipeline_env(inputs: Inputs) -> dict[str, str]:
         "MLFLOW_TRACKING_TOKEN": ensure_pipeline_token(inputs),
         **telemetry_env(inputs.settings.mlflow_telemetry),
     }
+
+
+def preview_env(inputs: Inputs) -> dict[str, str]:
+    """What Airflow's processes need to give a preview's tasks the preview identity."""
+    return {PREVIEW_TOKEN_VARIABLE: ensure_preview_token(inputs)}
 
 
 def server_process(
@@ -193,7 +216,8 @@ def gate_service(settings: Settings, python: Path, code: Path) -> dict:
 
 
 def prepare(inputs: Inputs) -> list[str]:
-    ensure_pipeline_token(inputs)  # before the hub, which registers it
+    ensure_pipeline_token(inputs)  # before the hub, which registers them
+    ensure_preview_token(inputs)
     return []
 
 
