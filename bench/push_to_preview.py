@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from bench.push_to_dag import DAG, line  # noqa: E402
-from tests.support.airflow_api import AirflowAPI  # noqa: E402
+from tests.support.airflow_api import AirflowAPI, airflow_and_alices_clone  # noqa: E402
 from tests.support.gitrepos import git, user_commit  # noqa: E402
 from tests.support.local_platform import RunningPlatform, wait_for  # noqa: E402
 
@@ -50,39 +50,30 @@ def main() -> None:
     parser.add_argument("--previews", type=int, default=5)
     options = parser.parse_args()
     new, moved, deleted = [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        platform = RunningPlatform(Path(tmp) / "state", MLOPS_IDE_SERVICES="airflow,mlflow").start(
-            timeout=300
-        )
-        try:
-            api = AirflowAPI(platform.airflow_url, platform.airflow_password)
-            wait_for(lambda: api.dag("platform_smoke_test"), 120, "the seeded DAGs")
-            platform.open_vscode(platform.login("alice"), "alice")
-            clone = platform.home / "homes" / "alice" / "pipelines"
-            for n in range(options.previews):
-                topic, dag_id = f"t{n}", f"bench_preview_{n}"
-                preview_id = f"{dag_id}__alice_t{n}"
-                git(clone, "checkout", "--quiet", "-B", topic, "origin/main")
-                for took, doc in ((new, "first"), (moved, "second")):
-                    commit = user_commit(
-                        clone, {f"dags/{dag_id}.py": DAG.format(dag_id=dag_id, doc=doc)}, doc
-                    )
-                    started = timed_push(platform, clone, f"HEAD:preview/alice/{topic}")
-                    wait_for(
-                        lambda preview_id=preview_id, commit=commit: listed_at(api, preview_id, commit),
-                        120,
-                        f"{preview_id} at {commit[:12]}",
-                    )
-                    took.append(time.monotonic() - started)
-                started = timed_push(platform, clone, f":preview/alice/{topic}")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        airflow_and_alices_clone(Path(tmp) / "state") as (platform, api, clone),
+    ):
+        for n in range(options.previews):
+            topic, dag_id = f"t{n}", f"bench_preview_{n}"
+            preview_id = f"{dag_id}__alice_t{n}"
+            git(clone, "checkout", "--quiet", "-B", topic, "origin/main")
+            for took, doc in ((new, "first"), (moved, "second")):
+                commit = user_commit(clone, {f"dags/{dag_id}.py": DAG.format(dag_id=dag_id, doc=doc)}, doc)
+                started = timed_push(platform, clone, f"HEAD:preview/alice/{topic}")
                 wait_for(
-                    lambda preview_id=preview_id: (api.dag(preview_id) or {"is_stale": True})["is_stale"],
+                    lambda preview_id=preview_id, commit=commit: listed_at(api, preview_id, commit),
                     120,
-                    "its DAGs stale",
+                    f"{preview_id} at {commit[:12]}",
                 )
-                deleted.append(time.monotonic() - started)
-        finally:
-            platform.stop(timeout=300)
+                took.append(time.monotonic() - started)
+            started = timed_push(platform, clone, f":preview/alice/{topic}")
+            wait_for(
+                lambda preview_id=preview_id: (api.dag(preview_id) or {"is_stale": True})["is_stale"],
+                120,
+                "its DAGs stale",
+            )
+            deleted.append(time.monotonic() - started)
     print(f"{options.previews} previews by a user through the git service, 2 cores; hub + MLflow + Airflow")
     print(line("push of a new preview   -> its DAG listed", new) + "   target: within seconds")
     print(line("push to a running one   -> its DAG listed", moved))

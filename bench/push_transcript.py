@@ -14,9 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from tests.support.airflow_api import AirflowAPI  # noqa: E402
+from tests.support.airflow_api import airflow_and_alices_clone  # noqa: E402
 from tests.support.gitrepos import git, user_commit  # noqa: E402
-from tests.support.local_platform import RunningPlatform, wait_for  # noqa: E402
 
 GOOD = """from airflow.sdk import dag, task
 
@@ -36,33 +35,26 @@ BROKEN = GOOD.replace("import dag, task", "import dag, task\nimport pandas_profi
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        platform = RunningPlatform(Path(tmp) / "state", MLOPS_IDE_SERVICES="airflow,mlflow").start(
-            timeout=300
-        )
-        try:
-            api = AirflowAPI(platform.airflow_url, platform.airflow_password)
-            wait_for(lambda: api.dag("platform_smoke_test"), 120, "the seeded DAGs")
-            platform.open_vscode(platform.login("alice"), "alice")
-            clone = platform.home / "homes" / "alice" / "pipelines"
-            steps = [
-                ({"dags/daily_report.py": BROKEN}, "a report DAG, importing what is not installed"),
-                ({"dags/daily_report.py": GOOD}, "a report DAG"),
-                ({"src/skin_cancer/NOTES.md": "the code outside dags/ changed\n"}, "notes"),
-                ({"dags/daily_report.py": None}, "no more report"),
-            ]
-            for files, message in steps:
-                if git(clone, "status", "--porcelain"):
-                    git(clone, "reset", "--quiet", "--hard", "origin/main")
-                user_commit(clone, files, message)
-                pushed = platform.terminal("alice", "git", "push", "origin", "main", cwd=clone)
-                print(f"$ git commit -m {message!r} && git push")
-                print(pushed.stderr.rstrip().replace(platform.env["MLOPS_IDE_GIT_PORT"], "8070"))
-                print()
-                if pushed.returncode:
-                    git(clone, "reset", "--quiet", "--hard", "origin/main")
-        finally:
-            platform.stop()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        airflow_and_alices_clone(Path(tmp) / "state") as (platform, _, clone),
+    ):
+        steps = [
+            ({"dags/daily_report.py": BROKEN}, "a report DAG, importing what is not installed"),
+            ({"dags/daily_report.py": GOOD}, "a report DAG"),
+            ({"src/skin_cancer/NOTES.md": "the code outside dags/ changed\n"}, "notes"),
+            ({"dags/daily_report.py": None}, "no more report"),
+        ]
+        for files, message in steps:
+            if git(clone, "status", "--porcelain"):
+                git(clone, "reset", "--quiet", "--hard", "origin/main")
+            user_commit(clone, files, message)
+            pushed = platform.terminal("alice", "git", "push", "origin", "main", cwd=clone)
+            print(f"$ git commit -m {message!r} && git push")
+            print(pushed.stderr.rstrip().replace(platform.env["MLOPS_IDE_GIT_PORT"], "8070"))
+            print()
+            if pushed.returncode:
+                git(clone, "reset", "--quiet", "--hard", "origin/main")
 
 
 if __name__ == "__main__":

@@ -136,33 +136,29 @@ def mlflow(platform: RunningPlatform) -> tuple[str, dict[str, str]]:
     return api, {"Authorization": f"Bearer {token}"}
 
 
+def experiment_id(api: str, auth: dict[str, str], name: str) -> str | None:
+    found = requests.get(
+        f"{api}/experiments/get-by-name", params={"experiment_name": name}, headers=auth, timeout=30
+    )
+    return found.json()["experiment"]["experiment_id"] if found.status_code == 200 else None
+
+
 def test_a_preview_runs_and_records_to_its_own_experiment(
     platform: RunningPlatform, preview_run: dict
 ) -> None:
     assert preview_run["state"] == "success", preview_run
     api, auth = mlflow(platform)
-    experiment = requests.get(
-        f"{api}/experiments/get-by-name",
-        params={"experiment_name": "preview/alice/lr"},
-        headers=auth,
-        timeout=30,
-    ).json()["experiment"]
     runs = requests.post(
-        f"{api}/runs/search", json={"experiment_ids": [experiment["experiment_id"]]}, headers=auth, timeout=30
-    ).json()["runs"]
-    main = requests.get(
-        f"{api}/experiments/get-by-name",
-        params={"experiment_name": "cnn_skin_cancer"},
+        f"{api}/runs/search",
+        json={"experiment_ids": [experiment_id(api, auth, "preview/alice/lr")]},
         headers=auth,
         timeout=30,
-    )
+    ).json()["runs"]
+    main = experiment_id(api, auth, "cnn_skin_cancer")
 
     assert runs, "the preview's steps recorded no run in its experiment"
-    assert main.status_code != 200 or not requests.post(
-        f"{api}/runs/search",
-        json={"experiment_ids": [main.json()["experiment"]["experiment_id"]]},
-        headers=auth,
-        timeout=30,
+    assert main is None or not requests.post(
+        f"{api}/runs/search", json={"experiment_ids": [main]}, headers=auth, timeout=30
     ).json().get("runs"), "a preview's run recorded to the tracked branch's experiment"
 
 
@@ -238,19 +234,14 @@ def test_a_preview_made_before_previews_had_experiments_records_to_main_and_stil
     versions = requests.get(
         f"{api}/model-versions/search", params={"filter": f"name='{MODEL}'"}, headers=auth, timeout=30
     ).json()["model_versions"]
-    main = requests.get(
-        f"{api}/experiments/get-by-name",
-        params={"experiment_name": "cnn_skin_cancer"},
-        headers=auth,
-        timeout=30,
-    ).json()["experiment"]
+    main = experiment_id(api, auth, "cnn_skin_cancer")
     recorded_to_main = [
         version
         for version in versions
         if requests.get(
             f"{api}/runs/get", params={"run_id": version["run_id"]}, headers=auth, timeout=30
         ).json()["run"]["info"]["experiment_id"]
-        == main["experiment_id"]
+        == main
     ]
     champion = requests.get(
         f"{api}/registered-models/alias",

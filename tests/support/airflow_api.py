@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import requests
 
-from tests.support.local_platform import wait_for
+from tests.support.local_platform import RunningPlatform, wait_for
 
 
 class AirflowAPI:
@@ -41,3 +45,17 @@ class AirflowAPI:
             return run if run["state"] in ("success", "failed") else None
 
         return wait_for(finished, timeout, f"run {run_id} of {dag_id} to finish")
+
+
+@contextmanager
+def airflow_and_alices_clone(state: Path) -> Iterator[tuple[RunningPlatform, AirflowAPI, Path]]:
+    """A platform with Airflow and MLflow in `state`, its seeded DAGs parsed, and alice's clone
+    (her server started): what the push benchmarks start from."""
+    platform = RunningPlatform(state, MLOPS_IDE_SERVICES="airflow,mlflow").start(timeout=300)
+    try:
+        api = AirflowAPI(platform.airflow_url, platform.airflow_password)
+        wait_for(lambda: api.dag("platform_smoke_test"), 120, "the seeded DAGs")
+        platform.open_vscode(platform.login("alice"), "alice")
+        yield platform, api, platform.home / "homes" / "alice" / "pipelines"
+    finally:
+        platform.stop(timeout=300)

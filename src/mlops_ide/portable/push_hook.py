@@ -482,13 +482,7 @@ def report_preview(args: argparse.Namespace, branch: str, commit: str | None, pu
         },
         "pusher": pusher,
     }
-    try:
-        answer = ask(args.socket, request, 30)
-    except (OSError, ValueError) as problem:
-        say(f"mlops-ide: cannot tell Airflow of {branch} ({problem.__class__.__name__}); ask an admin")
-        return
-    for line in answer.get("lines", []):
-        say(f"mlops-ide: {line}")
+    tell_push_check(args, request, f"cannot tell Airflow of {branch} ({{why}}); ask an admin")
 
 
 MAX_PREVIEW_FILES = 200  # beyond, the push check waits for the first DAG only
@@ -535,6 +529,18 @@ def expire_previews(days: float, keep: set[str]) -> list[str]:
     return gone
 
 
+def tell_push_check(args: argparse.Namespace, request: dict, unanswered: str) -> None:
+    """Send the push check one request and say its answer's lines; when it does not answer,
+    `unanswered` (its `{why}` the error's kind)."""
+    try:
+        answer = ask(args.socket, request, 30)
+    except (OSError, ValueError) as problem:
+        say("mlops-ide: " + unanswered.format(why=problem.__class__.__name__))
+        return
+    for line in answer.get("lines", []):
+        say(f"mlops-ide: {line}")
+
+
 def report_live(args: argparse.Namespace, updates: list[tuple[str, str, str]]) -> None:
     for old, new in tracked(updates, args.branch):
         changed = []
@@ -552,13 +558,7 @@ def report_live(args: argparse.Namespace, updates: list[tuple[str, str, str]]) -
                 ):
                     changed.append([status[0], path])
         request = {"live": new, "changed": changed, "pusher": os.environ.get("REMOTE_USER", "local")}
-        try:
-            answer = ask(args.socket, request, 30)
-        except (OSError, ValueError) as problem:
-            say(f"mlops-ide: cannot tell what is live ({problem.__class__.__name__}); Airflow's UI will")
-            continue
-        for line in answer.get("lines", []):
-            say(f"mlops-ide: {line}")
+        tell_push_check(args, request, "cannot tell what is live ({why}); Airflow's UI will")
 
 
 def main(argv: list[str] | None = None) -> int:
