@@ -147,14 +147,36 @@ def test_bobs_push_to_alices_preview_gets_no_slot_but_an_admins_does() -> None:
         after_bob = registry(server)
         with webhook(server) as url:
             admitted = deliver(url, push("preview/alice/lr", sender="Root"), "d-2")
-        assert admitted.status_code == 202
         after_admin = registry(server)
 
     assert refused.status_code == 403
     assert "only alice or a hub admin" in refused.json()["message"]
     assert "preview/bob/lr" in refused.json()["message"]  # what bob may push instead
     assert after_bob == []
+    assert admitted.status_code == 202
     assert [(e.person, e.pushed_by) for e in after_admin] == [("alice", "root")]
+
+
+def test_bobs_push_over_alices_running_preview_frees_its_slot() -> None:
+    """The slot follows the branch's head (preview_bundle.py): kept, it would run bob's commit
+    as alice's preview. Alice's next push takes a slot again."""
+    with api() as server:
+        with webhook(server) as url:
+            deliver(url, push("preview/alice/lr", A), "d-1")
+            deliver(url, push("preview/carol/x", A, sender="carol"), "d-2")
+        with webhook(server) as url:
+            refused = deliver(url, push("preview/alice/lr", B, sender="bob"), "d-3")
+        after_bob = registry(server)
+        with webhook(server) as url:
+            deliver(url, push("preview/alice/lr", A), "d-4")
+        after_alice = registry(server)
+
+    assert refused.status_code == 403 and "a slot it held is freed" in refused.json()["message"]
+    assert [entry.branch for entry in after_bob] == ["preview/carol/x"]
+    assert [(e.slot, e.branch, e.commit) for e in after_alice] == [
+        ("preview-2", "preview/carol/x", A),
+        ("preview-1", "preview/alice/lr", A),
+    ]
 
 
 def test_unsigned_and_replayed_deliveries_change_nothing() -> None:

@@ -16,7 +16,8 @@ the previews' registry, the ConfigMap of hub_services/preview_configmap.py, when
 MLOPS_IDE_PREVIEWS_OUTSIDE is on: only if GitHub's authenticated pusher (`sender.login`,
 lowercased like hub names) is that person or one of MLOPS_IDE_ADMIN_USERS. GitHub has
 taken the push whatever the answer; the platform just does not run it. Its deletion frees
-the slot, whoever deleted it (the branch is gone either way).
+the slot, whoever deleted it (the branch is gone either way), and so does a push by someone
+else (the slot would follow the branch to a commit nobody allowed).
 
     python -m mlops_ide.hub_services.push_webhook     (settings from the environment, see main())
 """
@@ -64,14 +65,15 @@ def settings_rows() -> tuple[Setting, ...]:
 
 @dataclass(frozen=True)
 class PreviewPush:
-    """A push to (or the deletion of, `commit` "") a preview branch, by its authenticated pusher."""
+    """A push to a preview branch by its authenticated pusher; `commit` "": its slot, if any,
+    is to be freed (the branch was deleted, or moved by someone who may not run it)."""
 
     branch: str
     commit: str
     pusher: str
 
     @property
-    def deleted(self) -> bool:
+    def frees(self) -> bool:
         return not self.commit
 
 
@@ -184,7 +186,7 @@ PREVIEW_BRANCH_LIMIT = len(previews.BRANCH_PREFIX) + 39 + 1 + 32  # preview/<per
 def judge_preview(payload: dict, branch: str, admins: frozenset[str] | None) -> Verdict:
     """A signed push to a preview branch: whether it takes, frees or gets no slot."""
     shown = branch if len(branch) <= 120 else f"{branch[:120]}... ({len(branch)} characters)"
-    if admins is None:
+    if admins is None:  # previews off: the registry holds nothing to free either
         return Verdict(
             200,
             f"ignored: {shown} is a preview branch, and previews are off (MLOPS_IDE_PREVIEWS_OUTSIDE; "
@@ -212,10 +214,14 @@ def judge_preview(payload: dict, branch: str, admins: frozenset[str] | None) -> 
     except previews.BadPreview as problem:
         return Verdict(422, f"no preview: {problem}")
     if pusher != preview.person and pusher not in admins:
+        # A slot follows its branch's head (in_airflow/preview_bundle.py), so a slot this branch
+        # held would now run the refused commit: it is freed; the person pushes again for it.
         return Verdict(
             403,
             f"no preview: {pusher} pushed {branch}, which only {preview.person} or a hub admin "
-            f"may run; push to {previews.BRANCH_PREFIX}{pusher}/{preview.topic} instead",
+            f"may run (a slot it held is freed); push to {previews.BRANCH_PREFIX}{pusher}/{preview.topic} "
+            "instead",
+            preview=PreviewPush(branch, "", pusher),
         )
     commit = payload.get("after")
     if not isinstance(commit, str) or not previews.COMMIT.fullmatch(commit):
@@ -228,9 +234,9 @@ def judge_preview(payload: dict, branch: str, admins: frozenset[str] | None) -> 
 def keep_preview(registry, push: PreviewPush, slots: int, per_person: int) -> str:
     """Change the registry (a preview_configmap.ConfigMapRegistry) after `push`; what was done.
     previews.NoSlot (its message lists the person's previews) when there is no slot for it."""
-    if push.deleted:
+    if push.frees:
         registry.update(lambda entries: previews.removed(entries, push.branch))
-        return f"{push.branch} deleted: its slot is free"
+        return f"{push.branch} (deleted, or pushed by {push.pusher}, who may not run it): no slot"
     found: list[previews.Entry] = []
 
     def change(entries: list[previews.Entry]) -> list[previews.Entry]:
