@@ -310,3 +310,38 @@ class RefusingApi(KubernetesApiStandIn):
 def test_without_the_role_the_error_says_to_apply_deploy() -> None:
     with RefusingApi() as server, pytest.raises(RegistryError, match=r"HTTP 403 .*kubectl apply -k deploy/"):
         ConfigMapRegistry(server.url).entries()
+
+
+def test_in_the_cluster_it_uses_the_pods_service_account(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(preview_configmap, "SERVICE_ACCOUNT", tmp_path)
+
+    with pytest.raises(RegistryError, match=r"no service-account token .*MLOPS_IDE_PREVIEWS_OUTSIDE=0"):
+        ConfigMapRegistry.in_cluster({})
+    assert preview_configmap.api_server({}) == "https://kubernetes.default.svc:443"
+    ipv6 = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}
+    assert preview_configmap.api_server(ipv6) == "https://[fd00::1]:6443"
+
+
+class RecordingApi(KubernetesApiStandIn):
+    """The API, remembering the Authorization header of each request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.authorizations: list[str] = []
+
+    def handle(self, method, path, query, headers, body):
+        self.authorizations.append(headers.get("Authorization", ""))
+        return super().handle(method, path, query, headers, body)
+
+
+def test_the_token_is_read_at_each_call(tmp_path) -> None:
+    """The kubelet rotates the service account's token in its file."""
+    token = tmp_path / "token"
+    with RecordingApi() as server:
+        store = ConfigMapRegistry(server.url, token_file=token)
+        token.write_text("first\n")
+        store.entries()
+        token.write_text("second\n")
+        store.entries()
+
+    assert server.authorizations[-2:] == ["Bearer first", "Bearer second"]

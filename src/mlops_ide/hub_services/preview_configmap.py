@@ -61,10 +61,7 @@ class ConfigMapRegistry:
                 f"no service-account token at {token}: previews need the hub to run in its "
                 "Kubernetes pod (deploy/hub.yaml); elsewhere set MLOPS_IDE_PREVIEWS_OUTSIDE=0"
             )
-        host = env.get("KUBERNETES_SERVICE_HOST", "kubernetes.default.svc")
-        port = env.get("KUBERNETES_SERVICE_PORT", "443")
-        host = f"[{host}]" if ":" in host else host  # an IPv6 service address
-        return cls(f"https://{host}:{port}", token, SERVICE_ACCOUNT / "ca.crt")
+        return cls(api_server(env), token, SERVICE_ACCOUNT / "ca.crt")
 
     def entries(self) -> list[previews.Entry]:
         found = self._call("GET", f"{self.url}/{NAME}")
@@ -117,6 +114,14 @@ class ConfigMapRegistry:
             raise RegistryError(f"{method} {url}: HTTP {error.code} {error.reason}{hint}") from None
         except (OSError, ValueError) as error:
             raise RegistryError(f"{method} {url}: {error}") from None
+
+
+def api_server(environ) -> str:
+    """The API server's URL from the variables Kubernetes gives every pod (its DNS name without)."""
+    host = environ.get("KUBERNETES_SERVICE_HOST", "kubernetes.default.svc")
+    port = environ.get("KUBERNETES_SERVICE_PORT", "443")
+    host = f"[{host}]" if ":" in host else host  # an IPv6 service address
+    return f"https://{host}:{port}"
 
 
 def parse(configmap: dict) -> list[previews.Entry]:
