@@ -10,6 +10,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -72,19 +73,27 @@ def registry(server: KubernetesApiStandIn) -> list[previews.Entry]:
 
 
 @contextlib.contextmanager
-def webhook(server: KubernetesApiStandIn, admins=frozenset({"root"}), slots: int = 6, per_person: int = 3):
+def webhook(
+    server: KubernetesApiStandIn, admins=frozenset({"root"}), slots: int = 6, per_person: int = 3, around=None
+):
     """make_app with previews on, its IOLoop in a thread; yields its URL. The registry's
     changes run in the background, so it is final once the block has ended."""
     store = ConfigMapRegistry(server.url)
+    in_order = ThreadPoolExecutor(max_workers=1)
     loop = asyncio.new_event_loop()
     sockets = bind_sockets(0, "127.0.0.1")
 
     def keep(preview: PreviewPush) -> str:
-        return keep_preview(store, preview, slots, per_person)
+        def change() -> str:
+            return keep_preview(store, preview, slots, per_person)
+
+        return change() if around is None else around(preview, change)
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
-        http = HTTPServer(make_app(SECRET, "main", "/hook/", lambda commit: None, None, admins, keep))
+        http = HTTPServer(
+            make_app(SECRET, "main", "/hook/", lambda commit: None, None, admins, keep, in_order)
+        )
         http.add_sockets(sockets)
         loop.run_forever()
         http.stop()
@@ -98,6 +107,7 @@ def webhook(server: KubernetesApiStandIn, admins=frozenset({"root"}), slots: int
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        in_order.shutdown(wait=True)  # the registry's changes
 
 
 def deliver(url: str, body: bytes, delivery: str, headers: dict[str, str] | None = None) -> requests.Response:
@@ -145,6 +155,7 @@ def test_bobs_push_to_alices_preview_gets_no_slot_but_an_admins_does() -> None:
         with webhook(server) as url:
             refused = deliver(url, push("preview/alice/lr", sender="bob"), "d-1")
         after_bob = registry(server)
+        writes = [call for call in server.requests if call.startswith(("PUT", "POST"))]
         with webhook(server) as url:
             admitted = deliver(url, push("preview/alice/lr", sender="Root"), "d-2")
         after_admin = registry(server)
@@ -153,6 +164,7 @@ def test_bobs_push_to_alices_preview_gets_no_slot_but_an_admins_does() -> None:
     assert "only alice or a hub admin" in refused.json()["message"]
     assert "preview/bob/lr" in refused.json()["message"]  # what bob may push instead
     assert after_bob == []
+    assert writes == ["POST /api/v1/namespaces/mlops-ide-pipeline/configmaps"]  # api()'s; none since
     assert admitted.status_code == 202
     assert [(e.person, e.pushed_by) for e in after_admin] == [("alice", "root")]
 
@@ -272,13 +284,19 @@ def test_a_conflicting_writer_makes_the_change_run_again_not_lost() -> None:
 def test_a_writer_that_always_wins_is_reported_not_looped_on() -> None:
     with api() as server:
         store, other = ConfigMapRegistry(server.url), ConfigMapRegistry(server.url)
+        moves: list[float] = []
 
         def change(entries: list[previews.Entry]) -> list[previews.Entry]:
-            other.update(lambda found: found)  # a new resourceVersion each time
-            return entries
+            pushed_at = float(len(moves))
+            moves.append(pushed_at)  # carol's preview moved again: a new resourceVersion each time
+            other.update(
+                lambda found: previews.pushed(found, "preview/carol/x", B, "carol", 6, 3, now=pushed_at)[0]
+            )
+            return previews.pushed(entries, "preview/alice/lr", A, "alice", 6, 3)[0]
 
         with pytest.raises(RegistryError, match="changed under each of 8 attempts"):
             store.update(change)
+        assert len(moves) == preview_configmap.ATTEMPTS
 
 
 def test_over_the_limit_the_push_gets_no_slot_and_the_registry_stays() -> None:
@@ -345,3 +363,26 @@ def test_the_token_is_read_at_each_call(tmp_path) -> None:
         store.entries()
 
     assert server.authorizations[-2:] == ["Bearer first", "Bearer second"]
+
+
+def test_a_push_then_its_deletion_leave_no_slot_even_when_the_push_is_slow_to_record() -> None:
+    """The registry's changes are made in the order the deliveries came: the push's change,
+    held back here until the deletion's is done (or a while, when it cannot be: in order),
+    still comes first."""
+    deletion_done = threading.Event()
+
+    def around(preview: PreviewPush, change):
+        if preview.frees:
+            done = change()
+            deletion_done.set()
+            return done
+        deletion_done.wait(2)  # a bounded wait: in order, the deletion cannot start before it ends
+        return change()
+
+    with api() as server:
+        with webhook(server, around=around) as url:
+            deliver(url, push("preview/alice/lr"), "d-1")
+            deliver(url, push("preview/alice/lr", deleted=True), "d-2")
+        after = registry(server)
+
+    assert after == []

@@ -72,7 +72,10 @@ class ConfigMapRegistry:
         (each time on fresh entries) and its exceptions (NoSlot) pass through unstored."""
         for _ in range(ATTEMPTS):
             found = self._call("GET", f"{self.url}/{NAME}")
-            entries = change([] if found is None else parse(found))
+            before = [] if found is None else parse(found)
+            entries = change(before)
+            if found is not None and entries == before:
+                return entries  # nothing to write (a refused push to a branch without a slot)
             data = {KEY: json.dumps({"previews": [asdict(entry) for entry in entries]}, indent=1)}
             if found is None:
                 body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": NAME}, "data": data}

@@ -34,6 +34,7 @@ import time
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -325,9 +326,11 @@ def make_app(
     report: Callable[[str], None] | None = None,
     preview_admins: frozenset[str] | None = None,
     keep: Callable[[PreviewPush], str] | None = None,
+    in_order: Executor | None = None,
 ):
     """The Tornado application: POST <prefix> for deliveries, GET <prefix> to check it runs.
-    Previews are on when `keep` is given: it changes the registry after a preview push."""
+    Previews are on when `keep` is given: it changes the registry after a preview push, in
+    `in_order` (an executor of one thread; its own if None)."""
     from tornado import web
     from tornado.ioloop import IOLoop
 
@@ -357,6 +360,9 @@ def make_app(
 
     deliveries = RecentDeliveries()
     admins = (preview_admins or frozenset()) if keep is not None else None
+    # One at a time, in the order GitHub's deliveries came: a deletion taken after the push
+    # before it stays a deletion.
+    in_order = in_order or ThreadPoolExecutor(max_workers=1, thread_name_prefix="previews")
 
     @web.stream_request_body  # the body comes through data_received, so it is capped while read
     class Deliveries(web.RequestHandler):
@@ -387,7 +393,7 @@ def make_app(
             if verdict.refresh:
                 IOLoop.current().run_in_executor(None, refresh_in_background, verdict.commit)
             if verdict.preview is not None and keep is not None:
-                IOLoop.current().run_in_executor(None, keep_in_background, verdict.preview)
+                IOLoop.current().run_in_executor(in_order, keep_in_background, verdict.preview)
             self.set_status(verdict.status)
             self.write({"message": verdict.message})
 
