@@ -11,6 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -20,15 +21,17 @@ from tornado.netutil import bind_sockets
 from mlops_ide.hub_services import preview_configmap
 from mlops_ide.hub_services.preview_configmap import ConfigMapRegistry, RegistryError
 from mlops_ide.hub_services.push_webhook import (
+    PREVIEW_CONTEXT,
     PreviewPush,
     RecentDeliveries,
     judge,
     keep_preview,
     make_app,
+    post_status,
 )
 from mlops_ide.portable import previews
 from tests.support.platform_tools import github_signature
-from tests.support.standins import KubernetesApiStandIn
+from tests.support.standins import GitHubStandIn, KubernetesApiStandIn
 
 SECRET = b"webhook-secret-0123456789"
 NS, NAME = preview_configmap.NAMESPACE, preview_configmap.NAME
@@ -74,7 +77,12 @@ def registry(server: KubernetesApiStandIn) -> list[previews.Entry]:
 
 @contextlib.contextmanager
 def webhook(
-    server: KubernetesApiStandIn, admins=frozenset({"root"}), slots: int = 6, per_person: int = 3, around=None
+    server: KubernetesApiStandIn,
+    admins=frozenset({"root"}),
+    slots: int = 6,
+    per_person: int = 3,
+    around=None,
+    announce=None,
 ):
     """make_app with previews on, its IOLoop in a thread; yields its URL. The registry's
     changes run in the background, so it is final once the block has ended."""
@@ -92,7 +100,7 @@ def webhook(
     def serve() -> None:
         asyncio.set_event_loop(loop)
         http = HTTPServer(
-            make_app(SECRET, "main", "/hook/", lambda commit: None, None, admins, keep, in_order)
+            make_app(SECRET, "main", "/hook/", lambda commit: None, None, admins, keep, in_order, announce)
         )
         http.add_sockets(sockets)
         loop.run_forever()
@@ -386,3 +394,50 @@ def test_a_push_then_its_deletion_leave_no_slot_even_when_the_push_is_slow_to_re
         after = registry(server)
 
     assert after == []
+
+
+def test_the_pusher_learns_the_slot_or_why_there_is_none() -> None:
+    told: list[tuple[str, str, str]] = []
+
+    def announce(preview: PreviewPush, state: str, text: str) -> None:
+        told.append((preview.commit, state, text))
+
+    with api() as server, webhook(server, per_person=1, announce=announce) as url:
+        deliver(url, push("preview/alice/one", A), "d-1")
+        deliver(url, push("preview/alice/two", B), "d-2")
+        deliver(url, push("preview/alice/one", deleted=True), "d-3")  # nothing to tell on a deletion
+
+    assert told == [
+        (
+            A,
+            "success",
+            f"preview/alice/one at {A[:12]} in preview-1: its DAGs as <dag id>__alice_one, paused "
+            "(pushed by alice)",
+        ),
+        (
+            B,
+            "failure",
+            "no slot: you have 1 previews, the limit is 1 (preview/alice/one): delete one with "
+            "`git push origin :preview/alice/one`",
+        ),
+    ]
+
+
+def test_the_preview_status_goes_to_the_commit_under_its_own_context() -> None:
+    with GitHubStandIn("id", "secret", {"alice": 1}) as github:
+        github.tokens["status-token"] = "alice"
+        settings = SimpleNamespace(
+            repo_url="https://github.example/team/pipelines.git",
+            github_url=github.url,
+            status_token="status-token",
+            airflow_url="http://airflow.example",
+        )
+        post_status(settings, A, "failure", "no slot: ...", PREVIEW_CONTEXT)
+
+    (status,) = github.statuses
+    assert (status["sha"], status["repo"], status["context"], status["state"]) == (
+        A,
+        "team/pipelines",
+        "mlops-ide/preview",
+        "failure",
+    )

@@ -247,10 +247,14 @@ def keep_preview(registry, push: PreviewPush, slots: int, per_person: int) -> st
 
     registry.update(change)
     entry = found[0]
-    return f"{push.branch} at {push.commit[:12]} in {entry.slot} (pushed by {push.pusher})"
+    return (
+        f"{push.branch} at {push.commit[:12]} in {entry.slot}: its DAGs as <dag id>{entry.preview.suffix}, "
+        f"paused (pushed by {push.pusher})"
+    )
 
 
 STATUS_CONTEXT = "mlops-ide/airflow"
+PREVIEW_CONTEXT = "mlops-ide/preview"  # on a preview's commit: its slot, or why it has none
 STATUS_WAIT_SECONDS = 60.0
 
 
@@ -282,12 +286,12 @@ def status_of(commit: str, live: list[str], errors: dict[str, str]) -> tuple[str
     return "success", f"live at {commit[:12]}: {', '.join(live)}"[:140]
 
 
-def post_status(settings, commit: str, state: str, description: str) -> None:
+def post_status(settings, commit: str, state: str, description: str, context: str = STATUS_CONTEXT) -> None:
     """POST /repos/{owner}/{repo}/statuses/{sha}, with the status token."""
     owner, repo = repository(settings.repo_url)
     body = {
         "state": state,
-        "context": STATUS_CONTEXT,
+        "context": context,
         "description": description,
         "target_url": f"{settings.airflow_url}/dags",
     }
@@ -327,10 +331,12 @@ def make_app(
     preview_admins: frozenset[str] | None = None,
     keep: Callable[[PreviewPush], str] | None = None,
     in_order: Executor | None = None,
+    announce: Callable[[PreviewPush, str, str], None] | None = None,
 ):
     """The Tornado application: POST <prefix> for deliveries, GET <prefix> to check it runs.
     Previews are on when `keep` is given: it changes the registry after a preview push, in
-    `in_order` (an executor of one thread; its own if None)."""
+    `in_order` (an executor of one thread; its own if None); `announce(push, state, text)`
+    then tells the pusher (a commit status): the slot, or why there is none."""
     from tornado import web
     from tornado.ioloop import IOLoop
 
@@ -352,11 +358,20 @@ def make_app(
 
     def keep_in_background(push: PreviewPush) -> None:
         try:
-            log.info("preview: %s", keep(push))
+            done = keep(push)
+            log.info("preview: %s", done)
+            outcome = ("success", done)
         except previews.NoSlot as refusal:  # GitHub has the push; the platform does not run it
             log.warning("preview: no slot for %s pushed by %s: %s", push.branch, push.pusher, refusal)
+            outcome = ("failure", f"no slot: {refusal}")
         except Exception as error:  # the API down or refusing: logged; the next push tries again
             log.error("preview: could not record %s (%s)", push.branch, error)
+            outcome = ("error", "the platform could not record it: push again, or ask the operator")
+        if announce is not None and not push.frees:
+            try:
+                announce(push, *outcome)
+            except Exception as error:  # GitHub down or the token refused: the slot stands
+                log.warning("could not set the preview status of %s (%r)", push.commit[:12], error)
 
     deliveries = RecentDeliveries()
     admins = (preview_admins or frozenset()) if keep is not None else None
@@ -453,6 +468,9 @@ def main() -> None:
         def keep(push: PreviewPush) -> str:
             return keep_preview(registry, push, settings.preview_slots, settings.previews_per_person)
 
+    def announce(push: PreviewPush, state: str, text: str) -> None:
+        post_status(settings, push.commit, state, text[:140], PREVIEW_CONTEXT)
+
     env = os.environ
     app = make_app(
         settings.webhook_secret.encode(),
@@ -462,6 +480,7 @@ def main() -> None:
         report if settings.status_token and settings.repo_url else None,
         frozenset(settings.admin_users),
         keep,
+        announce=announce if settings.status_token and settings.repo_url else None,
     )
     url = urlsplit(env.get("JUPYTERHUB_SERVICE_URL", "http://0.0.0.0:8090"))
     # The proxy reaches the service through the hub's Service name; listen on every address.
