@@ -468,7 +468,8 @@ KUBERNETES = (
         "status_token",
         "a token that may write the repository's commit statuses (fine-grained: Commit statuses, "
         "read and write): after each push the webhook sets `mlops-ide/airflow` on the commit, "
-        "the live DAGs or the import errors",
+        "the live DAGs or the import errors, and `mlops-ide/preview` on a preview's, its slot or why "
+        "it has none",
         modes=K8S,
         secret=True,
         default_doc="unset (no status)",
