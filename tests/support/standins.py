@@ -160,10 +160,11 @@ class Kubelet(Protocol):
 
 class KubernetesApiStandIn(_Server):
     """The core/v1 API as KubeSpawner uses it: namespaced create, read, delete and list
-    (with label selectors), and watches that stream events as JSON lines. Objects keep
-    what the client sent. With a `kubelet`, a created pod is started by it (in a thread)
-    and deleting the pod stops it; Secrets owned by a deleted pod are deleted with it,
-    as Kubernetes' garbage collector does."""
+    (with label selectors), and watches that stream events as JSON lines; and replace (PUT,
+    refused with 409 unless it names the stored resourceVersion, as the API does), for the
+    previews' ConfigMap. Objects keep what the client sent. With a `kubelet`, a created pod
+    is started by it (in a thread) and deleting the pod stops it; Secrets owned by a deleted
+    pod are deleted with it, as Kubernetes' garbage collector does."""
 
     def __init__(self, kubelet: Kubelet | None = None) -> None:
         super().__init__()
@@ -227,6 +228,16 @@ class KubernetesApiStandIn(_Server):
         key = (kind, namespace, parts[5]) if len(parts) == 6 else None
         if key is None or key not in self.objects:
             return 404, {}, self._status(404, "NotFound")
+        if method == "PUT":  # a replace: refused (409) unless it names the stored resourceVersion
+            manifest = json.loads(body)
+            stored = self.objects[key]
+            sent = manifest["metadata"].get("resourceVersion")
+            if sent is not None and sent != stored["metadata"]["resourceVersion"]:
+                return 409, {}, self._status(409, "Conflict")
+            manifest["metadata"].update(namespace=namespace, uid=stored["metadata"]["uid"])
+            self.objects[key] = manifest
+            self.record(kind, "MODIFIED", manifest)
+            return 200, {}, manifest
         if method == "DELETE":
             gone = self.objects.pop(key)
             if kind == "pods" and self.kubelet is not None:

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from mlops_ide.hub.modes import load
+from mlops_ide.hub_services import preview_configmap
 from mlops_ide.machine.components import airflow
 from mlops_ide.portable import dag_folder, previews
 from tests.support.kubernetes_hub_tools import (
@@ -177,10 +178,14 @@ def test_namespaces_keep_airflow_and_the_pipeline_apart_from_the_hub(built: list
         ("NetworkPolicy", "default-deny"),
         ("NetworkPolicy", "dns"),
         ("NetworkPolicy", "pipeline"),
+        ("ConfigMap", "mlops-ide-previews"),  # the previews' registry, kept by the hub's webhook
+        ("Role", "hub-previews"),
+        ("RoleBinding", "hub-previews"),
     }
     assert all(namespace in (PLATFORM, PIPELINE) for _, namespace in where)
     # the hub's rights stop at its namespace; Airflow's chart gets the other one
     assert find(built, "RoleBinding", "hub")["subjects"][0]["namespace"] == PLATFORM
+
     values = (DEPLOY / "airflow" / "values.yaml").read_text()
     assert f"--namespace {PIPELINE} " in values and "--namespace mlops-ide " not in values
     docs = (ROOT / "docs" / "kubernetes.md").read_text()
@@ -192,6 +197,36 @@ def test_namespaces_keep_airflow_and_the_pipeline_apart_from_the_hub(built: list
     pipeline = namespaces[PIPELINE]["metadata"]["labels"]
     assert pipeline["pod-security.kubernetes.io/enforce"] == "baseline"
     assert pipeline["pod-security.kubernetes.io/warn"] == "restricted"
+
+
+def test_the_hub_may_change_the_previews_registry_and_nothing_else_of_the_pipeline(built: list[dict]) -> None:
+    """The webhook reads the ConfigMap and replaces it at the version read (preview_configmap.py);
+    deploy/ ships it, so no `create`, which RBAC could not limit to its name."""
+    bindings = [
+        doc for doc in built if doc["kind"] == "RoleBinding" and doc["metadata"]["namespace"] == PIPELINE
+    ]
+    hub = {"kind": "ServiceAccount", "name": "hub", "namespace": PLATFORM}
+    assert [doc["metadata"]["name"] for doc in bindings if hub in doc["subjects"]] == ["hub-previews"]
+    role = find(built, "Role", "hub-previews")
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [preview_configmap.NAME],
+            "verbs": ["get", "update"],
+        }
+    ]
+    registry = find(built, "ConfigMap", preview_configmap.NAME)
+    assert registry["metadata"]["namespace"] == preview_configmap.NAMESPACE == PIPELINE
+    assert "data" not in registry  # re-applying deploy/ must not empty the registry
+    values = yaml.safe_load((DEPLOY / "airflow" / "values.yaml").read_text())
+    assert {"name": "previews", "configMap": {"name": preview_configmap.NAME, "optional": True}} in values[
+        "volumes"
+    ]
+    mount = next(item for item in values["volumeMounts"] if item["name"] == "previews")
+    assert f"{mount['mountPath']}/{preview_configmap.KEY}" == next(
+        item["value"] for item in values["env"] if item["name"] == "MLOPS_IDE_PREVIEWS_FILE"
+    )
 
 
 def test_every_pod_of_the_platform_namespace_passes_the_restricted_standard(

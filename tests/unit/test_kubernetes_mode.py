@@ -15,7 +15,8 @@ import yaml
 
 from mlops_ide.hub import kubernetes_spawner
 from mlops_ide.hub.modes import load
-from mlops_ide.settings import SettingsError
+from mlops_ide.hub_services import push_webhook
+from mlops_ide.settings import SettingsError, read
 from tests.support.kubernetes_hub_tools import (
     IMAGE,
     KUBERNETES_VERSIONS,
@@ -252,6 +253,29 @@ def test_push_webhook_runs_as_a_hub_service_when_it_has_a_secret(
         == "http://airflow-api-server.mlops-ide-pipeline.svc:8080"
     )
     assert "a-long-enough-webhook-secret" not in " ".join(webhook["command"])  # not in process arguments
+
+
+def test_the_webhook_reads_back_the_settings_the_hub_hands_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0 slots stay 0 (not unset, which would be 6) and the admins a list; the API server's
+    address, which a hub service's environment would not keep, reaches it for the previews."""
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    env = kubernetes_env(
+        tmp_path,
+        MLOPS_IDE_GITHUB_WEBHOOK_SECRET="a-long-enough-webhook-secret",
+        MLOPS_IDE_AIRFLOW_PASSWORD="airflow-password",
+        MLOPS_IDE_ADMIN_USERS="Alice,bob",
+        MLOPS_IDE_PREVIEWS_OUTSIDE="1",
+        MLOPS_IDE_PREVIEW_SLOTS="0",
+    )
+    c = hub_config(monkeypatch, env)
+
+    webhook = next(service for service in c.JupyterHub.services if service["name"] == "push-webhook")
+    handed = read(push_webhook.settings_rows(), "kubernetes", environ=webhook["environment"])
+    assert (handed.admin_users, handed.previews_outside, handed.preview_slots) == (("alice", "bob"), True, 0)
+    assert handed.previews_per_person == 3
+    assert webhook["environment"]["KUBERNETES_SERVICE_HOST"] == "10.0.0.1"
 
 
 def test_without_a_webhook_secret_there_is_no_webhook(

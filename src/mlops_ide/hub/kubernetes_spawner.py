@@ -10,6 +10,7 @@ build the exact pod KubeSpawner would create and validate it against Kubernetes'
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -210,10 +211,29 @@ def push_webhook(settings: Settings) -> list[dict[str, Any]]:
             "command": [sys.executable, "-m", "mlops_ide.hub_services.push_webhook"],
             "environment": {
                 "PYTHONPATH": str(Path(__file__).resolve().parents[2]),  # src/, for mlops_ide
-                **{row.name: str(getattr(settings, row.attr) or "") for row in push_webhook_settings()},
+                **{row.name: as_setting(getattr(settings, row.attr)) for row in push_webhook_settings()},
+                # where the previews' ConfigMap is written (preview_configmap.py): the pod's
+                # API server, which a service's environment does not keep otherwise
+                **{
+                    name: value
+                    for name, value in os.environ.items()
+                    if name.startswith("KUBERNETES_SERVICE_")
+                },
             },
         }
     ]
+
+
+def as_setting(value: Any) -> str:
+    """A parsed setting as its text again, for a service that reads it through the table:
+    0 stays 0 (not unset, which would be its default), a list is comma-separated."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, tuple | list | set | frozenset):
+        return ",".join(sorted(value) if isinstance(value, set | frozenset) else value)
+    return str(value)
 
 
 def git_token_secret(

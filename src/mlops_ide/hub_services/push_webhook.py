@@ -11,6 +11,14 @@ delivery taken before (RecentDeliveries). The call to Airflow runs in the backgr
 GitHub gets its answer at once, and a slow or broken Airflow only delays DAGs until the
 bundle's own refresh.
 
+A push to a preview branch `preview/<person>/<topic>` (docs/previews.md) gives it a slot in
+the previews' registry, the ConfigMap of hub_services/preview_configmap.py, when
+MLOPS_IDE_PREVIEWS_OUTSIDE is on: only if GitHub's authenticated pusher (`sender.login`,
+lowercased like hub names) is that person or one of MLOPS_IDE_ADMIN_USERS. GitHub has
+taken the push whatever the answer; the platform just does not run it. Its deletion frees
+the slot, whoever deleted it (the branch is gone either way), and so does a push by someone
+else (the slot would follow the branch to a commit nobody allowed).
+
     python -m mlops_ide.hub_services.push_webhook     (settings from the environment, see main())
 """
 
@@ -26,9 +34,11 @@ import time
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from mlops_ide.portable import previews
 from mlops_ide.portable.dag_refresh import call, login, refresh
 from mlops_ide.settings import Setting, SettingsError, read, table
 
@@ -47,7 +57,25 @@ def settings_rows() -> tuple[Setting, ...]:
         "MLOPS_IDE_GITHUB_STATUS_TOKEN",
         "MLOPS_IDE_GITHUB_URL",
         "MLOPS_IDE_REPO_URL",
+        "MLOPS_IDE_ADMIN_USERS",
+        "MLOPS_IDE_PREVIEWS_OUTSIDE",
+        "MLOPS_IDE_PREVIEW_SLOTS",
+        "MLOPS_IDE_PREVIEWS_PER_PERSON",
     )
+
+
+@dataclass(frozen=True)
+class PreviewPush:
+    """A push to a preview branch by its authenticated pusher; `commit` "": its slot, if any,
+    is to be freed (the branch was deleted, or moved by someone who may not run it)."""
+
+    branch: str
+    commit: str
+    pusher: str
+
+    @property
+    def frees(self) -> bool:
+        return not self.commit
 
 
 @dataclass(frozen=True)
@@ -56,6 +84,7 @@ class Verdict:
     message: str
     refresh: bool = False
     commit: str = ""
+    preview: PreviewPush | None = None
 
 
 # A push event is a few KB (the pushed commits, their messages and changed paths). GitHub
@@ -107,9 +136,15 @@ def signature_matches(header: str, digest: str) -> bool:
 
 
 def judge(
-    secret: bytes, headers: Mapping[str, str], body: bytes, branch: str, deliveries: RecentDeliveries
+    secret: bytes,
+    headers: Mapping[str, str],
+    body: bytes,
+    branch: str,
+    deliveries: RecentDeliveries,
+    admins: frozenset[str] | None = None,
 ) -> Verdict:
-    """What to answer GitHub, and whether Airflow should re-parse."""
+    """What to answer GitHub, and whether Airflow should re-parse or a preview change.
+    `admins`: the hub admins, who may push anyone's preview; None: previews are off."""
     digest = hmac.new(secret, body, hashlib.sha256).hexdigest()
     if not signature_matches(headers.get("X-Hub-Signature-256", ""), digest):
         return Verdict(
@@ -136,6 +171,8 @@ def judge(
     except ValueError:
         return Verdict(400, "the body is not JSON: set the webhook's content type to application/json")
     ref = payload.get("ref") if isinstance(payload, dict) else None
+    if isinstance(ref, str) and ref.startswith(previews.REF_PREFIX):
+        return judge_preview(payload, ref.removeprefix("refs/heads/"), admins)
     if ref != f"refs/heads/{branch}":
         return Verdict(200, f"ignored: a push to {ref}, Airflow tracks refs/heads/{branch}")
     if payload.get("deleted"):
@@ -144,7 +181,80 @@ def judge(
     return Verdict(202, f"Airflow re-parses the DAG bundle for {commit[:12]}", refresh=True, commit=commit)
 
 
+PREVIEW_BRANCH_LIMIT = len(previews.BRANCH_PREFIX) + 39 + 1 + 32  # preview/<person>/<topic> at most
+
+
+def judge_preview(payload: dict, branch: str, admins: frozenset[str] | None) -> Verdict:
+    """A signed push to a preview branch: whether it takes, frees or gets no slot."""
+    shown = branch if len(branch) <= 120 else f"{branch[:120]}... ({len(branch)} characters)"
+    if admins is None:  # previews off: the registry holds nothing to free either
+        return Verdict(
+            200,
+            f"ignored: {shown} is a preview branch, and previews are off (MLOPS_IDE_PREVIEWS_OUTSIDE; "
+            "docs/previews.md says when to turn them on)",
+        )
+    sender = payload.get("sender")
+    login = sender.get("login") if isinstance(sender, dict) else None
+    if not isinstance(login, str) or not login:
+        return Verdict(400, "no sender.login: GitHub names the pusher in every push event")
+    pusher = login.lower()  # hub names are lowercased GitHub logins
+    if payload.get("deleted"):
+        return Verdict(
+            202,
+            f"{shown} was deleted (by {pusher}): its slot is freed",
+            preview=PreviewPush(branch, "", pusher),
+        )
+    if len(branch) > PREVIEW_BRANCH_LIMIT:  # its name would fill the answer and the log
+        return Verdict(
+            422,
+            f"no preview: {shown} is too long for a preview branch, "
+            f"{previews.BRANCH_PREFIX}<hub name>/<topic of up to 32 characters>",
+        )
+    try:
+        preview = previews.parse_branch(branch)
+    except previews.BadPreview as problem:
+        return Verdict(422, f"no preview: {problem}")
+    if pusher != preview.person and pusher not in admins:
+        # A slot follows its branch's head (in_airflow/preview_bundle.py), so a slot this branch
+        # held would now run the refused commit: it is freed; the person pushes again for it.
+        return Verdict(
+            403,
+            f"no preview: {pusher} pushed {branch}, which only {preview.person} or a hub admin "
+            f"may run (a slot it held is freed); push to {previews.BRANCH_PREFIX}{pusher}/{preview.topic} "
+            "instead",
+            preview=PreviewPush(branch, "", pusher),
+        )
+    commit = payload.get("after")
+    if not isinstance(commit, str) or not previews.COMMIT.fullmatch(commit):
+        return Verdict(400, f"no preview: `after` is not a commit ({str(commit)[:60]!r})")
+    return Verdict(
+        202, f"{branch} at {commit[:12]} takes a preview slot", preview=PreviewPush(branch, commit, pusher)
+    )
+
+
+def keep_preview(registry, push: PreviewPush, slots: int, per_person: int) -> str:
+    """Change the registry (a preview_configmap.ConfigMapRegistry) after `push`; what was done.
+    previews.NoSlot (its message lists the person's previews) when there is no slot for it."""
+    if push.frees:
+        registry.update(lambda entries: previews.removed(entries, push.branch))
+        return f"{push.branch} (deleted, or pushed by {push.pusher}, who may not run it): no slot"
+    found: list[previews.Entry] = []
+
+    def change(entries: list[previews.Entry]) -> list[previews.Entry]:
+        after, entry = previews.pushed(entries, push.branch, push.commit, push.pusher, slots, per_person)
+        found[:] = [entry]
+        return after
+
+    registry.update(change)
+    entry = found[0]
+    return (
+        f"{push.branch} at {push.commit[:12]} in {entry.slot}: its DAGs as <dag id>{entry.preview.suffix}, "
+        f"paused (pushed by {push.pusher})"
+    )
+
+
 STATUS_CONTEXT = "mlops-ide/airflow"
+PREVIEW_CONTEXT = "mlops-ide/preview"  # on a preview's commit: its slot, or why it has none
 STATUS_WAIT_SECONDS = 60.0
 
 
@@ -176,12 +286,12 @@ def status_of(commit: str, live: list[str], errors: dict[str, str]) -> tuple[str
     return "success", f"live at {commit[:12]}: {', '.join(live)}"[:140]
 
 
-def post_status(settings, commit: str, state: str, description: str) -> None:
+def post_status(settings, commit: str, state: str, description: str, context: str = STATUS_CONTEXT) -> None:
     """POST /repos/{owner}/{repo}/statuses/{sha}, with the status token."""
     owner, repo = repository(settings.repo_url)
     body = {
         "state": state,
-        "context": STATUS_CONTEXT,
+        "context": context,
         "description": description,
         "target_url": f"{settings.airflow_url}/dags",
     }
@@ -218,8 +328,15 @@ def make_app(
     prefix: str,
     ask_airflow: Callable[[str], None],
     report: Callable[[str], None] | None = None,
+    preview_admins: frozenset[str] | None = None,
+    keep: Callable[[PreviewPush], str] | None = None,
+    in_order: Executor | None = None,
+    announce: Callable[[PreviewPush, str, str], None] | None = None,
 ):
-    """The Tornado application: POST <prefix> for deliveries, GET <prefix> to check it runs."""
+    """The Tornado application: POST <prefix> for deliveries, GET <prefix> to check it runs.
+    Previews are on when `keep` is given: it changes the registry after a preview push, in
+    `in_order` (an executor of one thread; its own if None); `announce(push, state, text)`
+    then tells the pusher (a commit status): the slot, or why there is none."""
     from tornado import web
     from tornado.ioloop import IOLoop
 
@@ -239,7 +356,28 @@ def make_app(
             except Exception as error:  # GitHub down or the token refused: the push stands
                 log.warning("could not set the commit status of %s (%r)", commit[:12], error)
 
+    def keep_in_background(push: PreviewPush) -> None:
+        try:
+            done = keep(push)
+            log.info("preview: %s", done)
+            outcome = ("success", done)
+        except previews.NoSlot as refusal:  # GitHub has the push; the platform does not run it
+            log.warning("preview: no slot for %s pushed by %s: %s", push.branch, push.pusher, refusal)
+            outcome = ("failure", f"no slot: {refusal}")
+        except Exception as error:  # the API down or refusing: logged; the next push tries again
+            log.error("preview: could not record %s (%s)", push.branch, error)
+            outcome = ("error", "the platform could not record it: push again, or ask the operator")
+        if announce is not None and not push.frees:
+            try:
+                announce(push, *outcome)
+            except Exception as error:  # GitHub down or the token refused: the slot stands
+                log.warning("could not set the preview status of %s (%r)", push.commit[:12], error)
+
     deliveries = RecentDeliveries()
+    admins = (preview_admins or frozenset()) if keep is not None else None
+    # One at a time, in the order GitHub's deliveries came: a deletion taken after the push
+    # before it stays a deletion.
+    in_order = in_order or ThreadPoolExecutor(max_workers=1, thread_name_prefix="previews")
 
     @web.stream_request_body  # the body comes through data_received, so it is capped while read
     class Deliveries(web.RequestHandler):
@@ -264,11 +402,13 @@ def make_app(
             self.write({"message": "mlops-ide push webhook: GitHub posts push events here"})
 
         def post(self) -> None:
-            verdict = judge(secret, self.request.headers, bytes(self.body), branch, deliveries)
+            verdict = judge(secret, self.request.headers, bytes(self.body), branch, deliveries, admins)
             delivery = self.request.headers.get("X-GitHub-Delivery", "-")
             log.info("delivery %s: %s %s", delivery, verdict.status, verdict.message)
             if verdict.refresh:
                 IOLoop.current().run_in_executor(None, refresh_in_background, verdict.commit)
+            if verdict.preview is not None and keep is not None:
+                IOLoop.current().run_in_executor(in_order, keep_in_background, verdict.preview)
             self.set_status(verdict.status)
             self.write({"message": verdict.message})
 
@@ -316,6 +456,21 @@ def main() -> None:
         post_status(settings, commit, state, description)
         log.info("commit status of %s: %s, %s", commit[:12], state, description)
 
+    keep = None
+    if settings.previews_outside and settings.preview_slots:
+        from mlops_ide.hub_services.preview_configmap import ConfigMapRegistry, RegistryError
+
+        try:
+            registry = ConfigMapRegistry.in_cluster()
+        except RegistryError as problem:
+            raise SystemExit(f"push-webhook: cannot start: {problem}") from None
+
+        def keep(push: PreviewPush) -> str:
+            return keep_preview(registry, push, settings.preview_slots, settings.previews_per_person)
+
+    def announce(push: PreviewPush, state: str, text: str) -> None:
+        post_status(settings, push.commit, state, text[:140], PREVIEW_CONTEXT)
+
     env = os.environ
     app = make_app(
         settings.webhook_secret.encode(),
@@ -323,6 +478,9 @@ def main() -> None:
         env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/push-webhook/"),
         ask_airflow,
         report if settings.status_token and settings.repo_url else None,
+        frozenset(settings.admin_users),
+        keep,
+        announce=announce if settings.status_token and settings.repo_url else None,
     )
     url = urlsplit(env.get("JUPYTERHUB_SERVICE_URL", "http://0.0.0.0:8090"))
     # The proxy reaches the service through the hub's Service name; listen on every address.

@@ -183,12 +183,12 @@ PLATFORM = (
     Setting(
         "MLOPS_IDE_PREVIEWS_OUTSIDE",
         "previews_outside",
-        "1: run previews of `preview/*` branches of MLOPS_IDE_REPO_URL too (off by default: there "
-        "no hook of ours says who pushed, and a preview runs as the pipeline); turn it on only once "
-        "the host lets exactly who may push the tracked branch push `preview/**` (a GitHub ruleset)",
+        "1: run previews of `preview/*` branches of MLOPS_IDE_REPO_URL on its host (GitHub) too "
+        "(off by default: a preview runs as the pipeline, and there the host, not the platform, says "
+        "who may push); turn it on only once the host lets exactly who may push the tracked branch "
+        "push `preview/**` (a GitHub ruleset)",
         default="0",
         parse=p.flag,
-        modes=LOCAL,
     ),
     Setting(
         "MLOPS_IDE_PREVIEWS_FILE",
@@ -468,7 +468,8 @@ KUBERNETES = (
         "status_token",
         "a token that may write the repository's commit statuses (fine-grained: Commit statuses, "
         "read and write): after each push the webhook sets `mlops-ide/airflow` on the commit, "
-        "the live DAGs or the import errors",
+        "the live DAGs or the import errors, and `mlops-ide/preview` on a preview's, its slot or why "
+        "it has none",
         modes=K8S,
         secret=True,
         default_doc="unset (no status)",
