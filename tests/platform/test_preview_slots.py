@@ -212,6 +212,21 @@ def test_a_slot_follows_the_registry_taken_moved_to_another_branch_then_freed(sl
     assert (freed["version"], freed["dags"], freed["errors"]) == (None, {}, {})
 
 
+def test_a_slot_runs_the_commit_the_registry_records_not_a_push_it_did_not_let_in(slots: Slots) -> None:
+    """Bob pushes to alice's preview branch where no hook of ours runs (GitHub): until the
+    registry records his commit, the slot runs alice's; when he rewrote her branch, nothing."""
+    alice = slots.entry("preview-1", "preview/alice/lr", slots.alice)
+    _, bobs_on_top, bobs_rewrite = slots.probe(
+        {"registry": [alice], "kwargs": SLOT, "do": "initialize"},
+        {"git": ["update-ref", "refs/heads/preview/alice/lr", slots.bob], "do": "refresh"},
+        {"git": ["update-ref", "refs/heads/preview/alice/lr", slots.main], "do": "refresh"},
+    )
+
+    # bob's commit descends from alice's (the Remote's branches share history): hers still runs
+    assert (bobs_on_top["version"], list(bobs_on_top["dags"])) == (slots.alice, ["hello__alice_lr"])
+    assert (bobs_rewrite["version"], bobs_rewrite["dags"]) == (None, {})
+
+
 def test_a_slot_whose_branch_is_gone_is_free_not_the_last_commit_nor_a_tag_of_its_name(slots: Slots) -> None:
     """The registry still names preview/alice/lr (its deletion's report was lost) after the
     branch went; a tag of that name, or of a preview that never had a branch, is not run."""

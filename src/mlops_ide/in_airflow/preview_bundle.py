@@ -85,10 +85,27 @@ class PreviewSlotBundle(GitDagBundle):
                 self.entry = None  # the registry names a branch the remote does not have
                 self.present_free()
                 return
+            if self.repo.head.commit.hexsha != entry.commit and not self.run_recorded(entry):
+                self.entry = None
+                self.present_free()
+                return
             if self.entry is not None and self.entry.branch != entry.branch:
                 self.touch_files()
             self.entry = entry
             preview_policy.write_checked_out(self.base_dir, entry.branch, self.repo.head.commit.hexsha)
+
+    def run_recorded(self, entry: previews.Entry) -> bool:
+        """Check out the commit the registry records for the slot, not whatever the branch holds
+        now: a push the platform did not let in (someone else's to this preview on a host where
+        no hook of ours runs, or one still on its way to the registry) is not run as this
+        preview. False when that commit is not on the remote's branch (rewritten since)."""
+        try:
+            on_branch = self.repo.is_ancestor(entry.commit, self.tracking_ref)
+        except GitCommandError:  # not fetched: no branch of the remote has it
+            on_branch = False
+        if on_branch:
+            self.repo.head.reset(entry.commit, index=True, working_tree=True)
+        return on_branch
 
     def prune_on_fetch(self) -> None:
         """Both clones (the bare one and the tracking checkout) drop the refs of deleted branches
