@@ -356,6 +356,28 @@ def test_the_preview_identity_logs_registers_and_sets_other_aliases(
     assert champion_of_shop(pipeline) == "1"
 
 
+def test_the_preview_identity_changes_no_run_but_its_own(
+    pipeline: Caller, preview_identity: Caller, theirs: dict
+) -> None:
+    """Serving loads `champion`'s version from its run's files: a preview may not overwrite
+    or delete them, nor touch the run, as a user may not (the hostile review's F1)."""
+    run = theirs["run_id"]
+    refused = {
+        "set a tag": preview_identity.send(
+            "POST", f"{API}/runs/set-tag", {"run_id": run, "key": "hacked", "value": "1"}
+        ),
+        "delete the run": preview_identity.send("POST", f"{API}/runs/delete", {"run_id": run}),
+        "upload into its model": preview_identity.send(
+            "POST", f"{AJAX}/upload-artifact", b"not the model", run_uuid=run, path="model/weights.bin"
+        ),
+    }
+    for what, (status, answer) in refused.items():
+        assert status == 403 and "service:pipeline" in answer["message"], (what, answer)
+    still_as_the_pipeline_left_it(pipeline, theirs)
+    listed = pipeline.send("GET", f"{API}/artifacts/list", run_id=run, path="model")[1]
+    assert "files" not in listed
+
+
 def test_champion_is_refused_for_a_version_registered_from_no_run(pipeline: Caller, shop: dict) -> None:
     status, answer = set_alias(pipeline, "champion", "5")
 

@@ -217,7 +217,8 @@ def gate_handler_class() -> type:
         ) -> tuple[int, str] | None:
             """(status, why) when `name` may not make this request under `rule`, else None.
             The pipeline and hub admins may make any request but NOBODY's and `champion` on a
-            preview's version; a user, reads and their own changes only."""
+            preview's version; a preview's tasks, the registry's requests but `champion` and
+            their own runs; a user, reads and their own changes only."""
             if rule == "NOBODY":
                 return 403, f"{self.request.method} {path} is not offered on this platform"
             body, query = self.request.body, self.request.query_arguments
@@ -227,7 +228,9 @@ def gate_handler_class() -> type:
                     return problem
             if rule == "SET_ALIAS" and may_register:
                 return await self.champion_problem(body, query)
-            if rule == "READ" or may_register:
+            # the preview identity registers like the pipeline, but runs, artifacts and logged
+            # models only its own (a user's rules): never the files of the run `champion` names
+            if rule == "READ" or (may_register and (name != PREVIEW_CALLER or rule == "PIPELINE")):
                 return None
             if rule in ("PIPELINE", "SET_ALIAS"):
                 return 403, (
