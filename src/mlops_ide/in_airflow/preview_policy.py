@@ -47,8 +47,8 @@ TOKEN_VARIABLE = "MLFLOW_TRACKING_TOKEN"  # MLflow's client sends it to the gate
 TOKEN_TEMPLATE = "{{ var.value.mlflow_preview_token }}"
 # A pod step's token: from this Secret of the pipeline's namespace (key `token`, docs/kubernetes.md),
 # as the pipeline's is from `mlflow-pipeline-token`: a rendered value would show in the pod's spec.
-POD_TOKEN_SECRET = "mlflow-preview-token"
-POD_TOKEN_KEY = "token"
+POD_IDENTITY_SOURCE = "mlflow-preview-token"
+POD_IDENTITY_KEY = "token"
 
 
 class Refused(Exception):
@@ -156,7 +156,7 @@ def rename(dag, entry: previews.Entry) -> None:
 
 def give_preview_environment(task, experiment: str) -> None:
     """MLFLOW_EXPERIMENT_NAME and the preview identity's MLFLOW_TRACKING_TOKEN (a template; a
-    pod's from the Secret POD_TOKEN_SECRET) for the runners the pipeline uses:
+    pod's from the Secret POD_IDENTITY_SOURCE) for the runners the pipeline uses:
     `@task.external_python` (ExternalPythonOperator's env_vars, added to the worker's
     environment unless inherit_env is False, then the whole of it; not a templated field of
     that operator, so made one for this task), DockerOperator's `environment`,
@@ -195,7 +195,7 @@ def with_preview_variables(current, experiment: str, in_pod: bool = False):
     """`current` (None, a dict or a list of V1EnvVar) with MLFLOW_EXPERIMENT_NAME=experiment and
     MLFLOW_TRACKING_TOKEN=TOKEN_TEMPLATE (replacing the pipeline's). For a pod (`in_pod`: a
     KubernetesPodOperator's env_vars) a list of V1EnvVar whose token is a secretKeyRef to
-    POD_TOKEN_SECRET instead: Kubernetes reads it when the pod starts, so no value is in the
+    POD_IDENTITY_SOURCE instead: Kubernetes reads it when the pod starts, so no value is in the
     pod's spec (the pipeline's Secret reference is replaced, not kept beside it)."""
     added = {EXPERIMENT_VARIABLE: experiment, TOKEN_VARIABLE: TOKEN_TEMPLATE}
     if (current is None or isinstance(current, dict)) and not in_pod:
@@ -208,7 +208,7 @@ def with_preview_variables(current, experiment: str, in_pod: bool = False):
         kept = [item for item in current if getattr(item, "name", None) not in added]
         if not in_pod:
             return [*kept, *(k8s.V1EnvVar(name=name, value=value) for name, value in added.items())]
-        secret = k8s.V1SecretKeySelector(name=POD_TOKEN_SECRET, key=POD_TOKEN_KEY)
+        secret = k8s.V1SecretKeySelector(name=POD_IDENTITY_SOURCE, key=POD_IDENTITY_KEY)
         return [
             *kept,
             k8s.V1EnvVar(name=EXPERIMENT_VARIABLE, value=experiment),
