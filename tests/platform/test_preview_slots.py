@@ -136,8 +136,9 @@ def test_a_previews_tasks_get_the_preview_token_as_a_rendered_template_never_in_
     slots: Slots,
 ) -> None:
     """Each runner of the pipeline, with the providers installed: the token's template in the
-    field Airflow renders (ExternalPythonOperator's env_vars made one for the task), and the
-    token itself (in Airflow's environment) nowhere in the DAG as the DAG processor stores it."""
+    field Airflow renders (ExternalPythonOperator's env_vars made one for the task; a pod's
+    from the Secret mlflow-preview-token instead), and the token itself (in Airflow's
+    environment) nowhere in the DAG as the DAG processor stores it."""
     token = "preview-token-0123456789abcdef"
     slots.extra = {"AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN": token}
     (seen,) = slots.probe(
@@ -149,7 +150,8 @@ def test_a_previews_tasks_get_the_preview_token_as_a_rendered_template_never_in_
     )
     identity = seen["identity"]["hello__alice_lr"]
     template = "{{ var.value.mlflow_preview_token }}"
-    assert identity["token"] == {"answer": template, "in_container": template, "in_pod": template}
+    pod = "secret mlflow-preview-token/token"  # a pod's from the Secret: no value in its spec
+    assert identity["token"] == {"answer": template, "in_container": template, "in_pod": pod}
     assert identity["templated"] == {"answer": True, "in_container": True, "in_pod": True}
     assert token not in identity["stored"] and template in identity["stored"]
 

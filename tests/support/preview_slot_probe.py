@@ -10,7 +10,8 @@ A step: {"registry": [entry dicts] (written first; absent: left as it is),
 command run first in the remote, e.g. to delete a branch]}. A bundle without a
 version is kept from step to step, like the DAG processor's. Prints one JSON line per step:
 {"path", "version", "dags": {id: {"tags", "paused", "env": {task: experiment}}}, "errors",
-"identity": {id: {"token": {task: MLFLOW_TRACKING_TOKEN as the task holds it}, "templated":
+"identity": {id: {"token": {task: MLFLOW_TRACKING_TOKEN as the task holds it (a pod's from a
+Secret: "secret <name>/<key>")}, "templated":
 {task: whether Airflow renders that field}, "stored": the DAG serialized as the DAG processor
 stores it}}}.
 """
@@ -40,8 +41,14 @@ def experiment_of(task, variable: str = EXPERIMENT_VARIABLE) -> str | None:
         if isinstance(value, dict):
             return value.get(variable)
         if isinstance(value, list):
-            return next((item.value for item in value if item.name == variable), None)
+            return next((shown(item) for item in value if item.name == variable), None)
     return None
+
+
+def shown(item) -> str | None:
+    """A V1EnvVar's value, or `secret <name>/<key>` for one a pod takes from a Secret."""
+    source = item.value_from and item.value_from.secret_key_ref
+    return f"secret {source.name}/{source.key}" if source else item.value
 
 
 def templated(task) -> bool:

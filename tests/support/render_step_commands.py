@@ -2,6 +2,8 @@
 MLOPS_IDE_PIPELINE_RUNNER set to the runner named on the command line (`kubernetes` or
 `docker`), render every step's JSON arguments with stand-in XCom values, and say what
 each task would start: the pod (Kubernetes, dry run) or the container's settings (Docker).
+With a preview branch as second argument (`preview/alice/lr`), every DAG first goes through
+the previews' cluster policy as a DAG of that preview (in_airflow/preview_policy.py).
 Prints {"<dag>.<task>": {"step", "arguments", "image", "pod" | "container",
 "serialized"}}: "serialized" is the task as Airflow stores it in its database."""
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = sys.argv[1]
+PREVIEW = sys.argv[2] if len(sys.argv) > 2 else None
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.append(str(ROOT / "dags"))  # as Airflow's BundleDagBag does for the bundle's folder
 os.environ["MLOPS_IDE_PIPELINE_RUNNER"] = RUNNER
@@ -30,6 +33,9 @@ import jinja2  # noqa: E402
 from airflow.dag_processing.dagbag import DagBag  # noqa: E402
 from airflow.serialization.serialized_objects import DagSerialization  # noqa: E402
 from kubernetes.client import ApiClient  # noqa: E402
+
+from mlops_ide.in_airflow import preview_policy  # noqa: E402
+from mlops_ide.portable import previews  # noqa: E402
 
 
 class StandInTaskInstance:
@@ -64,6 +70,14 @@ environment.filters["tojson"] = json.dumps
 rendered = {}
 bag = DagBag(dag_folder=ROOT / "dags", bundle_path=ROOT / "dags", safe_mode=False, load_op_links=False)
 for dag in bag.dags.values():
+    if PREVIEW:  # as the DAG processor's policy does for a slot's file (its id changes too)
+        preview = previews.parse_branch(PREVIEW)
+        preview_policy.rename(
+            dag,
+            previews.Entry(
+                "preview-1", PREVIEW, preview.person, preview.topic, "a" * 40, preview.person, 1.0, 1.0
+            ),
+        )
     serialized = DagSerialization.to_dict(dag)["dag"]["tasks"]
     for task in dag.tasks:
         if task.task_type not in ("KubernetesPodOperator", "StepContainer"):

@@ -116,13 +116,15 @@ def test_the_check_catches_work_at_import(bad_dags: dict[str, dict], name: str) 
     assert found is not None and BAD_DAG_FILES[name][1] in found
 
 
-def render_steps(runner: str, **env: str) -> dict[str, dict]:
-    """What each step task of the DAGs would start with `runner` (tests/support/render_step_commands.py)."""
+def render_steps(runner: str, *preview: str, **env: str) -> dict[str, dict]:
+    """What each step task of the DAGs would start with `runner` (tests/support/render_step_commands.py),
+    as DAGs of the `preview` branch when one is named."""
     result = subprocess.run(
         [
             str(Tools.load().airflow_python),
             str(ROOT / "tests" / "support" / "render_step_commands.py"),
             runner,
+            *preview,
         ],
         capture_output=True,
         text=True,
@@ -179,6 +181,31 @@ def test_every_pipeline_pod_is_valid_for_kubernetes(pods: dict[str, dict]) -> No
         assert step["securityContext"]["readOnlyRootFilesystem"] is True, name
         assert pod["metadata"]["labels"]["component"] == "pipeline-step", name
         assert pod["metadata"]["namespace"] == "pipelines", name
+
+
+PREVIEW_TOKEN = {"secretKeyRef": {"name": "mlflow-preview-token", "key": "token"}}
+
+
+def test_a_previews_pod_steps_get_the_preview_token_from_its_secret_never_a_value() -> None:
+    """The real DAGs and KubernetesPodOperator, through the previews' cluster policy: each pod
+    takes MLFLOW_TRACKING_TOKEN from the Secret mlflow-preview-token (hub service
+    `pipeline-preview`, never `champion`) in place of the pipeline's, once, and neither the
+    pod's spec nor the DAG as Airflow stores it holds a token or a template to render one."""
+    token = "the-preview-token-0123456789abcdef"
+    environment = {"MLFLOW_DISABLE_TELEMETRY": "true", "AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN": token}
+    pods = render_steps("kubernetes", "preview/alice/lr", **environment)
+    assert "cnn_skin_cancer_workflow__alice_lr.train_resnet50" in pods
+    for name, rendered in pods.items():
+        (step,) = [c for c in rendered["pod"]["spec"]["containers"] if c["name"] == "base"]
+        tokens = [item for item in step["env"] if item["name"] == "MLFLOW_TRACKING_TOKEN"]
+        assert tokens == [{"name": "MLFLOW_TRACKING_TOKEN", "valueFrom": PREVIEW_TOKEN}], name
+        env = {item["name"]: item for item in step["env"]}
+        assert env["MLFLOW_EXPERIMENT_NAME"]["value"] == "preview/alice/lr", name
+        assert env["MLFLOW_TRACKING_URI"]["value"] == "http://hub.mlops-ide.svc:8091/services/mlflow", name
+        for text in (json.dumps(rendered["pod"]), rendered["serialized"]):
+            assert token not in text and "var.value" not in text and "mlflow-pipeline-token" not in text, name
+        for version in KUBERNETES_VERSIONS:
+            validate(rendered["pod"], version)
 
 
 def test_every_pod_step_gets_valid_json_arguments_on_kubernetes(pods: dict[str, dict]) -> None:

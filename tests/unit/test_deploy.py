@@ -17,6 +17,7 @@ import yaml
 
 from mlops_ide.hub.modes import load
 from mlops_ide.hub_services import preview_configmap
+from mlops_ide.in_airflow import preview_policy
 from mlops_ide.machine.components import airflow
 from mlops_ide.portable import dag_folder, previews
 from tests.support.kubernetes_hub_tools import (
@@ -97,6 +98,25 @@ def test_the_kustomization_builds_valid_objects_from_the_settings_file(built: li
     assert not [doc for doc in built if doc["kind"] == "Secret"]
     docs_text = (ROOT / "docs" / "kubernetes.md").read_text()
     assert all(f"kubectl -n mlops-ide create secret generic {name}" in docs_text for name in SECRETS)
+
+
+def test_a_previews_token_comes_from_the_secrets_the_docs_create(built: list[dict]) -> None:
+    """The hub's `pipeline-preview` token from hub-secrets (optional: previews are off by
+    default), and the Secret a preview's pod steps name (preview_policy) created with the same
+    value in the pipeline's namespace, as the pipeline's token is."""
+    hub = find(built, "Deployment", "hub")["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item for item in hub["env"]}
+    assert env["MLOPS_IDE_MLFLOW_PREVIEW_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "hub-secrets",
+        "key": "mlflow-preview-token",
+        "optional": True,
+    }
+    docs_text = (ROOT / "docs" / "kubernetes.md").read_text()
+    assert '--from-literal=mlflow-preview-token="$PREVIEW_TOKEN"' in docs_text
+    assert (
+        f"kubectl -n {PIPELINE} create secret generic {preview_policy.POD_IDENTITY_SOURCE} \\\n"
+        f'     --from-literal={preview_policy.POD_IDENTITY_KEY}="$PREVIEW_TOKEN"'
+    ) in docs_text
 
 
 def test_the_settings_file_is_one_the_hub_accepts(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import yaml
 
 from mlops_ide.hub import kubernetes_spawner
 from mlops_ide.hub.modes import load
-from mlops_ide.hub_services import push_webhook
+from mlops_ide.hub_services import mlflow_gate, push_webhook
 from mlops_ide.settings import SettingsError, read
 from tests.support.kubernetes_hub_tools import (
     IMAGE,
@@ -101,6 +101,13 @@ def test_kubernetes_mode_has_no_default_admin(tmp_path: Path) -> None:
         ),
         ({"MLOPS_IDE_USER_DOMAIN": "*.example.org"}, "is not a host name"),
         ({"MLOPS_IDE_GITHUB_REPO_SCOPE": "admin:org"}, "is not a repository scope"),
+        # a preview's MLflow identity: needed for previews, never the pipeline's
+        ({"MLOPS_IDE_PREVIEWS_OUTSIDE": "1"}, "MLOPS_IDE_MLFLOW_PREVIEW_TOKEN is not set"),
+        ({"MLOPS_IDE_MLFLOW_PREVIEW_TOKEN": "short"}, "MLOPS_IDE_MLFLOW_PREVIEW_TOKEN is shorter than 32"),
+        (
+            {"MLOPS_IDE_MLFLOW_PREVIEW_TOKEN": "pipeline-token-" + "0" * 32},
+            "MLOPS_IDE_MLFLOW_PREVIEW_TOKEN is the pipeline's token",
+        ),
         # contradictions with the per-user GitHub login
         ({"MLOPS_IDE_PASSWORD": "a-long-password"}, "MLOPS_IDE_PASSWORD is set, but kubernetes mode"),
         ({"MLOPS_IDE_GIT_TOKEN": "ghp_shared"}, "MLOPS_IDE_GIT_TOKEN is set, but in kubernetes mode"),
@@ -178,6 +185,51 @@ def test_hub_config_in_kubernetes_mode(tmp_path: Path, monkeypatch: pytest.Monke
         "scopes": ["access:services!service=mlflow"],
         "services": ["pipeline"],
     }
+
+
+PREVIEW_TOKEN = "preview-token-" + "1" * 32
+
+
+def test_previews_use_mlflow_as_the_pipeline_preview_service_with_its_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registered with the token of hub-secrets' `mlflow-preview-token` (deploy/hub.yaml), with
+    MLflow's gate alone to reach; the gate knows it by name and never lets it move `champion`."""
+    previews = {"MLOPS_IDE_PREVIEWS_OUTSIDE": "1", "MLOPS_IDE_MLFLOW_PREVIEW_TOKEN": PREVIEW_TOKEN}
+    env = kubernetes_env(tmp_path, **previews)
+
+    c = hub_config(monkeypatch, env)
+
+    services = {service["name"]: service for service in c.JupyterHub.services}
+    assert services["pipeline-preview"] == {"name": "pipeline-preview", "api_token": PREVIEW_TOKEN}
+    assert services["pipeline"]["api_token"] != PREVIEW_TOKEN
+    roles = [role for role in c.JupyterHub.load_roles if "pipeline-preview" in role.get("services", ())]
+    assert roles == [
+        {
+            "name": "pipeline-preview",
+            "scopes": ["access:services!service=mlflow"],
+            "services": ["pipeline-preview"],
+        }
+    ]
+    assert mlflow_gate.PREVIEW_CALLER == "service:pipeline-preview"  # the name the gate refuses `champion`
+
+
+def test_without_a_preview_token_there_is_no_preview_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Previews off (the default on Kubernetes): nobody holds a `pipeline-preview` token, and
+    a preview's pod step would not start (its Secret is missing) rather than run as the pipeline."""
+    c = hub_config(monkeypatch, kubernetes_env(tmp_path))
+
+    assert "pipeline-preview" not in [service["name"] for service in c.JupyterHub.services]
+    assert "pipeline-preview" not in [role["name"] for role in c.JupyterHub.load_roles]
+
+
+def test_the_preview_token_is_never_in_a_settings_message(tmp_path: Path) -> None:
+    token = "pipeline-token-" + "0" * 32  # the pipeline's, given again: refused without echoing it
+    with pytest.raises(SettingsError) as raised:
+        load(kubernetes_env(tmp_path, MLOPS_IDE_MLFLOW_PREVIEW_TOKEN=token))
+    assert token not in str(raised.value)
 
 
 def test_user_servers_get_hosts_of_their_own_with_a_user_domain(
@@ -268,6 +320,7 @@ def test_the_webhook_reads_back_the_settings_the_hub_hands_on(
         MLOPS_IDE_ADMIN_USERS="Alice,bob",
         MLOPS_IDE_PREVIEWS_OUTSIDE="1",
         MLOPS_IDE_PREVIEW_SLOTS="0",
+        MLOPS_IDE_MLFLOW_PREVIEW_TOKEN=PREVIEW_TOKEN,
     )
     c = hub_config(monkeypatch, env)
 

@@ -6,6 +6,8 @@ the same code in tests/platform/test_preview_slots.py."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,7 +18,9 @@ from mlops_ide.in_airflow import preview_policy
 from mlops_ide.in_airflow.preview_policy import Refused, SlotFile, entry_for, slot_file
 from mlops_ide.machine.components import airflow
 from mlops_ide.machine.state import layout
+from mlops_ide.machine.state.tools import Tools
 from mlops_ide.portable import previews
+from tests.support.local_platform import ROOT as CHECKOUT
 
 ROOT = Path("/state/airflow/dag_bundles")
 ALICE = previews.Entry("preview-1", "preview/alice/lr", "alice", "lr", "a" * 40, "alice", 1.0, 1.0)
@@ -192,3 +196,57 @@ def test_a_previews_tasks_get_the_token_as_a_template_rendered_at_run_never_its_
     assert docker.environment["MLFLOW_TRACKING_TOKEN"] == TEMPLATE
     assert docker.template_fields.count("environment") == 1
     assert token not in repr([vars(task) for task in dag.tasks]) + repr(vars(dag))
+
+
+# Run in Airflow's virtualenv (the provider and the Kubernetes client are there alone): real
+# KubernetesPodOperators, one mapped, through the policy; prints each pod's env as sent.
+POD_PROBE = """
+import json
+from airflow.sdk import DAG
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from kubernetes.client import ApiClient
+from mlops_ide.in_airflow import preview_policy
+from mlops_ide.portable import previews
+
+ALICE = previews.Entry("preview-1", "preview/alice/lr", "alice", "lr", "a" * 40, "alice", 1.0, 1.0)
+literal = {"A": "1", "MLFLOW_TRACKING_TOKEN": "the-pipelines-token-as-a-literal"}
+with DAG("hello", schedule=None) as dag:
+    KubernetesPodOperator(task_id="plain", image="x", namespace="p", env_vars=literal)
+    KubernetesPodOperator.partial(task_id="mapped", image="x", namespace="p", env_vars=literal).expand(
+        cmds=[["a"], ["b"]]
+    )
+preview_policy.rename(dag, ALICE)
+plain, mapped = dag.tasks
+unmapped = KubernetesPodOperator(
+    task_id="unmapped", image="x", namespace="p", env_vars=mapped.partial_kwargs["env_vars"]
+)
+pods = {"plain": plain, "mapped": unmapped}
+print(json.dumps({
+    name: ApiClient().sanitize_for_serialization(task.build_pod_request_obj(None, dry_run=True))[
+        "spec"]["containers"][0]["env"]
+    for name, task in pods.items()
+}))
+"""
+
+
+def test_a_previews_pod_takes_the_token_from_the_preview_secret_whatever_its_dag_set() -> None:
+    """A KubernetesPodOperator whose DAG sets MLFLOW_TRACKING_TOKEN itself (a literal, in a
+    dict), mapped or not: one MLFLOW_TRACKING_TOKEN in the pod, from the Secret
+    mlflow-preview-token, and the literal nowhere."""
+    result = subprocess.run(
+        [str(Tools.load().airflow_python), "-c", POD_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT / "src")},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    pods = json.loads(result.stdout.strip().splitlines()[-1])
+    secret = {"secretKeyRef": {"name": "mlflow-preview-token", "key": "token"}}
+    for name in ("plain", "mapped"):
+        assert pods[name] == [
+            {"name": "A", "value": "1"},
+            {"name": "MLFLOW_EXPERIMENT_NAME", "value": "preview/alice/lr"},
+            {"name": "MLFLOW_TRACKING_TOKEN", "valueFrom": secret},
+        ], name
+    assert "the-pipelines-token-as-a-literal" not in result.stdout

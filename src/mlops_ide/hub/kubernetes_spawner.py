@@ -151,7 +151,9 @@ def mlflow_gate_url(settings: Settings) -> str:
 
 def mlflow_gate(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """MLflow's gate as a hub service in the hub's pod (its login for browsers, hub tokens for
-    programs), the `pipeline` service whose token Airflow and serving use, and their roles."""
+    programs), the `pipeline` service whose token Airflow and serving use, the
+    `pipeline-preview` service whose token a preview's pod steps use (when it has one), and
+    their roles: MLflow's gate alone."""
     host = urlsplit(settings.hub_connect_url).hostname
     gate = {
         "name": names.MLFLOW,
@@ -175,7 +177,13 @@ def mlflow_gate(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str
         {"name": "user", "description": "Standard user privileges", "scopes": ["self", names.MLFLOW_SCOPE]},
         {"name": "pipeline", "scopes": [names.MLFLOW_SCOPE], "services": [names.PIPELINE]},
     ]
-    return [gate, pipeline], roles
+    services = [gate, pipeline]
+    if settings.mlflow_preview_token:  # never `champion`: the gate knows it by name (mlflow_gate.py)
+        services.append({"name": names.PIPELINE_PREVIEW, "api_token": settings.mlflow_preview_token})
+        roles.append(
+            {"name": "pipeline-preview", "scopes": [names.MLFLOW_SCOPE], "services": [names.PIPELINE_PREVIEW]}
+        )
+    return services, roles
 
 
 def airflow_ui(settings: Settings) -> tuple[list[dict[str, Any]], list[str]]:

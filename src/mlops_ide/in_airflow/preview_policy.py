@@ -45,6 +45,10 @@ TOKEN_VARIABLE = "MLFLOW_TRACKING_TOKEN"  # MLflow's client sends it to the gate
 # never in the DAG, which the DAG processor stores in Airflow's database and shows in its UI.
 # The name holds `token`, so Airflow's secrets masker hides the value in rendered fields and logs.
 TOKEN_TEMPLATE = "{{ var.value.mlflow_preview_token }}"
+# A pod step's token: from this Secret of the pipeline's namespace (key `token`, docs/kubernetes.md),
+# as the pipeline's is from `mlflow-pipeline-token`: a rendered value would show in the pod's spec.
+POD_IDENTITY_SOURCE = "mlflow-preview-token"
+POD_IDENTITY_KEY = "token"
 
 
 class Refused(Exception):
@@ -151,14 +155,15 @@ def rename(dag, entry: previews.Entry) -> None:
 
 
 def give_preview_environment(task, experiment: str) -> None:
-    """MLFLOW_EXPERIMENT_NAME and the preview identity's MLFLOW_TRACKING_TOKEN (a template) for
-    the runners the pipeline uses: `@task.external_python` (ExternalPythonOperator's env_vars,
-    added to the worker's environment unless inherit_env is False, then the whole of it; not a
-    templated field of that operator, so made one for this task), DockerOperator's
-    `environment`, KubernetesPodOperator's `env_vars` (a dict, or the V1EnvVar list it makes of
-    one; both templated). A mapped task holds them in its partial arguments (an
-    ExternalPythonOperator's then stays unrendered: its calls to MLflow are refused, never the
-    pipeline's). Other operators run in the worker, whose environment is Airflow's."""
+    """MLFLOW_EXPERIMENT_NAME and the preview identity's MLFLOW_TRACKING_TOKEN (a template; a
+    pod's from the Secret POD_IDENTITY_SOURCE) for the runners the pipeline uses:
+    `@task.external_python` (ExternalPythonOperator's env_vars, added to the worker's
+    environment unless inherit_env is False, then the whole of it; not a templated field of
+    that operator, so made one for this task), DockerOperator's `environment`,
+    KubernetesPodOperator's `env_vars` (a dict, or the V1EnvVar list it makes of one). A
+    mapped task holds them in its partial arguments (an ExternalPythonOperator's then stays
+    unrendered: its calls to MLflow are refused, never the pipeline's). Other operators run in
+    the worker, whose environment is Airflow's."""
     kinds = {kind.__name__ for kind in type(task).__mro__}
     field = (
         "env_vars"
@@ -172,7 +177,7 @@ def give_preview_environment(task, experiment: str) -> None:
         names = {kind.__name__ for kind in getattr(operator, "__mro__", ())}
         if names & {"ExternalPythonOperator", "KubernetesPodOperator"}:
             task.partial_kwargs["env_vars"] = with_preview_variables(
-                task.partial_kwargs.get("env_vars"), experiment
+                task.partial_kwargs.get("env_vars"), experiment, in_pod="KubernetesPodOperator" in names
             )
         elif "DockerOperator" in names:
             task.partial_kwargs["environment"] = with_preview_variables(
@@ -180,22 +185,35 @@ def give_preview_environment(task, experiment: str) -> None:
             )
         return
     if field is not None:
-        setattr(task, field, with_preview_variables(getattr(task, field, None), experiment))
+        in_pod = "KubernetesPodOperator" in kinds
+        setattr(task, field, with_preview_variables(getattr(task, field, None), experiment, in_pod=in_pod))
         if field not in task.template_fields:  # ExternalPythonOperator: rendered for this task only
             task.template_fields = (*task.template_fields, field)
 
 
-def with_preview_variables(current, experiment: str):
+def with_preview_variables(current, experiment: str, in_pod: bool = False):
     """`current` (None, a dict or a list of V1EnvVar) with MLFLOW_EXPERIMENT_NAME=experiment and
-    MLFLOW_TRACKING_TOKEN=TOKEN_TEMPLATE (replacing the pipeline's, a Secret's on Kubernetes)."""
+    MLFLOW_TRACKING_TOKEN=TOKEN_TEMPLATE (replacing the pipeline's). For a pod (`in_pod`: a
+    KubernetesPodOperator's env_vars) a list of V1EnvVar whose token is a secretKeyRef to
+    POD_IDENTITY_SOURCE instead: Kubernetes reads it when the pod starts, so no value is in the
+    pod's spec (the pipeline's Secret reference is replaced, not kept beside it)."""
     added = {EXPERIMENT_VARIABLE: experiment, TOKEN_VARIABLE: TOKEN_TEMPLATE}
-    if current is None or isinstance(current, dict):
+    if (current is None or isinstance(current, dict)) and not in_pod:
         return {**(current or {}), **added}
-    if isinstance(current, list):
+    if current is None or isinstance(current, dict | list):
         from kubernetes.client import models as k8s
 
+        if not isinstance(current, list):  # a pod's dict: the list KubernetesPodOperator makes of it
+            current = [k8s.V1EnvVar(name=name, value=value) for name, value in (current or {}).items()]
         kept = [item for item in current if getattr(item, "name", None) not in added]
-        return [*kept, *(k8s.V1EnvVar(name=name, value=value) for name, value in added.items())]
+        if not in_pod:
+            return [*kept, *(k8s.V1EnvVar(name=name, value=value) for name, value in added.items())]
+        secret = k8s.V1SecretKeySelector(name=POD_IDENTITY_SOURCE, key=POD_IDENTITY_KEY)
+        return [
+            *kept,
+            k8s.V1EnvVar(name=EXPERIMENT_VARIABLE, value=experiment),
+            k8s.V1EnvVar(name=TOKEN_VARIABLE, value_from=k8s.V1EnvVarSource(secret_key_ref=secret)),
+        ]
     raise Refused(
         f"cannot give {EXPERIMENT_VARIABLE} to a task whose environment is a {type(current).__name__}"
     )

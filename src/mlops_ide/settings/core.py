@@ -447,6 +447,18 @@ KUBERNETES = (
         secret=True,
     ),
     Setting(
+        "MLOPS_IDE_MLFLOW_PREVIEW_TOKEN",
+        "mlflow_preview_token",
+        "a preview's hub token for MLflow, hub service `pipeline-preview`: the pipeline's rights but never "
+        "`champion` (from `hub-secrets`, key `mlflow-preview-token`; the same value in the pipeline "
+        "namespace's Secret `mlflow-preview-token`, which a preview's pod steps use); needed once "
+        "MLOPS_IDE_PREVIEWS_OUTSIDE=1",
+        parse=p.at_least(32, "make one with `openssl rand -hex 32`"),
+        modes=K8S,
+        default_doc="unset",
+        secret=True,
+    ),
+    Setting(
         "MLOPS_IDE_MLFLOW_ARTIFACTS",
         "mlflow_artifacts",
         "MLflow's artifact store, e.g. `s3://bucket/mlflow`",

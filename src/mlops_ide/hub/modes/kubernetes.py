@@ -48,7 +48,31 @@ def user_domain_is_the_hubs(values: Values, env: Mapping[str, str]) -> Iterable[
         )
 
 
-RULES = (callback_needs_a_host, somebody_may_log_in, webhook_can_reach_airflow, user_domain_is_the_hubs)
+def previews_have_an_identity_of_their_own(values: Values, env: Mapping[str, str]) -> Iterable[str]:
+    """A preview's tasks use MLflow as `pipeline-preview`, never as the pipeline: its own token."""
+    token = values.get("mlflow_preview_token")
+    if values.get("previews_outside") and not token:
+        yield (
+            "MLOPS_IDE_PREVIEWS_OUTSIDE=1 but MLOPS_IDE_MLFLOW_PREVIEW_TOKEN is not set: a preview's "
+            "tasks use MLflow with a token of their own (never `champion`); make one with "
+            "`openssl rand -hex 32` and put it in both Secrets (docs/kubernetes.md, step 3), or set "
+            "MLOPS_IDE_PREVIEWS_OUTSIDE=0."
+        )
+    if token and token == values.get("mlflow_pipeline_token"):
+        yield (
+            "MLOPS_IDE_MLFLOW_PREVIEW_TOKEN is the pipeline's token (MLOPS_IDE_MLFLOW_PIPELINE_TOKEN): "
+            "a preview would use MLflow as the pipeline and could move `champion`; make another with "
+            "`openssl rand -hex 32` (docs/kubernetes.md, step 3)."
+        )
+
+
+RULES = (
+    callback_needs_a_host,
+    somebody_may_log_in,
+    webhook_can_reach_airflow,
+    user_domain_is_the_hubs,
+    previews_have_an_identity_of_their_own,
+)
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
