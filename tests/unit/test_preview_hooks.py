@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -389,3 +390,104 @@ def test_a_post_receive_stage_that_fails_is_said_and_skips_no_other(
     assert "mlops-ide: telling what is live failed (RuntimeError('made to fail'))" in said, said
     assert "mlops-ide: preview removed: preview/bob/t" in said
     assert left == []
+
+
+@contextmanager
+def full_sandbox_queue(settings: Settings) -> Iterator[tuple[socket.socket, list[socket.socket]]]:
+    """A sandbox socket that accepts nothing yet (listen(0)), its queue filled: a connection
+    more gets EAGAIN at once, as the real sandbox's does while it checks others' pushes."""
+    listener = push_check_listener(settings, {}, path=dag_sandbox_socket(settings))
+    listener.listen(0)  # the platform's socket, its queue made short to fill it quickly
+    fillers = []
+    try:
+        while True:
+            filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            fillers.append(filler)
+            filler.connect(str(dag_sandbox_socket(settings)))
+    except BlockingIOError:
+        pass
+    try:
+        yield listener, fillers
+    finally:
+        for filler in fillers:
+            filler.close()
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes an accept() waiting in another thread
+        listener.close()
+
+
+def answer_checks(listener: socket.socket, problem: str) -> None:
+    """Until `listener` is closed: every check request is answered with `problem` (in
+    dags/a.py); the fillers, closed, send nothing and get nothing."""
+    with contextlib.suppress(OSError):
+        while True:
+            connection, _ = listener.accept()
+            with connection:
+                line = connection.makefile("rb").readline()
+                if line:
+                    answer = {"problems": [problem], "broken": ["dags/a.py"], "summary": ""}
+                    connection.sendall(json.dumps(answer).encode() + b"\n")
+
+
+def test_a_push_waits_for_a_busy_dag_check_and_is_checked_never_passed_unchecked(tmp_path: Path) -> None:
+    """A full queue (EAGAIN) is not `nobody listens`: the hook says it waits, and once the
+    sandbox takes its request, the check's verdict decides (here: a broken DAG, refused)."""
+    remote, clone = remote_with_settings(tmp_path)
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    main = git(remote, "rev-parse", "main")
+    user_commit(clone, {"dags/a.py": "# a\n"}, "a")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REMOTE_USER")}
+    env |= {"REMOTE_USER": "bob", "REMOTE_USER_IS_ADMIN": "0"}
+    with full_sandbox_queue(settings) as (listener, fillers):
+        push = subprocess.Popen(
+            ["git", "push", "origin", "HEAD:main"], cwd=clone, stderr=subprocess.PIPE, text=True, env=env
+        )
+        said = []
+        for line in push.stderr:  # ends at the push's end when the hook does not wait
+            said.append(line)
+            if "the DAG check is busy with other pushes: waiting for it" in line:
+                break
+        for filler in fillers:  # their checks are done: the queue moves
+            filler.close()
+        broken = "dags/a.py:1: broken on purpose"
+        server = threading.Thread(target=answer_checks, args=(listener, broken), daemon=True)
+        server.start()
+        said += push.stderr.readlines()
+        push.wait()
+    server.join()
+
+    told = "".join(said)
+    assert "DAG check unavailable" not in told, told
+    assert "the DAG check is busy with other pushes: waiting for it" in told, told
+    assert push.returncode != 0, told
+    assert "dags/a.py:1: broken on purpose" in told, told
+    assert git(remote, "rev-parse", "main") == main
+
+
+def test_a_dag_check_busy_until_the_deadline_refuses_the_push(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The pre-receive hook itself (in this process, its deadline short): a sandbox whose
+    queue stays full refuses the push, saying to push again, rather than let it through."""
+    remote, clone = remote_with_settings(tmp_path)
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path / "state")})
+    main = git(remote, "rev-parse", "main")
+    new = user_commit(clone, {"dags/a.py": "# a\n"}, "a")
+    assert push_as(clone, "bob", "origin", "HEAD:bob-work").returncode == 0  # its objects in the remote
+    monkeypatch.setattr(push_hook, "CHECK_SECONDS", 0.5)
+    updates = f"{main} {new} refs/heads/main\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(updates.encode())))
+    monkeypatch.chdir(remote)
+    monkeypatch.setenv("REMOTE_USER", "bob")
+    monkeypatch.setenv("REMOTE_USER_IS_ADMIN", "0")
+    sockets = ["--socket", str(push_check_socket(settings))]
+    sockets += ["--check-socket", str(dag_sandbox_socket(settings))]
+    with full_sandbox_queue(settings):
+        refused = push_hook.main(["pre-receive", *sockets, "--branch", "main"])
+
+    said = capsys.readouterr().out
+    assert refused == 1, said
+    assert "mlops-ide: push refused: the DAG check is busy with other pushes (0.5 s waited)" in said
+    assert "push again in a moment" in said
+    assert "unchecked" not in said

@@ -215,8 +215,9 @@ def judge_preview(payload: dict, branch: str, admins: frozenset[str] | None) -> 
     except previews.BadPreview as problem:
         return Verdict(422, f"no preview: {problem}")
     if pusher != preview.person and pusher not in admins:
-        # A slot follows its branch's head (in_airflow/preview_bundle.py), so a slot this branch
-        # held would now run the refused commit: it is freed; the person pushes again for it.
+        # The slot runs the commit the registry records (in_airflow/preview_bundle.py), so this
+        # commit never runs under the person's name; the slot is freed all the same (the branch
+        # no longer holds what they pushed): they push again for it.
         return Verdict(
             403,
             f"no preview: {pusher} pushed {branch}, which only {preview.person} or a hub admin "

@@ -28,8 +28,10 @@ Run by git (the git service's account, or whoever pushes to the folder directly)
 arguments the platform wrote into the hook (`python -P -m mlops_ide.portable.push_hook`, the
 platform's copy of its code as PYTHONPATH); standard library only. Neither hook holds a
 password: the sandbox and the push check listen on Unix sockets that only the git service's
-account and root can reach. When nothing listens there (Airflow is off), the push goes through
-unchecked and the output says so; a check that fails otherwise refuses the push.
+account and root can reach. When nothing listens there (no socket, or one nobody listens on:
+Airflow is off), the push goes through unchecked and the output says so; a sandbox busy with
+others' pushes is waited for (up to CHECK_SECONDS), and a check that fails otherwise refuses
+the push.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import time
 from mlops_ide.portable import dag_folder, previews
 
 ZERO = "0" * 40
+CHECK_SECONDS = 60.0  # a check's deadline, waiting for the sandbox included
 MAX_DAGS_BYTES = 20 * 2**20  # the DAG folder holds code; data and models belong elsewhere
 SKIP_OPTION = "skip-dag-check"
 
@@ -67,16 +70,21 @@ class Unreachable(OSError):
     """Nothing listens on the socket (Airflow is off): what connecting failed with."""
 
 
-def ask(socket_path: str, request: dict, timeout: float) -> dict:
+class Busy(OSError):
+    """The listener's queue stayed full until the deadline: it takes one request at a time
+    (the sandbox checks one push after the other), so others' pushes are ahead of this one."""
+
+
+BUSY_RETRY_SECONDS = 0.2
+
+
+def ask(socket_path: str, request: dict, timeout: float, waiting: str = "") -> dict:
     """One request to the push check (or the sandbox), one answer: a JSON line each way.
-    Unreachable when nothing listens; a listener that fails midway is another OSError or a
-    ValueError."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+    Unreachable when nothing listens (no socket, or one nobody listens on); a full queue
+    (EAGAIN) is tried again until `timeout`, saying `waiting` once, then Busy; a listener
+    that fails midway is another OSError or a ValueError."""
+    with connected(socket_path, time.monotonic() + timeout, waiting) as connection:
         connection.settimeout(timeout)
-        try:
-            connection.connect(socket_path)
-        except OSError as error:
-            raise Unreachable(error.__class__.__name__) from None
         connection.sendall(json.dumps(request).encode() + b"\n")
         answer = b""
         while not answer.endswith(b"\n"):
@@ -85,6 +93,31 @@ def ask(socket_path: str, request: dict, timeout: float) -> dict:
                 break
             answer += chunk
     return json.loads(answer)
+
+
+def connected(socket_path: str, deadline: float, waiting: str) -> socket.socket:
+    """A socket connected to `socket_path`. Only ENOENT and ECONNREFUSED mean nobody listens:
+    any other error (EAGAIN from a full queue above all) must not let a push through unchecked."""
+    while True:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.settimeout(max(deadline - time.monotonic(), BUSY_RETRY_SECONDS))
+        try:
+            connection.connect(socket_path)
+            return connection
+        except (FileNotFoundError, ConnectionRefusedError) as error:
+            connection.close()
+            raise Unreachable(error.__class__.__name__) from None
+        except BlockingIOError:
+            connection.close()
+            if time.monotonic() >= deadline:
+                raise Busy("its queue stayed full") from None
+            if waiting:
+                say(waiting)
+                waiting = ""
+            time.sleep(BUSY_RETRY_SECONDS)
+        except OSError:
+            connection.close()
+            raise
 
 
 def dag_files(commit: str, folder: str) -> dict[str, str]:
@@ -349,6 +382,11 @@ def pre_receive(args: argparse.Namespace) -> int:
         except TooBig as problem:
             say(f"mlops-ide: push refused: {problem}: keep data and models out of the DAG folder")
             return 1
+        except Busy:  # the sandbox is there, checking others' pushes: never passed unchecked
+            waited = f"{CHECK_SECONDS:g} s waited"
+            say(f"mlops-ide: push refused: the DAG check is busy with other pushes ({waited})")
+            say("  push again in a moment")
+            return 1
         except Unreachable as problem:  # Airflow is off: the push is not held back
             say(f"mlops-ide: DAG check unavailable ({problem}); pushed unchecked")
             notify(args, {"skipped": new, "pusher": pusher, "why": f"check unavailable: {problem}"})
@@ -377,7 +415,8 @@ def check(
 ) -> tuple[list[str], list[str], str]:
     """The push check's problem lines for `commit`, the DAG file of each, and a summary."""
     request = {"check": commit, "pusher": pusher, "files": dag_files(commit, args.dags_folder), "only": only}
-    answer = ask(args.check_socket, request, 60)
+    waiting = "mlops-ide: the DAG check is busy with other pushes: waiting for it"
+    answer = ask(args.check_socket, request, CHECK_SECONDS, waiting)
     problems, files = answer.get("problems", []), answer.get("broken", [])
     if len(files) != len(problems):
         raise ValueError("the push check answered problems without their files")
