@@ -161,6 +161,7 @@ if len(sys.argv) > 1:
     pathlib.Path(sys.argv[1], "airflow-auth").mkdir(parents=True)
     pathlib.Path(sys.argv[1], "password").write_text("prepared-password\\n")
     pathlib.Path(sys.argv[1], "airflow-auth", "mlflow_token").write_text("pipeline-token\\n")
+    pathlib.Path(sys.argv[1], "airflow-auth", "mlflow_preview_token").write_text("preview-token\\n")
 c = PyFileConfigLoader("jupyterhub_config.py", path="/srv/mlops-ide").load_config()
 hub = c.JupyterHub
 print(json.dumps({"spawner": str(hub.spawner_class), "authenticator": str(hub.authenticator_class)}))
