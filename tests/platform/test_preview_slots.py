@@ -196,7 +196,9 @@ def test_every_task_of_a_preview_starts_with_the_preview_token_and_experiment(sl
         **mine,
         "env_vars": ["MLFLOW_EXPERIMENT_NAME", "MLFLOW_TRACKING_TOKEN"],
     }
-    assert started["in_container"] == started["in_pod"] == mine
+    assert started["in_container"] == mine
+    # a pod's env_vars (a dict until it runs): the template, rendered there, plus the author's
+    assert started["in_pod"] == {**mine, "env_vars": ["A", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_TRACKING_TOKEN"]}
 
 
 def test_a_previews_task_fails_to_start_without_the_preview_token_never_as_the_pipeline(slots: Slots) -> None:
@@ -283,7 +285,8 @@ def test_a_slot_follows_the_registry_taken_moved_to_another_branch_then_freed(sl
     assert (free["version"], list(free["dags"])) == (None, [])
     assert (alice["version"], list(alice["dags"])) == (slots.alice, ["hello__alice_lr"])
     assert (bob["version"], list(bob["dags"])) == (slots.bob, ["hello__bob_x"])
-    assert set(bob["dags"]["hello__bob_x"]["env"].values()) == {"preview/bob/x"}
+    containers = bob["dags"]["hello__bob_x"]["env"]
+    assert (containers["in_container"], containers["in_pod"]) == ("preview/bob/x", "preview/bob/x")
     assert (freed["version"], freed["dags"], freed["errors"]) == (None, {}, {})
 
 
