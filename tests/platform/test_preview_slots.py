@@ -35,6 +35,18 @@ def hello():
         return {answer}
 
     answer()
+
+    @task
+    def in_worker():  # a plain task: runs in the task's own process
+        import os
+
+        return {{
+            "experiment": os.environ.get("MLFLOW_EXPERIMENT_NAME"),
+            "preview_token": os.environ.get("MLFLOW_TRACKING_TOKEN")
+            == os.environ.get("AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN"),
+        }}
+
+    in_worker()
     # the other runners of dags/pipeline_steps.py, built (never run)
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.providers.docker.operators.docker import DockerOperator
@@ -123,8 +135,9 @@ def test_a_preview_slot_shows_the_branch_dags_renamed_paused_tagged_with_its_exp
         "hello__alice_lr": {
             "tags": ["by:alice", "preview/alice/lr", "test"],
             "paused": True,
-            "env": {
-                "answer": "preview/alice/lr",
+            "env": {  # the containers' (the others get it when they start, below)
+                "answer": None,
+                "in_worker": None,
                 "in_container": "preview/alice/lr",
                 "in_pod": "preview/alice/lr",
             },
@@ -132,15 +145,18 @@ def test_a_preview_slot_shows_the_branch_dags_renamed_paused_tagged_with_its_exp
     }
 
 
-def test_a_previews_tasks_get_the_preview_token_as_a_rendered_template_never_in_the_stored_dag(
+PREVIEW_TOKEN = "preview-token-0123456789abcdef"
+TEMPLATE = "{{ var.value.mlflow_preview_token }}"
+
+
+def test_a_previews_containers_get_the_token_as_a_rendered_template_never_in_the_stored_dag(
     slots: Slots,
 ) -> None:
-    """Each runner of the pipeline, with the providers installed: the token's template in the
-    field Airflow renders (ExternalPythonOperator's env_vars made one for the task; a pod's
-    from the Secret mlflow-preview-token instead), and the token itself (in Airflow's
-    environment) nowhere in the DAG as the DAG processor stores it."""
-    token = "preview-token-0123456789abcdef"
-    slots.extra = {"AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN": token}
+    """Docker's and Kubernetes' steps get the environment explicitly: the token's template in
+    the field Airflow renders (a pod's from the Secret
+    mlflow-preview-token instead); the token itself (in Airflow's environment) nowhere in the DAG as
+    the DAG processor stores it, nor is an ExternalPythonOperator's env_vars made a template."""
+    slots.extra = {"AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN": PREVIEW_TOKEN}
     (seen,) = slots.probe(
         {
             "registry": [slots.entry("preview-1", "preview/alice/lr", slots.alice)],
@@ -149,11 +165,74 @@ def test_a_previews_tasks_get_the_preview_token_as_a_rendered_template_never_in_
         }
     )
     identity = seen["identity"]["hello__alice_lr"]
-    template = "{{ var.value.mlflow_preview_token }}"
-    pod = "secret mlflow-preview-token/token"  # a pod's from the Secret: no value in its spec
-    assert identity["token"] == {"answer": template, "in_container": template, "in_pod": pod}
-    assert identity["templated"] == {"answer": True, "in_container": True, "in_pod": True}
-    assert token not in identity["stored"] and template in identity["stored"]
+    assert identity["token"] == {
+        "answer": None,
+        "in_worker": None,
+        "in_container": TEMPLATE,
+        "in_pod": "secret mlflow-preview-token/token",  # from the Secret: no value in its spec
+    }
+    assert identity["templated"] == {
+        "answer": False,
+        "in_worker": False,
+        "in_container": True,
+        "in_pod": True,
+    }
+    assert PREVIEW_TOKEN not in identity["stored"] and "use_preview_identity" in identity["stored"]
+
+
+def test_every_task_of_a_preview_starts_with_the_preview_token_and_experiment(slots: Slots) -> None:
+    """A task's start parses its commit (the policy runs there too) and runs the pre-execute
+    hook the policy gave every task: a plain `@task` reads the preview's token and experiment
+    from its process's environment, not the pipeline's token the worker holds."""
+    slots.extra = {"AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN": PREVIEW_TOKEN, "MLFLOW_TRACKING_TOKEN": "pipelines"}
+    registry = [slots.entry("preview-1", "preview/alice/lr", slots.alice)]
+    _, run = slots.probe(
+        {"registry": registry, "kwargs": SLOT, "do": "initialize"},
+        {"kwargs": SLOT, "version": slots.alice, "do": "initialize", "start": True},
+    )
+    started = run["started"]["hello__alice_lr"]
+    mine = {"experiment": "preview/alice/lr", "preview_token": True}
+    assert started["in_worker"] == {**mine, "returned": mine}
+    assert started["answer"] == {  # its interpreter gets both even without the worker's environment
+        **mine,
+        "env_vars": ["MLFLOW_EXPERIMENT_NAME", "MLFLOW_TRACKING_TOKEN"],
+    }
+    assert started["in_container"] == mine
+    # a pod step's own process names the experiment only: its pod takes the token from the
+    # Secret mlflow-preview-token (the test above), so no preview token is needed here
+    assert started["in_pod"] == {"experiment": "preview/alice/lr", "preview_token": False}
+
+
+def test_a_previews_task_fails_to_start_without_the_preview_token_never_as_the_pipeline(slots: Slots) -> None:
+    slots.extra = {"MLFLOW_TRACKING_TOKEN": "pipelines"}  # Airflow given no preview token
+    registry = [slots.entry("preview-1", "preview/alice/lr", slots.alice)]
+    _, run = slots.probe(
+        {"registry": registry, "kwargs": SLOT, "do": "initialize"},
+        {"kwargs": SLOT, "version": slots.alice, "do": "initialize", "start": True},
+    )
+    started = run["started"]["hello__alice_lr"]
+    assert set(started) == {"answer", "in_worker", "in_container", "in_pod"}
+    pod = started.pop("in_pod")  # its pod's token comes from its Secret: no Variable needed
+    assert "error" not in pod and pod["experiment"] == "preview/alice/lr", pod
+    for task in started.values():
+        assert "cannot get the preview identity's MLflow token" in task["error"], task
+        assert "returned" not in task
+
+
+def test_a_main_task_starts_with_the_workers_environment(slots: Slots) -> None:
+    slots.extra = {"AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN": PREVIEW_TOKEN, "MLFLOW_TRACKING_TOKEN": "pipelines"}
+    (seen,) = slots.probe(
+        {
+            "registry": [slots.entry("preview-1", "preview/alice/lr", slots.alice)],
+            "bundle": "pipelines",
+            "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
+            "kwargs": {**SLOT, "tracking_ref": "main"},
+            "do": "initialize",
+            "start": True,
+        }
+    )
+    pipeline = {"experiment": None, "preview_token": False}
+    assert seen["started"]["hello"]["in_worker"] == {**pipeline, "returned": pipeline}
 
 
 def test_a_task_run_parses_its_commit_under_the_same_id(slots: Slots) -> None:
@@ -181,7 +260,7 @@ def test_the_main_bundle_dags_are_untouched(slots: Slots) -> None:
         "hello": {
             "tags": ["test"],
             "paused": None,
-            "env": {"answer": None, "in_container": None, "in_pod": None},
+            "env": {"answer": None, "in_worker": None, "in_container": None, "in_pod": None},
         }
     }
     # no preview token: the worker's environment, the pipeline's; the provider's own fields
@@ -210,7 +289,8 @@ def test_a_slot_follows_the_registry_taken_moved_to_another_branch_then_freed(sl
     assert (free["version"], list(free["dags"])) == (None, [])
     assert (alice["version"], list(alice["dags"])) == (slots.alice, ["hello__alice_lr"])
     assert (bob["version"], list(bob["dags"])) == (slots.bob, ["hello__bob_x"])
-    assert set(bob["dags"]["hello__bob_x"]["env"].values()) == {"preview/bob/x"}
+    containers = bob["dags"]["hello__bob_x"]["env"]
+    assert (containers["in_container"], containers["in_pod"]) == ("preview/bob/x", "preview/bob/x")
     assert (freed["version"], freed["dags"], freed["errors"]) == (None, {}, {})
 
 

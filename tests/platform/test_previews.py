@@ -7,6 +7,8 @@ One platform for the module; the tests build on each other in file order."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 import subprocess
 import zlib
@@ -259,9 +261,63 @@ def test_a_preview_made_before_previews_had_experiments_records_to_main_and_stil
     assert run["state"] == "failed", run  # its compare step asked for champion
     assert champion.status_code != 200, "a preview's run made a champion"
     assert "a preview cannot move `champion`" in compare_log, compare_log[-3000:]
-    assert rendered["env_vars"]["MLFLOW_TRACKING_TOKEN"] == "***", rendered  # rendered, masked
+    assert "MLFLOW_TRACKING_TOKEN" not in str(rendered), rendered  # given when it starts, not rendered
     assert token not in stored and token not in str(rendered)
-    assert "{{ var.value.mlflow_preview_token }}" in stored  # what the DAG holds: the template
+    assert "use_preview_identity" in stored  # what the DAG holds: the hook that reads it then
+
+
+WHOAMI_DAG = """
+import hashlib
+import os
+
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="whoami", schedule=None)
+def whoami():
+    @task
+    def identity():  # a plain task, in the task's own process: never returns the token itself
+        token = os.environ.get("MLFLOW_TRACKING_TOKEN", "")
+        return {
+            "experiment": os.environ.get("MLFLOW_EXPERIMENT_NAME"),
+            "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
+        }
+
+    identity()
+
+
+whoami()
+"""
+
+
+def test_a_plain_task_of_a_preview_runs_with_the_preview_token_and_experiment(
+    platform: RunningPlatform, airflow: AirflowAPI, bob: Path
+) -> None:
+    """Not only the pipeline's runners: a `@task` runs in the worker's process, whose
+    environment holds the pipeline's token; the preview's gets the preview identity's there."""
+    git(bob, "checkout", "--quiet", "-B", "try-who", "origin/main")
+    user_commit(bob, {"dags/whoami.py": WHOAMI_DAG}, "who runs a preview's plain task")
+    pushed = push(platform, "bob", bob, "HEAD:preview/bob/who")
+    dag_id = "whoami__bob_who"
+    assert pushed.returncode == 0 and f"preview: {dag_id} (paused)" in pushed.stderr, pushed.stderr
+    unpaused = airflow.session.patch(
+        f"{airflow.url}/api/v2/dags/{dag_id}", json={"is_paused": False}, timeout=30
+    )
+    assert unpaused.status_code == 200, unpaused.text
+    started = airflow.session.post(
+        f"{airflow.url}/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None}, timeout=30
+    )
+    assert started.status_code == 200, started.text
+    run_id = started.json()["dag_run_id"]
+    run = airflow.wait_for_run(dag_id, run_id, timeout=300)
+    assert run["state"] == "success", run
+    seen = airflow.get(f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/identity/xcomEntries/return_value")
+    assert seen.status_code == 200, seen.text
+    token = (platform.home / "airflow-auth" / "mlflow_preview_token").read_text().strip()
+    value = seen.json()["value"]  # the task's dict, or its JSON text
+    text = value if isinstance(value, str) else json.dumps(value)
+    assert "preview/bob/who" in text, text
+    assert hashlib.sha256(token.encode()).hexdigest() in text, "the plain task did not have the preview token"
 
 
 def test_the_fourth_preview_is_refused_with_ones_previews_and_how_to_delete_one(

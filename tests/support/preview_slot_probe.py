@@ -13,7 +13,10 @@ version is kept from step to step, like the DAG processor's. Prints one JSON lin
 "identity": {id: {"token": {task: MLFLOW_TRACKING_TOKEN as the task holds it (a pod's from a
 Secret: "secret <name>/<key>")}, "templated":
 {task: whether Airflow renders that field}, "stored": the DAG serialized as the DAG processor
-stores it}}}.
+stores it}}}; with "start": true in the step, also "started": {id: {task: what the task's process
+holds after its pre-execute hook ran there, as at a task's start: {"experiment", "preview_token":
+whether MLFLOW_TRACKING_TOKEN is AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN's (never the token), "env_vars":
+an ExternalPythonOperator's names, "returned": a plain `@task`'s result, "error"}}}.
 """
 
 from __future__ import annotations
@@ -65,7 +68,35 @@ def identity_of(dag) -> dict:
     }
 
 
-def parsed(bundle) -> dict:
+PREVIEW_TOKEN = "AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN"
+
+
+def started(task) -> dict:
+    """The task's pre-execute hook (the policy's, chained with the author's) run in this
+    process, as the task runner does before `execute`; the environment restored after."""
+    saved = dict(os.environ)
+    hook = (
+        task.partial_kwargs.get("pre_execute") if hasattr(task, "partial_kwargs") else task._pre_execute_hook
+    )
+    seen: dict = {}
+    try:
+        if hook is not None:
+            hook({"task": task})
+        seen["experiment"] = os.environ.get(EXPERIMENT_VARIABLE)
+        seen["preview_token"] = os.environ.get(TOKEN_VARIABLE) == os.environ.get(PREVIEW_TOKEN)
+        if isinstance(getattr(task, "env_vars", None), dict):
+            seen["env_vars"] = sorted(task.env_vars)
+        if type(task).__name__ == "_PythonDecoratedOperator":  # a plain @task: run its function
+            seen["returned"] = task.python_callable()
+    except Exception as error:
+        seen["error"] = str(error)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return seen
+
+
+def parsed(bundle, start: bool = False) -> dict:
     bag = BundleDagBag(
         dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name, safe_mode=False
     )
@@ -80,6 +111,11 @@ def parsed(bundle) -> dict:
         },
         "errors": bag.import_errors,
         "identity": {dag_id: identity_of(dag) for dag_id, dag in bag.dags.items()},
+        **(
+            {"started": {i: {t.task_id: started(t) for t in dag.tasks} for i, dag in bag.dags.items()}}
+            if start
+            else {}
+        ),
     }
 
 
@@ -103,7 +139,7 @@ def main(steps: list[dict]) -> None:
             bundle.initialize()
         elif step["do"] == "refresh":
             bundle.refresh()
-        found = parsed(bundle)
+        found = parsed(bundle, start=step.get("start", False))
         current, _ = unpack_bundle_version(bundle.get_current_version(), bundle)
         print(json.dumps({"path": str(bundle.path), "version": current, **found}), flush=True)
 

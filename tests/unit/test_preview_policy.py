@@ -159,18 +159,36 @@ def test_a_dag_whose_id_has_a_double_underscore_is_refused_naming_the_rule() -> 
     assert (fine.dag_id, fine.tags) == ("train_daily__alice_lr", {"x", "preview/alice/lr", "by:alice"})
 
 
-class ExternalPythonOperator:  # named as Airflow's: the policy knows runners by class name
+class _BasePythonVirtualenvOperator:  # named as Airflow's: the policy knows runners by class name
     template_fields = ("python", "templates_dict", "op_args", "op_kwargs")  # as the provider's
+    _pre_execute_hook = None
 
+
+class ExternalPythonOperator(_BasePythonVirtualenvOperator):
     def __init__(self, env_vars: dict | None = None) -> None:
         self.env_vars = env_vars
 
 
 class DockerOperator:
     template_fields = ("image", "command", "environment")
+    _pre_execute_hook = None
 
     def __init__(self) -> None:
         self.environment = {"MLFLOW_TRACKING_TOKEN": "from-the-dag"}
+
+
+class PythonTask:  # `@task`, PythonOperator, BashOperator...: run in the task's process
+    template_fields = ("op_args",)
+
+    def __init__(self, pre_execute=None) -> None:
+        self._pre_execute_hook = pre_execute
+
+
+class MappedTask:  # a MappedOperator: its arguments wait in partial_kwargs
+    operator_class = PythonTask
+
+    def __init__(self, **partial_kwargs) -> None:
+        self.partial_kwargs = partial_kwargs
 
 
 class FakeDag:
@@ -178,24 +196,79 @@ class FakeDag:
         self.dag_id, self.tags, self.tasks = "cnn_skin_cancer_workflow", None, list(tasks)
 
 
-def test_a_previews_tasks_get_the_token_as_a_template_rendered_at_run_never_its_value(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    token = "0123456789abcdef-the-preview-token"
-    monkeypatch.setenv("AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN", token)  # as Airflow's processes have it
-    external, docker = ExternalPythonOperator({"A": "1"}), DockerOperator()
-    dag = FakeDag(external, docker)
+TOKEN = "0123456789abcdef-the-preview-token"
+
+
+@pytest.fixture
+def task_process(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """A task's process as Airflow's: the preview token in its environment, the pipeline's
+    MLflow token too; what the hook sets is undone after the test."""
+    monkeypatch.setenv("AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN", TOKEN)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "the-pipelines-token")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.setattr(preview_policy, "airflow_variable", lambda name: None)  # no Airflow here
+    return monkeypatch
+
+
+def hook_of(task):
+    return task.partial_kwargs["pre_execute"] if hasattr(task, "partial_kwargs") else task._pre_execute_hook
+
+
+def test_every_task_of_a_preview_gets_the_hook_and_none_holds_the_token(task_process) -> None:
+    external, docker, plain, mapped = (
+        ExternalPythonOperator({"A": "1"}),
+        DockerOperator(),
+        PythonTask(),
+        MappedTask(),
+    )
+    dag = FakeDag(external, docker, plain, mapped)
     preview_policy.rename(dag, ALICE)
+    assert all(hook_of(task).__name__ == "use_preview_identity" for task in dag.tasks)
+    assert external.env_vars == {"A": "1"}  # at parse, untouched: not rendered, not stored with it
+    assert "env_vars" not in external.template_fields
+    assert docker.environment["MLFLOW_TRACKING_TOKEN"] == TEMPLATE  # a container gets it explicitly
+    assert docker.template_fields.count("environment") == 1
+    assert TOKEN not in repr([vars(task) for task in dag.tasks]) + repr(vars(dag))
+
+
+def test_the_hook_gives_the_task_process_the_preview_token_and_experiment(task_process) -> None:
+    plain = PythonTask()
+    preview_policy.rename(FakeDag(plain), ALICE)
+    plain._pre_execute_hook({"task": plain})
+    assert os.environ["MLFLOW_TRACKING_TOKEN"] == TOKEN
+    assert os.environ["MLFLOW_EXPERIMENT_NAME"] == "preview/alice/lr"
+
+
+def test_an_external_python_task_without_the_workers_environment_gets_both_in_env_vars(task_process) -> None:
+    external = ExternalPythonOperator({"MLFLOW_TRACKING_TOKEN": "the-pipelines-token", "A": "1"})
+    preview_policy.rename(FakeDag(external), ALICE)
+    external._pre_execute_hook({"task": external})
     assert external.env_vars == {
         "A": "1",
+        "MLFLOW_TRACKING_TOKEN": TOKEN,
         "MLFLOW_EXPERIMENT_NAME": "preview/alice/lr",
-        "MLFLOW_TRACKING_TOKEN": TEMPLATE,
     }
-    assert "env_vars" in external.template_fields  # the provider does not template it: this task does
-    assert "env_vars" not in ExternalPythonOperator.template_fields  # other tasks keep the class's
-    assert docker.environment["MLFLOW_TRACKING_TOKEN"] == TEMPLATE
-    assert docker.template_fields.count("environment") == 1
-    assert token not in repr([vars(task) for task in dag.tasks]) + repr(vars(dag))
+
+
+def test_without_the_preview_token_the_task_fails_never_running_as_the_pipeline(task_process) -> None:
+    task_process.delenv("AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN")
+    ran = []
+    plain = PythonTask(pre_execute=ran.append)
+    preview_policy.rename(FakeDag(plain), ALICE)
+    with pytest.raises(RuntimeError, match="cannot get the preview identity's MLflow token"):
+        plain._pre_execute_hook({"task": plain})
+    assert os.environ["MLFLOW_TRACKING_TOKEN"] == "the-pipelines-token"  # untouched, and not run:
+    assert "MLFLOW_EXPERIMENT_NAME" not in os.environ and ran == []
+
+
+def test_an_authors_own_pre_execute_still_runs_after_the_preview_identity(task_process) -> None:
+    seen = []
+    plain = PythonTask(pre_execute=lambda context: seen.append(os.environ["MLFLOW_TRACKING_TOKEN"]))
+    mapped = MappedTask(pre_execute=lambda context: seen.append("mapped"))
+    preview_policy.rename(FakeDag(plain, mapped), ALICE)
+    plain._pre_execute_hook({"task": plain})
+    mapped.partial_kwargs["pre_execute"]({"task": None})
+    assert seen == [TOKEN, "mapped"]
 
 
 # Run in Airflow's virtualenv (the provider and the Kubernetes client are there alone): real
@@ -250,3 +323,25 @@ def test_a_previews_pod_takes_the_token_from_the_preview_secret_whatever_its_dag
             {"name": "MLFLOW_TRACKING_TOKEN", "valueFrom": secret},
         ], name
     assert "the-pipelines-token-as-a-literal" not in result.stdout
+
+
+class KubernetesPodOperator(PythonTask):  # named as Airflow's: its pod gets the token from a Secret
+    template_fields = ("env_vars",)
+    env_vars = None
+
+
+def test_a_pod_step_starts_on_kubernetes_with_no_preview_variable_its_pod_has_the_secret(
+    task_process,
+) -> None:
+    """On Kubernetes Airflow's processes hold no preview Variable: the pod's token comes from the
+    Secret mlflow-preview-token, so its operator's process needs none; any other task refuses."""
+    task_process.delenv("AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN")
+    pod, plain = KubernetesPodOperator(), PythonTask()
+    for task in (pod, plain):  # the hook alone: the pod's env_vars need the Kubernetes client
+        preview_policy.give_preview_hook(task, "preview/alice/lr")
+
+    pod._pre_execute_hook({"task": pod})
+
+    assert os.environ["MLFLOW_EXPERIMENT_NAME"] == "preview/alice/lr"
+    with pytest.raises(RuntimeError, match="cannot get the preview identity's MLflow token"):
+        plain._pre_execute_hook({"task": plain})

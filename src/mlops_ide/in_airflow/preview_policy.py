@@ -49,6 +49,8 @@ TOKEN_TEMPLATE = "{{ var.value.mlflow_preview_token }}"
 # as the pipeline's is from `mlflow-pipeline-token`: a rendered value would show in the pod's spec.
 POD_IDENTITY_SOURCE = "mlflow-preview-token"
 POD_IDENTITY_KEY = "token"
+PREVIEW_TOKEN_NAME = "mlflow_preview_token"  # the Variable; below as in Airflow's environment
+PREVIEW_TOKEN_ENV = "AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN"
 
 
 class Refused(Exception):
@@ -155,19 +157,17 @@ def rename(dag, entry: previews.Entry) -> None:
 
 
 def give_preview_environment(task, experiment: str) -> None:
-    """MLFLOW_EXPERIMENT_NAME and the preview identity's MLFLOW_TRACKING_TOKEN (a template; a
-    pod's from the Secret POD_IDENTITY_SOURCE) for the runners the pipeline uses:
-    `@task.external_python` (ExternalPythonOperator's env_vars, added to the worker's
-    environment unless inherit_env is False, then the whole of it; not a templated field of
-    that operator, so made one for this task), DockerOperator's `environment`,
-    KubernetesPodOperator's `env_vars` (a dict, or the V1EnvVar list it makes of one). A
-    mapped task holds them in its partial arguments (an ExternalPythonOperator's then stays
-    unrendered: its calls to MLflow are refused, never the pipeline's). Other operators run in
-    the worker, whose environment is Airflow's."""
+    """Every task of a preview runs with the preview identity: a pre-execute hook (below) for
+    all of them, and, for the runners whose containers get their environment explicitly,
+    MLFLOW_EXPERIMENT_NAME and MLFLOW_TRACKING_TOKEN in it: DockerOperator's `environment` (a
+    template), KubernetesPodOperator's `env_vars` (the token from the Secret
+    POD_IDENTITY_SOURCE: a rendered value would show in the pod's spec). A mapped task holds
+    them in its partial arguments."""
+    give_preview_hook(task, experiment)
     kinds = {kind.__name__ for kind in type(task).__mro__}
     field = (
         "env_vars"
-        if kinds & {"ExternalPythonOperator", "KubernetesPodOperator"}
+        if "KubernetesPodOperator" in kinds
         else "environment"
         if "DockerOperator" in kinds
         else None
@@ -175,7 +175,7 @@ def give_preview_environment(task, experiment: str) -> None:
     if field is None and hasattr(task, "partial_kwargs"):  # a MappedOperator: its operator class
         operator = getattr(task, "operator_class", None)
         names = {kind.__name__ for kind in getattr(operator, "__mro__", ())}
-        if names & {"ExternalPythonOperator", "KubernetesPodOperator"}:
+        if "KubernetesPodOperator" in names:
             task.partial_kwargs["env_vars"] = with_preview_variables(
                 task.partial_kwargs.get("env_vars"), experiment, in_pod="KubernetesPodOperator" in names
             )
@@ -187,8 +187,59 @@ def give_preview_environment(task, experiment: str) -> None:
     if field is not None:
         in_pod = "KubernetesPodOperator" in kinds
         setattr(task, field, with_preview_variables(getattr(task, field, None), experiment, in_pod=in_pod))
-        if field not in task.template_fields:  # ExternalPythonOperator: rendered for this task only
-            task.template_fields = (*task.template_fields, field)
+
+
+def give_preview_hook(task, experiment: str) -> None:
+    """The task's pre-execute hook becomes `enter_preview_identity`, then the author's own.
+    The task runner parses the DAG file and runs this policy in the task's process, so the hook
+    runs there before `execute`. Airflow stores the hook's source code with the DAG (no
+    secret: the token is read when the task runs)."""
+    if hasattr(task, "partial_kwargs"):  # a MappedOperator: its tasks get it when unmapped
+        task.partial_kwargs["pre_execute"] = preview_hook(experiment, task.partial_kwargs.get("pre_execute"))
+    else:
+        task._pre_execute_hook = preview_hook(experiment, getattr(task, "_pre_execute_hook", None))
+
+
+def preview_hook(experiment: str, authors):
+    def use_preview_identity(context):  # stored as source by Airflow: keep it free of values
+        enter_preview_identity(experiment, context.get("task"))
+        if authors is not None:
+            authors(context)
+
+    return use_preview_identity
+
+
+def enter_preview_identity(experiment: str, task=None) -> None:
+    """In the task's process, before it runs: MLflow's client of this process (`@task`,
+    PythonOperator, BashOperator's children...) uses the preview identity and experiment; so
+    does an ExternalPythonOperator's interpreter (its environment is made at execute, from
+    os.environ unless inherit_env is False, then its env_vars: given both here too). Refuses
+    (the task fails) without the preview token: never the pipeline's."""
+    kinds = {kind.__name__ for kind in type(task).__mro__}
+    if "KubernetesPodOperator" in kinds:  # the pod's token comes from its Secret, not this process
+        os.environ[EXPERIMENT_VARIABLE] = experiment
+        return
+    token = os.environ.get(PREVIEW_TOKEN_ENV) or airflow_variable(PREVIEW_TOKEN_NAME)
+    if not token:
+        raise RuntimeError(
+            f"this preview's task cannot get the preview identity's MLflow token (Airflow's "
+            f"Variable {PREVIEW_TOKEN_NAME}, {PREVIEW_TOKEN_ENV}): not run as the pipeline; "
+            "the platform gives it to Airflow when MLflow runs, ask an admin"
+        )
+    added = {EXPERIMENT_VARIABLE: experiment, TOKEN_VARIABLE: token}
+    os.environ.update(added)
+    if "_BasePythonVirtualenvOperator" in kinds:  # after rendering: this process's copy only
+        task.env_vars = {**(task.env_vars or {}), **added}
+
+
+def airflow_variable(name: str) -> str | None:
+    """Airflow's Variable `name` (from its secrets backends), None when it has none."""
+    try:
+        from airflow.sdk import Variable
+
+        return Variable.get(name, default=None)
+    except Exception:  # no Airflow, no API server: the caller refuses, saying what is missing
+        return None
 
 
 def with_preview_variables(current, experiment: str, in_pod: bool = False):
