@@ -205,7 +205,8 @@ def task_process(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     MLflow token too; what the hook sets is undone after the test."""
     monkeypatch.setenv("AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN", TOKEN)
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "the-pipelines-token")
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "unset")  # recorded, so what the hook sets is undone
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
     monkeypatch.setattr(preview_policy, "airflow_variable", lambda name: None)  # no Airflow here
     return monkeypatch
 
