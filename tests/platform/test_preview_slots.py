@@ -88,6 +88,16 @@ class Slots:
             "pushed": 1.0,
         }
 
+    def main_bundle_with_alices_preview(self) -> dict:
+        """A probe step: the tracked branch's own bundle, alice's preview in slot preview-1."""
+        return {
+            "registry": [self.entry("preview-1", "preview/alice/lr", self.alice)],
+            "bundle": "pipelines",
+            "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
+            "kwargs": {**SLOT, "tracking_ref": "main"},
+            "do": "initialize",
+        }
+
     def environment(self) -> dict[str, str]:
         """Airflow's, as the platform gives it, in a folder of the test's."""
         return {
@@ -221,16 +231,7 @@ def test_a_previews_task_fails_to_start_without_the_preview_token_never_as_the_p
 
 def test_a_main_task_starts_with_the_workers_environment(slots: Slots) -> None:
     slots.extra = {"AIRFLOW_VAR_MLFLOW_PREVIEW_TOKEN": PREVIEW_TOKEN, "MLFLOW_TRACKING_TOKEN": "pipelines"}
-    (seen,) = slots.probe(
-        {
-            "registry": [slots.entry("preview-1", "preview/alice/lr", slots.alice)],
-            "bundle": "pipelines",
-            "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
-            "kwargs": {**SLOT, "tracking_ref": "main"},
-            "do": "initialize",
-            "start": True,
-        }
-    )
+    (seen,) = slots.probe({**slots.main_bundle_with_alices_preview(), "start": True})
     pipeline = {"experiment": None, "preview_token": False}
     assert seen["started"]["hello"]["in_worker"] == {**pipeline, "returned": pipeline}
 
@@ -247,15 +248,7 @@ def test_a_task_run_parses_its_commit_under_the_same_id(slots: Slots) -> None:
 
 
 def test_the_main_bundle_dags_are_untouched(slots: Slots) -> None:
-    (seen,) = slots.probe(
-        {
-            "registry": [slots.entry("preview-1", "preview/alice/lr", slots.alice)],
-            "bundle": "pipelines",
-            "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
-            "kwargs": {**SLOT, "tracking_ref": "main"},
-            "do": "initialize",
-        }
-    )
+    (seen,) = slots.probe(slots.main_bundle_with_alices_preview())
     assert seen["dags"] == {
         "hello": {
             "tags": ["test"],
