@@ -7,13 +7,13 @@ upgrade is ruff's, and a user's uncommitted edit is never lost. Real git, real A
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.support.gitrepos import git
+from tests.unit.test_workspace import user_env
 
 AIRFLOW2_DAG = """\
 from datetime import datetime, timedelta
@@ -62,9 +62,9 @@ def clone(tmp_path: Path) -> Path:
 
 
 def mlops_ide(user_bin: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHONPATH", "AIRFLOW"))}
-    env["PATH"] = f"{user_bin}:/usr/bin:/bin"
-    env["MLFLOW_TRACKING_URI"] = "http://127.0.0.1:5000/services/mlflow"  # as a user's server has it
+    env = user_env(
+        user_bin, MLFLOW_TRACKING_URI="http://127.0.0.1:5000/services/mlflow"
+    )  # as a server has it
     return subprocess.run(["mlops-ide", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 

@@ -17,6 +17,7 @@ from mlops_ide.workspace import user_tools
 from startup import git_hooks
 from tests.support.gitrepos import git
 from tests.support.platform_tools import ROOT
+from tests.unit.conftest import user_home
 
 PLATFORM_ONLY = ("jupyterhub_config.py", "deploy", "images", "scripts", "startup", "src/mlops_ide", "bench")
 GOOD_DAG = """\
@@ -107,9 +108,10 @@ def test_a_working_copy_is_written_only_into_a_new_folder(tmp_path: Path) -> Non
 
 
 def user_env(user_bin: Path, **extra: str) -> dict[str, str]:
-    """A user server's environment: no PYTHONPATH, the user's commands first on PATH."""
+    """A user server's environment: no PYTHONPATH, the user's commands first on PATH, a home of its own."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHONPATH", "AIRFLOW"))}
     env["PATH"] = f"{user_bin}:/usr/bin:/bin"
+    env["HOME"] = str(user_home(user_bin))
     env.update(extra)
     return env
 

@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from mlops_ide import names
 from mlops_ide.portable import airflow3_upgrade, dag_folder
-from mlops_ide.workspace import dag_status
+from mlops_ide.workspace import dag_status, warm_dag_check
 
 CHECKER = Path(__file__).resolve().parents[1] / "portable" / "dag_check.py"  # run by path: stdlib only
 NO_COMMIT = "0" * 40
@@ -179,12 +179,26 @@ def airflow_variables(environ: dict[str, str]) -> dict[str, str]:
     return {f"AIRFLOW_VAR_{name}": value for name, value in known.items() if value}
 
 
+def check_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The environment DAG code runs in for a check: the user's, without its credentials,
+    with the Airflow variables the platform defines."""
+    return {**without_credentials(environ), **airflow_variables(environ)}
+
+
 def dag_check(dags: Path, *flags: str) -> subprocess.CompletedProcess:
     """dag_check.py on the folder `dags`, in this (Airflow's) Python, with none of the
-    server's credentials in the environment of the DAG code it imports."""
+    server's credentials in the environment of the DAG code it imports: from this user's warm
+    check (warm_dag_check.py: Airflow imported once) unless it is off or cannot answer."""
+    env = check_environment(dict(os.environ))
+    if warm_dag_check.enabled(env):
+        try:
+            status, output = warm_dag_check.run(dags, list(flags), env, Path.home())
+            return subprocess.CompletedProcess([str(CHECKER), str(dags), *flags], status, output)
+        except (warm_dag_check.Unavailable, OSError) as problem:
+            print(f"mlops-ide: checking without the warm check: {problem}", file=sys.stderr)
     return subprocess.run(
         [sys.executable, str(CHECKER), str(dags), *flags],
-        env={**without_credentials(dict(os.environ)), **airflow_variables(os.environ)},
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
