@@ -563,6 +563,7 @@ def test_the_users_clone_is_the_pipeline_repository_with_its_python_kernel_and_d
     seeded = ("dags/cnn_skin_cancer_workflow.py", "dags/platform_smoke_test.py")
     checked = platform.terminal("alice", "mlops-ide", "dag", "check", *seeded, cwd=clone)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "without the warm check" not in checked.stderr  # her own, in her home, as her
     # a DAG file (a teammate's, say) run by the check sees none of her server's tokens
     (clone / "dags" / "env_probe.py").write_text(TOKEN_PROBE_DAG)
     probed = platform.terminal("alice", "mlops-ide", "dag", "check", "dags/env_probe.py", cwd=clone)
