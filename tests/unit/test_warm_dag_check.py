@@ -4,12 +4,15 @@ git, real processes; each test has a home of its own, whose servers end with it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,34 +237,42 @@ def test_a_new_airflow_configuration_replaces_the_server(user_bin: Path, home: P
     assert wait_for(lambda: not warm_dag_check.alive(old_server), 10, "the old server to end") is not None
 
 
+STARTER = """
+import importlib.util, os, sys, time
+spec = importlib.util.spec_from_file_location("warm_dag_check", sys.argv[1])
+warm = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(warm)
+with warm.private_folder(warm.Path(sys.argv[2])) as fd:
+    warm.start(fd, "check.sock", dict(os.environ), idle=float(sys.argv[3]), life=sys.argv[4]).close()
+print(warm.servers(warm.Path(sys.argv[2]))["check.sock"], flush=True)
+"""
+
+
 @pytest.mark.parametrize("ends", ["idle", "lifeline"])
 def test_the_server_ends_when_idle_or_with_its_lifeline(tmp_path: Path, ends: str) -> None:
     folder = tmp_path / "sockets"
-    folder.mkdir(mode=0o700)
-    path = folder / "check.sock"
     life = subprocess.Popen(["sleep", "300"])
     lifeline = f"{life.pid}:{warm_dag_check.proc_stat(life.pid)[19]}"
-    launcher = (
-        f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r}); "
-        "from mlops_ide.workspace.warm_dag_check import main; sys.exit(main())"
-    )
     idle = "2" if ends == "idle" else "600"
-    server = subprocess.Popen(
-        [AIRFLOW_PYTHON, "-P", "-c", launcher, str(path), "--idle", idle, "--lifeline", lifeline]
-    )
     try:
-        assert wait_for(path.exists, 60, "the server's socket") is not None
-        started = time.monotonic()
+        started = subprocess.run(
+            [AIRFLOW_PYTHON, "-c", STARTER, str(warm_dag_check.THIS), str(folder), idle, lifeline],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        server = int(started.stdout)
+        server_line = f"{server}:{warm_dag_check.proc_stat(server)[19]}"
+        began = time.monotonic()
         if ends == "lifeline":
             life.kill()
             life.wait()
-        server.wait(30)
-        assert time.monotonic() - started < 10
-        assert server.returncode == 0
-        assert not path.exists()
+        assert wait_for(lambda: not warm_dag_check.alive(server_line), 30, "the server to end") is not None
+        assert time.monotonic() - began < 10
+        assert not (folder / "check.sock").exists()
     finally:
         life.kill()
-        server.kill()
 
 
 def ancestors(pid: int) -> list[int]:
@@ -297,3 +308,134 @@ def test_the_lifeline_is_the_outermost_user_server_among_the_ancestors() -> None
     shell, line = outside.stdout.split()
     chosen = int(line.split(":")[0])
     assert chosen != int(shell) and chosen in ancestors(os.getpid())  # the outermost of root's
+
+
+def test_a_silent_connection_holds_a_check_back_a_few_seconds_at_most(
+    user_bin: Path, home: Path, tmp_path: Path
+) -> None:
+    clone = clone_of_new_remote(tmp_path, "pipelines", {"dags/two.py": GOOD_DAG}, "a good DAG")
+    check(user_bin, home, clone, "dags/two.py")
+    (name,) = servers(home)
+
+    with socket.socket(socket.AF_UNIX) as silent:  # connects, says nothing, stays
+        silent.connect(name_in(home, name))
+        began = time.monotonic()
+        checked = check(user_bin, home, clone, "dags/two.py")
+        waited = time.monotonic() - began
+
+    assert checked.returncode == 0 and "without the warm check" not in checked.stderr, checked.stderr
+    assert waited < warm_dag_check.REQUEST_SECONDS + 5
+
+
+def name_in(home: Path, name: str) -> str:
+    """A socket's address in `home`'s folder by a short path (the whole one may be too long)."""
+    link = Path(tempfile.mkdtemp(prefix="s-", dir="/tmp")) / "f"
+    link.symlink_to(warm_dag_check.sockets_folder(home))
+    return str(link / name)
+
+
+def test_what_a_check_starts_ends_with_it_even_double_forked(
+    user_bin: Path, home: Path, tmp_path: Path
+) -> None:
+    marker = f"left-by-a-dag-{os.getpid()}"
+    daemon = (
+        "from airflow.sdk import dag\nimport os, time\n"
+        "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        f"        os.execvp('sh', ['sh', '-c', 'sleep 300; : {marker}'])\n    os._exit(0)\n"
+        "time.sleep(0.5)\n@dag(dag_id='daemon', schedule=None)\ndef d():\n    pass\nd()\n"
+    )
+    clone = clone_of_new_remote(
+        tmp_path, "pipelines", {"dags/daemon.py": daemon}, "a DAG that leaves a process"
+    )
+
+    checked = check(user_bin, home, clone, "dags/daemon.py")
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert wait_for(lambda: not running(marker), 5, "the process the DAG left to end") is not None
+    assert len(servers(home)) == 1
+
+
+def running(text: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+    return found
+
+
+def test_the_server_holds_none_of_the_environment_it_was_started_from(
+    user_bin: Path, home: Path, tmp_path: Path
+) -> None:
+    """Started from one terminal, it answers another: the DAG code sees this request's
+    environment only, and its parent (the server) holds no other."""
+    probe = (
+        "from airflow.sdk import dag\nimport os\n"
+        "parent = open(f'/proc/{os.getppid()}/environ', 'rb').read()\n"
+        "seen = [b'DB_URL' in parent, os.environ.get('DB_URL')]\n"
+        "raise RuntimeError(f'seen: {seen}')\n"
+    )
+    clone = clone_of_new_remote(tmp_path, "pipelines", {"dags/probe.py": probe}, "a probe")
+
+    first = check(user_bin, home, clone, "dags/probe.py", DB_URL="postgres://ml:hunter2@db/ml")
+    second = check(user_bin, home, clone, "dags/probe.py")
+
+    assert "RuntimeError: seen: [False, 'postgres://ml:hunter2@db/ml']" in first.stdout, first.stdout
+    assert "RuntimeError: seen: [False, None]" in second.stdout, second.stdout
+    assert len(servers(home)) == 1
+
+
+def test_checks_at_once_start_one_server(user_bin: Path, home: Path, tmp_path: Path) -> None:
+    clone = clone_of_new_remote(tmp_path, "pipelines", {"dags/two.py": GOOD_DAG}, "a good DAG")
+
+    at_once = [
+        subprocess.Popen(
+            ["mlops-ide", "dag", "check", "dags/two.py"],
+            env=user_env(user_bin, HOME=str(home)),
+            cwd=clone,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    answers = [process.communicate(timeout=300) for process in at_once]
+
+    assert all(process.returncode == 0 for process in at_once), answers
+    assert all("without the warm check" not in err for _out, err in answers), answers
+    started_here = [pid for pid in running("warm_dag_check") if home_of(pid) == str(home)]
+    assert len(started_here) == 1 and list(servers(home).values()) == started_here
+
+
+def home_of(pid: int) -> str | None:
+    with contextlib.suppress(OSError):
+        for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            if item.startswith(b"HOME="):
+                return item[5:].decode()
+    return None
+
+
+@pytest.mark.parametrize("warm", ["1", "0"])
+def test_a_dag_file_that_ends_the_check_fails_it(
+    user_bin: Path, home: Path, tmp_path: Path, warm: str
+) -> None:
+    ender = "from airflow.sdk import dag\nimport os\nos._exit(0)\n"
+    clone = clone_of_new_remote(tmp_path, "pipelines", {"dags/ender.py": ender}, "a DAG that ends the check")
+
+    checked = check(user_bin, home, clone, "dags/ender.py", MLOPS_IDE_WARM_CHECK=warm)
+
+    assert checked.returncode == 1
+    assert "the DAG check ended without its summary" in checked.stdout, checked.stdout
+
+
+def test_a_dag_file_sees_no_platform_code_as_with_a_fresh_import(
+    user_bin: Path, home: Path, tmp_path: Path
+) -> None:
+    probe = "from airflow.sdk import dag\nimport mlops_ide\n"
+    clone = clone_of_new_remote(tmp_path, "pipelines", {"dags/probe.py": probe}, "a probe")
+
+    warm = check(user_bin, home, clone, "dags/probe.py")
+    fresh = check(user_bin, home, clone, "dags/probe.py", MLOPS_IDE_WARM_CHECK="0")
+
+    assert "dags/probe.py:2: ModuleNotFoundError: No module named 'mlops_ide'" in fresh.stdout, fresh.stdout
+    assert warm.stdout == fresh.stdout and warm.returncode == fresh.returncode == 1

@@ -207,6 +207,7 @@ def dag_check(dags: Path, *flags: str) -> subprocess.CompletedProcess:
 
 
 PROBLEM = re.compile(r"^(?P<file>[^:]+\.py)(?::(?P<line>\d+))?: ")
+SUMMARY = re.compile(r"^\d+ DAG file\(s\), \d+ that would not load$")  # dag_check.py's last line
 
 
 def run_checker(dags: Path, names: list[str] | None, upgrade_hints: bool = True) -> int:
@@ -218,6 +219,12 @@ def run_checker(dags: Path, names: list[str] | None, upgrade_hints: bool = True)
     only = ("--only", ",".join(names)) if names is not None else ()
     result = dag_check(dags, "--problems", "--prefix", dag_folder.prefix(folder()), *only)
     problems = result.stdout.splitlines()
+    if not (problems and SUMMARY.match(problems[-1])):  # e.g. a DAG file that ended the process
+        print(
+            f"the DAG check ended without its summary (exit status {result.returncode}): a DAG file may "
+            "have ended the process (os._exit, a signal); run `mlops-ide dag check` on each file"
+        )
+        return 1
     hints = failing_file_hints(dags, problems) if upgrade_hints else {}
     for line in problems:
         print(line)
