@@ -26,24 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
+from bench.push_to_dag import DAG  # noqa: E402
 from mlops_ide.workspace import user_tools, warm_dag_check  # noqa: E402
 from startup import git_hooks  # noqa: E402
 from tests.support.platform_tools import tools_file_value  # noqa: E402
-
-DAG = """from airflow.sdk import dag, task
-
-
-@dag(dag_id="bench_pre_push_{n}", schedule=None)
-def pipeline():
-    @task
-    def step() -> int:
-        return 1
-
-    step()
-
-
-pipeline()
-"""
 
 
 def git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
@@ -51,7 +37,7 @@ def git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
 
 
 def timed_push(clone: Path, env: dict[str, str], n: int, *flags: str) -> float:
-    (clone / "dags" / f"bench_pre_push_{n}.py").write_text(DAG.format(n=n))
+    (clone / "dags" / f"bench_pre_push_{n}.py").write_text(DAG.format(dag_id=f"bench_pre_push_{n}", doc=""))
     git("add", "-A", cwd=clone)
     git("commit", "-qm", f"DAG {n}", cwd=clone)
     started = time.perf_counter()
@@ -78,7 +64,7 @@ def main() -> None:
         git("config", "user.email", "alice@example.org", cwd=clone)
         git("config", "user.name", "alice", cwd=clone)
         (clone / "dags").mkdir()
-        (clone / "dags" / "bench_pre_push_0.py").write_text(DAG.format(n=0))
+        (clone / "dags" / "bench_pre_push_0.py").write_text(DAG.format(dag_id="bench_pre_push_0", doc=""))
         git("add", "-A", cwd=clone)
         git("commit", "-qm", "a DAG", cwd=clone)
         git("push", "-q", "origin", "HEAD:main", cwd=clone)

@@ -52,8 +52,20 @@ def servers(home: Path) -> dict[str, int]:
     return warm_dag_check.servers(warm_dag_check.sockets_folder(home))
 
 
+def warm_clone(user_bin: Path, home: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A clone with a good DAG, checked once: (the clone, the socket name of its warm check)."""
+    clone = good_clone(tmp_path)
+    check(user_bin, home, clone, "dags/two.py")
+    (name,) = servers(home)
+    return clone, name
+
+
+def good_clone(tmp_path: Path) -> Path:
+    return clone_of_new_remote(tmp_path, "pipelines", {"dags/two.py": GOOD_DAG}, "a good DAG")
+
+
 def test_the_warm_check_answers_as_a_fresh_import_does(user_bin: Path, home: Path, tmp_path: Path) -> None:
-    clone = clone_of_new_remote(tmp_path, "pipelines", {"dags/two.py": GOOD_DAG}, "a good DAG")
+    clone = good_clone(tmp_path)
     (clone / "dags" / "broken.py").write_text(BROKEN_DAG)
 
     first = check(user_bin, home, clone, "dags")
@@ -73,9 +85,7 @@ def test_the_warm_check_answers_as_a_fresh_import_does(user_bin: Path, home: Pat
 def test_the_pre_push_hook_stops_a_broken_dag_from_the_warm_check(
     user_bin: Path, home: Path, tmp_path: Path
 ) -> None:
-    clone = clone_of_new_remote(tmp_path, "pipelines", {"dags/two.py": GOOD_DAG}, "a good DAG")
-    check(user_bin, home, clone, "dags/two.py")  # starts it
-    assert len(servers(home)) == 1
+    clone, _name = warm_clone(user_bin, home, tmp_path)
     remote = tmp_path / "pipelines.git"
     before = git(remote, "rev-parse", "main")
     (clone / "dags" / "broken.py").write_text(BROKEN_DAG)
@@ -123,9 +133,7 @@ def test_another_account_gets_no_check_even_through_an_open_socket(
     user_bin: Path, home: Path, tmp_path: Path
 ) -> None:
     """The folder is its user's alone; behind it, the server answers its own uid only."""
-    clone = clone_of_new_remote(tmp_path, "pipelines", {"dags/two.py": GOOD_DAG}, "a good DAG")
-    check(user_bin, home, clone, "dags/two.py")
-    (name,) = servers(home)
+    clone, name = warm_clone(user_bin, home, tmp_path)
     path = warm_dag_check.sockets_folder(home) / name
     marker = tmp_path / "imported"
     (tmp_path / "dags").mkdir()
@@ -179,7 +187,7 @@ def test_another_account_gets_no_check_even_through_an_open_socket(
 def test_a_folder_another_account_could_write_to_is_not_used(
     user_bin: Path, home: Path, tmp_path: Path
 ) -> None:
-    clone = clone_of_new_remote(tmp_path, "pipelines", {"dags/two.py": GOOD_DAG}, "a good DAG")
+    clone = good_clone(tmp_path)
     folder = warm_dag_check.sockets_folder(home)
     folder.mkdir(parents=True)
     folder.chmod(0o777)  # anyone could plant a socket there that answers "all good"
@@ -225,9 +233,8 @@ def child_of(pid: int, parent: int) -> bool:
 
 
 def test_a_new_airflow_configuration_replaces_the_server(user_bin: Path, home: Path, tmp_path: Path) -> None:
-    clone = clone_of_new_remote(tmp_path, "pipelines", {"dags/two.py": GOOD_DAG}, "a good DAG")
-    check(user_bin, home, clone, "dags/two.py")
-    (old,) = servers(home).values()
+    clone, name = warm_clone(user_bin, home, tmp_path)
+    old = servers(home)[name]
     old_server = f"{old}:{warm_dag_check.proc_stat(old)[19]}"
 
     check(user_bin, home, clone, "dags/two.py", AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="45")
@@ -313,9 +320,7 @@ def test_the_lifeline_is_the_outermost_user_server_among_the_ancestors() -> None
 def test_a_silent_connection_holds_a_check_back_a_few_seconds_at_most(
     user_bin: Path, home: Path, tmp_path: Path
 ) -> None:
-    clone = clone_of_new_remote(tmp_path, "pipelines", {"dags/two.py": GOOD_DAG}, "a good DAG")
-    check(user_bin, home, clone, "dags/two.py")
-    (name,) = servers(home)
+    clone, name = warm_clone(user_bin, home, tmp_path)
 
     with socket.socket(socket.AF_UNIX) as silent:  # connects, says nothing, stays
         silent.connect(name_in(home, name))
@@ -386,7 +391,7 @@ def test_the_server_holds_none_of_the_environment_it_was_started_from(
 
 
 def test_checks_at_once_start_one_server(user_bin: Path, home: Path, tmp_path: Path) -> None:
-    clone = clone_of_new_remote(tmp_path, "pipelines", {"dags/two.py": GOOD_DAG}, "a good DAG")
+    clone = good_clone(tmp_path)
 
     at_once = [
         subprocess.Popen(
