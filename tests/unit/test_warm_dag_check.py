@@ -33,7 +33,10 @@ def home(tmp_path: Path) -> Iterator[Path]:
     home = tmp_path / "home"
     home.mkdir()
     yield home
-    warm_dag_check.stop_all(warm_dag_check.sockets_folder(home))
+    folder = warm_dag_check.sockets_folder(home)
+    if folder.is_dir():
+        folder.chmod(0o700)  # as a test that opened it may have left it
+    warm_dag_check.stop_all(folder)
 
 
 def check(user_bin: Path, home: Path, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -315,6 +318,16 @@ def test_the_lifeline_is_the_outermost_user_server_among_the_ancestors() -> None
     shell, line = outside.stdout.split()
     chosen = int(line.split(":")[0])
     assert chosen != int(shell) and chosen in ancestors(os.getpid())  # the outermost of root's
+    # run as another account by root (no ancestor of its own): none, it ends when idle
+    alone = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", probe],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert alone.stdout.strip() == "None"
 
 
 def test_a_silent_connection_holds_a_check_back_a_few_seconds_at_most(
@@ -444,3 +457,23 @@ def test_a_dag_file_sees_no_platform_code_as_with_a_fresh_import(
 
     assert "dags/probe.py:2: ModuleNotFoundError: No module named 'mlops_ide'" in fresh.stdout, fresh.stdout
     assert warm.stdout == fresh.stdout and warm.returncode == fresh.returncode == 1
+
+
+def test_a_check_killed_while_it_starts_the_server_holds_nothing_back(
+    user_bin: Path, home: Path, tmp_path: Path
+) -> None:
+    """Killed (not interrupted: no clean-up runs) while its server imports Airflow: the folder's
+    lock was the client's alone, so the next check goes on at once."""
+    clone = good_clone(tmp_path)
+    starting = subprocess.Popen(
+        ["mlops-ide", "dag", "check", "dags/two.py"], env=user_env(user_bin, HOME=str(home)), cwd=clone
+    )
+    wait_for(lambda: [pid for pid in running("warm_dag_check") if home_of(pid) == str(home)], 60, "a server")
+    starting.kill()
+    starting.wait()
+
+    began = time.monotonic()
+    checked = check(user_bin, home, clone, "dags/two.py")
+
+    assert checked.returncode == 0 and "without the warm check" not in checked.stderr, checked.stderr
+    assert time.monotonic() - began < 20

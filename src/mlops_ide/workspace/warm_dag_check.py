@@ -43,6 +43,7 @@ import socket
 import struct
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,8 @@ IDLE_SECONDS = 600.0
 POLL_SECONDS = 2.0  # how often an idle server looks at its lifeline
 REQUEST_SECONDS = 5.0  # a connection must say what it wants within this
 CONNECT_SECONDS = 5.0
+REFUSED_SECONDS = 0.5  # a socket nothing listens on yet, before it is taken for a dead server's
+LOCK_SECONDS = 45.0  # another check starting the server holds the lock that long at most
 START_SECONDS = 30.0
 ANSWER_SECONDS = 600.0  # a whole check; Airflow's own import timeout holds each file below it
 MAX_REQUEST_BYTES = 4 * 2**20
@@ -59,9 +62,18 @@ MAX_ANSWER_BYTES = 16 * 2**20
 THIS = Path(__file__).resolve()
 PORTABLE = THIS.parents[1] / "portable"
 CHECKER = PORTABLE / "dag_check.py"
-STARTUP_VARIABLES = ("PYTHON", "AIRFLOW", "LC_")  # PYTHONPATH, AIRFLOW__CORE__..., the locale
+STARTUP_VARIABLES = ("PYTHON", "AIRFLOW", "_AIRFLOW", "LC_")  # PYTHONPATH, AIRFLOW__CORE__..., the locale
 STARTUP_NAMES = ("HOME", "LANG", "TZ", "TMPDIR")
 PR_SET_CHILD_SUBREAPER = 36
+# The server's start, as `python dag_check.py` has its sys.path: the checker's folder first, no
+# platform package (a DAG file sees what it would see there).
+LAUNCHER = (
+    "import importlib.util, sys; "
+    f"sys.path.insert(0, {str(PORTABLE)!r}); "
+    f"spec = importlib.util.spec_from_file_location('warm_dag_check', {str(THIS)!r}); "
+    "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+    "sys.exit(module.main())"
+)
 
 
 class Unavailable(Exception):
@@ -85,7 +97,7 @@ def key(env: dict[str, str], python: str = sys.executable) -> str:
     """What a server's state depends on: the Python, its code and server_environment(env)."""
     digest = hashlib.sha256(json.dumps(sorted(server_environment(env).items())).encode())
     digest.update(python.encode())
-    for code in (CHECKER, THIS):
+    for code in (CHECKER, THIS, Path(sysconfig.get_paths()["purelib"])):  # the last: an upgrade
         info = code.stat()
         digest.update(f"{code}:{info.st_mtime_ns}:{info.st_size}".encode())
     return digest.hexdigest()[:20]
@@ -115,15 +127,24 @@ def address(folder_fd: int, name: str) -> str:
     return f"/proc/self/fd/{folder_fd}/{name}"
 
 
-def connected(where: str) -> socket.socket:
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        client.settimeout(CONNECT_SECONDS)
-        client.connect(where)
-    except BaseException:
-        client.close()
-        raise
-    return client
+def connected(where: str, refused_for: float = 0.0) -> socket.socket:
+    """A connection to the server at `where`; refused for up to `refused_for` seconds (a
+    server whose starter was killed: it listens within a moment of its start)."""
+    deadline = time.monotonic() + refused_for
+    while True:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            client.settimeout(CONNECT_SECONDS)
+            client.connect(where)
+            return client
+        except ConnectionRefusedError:
+            client.close()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+        except BaseException:
+            client.close()
+            raise
 
 
 def request(client: socket.socket, dags: Path, args: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -160,27 +181,26 @@ def start(
         finally:
             os.umask(old_mask)
         inode = os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_ino
-        # as `python dag_check.py` has it: the checker's folder first, no platform package
-        launcher = (
-            "import importlib.util, sys; "
-            f"sys.path.insert(0, {str(PORTABLE)!r}); "
-            f"spec = importlib.util.spec_from_file_location('warm_dag_check', {str(THIS)!r}); "
-            "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
-            "sys.exit(module.main())"
-        )
-        argv = [
-            *("--socket-fd", str(bound.fileno()), "--folder-fd", str(folder_fd), "--name", name),
-            *("--inode", str(inode), "--idle", str(idle), "--lifeline", life or lifeline()),
-        ]
-        server = subprocess.Popen(
-            [sys.executable, "-P", "-c", launcher, *argv],
-            env=server_environment(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            pass_fds=(bound.fileno(), folder_fd),
-            process_group=0,  # not the push's job: Ctrl-C in the terminal ends the check, not it
-        )
+        # the server's own open of the folder: the lock this client holds stays this client's
+        life = life or lifeline()
+        servers_folder = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=folder_fd)
+        try:
+            argv = [
+                *("--socket-fd", str(bound.fileno()), "--folder-fd", str(servers_folder), "--name", name),
+                *("--inode", str(inode), "--idle", str(idle)),
+                *(("--lifeline", life) if life else ()),
+            ]
+            server = subprocess.Popen(
+                [sys.executable, "-P", "-c", LAUNCHER, *argv],
+                env=server_environment(env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(bound.fileno(), servers_folder),
+                process_group=0,  # not the push's job: Ctrl-C in the terminal ends the check, not it
+            )
+        finally:
+            os.close(servers_folder)
     deadline = time.monotonic() + START_SECONDS
     while True:
         try:
@@ -202,7 +222,7 @@ def run(dags: Path, args: list[str], env: dict[str, str], home: Path) -> tuple[i
     name = f"{key(env)}.sock"
     with private_folder(sockets_folder(home)) as fd, locked(fd):  # one starts it, the others find it
         try:
-            client = connected(address(fd, name))
+            client = connected(address(fd, name), refused_for=REFUSED_SECONDS)
         except (FileNotFoundError, ConnectionRefusedError):
             stop_servers(fd)  # one server per user: one for another configuration goes
             client = start(fd, name, env)
@@ -251,8 +271,19 @@ def stop_all(folder: Path) -> None:
 
 @contextlib.contextmanager
 def locked(folder_fd: int) -> Iterator[None]:
-    """The folder's lock: whoever holds it may start, stop and clear servers."""
-    fcntl.flock(folder_fd, fcntl.LOCK_EX)
+    """The folder's lock: whoever holds it may start, stop and clear servers. Its holder is a
+    client (a server holds its own open of the folder); waited for LOCK_SECONDS at most."""
+    deadline = time.monotonic() + LOCK_SECONDS
+    while True:
+        try:
+            fcntl.flock(folder_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"another check held the warm check's folder for {LOCK_SECONDS:.0f} s"
+                ) from None
+            time.sleep(0.05)
     try:
         yield
     finally:
@@ -265,18 +296,21 @@ def proc_stat(pid: int) -> list[str]:
         return stat.read().rsplit(")", 1)[1].split()
 
 
-def lifeline() -> str:
+def lifeline() -> str | None:
     """`PID:START` of the process the warm check ends with: among this process's ancestors that
     run as this user, the outermost single-user server (JupyterHub gives it
     JUPYTERHUB_SERVICE_PREFIX; with accounts of their own, its parent is the hub's), else the
-    outermost of them (in a pod, the process below its first)."""
+    outermost of them (in a pod, the process below its first). None when its parent is
+    another user's (root running it as the user): then it ends when idle."""
     pid, uid = os.getpid(), os.getuid()
-    chain = [pid]
+    ancestors = []
     while (parent := int(proc_stat(pid)[1])) > 1 and os.stat(f"/proc/{parent}").st_uid == uid:
-        chain.append(parent)
+        ancestors.append(parent)
         pid = parent
-    user_servers = [pid for pid in chain if is_user_server(pid)]
-    chosen = user_servers[-1] if user_servers else chain[-1]
+    if not ancestors:
+        return None
+    user_servers = [pid for pid in ancestors if is_user_server(pid)]
+    chosen = user_servers[-1] if user_servers else ancestors[-1]
     return f"{chosen}:{proc_stat(chosen)[19]}"
 
 
@@ -338,8 +372,11 @@ def checked_in_child(
     """run_in_child in a forked child; (its exit status, what it printed). Once it is done,
     every process it left is ended; a client that hangs up, or the lifeline's end, ends it at once."""
     readable, writable = os.pipe()
+    sys.stdout.flush()  # nothing of the server's own output may reach the child's answer
+    sys.stderr.flush()
     child = os.fork()
     if child == 0:  # pragma: no cover - reports through the pipe
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.close(readable)
         os.dup2(writable, 1)
         run_in_child(request_line, (connection, listener))
@@ -366,7 +403,9 @@ def checked_in_child(
             elif readable not in ready:
                 break  # it has exited and said all it had; a process it left may hold the pipe
             if life is not None and not alive(life):
-                return -signal.SIGKILL, b""
+                raise SystemExit(
+                    0
+                )  # the user's server is gone: no answer (the client checks afresh), no server
         return status, output
     finally:
         os.close(readable)
@@ -387,7 +426,7 @@ def end_descendants() -> None:
         if not below:
             break
         for pid in below:
-            with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # the latter: a setuid program's
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.01)
         reap()
@@ -429,6 +468,9 @@ def read_request(connection: socket.socket) -> bytes | None:
 def serve(
     listener: socket.socket, folder_fd: int, name: str, inode: int, idle: float, life: str | None
 ) -> None:
+    listener.listen(16)  # at once, and here: the kernel gives clients this process as the peer
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    os.chdir("/")  # it holds no folder of the caller's (each check goes into its own)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # what a check double-forks still comes back here
     import dag_check  # from the checker's folder, as the script is
@@ -438,8 +480,6 @@ def serve(
     from airflow.dag_processing.dagbag import DagBag  # noqa: F401
     from airflow.utils.file import list_py_file_paths  # noqa: F401
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    listener.listen(16)  # here: the kernel gives clients this process as the peer
     last_request = time.monotonic()
     try:
         while time.monotonic() - last_request < idle and (life is None or alive(life)):
@@ -453,6 +493,8 @@ def serve(
                 if line is None:
                     continue
                 status, output = checked_in_child(connection, listener, line, life)
+                # a client that stopped reading does not hold the server
+                connection.settimeout(REQUEST_SECONDS)
                 with contextlib.suppress(OSError):
                     connection.sendall(output + b"\0%d\n" % status)
     finally:
