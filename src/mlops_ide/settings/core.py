@@ -571,6 +571,16 @@ ELSEWHERE = (
         read_by="user servers",
     ),
     Setting(
+        "MLOPS_IDE_WARM_CHECK",
+        "warm_check",
+        "0: `mlops-ide dag check` and the pre-push hook import Airflow afresh at each check instead "
+        "of asking the user's warm check (workspace/warm_dag_check.py: Airflow imported once, ~0.1 s "
+        "a check, ~130 MiB while it lives)",
+        default="1",
+        parse=p.flag,
+        read_by="user servers",
+    ),
+    Setting(
         "MLOPS_IDE_PUSH_STATUS_FILE",
         "push_status_file",
         "Airflow's verdict on the last push to the tracked branch, which `mlops-ide dag status` "

@@ -50,7 +50,7 @@ from pathlib import Path
 
 SWITCH = "MLOPS_IDE_WARM_CHECK"
 IDLE_SECONDS = 600.0
-POLL_SECONDS = 2.0  # how often an idle server looks at its lifeline
+POLL_SECONDS = 0.5  # how often an idle server looks at its lifeline
 REQUEST_SECONDS = 5.0  # a connection must say what it wants within this
 CONNECT_SECONDS = 5.0
 REFUSED_SECONDS = 0.5  # a socket nothing listens on yet, before it is taken for a dead server's
@@ -181,14 +181,13 @@ def start(
         finally:
             os.umask(old_mask)
         inode = os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_ino
-        # the server's own open of the folder: the lock this client holds stays this client's
         life = life or lifeline()
+        # the server's own open of the folder: the lock this client holds stays this client's
         servers_folder = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=folder_fd)
         try:
             argv = [
                 *("--socket-fd", str(bound.fileno()), "--folder-fd", str(servers_folder), "--name", name),
-                *("--inode", str(inode), "--idle", str(idle)),
-                *(("--lifeline", life) if life else ()),
+                *("--inode", str(inode), "--idle", str(idle), "--lifeline", life),
             ]
             server = subprocess.Popen(
                 [sys.executable, "-P", "-c", LAUNCHER, *argv],
@@ -296,21 +295,19 @@ def proc_stat(pid: int) -> list[str]:
         return stat.read().rsplit(")", 1)[1].split()
 
 
-def lifeline() -> str | None:
-    """`PID:START` of the process the warm check ends with: among this process's ancestors that
-    run as this user, the outermost single-user server (JupyterHub gives it
+def lifeline() -> str:
+    """`PID:START` of the process the warm check ends with: among this process and its
+    ancestors that run as this user, the outermost single-user server (JupyterHub gives it
     JUPYTERHUB_SERVICE_PREFIX; with accounts of their own, its parent is the hub's), else the
-    outermost of them (in a pod, the process below its first). None when its parent is
-    another user's (root running it as the user): then it ends when idle."""
+    outermost of them (in a pod, the process below its first; run as the user by root, this
+    process itself: the server ends with this check, as a fresh import would)."""
     pid, uid = os.getpid(), os.getuid()
-    ancestors = []
+    chain = [pid]
     while (parent := int(proc_stat(pid)[1])) > 1 and os.stat(f"/proc/{parent}").st_uid == uid:
-        ancestors.append(parent)
+        chain.append(parent)
         pid = parent
-    if not ancestors:
-        return None
-    user_servers = [pid for pid in ancestors if is_user_server(pid)]
-    chosen = user_servers[-1] if user_servers else ancestors[-1]
+    user_servers = [pid for pid in chain if is_user_server(pid)]
+    chosen = user_servers[-1] if user_servers else chain[-1]
     return f"{chosen}:{proc_stat(chosen)[19]}"
 
 
