@@ -4,6 +4,7 @@ platform's secrets. Real accounts, made by the platform itself."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import subprocess
@@ -13,6 +14,8 @@ import pytest
 
 from mlops_ide.hub.modes import load
 from mlops_ide.machine import os_accounts
+from mlops_ide.machine.state import compile_cache
+from mlops_ide.machine.state.tools import Tools
 from mlops_ide.processes import descendants
 from mlops_ide.supervisor.up import banner
 from tests.support.local_platform import PlatformConfig, RunningPlatform
@@ -25,10 +28,20 @@ PLATFORM = PlatformConfig("accounts")
 
 @pytest.fixture(scope="module")
 def platform(platform: RunningPlatform) -> RunningPlatform:
-    """The shared platform, with alice's and bob's servers running in VS Code."""
+    """The shared platform, with alice's and bob's servers running in VS Code (alice's link
+    to code-server's compile cache made anew by her spawn)."""
+    for link in compile_cache_links("alice"):
+        link.unlink()
     for user in ("alice", "bob"):
         platform.open_vscode(platform.login(user), user)
     return platform
+
+
+def compile_cache_links(user: str) -> list[Path]:
+    with contextlib.suppress(KeyError):  # no account yet: no link either
+        cache = compile_cache.cache_folder(Tools.load().code_server)
+        return [link for link in cache.glob(f"*-{uid_of(user)}") if link.is_symlink()]
+    return []
 
 
 def uid_of(user: str) -> int:
@@ -77,6 +90,25 @@ def test_the_home_is_the_users_alone(platform: RunningPlatform) -> None:
     assert home.stat().st_uid == uid_of("alice") and home.stat().st_mode & 0o777 == 0o700
     assert (home / "pipelines" / "dags").is_dir()  # cloned by the startup hook, as alice
     assert (home / "pipelines" / "dags").stat().st_uid == uid_of("alice")
+
+
+def test_each_users_code_server_reads_the_platforms_compile_cache(platform: RunningPlatform) -> None:
+    cache = compile_cache.cache_folder(Tools.load().code_server)
+    (own,) = [folder for folder in compile_cache.own_subfolders(cache) if any(folder.iterdir())]
+    (link,) = compile_cache_links("alice")
+    given = set()
+    for pid in descendants(platform.proc.pid):
+        with contextlib.suppress(OSError):
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if (
+                b"JUPYTERHUB_USER=alice" in environ
+                and b"code-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ):
+                given |= {e for e in environ if e.startswith(compile_cache.VARIABLE.encode() + b"=")}
+
+    assert link.resolve() == own.resolve()  # made by the hub, as root, at her spawn
+    assert given == {f"{compile_cache.VARIABLE}={cache}".encode()}  # by the code-server shim
+    assert as_user("alice", "touch", str(link / "planted")).returncode != 0
 
 
 def test_another_users_account_reads_no_home_and_no_secret(platform: RunningPlatform) -> None:

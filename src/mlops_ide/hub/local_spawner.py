@@ -7,14 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 from pathlib import Path
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner, set_user_setuid
-from traitlets import Bool, Integer
+from traitlets import Bool, Integer, Unicode
 
 from mlops_ide import names
 from mlops_ide.hub import service_tokens
 from mlops_ide.machine import os_accounts
+from mlops_ide.machine.state import compile_cache
 from mlops_ide.processes import end_processes, session_members
 
 
@@ -49,6 +51,12 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
         "turn, first come first served. Started all at once, a crowd's servers share the CPU and "
         "all finish late; in turns, the first are in VS Code in seconds.",
     )
+    code_server_cache = Unicode(
+        "",
+        config=True,
+        help="code-server's compile cache (mlops_ide.machine.state.compile_cache): each user's "
+        "OS account is given its entries before its server starts.",
+    )
     start_turns: asyncio.Semaphore | None = None  # one for the hub, shared by every spawner
 
     return_when_listening = Bool(
@@ -65,6 +73,9 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
                 await asyncio.get_running_loop().run_in_executor(
                     None, os_accounts.ensure_account, self.user.name, Path(self.home_dir)
                 )
+                if self.code_server_cache:
+                    uid = pwd.getpwnam(os_accounts.system_name(self.user.name)).pw_uid
+                    compile_cache.share_with(Path(self.code_server_cache), uid)
             ip, port = await super().start()
             if self.return_when_listening:
                 await self.until_listening(ip, port)

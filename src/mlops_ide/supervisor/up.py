@@ -21,7 +21,7 @@ from mlops_ide.hub import modes
 from mlops_ide.machine import components, os_accounts
 from mlops_ide.machine.components import airflow
 from mlops_ide.machine.components.base import Inputs, Port
-from mlops_ide.machine.state import dag_folder_check
+from mlops_ide.machine.state import compile_cache, dag_folder_check
 from mlops_ide.machine.state.accounts import component_accounts
 from mlops_ide.machine.state.code_copy import install_code
 from mlops_ide.machine.state.credentials import ensure_password, ensure_secret
@@ -92,6 +92,9 @@ def prepare_state(settings: Settings, tools: Tools) -> tuple[Inputs, bool, dict[
         if problem:
             raise StateError(problem)
     write_code_server_shim(settings, tools)
+    cache = compile_cache.cache_folder(tools.code_server)
+    if compile_cache.fill(tools.node24, tools.code_server, cache):
+        say(f"   code-server's compiled JavaScript cached in {cache}")
     install_code(settings)
     inputs = Inputs(settings, tools, password, accounts)
     write_user_tools(settings, tools, airflow.dag_settings(inputs))

@@ -16,6 +16,7 @@ from typing import Any
 from mlops_ide import names
 from mlops_ide.machine import components, os_accounts
 from mlops_ide.machine.components import airflow, git, mlflow
+from mlops_ide.machine.state import compile_cache
 from mlops_ide.machine.state.credentials import read_password, read_secret
 from mlops_ide.machine.state.layout import (
     accounts_token_file,
@@ -139,6 +140,7 @@ def configure(c: Any, settings: Settings) -> None:
     # As root, each server runs as its user's own OS account; otherwise all run as the hub's
     # (which Jupyter refuses for root unless told).
     c.LocalVSCodeSpawner.os_accounts = os_accounts.enabled()
+    c.LocalVSCodeSpawner.code_server_cache = str(compile_cache.cache_folder(tools.code_server))
     c.Spawner.args = (
         ["--ServerApp.allow_root=True"] if os.geteuid() == 0 and not os_accounts.enabled() else []
     )

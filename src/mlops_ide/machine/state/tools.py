@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops_ide.machine.state import compile_cache
 from mlops_ide.machine.state.layout import (
     StateError,
     code_lib,
@@ -55,10 +56,17 @@ class Tools:
 
 def write_code_server_shim(settings: Settings, tools: Tools) -> Path:
     """A `code-server` on the user servers' PATH that runs the npm build on Node 24
-    (jupyter-vscode-proxy looks it up by name)."""
+    (jupyter-vscode-proxy looks it up by name), with the platform's compile cache unless
+    the user set one (mlops_ide.machine.state.compile_cache)."""
     bin_dir = ensure_folder(code_server_bin(settings), 0o755)
     shim = bin_dir / "code-server"
-    text = f'#!/bin/sh\nexec "{tools.node24}" "{tools.code_server}" "$@"\n'
+    cache = compile_cache.cache_folder(tools.code_server)
+    text = (
+        "#!/bin/sh\n"
+        f': "${{{compile_cache.VARIABLE}:={cache}}}"\n'
+        f"export {compile_cache.VARIABLE}\n"
+        f'exec "{tools.node24}" "{tools.code_server}" "$@"\n'
+    )
     if not shim.exists() or shim.read_text() != text:
         shim.write_text(text)
         shim.chmod(0o755)
