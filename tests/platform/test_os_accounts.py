@@ -108,6 +108,10 @@ def test_each_users_code_server_reads_the_platforms_compile_cache(platform: Runn
 
     assert link.resolve() == own.resolve()  # made by the hub, as root, at her spawn
     assert given == {f"{compile_cache.VARIABLE}={cache}".encode()}  # by the code-server shim
+    assert (
+        as_user("alice", "sh", "-c", 'cat "$0" >/dev/null', str(link / next(own.iterdir()).name)).returncode
+        == 0
+    )
     assert as_user("alice", "touch", str(link / "planted")).returncode != 0
 
 

@@ -48,7 +48,8 @@ def fill(node: Path, entry: Path, cache: Path, timeout: float = 60.0) -> bool:
     """Start code-server once with the cache on, until it has served VS Code's workbench
     page, and stop it: what its two processes compiled on the way is then in the cache.
     Nothing to do (False) when the cache has entries for this Node already."""
-    cache.mkdir(mode=0o755, exist_ok=True)
+    cache.mkdir(exist_ok=True)
+    cache.chmod(0o755)  # whatever the umask: every user's code-server reads it
     held = os.open(cache, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(held, fcntl.LOCK_EX)  # two `make up` at once fill it once
