@@ -62,6 +62,17 @@ def prepare(home: Path) -> dict[str, str]:
     return env
 
 
+def server_environment() -> dict[str, str]:
+    """Prepare the home (`prepare`), then the server's environment: ours with what that
+    adds, without PYTHONPATH."""
+    home = Path(os.environ.get("HOME") or Path.home())
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # it pointed at this checkout for us, not for the user's code
+    env.update(prepare(home))
+    env[vscode_early.EARLY] = "1"  # code-server starts with the server (startup/vscode_early.py)
+    return env
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     home = Path(os.environ.get("HOME") or Path.home())
@@ -78,11 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, value in env.items():
             print(f"export {name}={shlex.quote(value)}")
         return
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)  # it pointed at this checkout for us, not for the user's code
-    env.update(prepare(home))
-    env[vscode_early.EARLY] = "1"  # code-server starts with the server (startup/vscode_early.py)
-    os.execvpe(SINGLEUSER, [SINGLEUSER, *args], env)
+    # startup/preloaded_server.py runs the server in place of this exec
+    os.execvpe(SINGLEUSER, [SINGLEUSER, *args], server_environment())
 
 
 if __name__ == "__main__":

@@ -393,6 +393,16 @@ KUBERNETES = (
         parse=p.idle_timeout,
     ),
     Setting(
+        "MLOPS_IDE_PRELOADED_SERVERS",
+        "preloaded_servers",
+        "0: each user server starts as a new process that imports the single-user server itself "
+        "(~0.6 CPU-s more per start) instead of being forked from the hub's preloaded server "
+        "(startup/preloaded_server.py)",
+        default="1",
+        parse=p.flag,
+        modes=LOCAL,
+    ),
+    Setting(
         "MLOPS_IDE_HUB_CONNECT_URL",
         "hub_connect_url",
         "how user pods reach the hub's API (the hub's Service)",

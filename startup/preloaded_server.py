@@ -1,0 +1,257 @@
+"""The preloaded single-user server: a process that imports the single-user server once
+(JupyterHub's, Jupyter Server, JupyterLab and the extensions, the start wrapper) and forks
+each user's server from it. A fresh server spends ~0.6 of its ~0.65 CPU-s of start on
+those imports (bench/many_users.py --by-process); a forked one starts from them.
+
+    python -m startup.preloaded_server FD PADDING      (started by the hub: mlops_ide.hub.preloaded_servers)
+
+FD is a Unix stream socket only the hub holds (no path: nobody else reaches it). On it:
+  hub -> here   one byte with one descriptor: the new server's own channel
+  here -> hub   "ready" once imported; "forked PID" for each channel; "exited PID CODE"
+
+The server's request (its command, environment with its hub token, account, niceness,
+folder) goes over its own channel and only the forked child reads it: this process never
+holds a user's data, so no server forked later finds another user's token in the memory
+it inherits. The child becomes the server as Popen with JupyterHub's preexec would have
+made it (a new session, the niceness, the user's account and groups, the home folder),
+then runs the start wrapper and the server in place of `exec`. Where it could not
+reproduce a fresh interpreter (a PYTHON* or locale variable, or the single-user app
+variables read at import, differ from ours; another jupyterhub-singleuser on PATH) it
+execs the command as Popen would have.
+
+All forked servers share this interpreter's hash seed and memory layout (as Android's
+apps share their zygote's): docs/security.md says what that gives away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+READY = b"ready\n"
+REQUEST_LIMIT = 1 << 20  # a server's request: its command and environment
+REQUEST_TIMEOUT = 10.0
+SINGLEUSER = "jupyterhub-singleuser"
+
+# What the single-user server imports at start (a module missing here is skipped).
+PRELOAD = (
+    "jupyterhub.singleuser",
+    "jupyterhub.singleuser.extension",
+    "jupyter_server.serverapp",
+    "jupyterlab.labapp",
+    "jupyterlab.commands",
+    "jupyter_lsp.serverextension",
+    "jupyter_server_terminals.app",
+    "jupyter_server_proxy",
+    "jupyter_vscode_proxy",
+    "notebook_shim.shim",
+    "startup.start",
+    "startup.server_activity",
+)
+# Read once at interpreter start or at import: a server whose environment has other values
+# than ours is exec'd (a fresh interpreter) instead.
+READ_AT_START = ("LANG", "LC_ALL", "LC_CTYPE", "JUPYTERHUB_SINGLEUSER_EXTENSION", "JUPYTERHUB_SINGLEUSER_APP")
+
+PR_SET_DUMPABLE = 4
+
+
+def preload() -> list[str]:
+    """Import what the server imports; the sys.path a fresh `jupyterhub-singleuser` has
+    (ours without our own first entry and PYTHONPATH's: it drops PYTHONPATH)."""
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    ours = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    return [entry for entry in sys.path[1:] if entry not in ours]
+
+
+def serve(control: socket.socket, base_path: list[str]) -> int | None:
+    """Fork a server for each channel the hub sends, report each one's end; return in a
+    forked child (its exit code) or when the hub has gone (None)."""
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select through the pipe
+    control.sendall(READY)
+    while True:
+        readable, _, _ = select.select([control, wake_read], [], [], 5.0)
+        if wake_read in readable:
+            os.read(wake_read, 4096)
+        report_ended(control)
+        if control not in readable:
+            continue
+        message, fds, _, _ = socket.recv_fds(control, 1, 1)
+        if not message:  # the hub has gone: the servers live on, in their own sessions
+            return None
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for fd in (wake_read, wake_write, control.detach()):
+                os.close(fd)
+            return become_server(fds[0], base_path)
+        os.close(fds[0])
+        control.sendall(f"forked {pid}\n".encode())
+
+
+def report_ended(control: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        control.sendall(f"exited {pid} {os.waitstatus_to_exitcode(status)}\n".encode())
+
+
+def become_server(channel_fd: int, base_path: list[str]) -> int:
+    """In the forked child: take the request, become the user's server; its exit code."""
+    channel = socket.socket(fileno=channel_fd)
+    try:
+        os.setsid()
+        request = read_request(channel)
+        command, env = request["command"], request["env"]
+        take_on(request)
+        singleuser = shutil.which(SINGLEUSER, path=env.get("PATH"))
+        fresh = differs_from_a_fresh_interpreter(env, singleuser)
+        channel.sendall(b"ok\n")
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            channel.sendall(json.dumps({"error": f"{type(error).__name__}: {error}"}).encode() + b"\n")
+        os._exit(1)
+    channel.close()
+    if fresh:
+        print(f"mlops-ide: {fresh}: this server starts afresh", file=sys.stderr, flush=True)
+        os.execvpe(command[0], command, env)
+    return run_server(command, env, singleuser, base_path)
+
+
+def read_request(channel: socket.socket) -> dict:
+    channel.settimeout(REQUEST_TIMEOUT)
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = channel.recv(65536)
+        if not chunk:
+            raise ValueError("the hub closed the channel before its request ended")
+        data += chunk
+        if len(data) > REQUEST_LIMIT:
+            raise ValueError(f"a request over {REQUEST_LIMIT} bytes")
+    return json.loads(data)
+
+
+def take_on(request: dict) -> None:
+    """What Popen, the spawner's preexec and JupyterHub's set_user_setuid do: stdin from
+    /dev/null, the niceness (also the session's autogroup), the account, its folder."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    with contextlib.suppress(OSError):  # a platform already at a higher nice keeps its own
+        os.setpriority(os.PRIO_PROCESS, 0, int(request["nice"]))
+        with open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(int(request["nice"])))
+    account = request.get("account")
+    if account:
+        become_account(account)
+    folder = request["cwd"]
+    if not account:
+        os.makedirs(folder, 0o755, exist_ok=True)
+    os.chdir(folder)
+
+
+def become_account(name: str) -> None:
+    import pwd
+
+    user = pwd.getpwnam(name)
+    os.setgid(user.pw_gid)
+    os.setgroups(os.getgrouplist(name, user.pw_gid))
+    os.setuid(user.pw_uid)
+    if os.getresuid() != (user.pw_uid,) * 3 or os.getresgid() != (user.pw_gid,) * 3:
+        raise PermissionError(f"still not only {name} after setuid")
+    with contextlib.suppress(PermissionError):
+        os.setuid(0)
+        raise PermissionError("root regained after setuid")
+    # A changed uid makes the kernel hide this process from its own account (not
+    # dumpable), which exec would have undone: the user's own tools read it again (its
+    # memory holds none but the user's: see the module's docstring).
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+
+
+def differs_from_a_fresh_interpreter(env: dict[str, str], singleuser: str | None) -> str:
+    """Why this server must be exec'd rather than run from here ('' when it need not)."""
+    for name in sorted(set(env) | set(os.environ)):
+        if (name in READ_AT_START or (name.startswith("PYTHON") and name != "PYTHONPATH")) and env.get(
+            name
+        ) != os.environ.get(name):
+            return f"{name} differs from the preloaded server's"
+    if singleuser is None or Path(singleuser).parent != Path(sys.executable).parent:
+        return f"the {SINGLEUSER} on its PATH is not the preloaded one's ({singleuser})"
+    return ""
+
+
+def run_server(command: list[str], env: dict[str, str], singleuser: str, base_path: list[str]) -> int:
+    """The start wrapper (`python -m startup.start ARGS`), then the server, in this process."""
+    from startup import start
+
+    args = command[3:]
+    os.environ.clear()
+    os.environ.update(env)
+    server_env = start.server_environment()
+    os.environ.clear()
+    os.environ.update(server_env)
+    sys.argv = [singleuser, *args]
+    sys.path[:] = [str(Path(singleuser).parent), *base_path]
+    show_as(sys.argv, server_env)
+    from jupyterhub.singleuser import main
+
+    code = main()
+    return code if isinstance(code, int) else 0
+
+
+def show_as(argv: list[str], env: dict[str, str]) -> None:
+    """Write the server's command line and environment over ours in the process's memory,
+    where /proc/PID/cmdline and /proc/PID/environ read them (ps, and whoever looks for a
+    user's server by its JUPYTERHUB_USER): the hub started us with room for both. What
+    does not fit is cut (the process's real environment is os.environ)."""
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    arg_start, arg_end, env_start, env_end = (int(fields[i]) for i in range(45, 49))
+    for start, end, items in (
+        (arg_start, arg_end, argv),
+        (env_start, env_end, [f"{name}={value}" for name, value in env.items()]),
+    ):
+        room = end - start
+        block = b"".join(item.encode() + b"\0" for item in items)
+        if len(block) > room:
+            block = block[: room - 1] + b"\0"
+        ctypes.memmove(start, block.ljust(room, b"\0"), room)
+
+
+def main(argv: list[str]) -> int:
+    control = socket.socket(fileno=int(argv[0]))
+    base_path = preload()
+    if threading.active_count() != 1:  # a fork would copy a thread's locks, not the thread
+        print("mlops-ide: the preloaded server started threads; it will not fork", file=sys.stderr)
+        return 1
+    os.environ.pop("MLOPS_IDE_PRELOADED_ROOM", None)  # our room for show_as; no server's
+    code = serve(control, base_path)
+    return 0 if code is None else code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
