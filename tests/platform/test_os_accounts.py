@@ -115,6 +115,61 @@ def test_each_users_code_server_reads_the_platforms_compile_cache(platform: Runn
     assert as_user("alice", "touch", str(link / "planted")).returncode != 0
 
 
+def preloaded_server(platform: RunningPlatform) -> int:
+    (pid,) = [
+        pid
+        for pid in descendants(platform.proc.pid)
+        if b"startup.preloaded_server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    return pid
+
+
+def memory_holds(pid: int, secret: bytes) -> bool:
+    """Whether any readable memory of `pid` holds `secret` (read as root)."""
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            start, end = (int(x, 16) for x in span.split("-"))
+            if not perms.startswith("r") or line.rstrip().endswith("[vvar]"):
+                continue
+            for at in range(start, end, 1 << 24):
+                try:
+                    mem.seek(at)
+                    chunk = mem.read(min(end - at, (1 << 24) + len(secret)))
+                except OSError:  # a region the kernel will not read out
+                    break
+                if secret in chunk:
+                    return True
+    return False
+
+
+def test_servers_are_forked_by_a_preloaded_server_that_holds_no_secret(platform: RunningPlatform) -> None:
+    forker = preloaded_server(platform)
+    environ = Path(f"/proc/{forker}/environ").read_bytes().split(b"\0")
+    status = Path(f"/proc/{platform.server_pid('alice')}/status").read_text()
+
+    assert f"PPid:\t{forker}\n" in status  # forked, not started afresh
+    assert "CapEff:\t0000000000000000" in status
+    assert {item.split(b"=")[0] for item in environ if item} <= {
+        b"PATH",
+        b"PYTHONPATH",
+        b"LANG",
+        b"LC_ALL",
+        b"LC_CTYPE",
+        b"MLOPS_IDE_PRELOADED_ROOM",
+    }
+
+
+def test_no_server_memory_holds_another_users_tokens(platform: RunningPlatform) -> None:
+    alice = platform.server_environ("alice")
+    secrets = [alice[name].encode() for name in ("JUPYTERHUB_API_TOKEN", "MLOPS_IDE_GIT_TOKEN")]
+    assert all(len(secret) >= 32 for secret in secrets)
+    assert memory_holds(platform.server_pid("alice"), secrets[0])  # the search finds what is there
+
+    for pid in (platform.server_pid("bob"), preloaded_server(platform)):  # bob's forked after alice's
+        assert not any(memory_holds(pid, secret) for secret in secrets)
+
+
 def test_another_users_account_reads_no_home_and_no_secret(platform: RunningPlatform) -> None:
     state = platform.home
     planted = state / "airflow" / "passwords.json"  # as Airflow's, even if it were world-readable
