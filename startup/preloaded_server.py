@@ -248,7 +248,7 @@ def main(argv: list[str]) -> int:
     if threading.active_count() != 1:  # a fork would copy a thread's locks, not the thread
         print("mlops-ide: the preloaded server started threads; it will not fork", file=sys.stderr)
         return 1
-    os.environ.pop("MLOPS_IDE_PRELOADED_ROOM", None)  # our room for show_as; no server's
+    os.environ.pop("PRELOADED_SERVER_ROOM", None)  # our room for show_as; no server's
     code = serve(control, base_path)
     return 0 if code is None else code
 

@@ -210,7 +210,7 @@ def test_a_person_removed_while_their_server_starts_is_removed_once_it_has(platf
     platform.add_user("leo")
     leo = platform.login("leo")
     with pytest.raises(requests.ReadTimeout):  # the spawn begins; the hub answers when it is up
-        leo.get(f"{platform.url}/hub/spawn/leo", timeout=0.5)
+        leo.get(f"{platform.url}/hub/spawn/leo", timeout=0.05)  # its account, its clone: longer
 
     removed = platform.users("remove", "leo")
 
@@ -334,7 +334,9 @@ def test_the_spawner_returns_once_the_server_listens_not_before(tmp_path) -> Non
         started = time.monotonic()
         asyncio.run(
             LocalVSCodeSpawner.until_listening(
-                SimpleNamespace(start_timeout=10, proc=server), "127.0.0.1", port
+                SimpleNamespace(start_timeout=10, process_ended=lambda: server.poll() is not None),
+                "127.0.0.1",
+                port,
             )
         )
         waited = time.monotonic() - started
@@ -347,7 +349,11 @@ def test_the_spawner_returns_once_the_server_listens_not_before(tmp_path) -> Non
     dead.wait()
     started = time.monotonic()
     asyncio.run(
-        LocalVSCodeSpawner.until_listening(SimpleNamespace(start_timeout=10, proc=dead), "127.0.0.1", port)
+        LocalVSCodeSpawner.until_listening(
+            SimpleNamespace(start_timeout=10, process_ended=lambda: dead.poll() is not None),
+            "127.0.0.1",
+            port,
+        )
     )
     assert time.monotonic() - started < 0.5  # a server that died is not waited for
 

@@ -156,7 +156,7 @@ def test_servers_are_forked_by_a_preloaded_server_that_holds_no_secret(platform:
         b"LANG",
         b"LC_ALL",
         b"LC_CTYPE",
-        b"MLOPS_IDE_PRELOADED_ROOM",
+        b"PRELOADED_SERVER_ROOM",
     }
 
 

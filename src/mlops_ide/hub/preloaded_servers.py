@@ -68,7 +68,7 @@ class PreloadedServers:
     def launch(self) -> None:
         """Start it (it imports for about a second) and listen to it."""
         ours, theirs = socket.socketpair()
-        env = {**self.env, "MLOPS_IDE_PRELOADED_ROOM": "x" * ENVIRONMENT_ROOM}
+        env = {**self.env, "PRELOADED_SERVER_ROOM": "x" * ENVIRONMENT_ROOM}
         try:
             self.process = subprocess.Popen(
                 [self.python, "-m", MODULE, str(theirs.fileno()), " " * COMMAND_ROOM],
