@@ -56,7 +56,7 @@ lint:
 bench:
 	@bash scripts/install.sh test
 	@. ./.tools.env && export PYTHONPATH="$(CURDIR):$(CURDIR)/src" && \
-		for b in bench/startup_sync.py bench/os_accounts.py bench/first_login.py bench/login_to_vscode.py bench/many_users.py bench/kubernetes_spawn.py bench/dag_parse.py bench/push_to_dag.py bench/push_to_preview.py bench/mlflow_gate.py; do \
+		for b in bench/startup_sync.py bench/os_accounts.py bench/first_login.py bench/login_to_vscode.py bench/code_server_start.py bench/many_users.py bench/kubernetes_spawn.py bench/dag_parse.py bench/push_to_dag.py bench/push_to_preview.py bench/mlflow_gate.py; do \
 			echo "== $$b"; "$$MLOPS_IDE_PYTHON" "$$b" || exit 1; done && \
 		echo "== bench/serving.py (in the pipeline's virtualenv)" && \
 		"$$MLOPS_IDE_PIPELINE_PYTHON" -W ignore bench/serving.py

@@ -7,17 +7,19 @@ those imports (bench/many_users.py --by-process); a forked one starts from them.
 
 FD is a Unix stream socket only the hub holds (no path: nobody else reaches it). On it:
   hub -> here   one byte with one descriptor: the new server's own channel
-  here -> hub   "ready" once imported; "forked PID" for each channel; "exited PID CODE"
+  here -> hub   "ready" once imported; "exited PID CODE" when a server it forked ends
+On the server's own channel the forked child says "pid PID" (the hub holds that process by
+a pidfd from then on), then reads its request: command, environment (with the user's
+tokens), the part of it that is the same for every server, account, niceness, folder.
 
-The server's request (its command, environment with its hub token, account, niceness,
-folder) goes over its own channel and only the forked child reads it: this process never
-holds a user's data, so no server forked later finds another user's token in the memory
-it inherits. The child becomes the server as Popen with JupyterHub's preexec would have
-made it (a new session, the niceness, the user's account and groups, the home folder),
-then runs the start wrapper and the server in place of `exec`. Where it could not
-reproduce a fresh interpreter (a PYTHON* or locale variable, or the single-user app
-variables read at import, differ from ours; another jupyterhub-singleuser on PATH) it
-execs the command as Popen would have.
+Only the forked child reads a request: this process never holds a user's data, so no
+server forked later finds another user's token in the memory it inherits. The child
+becomes the server as Popen with JupyterHub's preexec would have made it (a new session,
+the niceness, the user's account and groups, the home folder), then runs the start
+wrapper and the server in place of `exec`. Where it could not be what a fresh interpreter
+would be (the environment every server shares differs from the one this process started
+with, or another jupyterhub-singleuser is on PATH) it execs the command as Popen would
+have.
 
 All forked servers share this interpreter's hash seed and memory layout (as Android's
 apps share their zygote's): docs/security.md says what that gives away.
@@ -33,8 +35,10 @@ import os
 import select
 import shutil
 import signal
+import site
 import socket
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -58,11 +62,16 @@ PRELOAD = (
     "startup.start",
     "startup.server_activity",
 )
-# Read once at interpreter start or at import: a server whose environment has other values
-# than ours is exec'd (a fresh interpreter) instead.
-READ_AT_START = ("LANG", "LC_ALL", "LC_CTYPE", "JUPYTERHUB_SINGLEUSER_EXTENSION", "JUPYTERHUB_SINGLEUSER_APP")
-
 PR_SET_DUMPABLE = 4
+ROOM = "PRELOADED_SERVER_ROOM"  # the hub's room for show_as in our environment
+
+
+def launch_environment() -> dict[str, str]:
+    """The environment we were started with (os.environ may have more: Python's locale
+    coercion adds LC_CTYPE), without the room."""
+    raw = Path("/proc/self/environ").read_bytes().split(b"\0")
+    pairs = (item.decode(errors="surrogateescape").split("=", 1) for item in raw if b"=" in item)
+    return {name: value for name, value in pairs if name != ROOM}
 
 
 def preload() -> list[str]:
@@ -75,7 +84,7 @@ def preload() -> list[str]:
     return [entry for entry in sys.path[1:] if entry not in ours]
 
 
-def serve(control: socket.socket, base_path: list[str]) -> int | None:
+def serve(control: socket.socket, base_path: list[str], started_with: dict[str, str]) -> int | None:
     """Fork a server for each channel the hub sends, report each one's end; return in a
     forked child (its exit code) or when the hub has gone (None)."""
     wake_read, wake_write = os.pipe()
@@ -105,9 +114,8 @@ def serve(control: socket.socket, base_path: list[str]) -> int | None:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             for fd in (wake_read, wake_write, control.detach()):
                 os.close(fd)
-            return become_server(fds[0], base_path)
+            return become_server(fds[0], base_path, started_with)
         os.close(fds[0])
-        control.sendall(f"forked {pid}\n".encode())
 
 
 def report_ended(control: socket.socket) -> None:
@@ -121,18 +129,21 @@ def report_ended(control: socket.socket) -> None:
         control.sendall(f"exited {pid} {os.waitstatus_to_exitcode(status)}\n".encode())
 
 
-def become_server(channel_fd: int, base_path: list[str]) -> int:
-    """In the forked child: take the request, become the user's server; its exit code."""
+def become_server(channel_fd: int, base_path: list[str], started_with: dict[str, str]) -> int:
+    """In the forked child: say our pid, take the request, become the user's server; its
+    exit code."""
     channel = socket.socket(fileno=channel_fd)
     try:
         os.setsid()
+        channel.sendall(f"pid {os.getpid()}\n".encode())
         request = read_request(channel)
         command, env = request["command"], request["env"]
         take_on(request)
+        show_as([SINGLEUSER, *command[3:]], env)  # found by its JUPYTERHUB_USER while it syncs
         singleuser = shutil.which(SINGLEUSER, path=env.get("PATH"))
-        fresh = differs_from_a_fresh_interpreter(env, singleuser)
+        fresh = differs_from_a_fresh_interpreter(request["shared"], started_with, singleuser)
         channel.sendall(b"ok\n")
-    except BaseException as error:
+    except BaseException as error:  # the hub says why the server did not start
         with contextlib.suppress(OSError):
             channel.sendall(json.dumps({"error": f"{type(error).__name__}: {error}"}).encode() + b"\n")
         os._exit(1)
@@ -170,9 +181,13 @@ def take_on(request: dict) -> None:
     if account:
         become_account(account)
     folder = request["cwd"]
-    if not account:
-        os.makedirs(folder, 0o755, exist_ok=True)
-    os.chdir(folder)
+    with contextlib.suppress(OSError):
+        if not account:  # SimpleLocalProcessSpawner's preexec makes it
+            os.makedirs(folder, 0o755, exist_ok=True)
+    for candidate in (folder, tempfile.gettempdir(), "/"):  # as JupyterHub's _try_setcwd
+        with contextlib.suppress(OSError):
+            os.chdir(candidate)
+            return
 
 
 def become_account(name: str) -> None:
@@ -193,12 +208,14 @@ def become_account(name: str) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
 
 
-def differs_from_a_fresh_interpreter(env: dict[str, str], singleuser: str | None) -> str:
-    """Why this server must be exec'd rather than run from here ('' when it need not)."""
-    for name in sorted(set(env) | set(os.environ)):
-        if (name in READ_AT_START or (name.startswith("PYTHON") and name != "PYTHONPATH")) and env.get(
-            name
-        ) != os.environ.get(name):
+def differs_from_a_fresh_interpreter(
+    shared: dict[str, str], started_with: dict[str, str], singleuser: str | None
+) -> str:
+    """Why this server must be exec'd rather than run from here ('' when it need not):
+    what every server's environment shares (read at start or at import: the locale,
+    PYTHON*, LD_*, SSL_CERT_*, JUPYTERHUB_SINGLEUSER_*, ...) is not what we started with."""
+    for name in sorted(set(shared) | set(started_with)):
+        if shared.get(name) != started_with.get(name):
             return f"{name} differs from the preloaded server's"
     if singleuser is None or Path(singleuser).parent != Path(sys.executable).parent:
         return f"the {SINGLEUSER} on its PATH is not the preloaded one's ({singleuser})"
@@ -212,6 +229,7 @@ def run_server(command: list[str], env: dict[str, str], singleuser: str, base_pa
     args = command[3:]
     os.environ.clear()
     os.environ.update(env)
+    forget_the_preloaded_account()
     server_env = start.server_environment()
     os.environ.clear()
     os.environ.update(server_env)
@@ -222,6 +240,16 @@ def run_server(command: list[str], env: dict[str, str], singleuser: str, base_pa
 
     code = main()
     return code if isinstance(code, int) else 0
+
+
+def forget_the_preloaded_account() -> None:
+    """What modules computed at import from our account and environment (root's home),
+    computed again from the server's: where Python's user site would be, the temporary
+    folder, and send2trash's trash (a file deleted in Jupyter goes to the user's)."""
+    site.USER_BASE = site.USER_SITE = None
+    tempfile.tempdir = None
+    if "send2trash.plat_other" in sys.modules:
+        importlib.reload(sys.modules["send2trash.plat_other"])
 
 
 def show_as(argv: list[str], env: dict[str, str]) -> None:
@@ -244,12 +272,13 @@ def show_as(argv: list[str], env: dict[str, str]) -> None:
 
 def main(argv: list[str]) -> int:
     control = socket.socket(fileno=int(argv[0]))
+    started_with = launch_environment()
     base_path = preload()
     if threading.active_count() != 1:  # a fork would copy a thread's locks, not the thread
         print("mlops-ide: the preloaded server started threads; it will not fork", file=sys.stderr)
         return 1
-    os.environ.pop("PRELOADED_SERVER_ROOM", None)  # our room for show_as; no server's
-    code = serve(control, base_path)
+    os.environ.pop(ROOM, None)  # no server's
+    code = serve(control, base_path, started_with)
     return 0 if code is None else code
 
 

@@ -146,18 +146,18 @@ def memory_holds(pid: int, secret: bytes) -> bool:
 def test_servers_are_forked_by_a_preloaded_server_that_holds_no_secret(platform: RunningPlatform) -> None:
     forker = preloaded_server(platform)
     environ = Path(f"/proc/{forker}/environ").read_bytes().split(b"\0")
-    status = Path(f"/proc/{platform.server_pid('alice')}/status").read_text()
+    names = {item.split(b"=")[0].decode() for item in environ}
+    for user in ("alice", "bob"):  # bob's environment differs from the first server's in its own part only
+        server = Path(f"/proc/{platform.server_pid(user)}")
+        status = (server / "status").read_text()
 
-    assert f"PPid:\t{forker}\n" in status  # forked, not started afresh
-    assert "CapEff:\t0000000000000000" in status
-    assert {item.split(b"=")[0] for item in environ if item} <= {
-        b"PATH",
-        b"PYTHONPATH",
-        b"LANG",
-        b"LC_ALL",
-        b"LC_CTYPE",
-        b"PRELOADED_SERVER_ROOM",
-    }
+        assert f"PPid:\t{forker}\n" in status  # forked,
+        command = (server / "cmdline").read_bytes().split(b"\0")
+        assert command[0].endswith(b"jupyterhub-singleuser")  # and run in place
+        assert "CapEff:\t0000000000000000" in status
+    assert "PATH" in names  # what every server shares, and nothing of one user's:
+    assert not [name for name in names if any(word in name for word in ("TOKEN", "SECRET", "PASSWORD"))]
+    assert not {"HOME", "USER", "JUPYTERHUB_USER", "JUPYTERHUB_API_URL", "MLOPS_IDE_GIT_USERNAME"} & names
 
 
 def test_no_server_memory_holds_another_users_tokens(platform: RunningPlatform) -> None:

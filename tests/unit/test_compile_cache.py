@@ -122,6 +122,14 @@ def test_an_account_it_was_not_shared_with_compiles_as_before_and_writes_nothing
     assert sorted(p.name for p in cache.iterdir()) == before
 
 
+# exit 3 when it could neither write to nor (where it exists) remove $0
+WRITE_OR_REMOVE = (
+    'echo x >> "$0" 2>/dev/null && exit 2; '
+    '{ [ -e "$0" ] || [ -L "$0" ]; } && rm -f "$0" 2>/dev/null && exit 4; '
+    "exit 3"
+)
+
+
 def test_no_other_account_can_write_an_entry_code_servers_would_run(cache: Path) -> None:
     compile_cache.share_with(cache, NOBODY)
     (own,) = compile_cache.own_subfolders(cache)
@@ -131,7 +139,7 @@ def test_no_other_account_can_write_an_entry_code_servers_would_run(cache: Path)
 
     for target in (entry, link / "planted", cache / "planted", link):
         tried = subprocess.run(
-            [*AS_NOBODY, "sh", "-c", 'echo x >> "$0" || exit 3; rm -rf "$0"', str(target)],
+            [*AS_NOBODY, "sh", "-c", WRITE_OR_REMOVE, str(target)],
             capture_output=True,
             timeout=30,
         )
@@ -156,10 +164,16 @@ def test_share_with_leaves_what_is_there_and_the_platforms_own_account(cache: Pa
 
 def test_fill_runs_once_per_node_version(tools: Tools, cache: Path) -> None:
     (own,) = compile_cache.own_subfolders(cache)
+    added = own / "added-by-a-code-server-run-as-root"
+    added.write_text("")
+    added.chmod(0o600)  # as Node writes its entries
     entries = sorted(p.name for p in own.iterdir())
-
-    assert not compile_cache.fill(tools.node24, tools.code_server, cache)  # filled already
-    assert sorted(p.name for p in own.iterdir()) == entries
+    try:
+        assert not compile_cache.fill(tools.node24, tools.code_server, cache)  # filled already
+        assert sorted(p.name for p in own.iterdir()) == entries
+        assert added.stat().st_mode & 0o777 == 0o644  # readable by every user's code-server again
+    finally:
+        added.unlink()
 
     older = cache / f"v0.0.1-x64-00000000-{os.getuid()}"
     older.mkdir()

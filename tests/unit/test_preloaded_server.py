@@ -6,19 +6,27 @@ platform, and what their memory holds, are in tests/platform/test_os_accounts.py
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jupyterhub
 import pytest
+import requests
 
-from mlops_ide.hub.preloaded_servers import PreloadedServers, Unavailable
+from mlops_ide.hub.preloaded_servers import PreloadedServers, shared_part
+from mlops_ide.processes import descendants
 from startup import preloaded_server
+from tests.support.platform_tools import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="becoming another account needs root")
@@ -31,7 +39,10 @@ print(json.dumps({
     "uid": os.getresuid(), "gid": os.getresgid(), "groups": sorted(os.getgroups()),
     "session": os.getsid(0) == os.getpid(), "nice": os.getpriority(os.PRIO_PROCESS, 0),
     "cwd": os.getcwd(), "stdin": os.readlink("/proc/self/fd/0"), "secret": os.environ.get("PROBE_SECRET"),
+    "pid": os.getpid(),
 }), file=open(sys.argv[1], "w"))
+if int(sys.argv[2]) < 0:  # a server that stays
+    import time; time.sleep(120)
 sys.exit(int(sys.argv[2]))
 """
 
@@ -42,6 +53,23 @@ def shared() -> Iterator[Path]:
     folder.chmod(0o777)
     yield folder
     shutil.rmtree(folder)
+
+
+class HeardPid(PreloadedServers):
+    """Says when a child has said its pid and been sent its request, then holds the hub's
+    reading of its answer back a moment: a moment to give the spawn up at."""
+
+    heard_pid: asyncio.Event | None = None
+    answer_next = False
+
+    async def line(self, channel):
+        if self.heard_pid is not None and self.answer_next:
+            self.answer_next = False
+            self.heard_pid.set()
+            await asyncio.sleep(0.5)  # the hub gives up while the child becomes the server
+        said = await PreloadedServers.line(channel)
+        self.answer_next = said.startswith(b"pid ")
+        return said
 
 
 def servers() -> PreloadedServers:
@@ -104,32 +132,196 @@ def test_a_request_it_cannot_take_fails_alone_and_the_next_is_served(shared: Pat
     assert json.loads((shared / "said.json").read_text())["uid"] == [65534] * 3
 
 
-def test_it_ends_with_the_hub_and_then_says_it_is_unavailable(shared: Path) -> None:
+def test_it_ends_with_the_hubs_end_and_starts_again_at_the_next_spawn(shared: Path) -> None:
     async def scenario() -> None:
         preloaded = servers()
-        preloaded.launch()
-        await asyncio.wait_for(preloaded.ready.wait(), 60)
-        preloaded.ended("the hub's end closed")  # as when the hub goes: its end of the socket closes
+        try:
+            preloaded.launch()
+            await asyncio.wait_for(preloaded.ready.wait(), 60)
+            first = preloaded.process
+            preloaded.ended("the hub's end closed")  # as when the hub goes: its end of the socket closes
+            assert first.wait(30) == 0
 
-        assert preloaded.process.wait(30) == 0
-        with pytest.raises(Unavailable, match="the hub's end closed"):
-            await preloaded.spawn(probe_request(shared, None))
+            process = await preloaded.spawn(probe_request(shared, None))  # a new one forks it
+
+            assert preloaded.process is not first and await until_ended(process) == 0
+        finally:
+            preloaded.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_preloaded_server_that_died_is_noticed_and_started_again(shared: Path) -> None:
+    async def scenario() -> None:
+        preloaded = servers()
+        try:
+            preloaded.launch()
+            await asyncio.wait_for(preloaded.ready.wait(), 60)
+            preloaded.process.kill()
+            for _ in range(200):  # the hub hears its end
+                if not preloaded.running:
+                    break
+                await asyncio.sleep(0.05)
+            assert not preloaded.running and "it ended" in preloaded.problem
+
+            assert await until_ended(await preloaded.spawn(probe_request(shared, None))) == 0
+        finally:
+            preloaded.stop()
+
+    asyncio.run(scenario())
+
+
+@as_root
+def test_a_spawn_given_up_leaves_no_server_and_the_next_gets_its_own_pid(shared: Path) -> None:
+    async def scenario() -> None:
+        preloaded = HeardPid(sys.executable, {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)})
+        try:
+            preloaded.launch()
+            await asyncio.wait_for(preloaded.ready.wait(), 60)
+            for _ in range(3):  # given up once its child has said its pid (the hub's start_timeout)
+                preloaded.heard_pid = asyncio.Event()
+                spawn = asyncio.create_task(preloaded.spawn(probe_request(shared, "nobody", code=-1)))
+                await asyncio.wait_for(preloaded.heard_pid.wait(), 30)
+                await asyncio.sleep(0.2)  # it has answered, unread: it runs the server
+                spawn.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await spawn
+            with pytest.raises(TimeoutError):  # and at once
+                await asyncio.wait_for(preloaded.spawn(probe_request(shared, "nobody", code=-1)), 0.001)
+            await asyncio.sleep(1)
+            (shared / "said.json").unlink(missing_ok=True)
+            process = await preloaded.spawn(probe_request(shared, "nobody"))
+            assert await until_ended(process) == 0
+            said = json.loads((shared / "said.json").read_text())
+            assert said["pid"] == process.pid  # the process the hub holds is the one it asked for
+            assert descendants(preloaded.process.pid) == []  # every given-up child ended
+        finally:
+            preloaded.stop()
 
     asyncio.run(scenario())
 
 
 def test_what_a_fresh_interpreter_would_read_otherwise_sends_the_server_to_exec() -> None:
-    here = preloaded_server.shutil.which(preloaded_server.SINGLEUSER, path=str(Path(sys.executable).parent))
-    same = dict(os.environ)
+    here = shutil.which(preloaded_server.SINGLEUSER, path=str(Path(sys.executable).parent))
+    started = {"PATH": "/usr/bin", "LANG": "C.UTF-8"}
+    differs = preloaded_server.differs_from_a_fresh_interpreter
 
-    assert preloaded_server.differs_from_a_fresh_interpreter(same, here) == ""
-    assert "PYTHONHASHSEED" in preloaded_server.differs_from_a_fresh_interpreter(
-        {**same, "PYTHONHASHSEED": "1"}, here
-    )
-    assert "LC_ALL" in preloaded_server.differs_from_a_fresh_interpreter({**same, "LC_ALL": "C.UTF-8x"}, here)
-    assert "JUPYTERHUB_SINGLEUSER_APP" in preloaded_server.differs_from_a_fresh_interpreter(
-        {**same, "JUPYTERHUB_SINGLEUSER_APP": "notebook"}, here
-    )
-    assert "not the preloaded one's" in preloaded_server.differs_from_a_fresh_interpreter(same, "/usr/bin/x")
-    # PYTHONPATH is the start wrapper's, which it drops: no reason
-    assert preloaded_server.differs_from_a_fresh_interpreter({**same, "PYTHONPATH": "/elsewhere"}, here) == ""
+    assert differs(dict(started), started, here) == ""
+    assert "PYTHONHASHSEED" in differs({**started, "PYTHONHASHSEED": "1"}, started, here)
+    assert "LANG" in differs({**started, "LANG": "C"}, started, here)
+    assert "LD_LIBRARY_PATH" in differs({**started, "LD_LIBRARY_PATH": "/x"}, started, here)
+    assert "not the preloaded one's" in differs(dict(started), started, "/usr/bin/x")
+
+
+def test_a_servers_own_variables_never_reach_the_preloaded_server() -> None:
+    env = {
+        "PATH": "/usr/bin",
+        "JUPYTERHUB_API_TOKEN": "t",
+        "JPY_API_TOKEN": "t",
+        "JUPYTERHUB_USER": "a",
+        "MLOPS_IDE_GIT_TOKEN": "t",
+        "MLFLOW_TRACKING_TOKEN": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "HOME": "/home/a",
+        "JUPYTERHUB_SINGLEUSER_APP": "jupyter_server",
+    }
+
+    assert shared_part(env) == {"PATH": "/usr/bin", "JUPYTERHUB_SINGLEUSER_APP": "jupyter_server"}
+
+
+class StandInHubAPI(http.server.BaseHTTPRequestHandler):
+    """The hub's API as a single-user server asks it: who holds this token (user `a`)."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"name": "a", "kind": "user", "scopes": ["access:servers!server=a/"], "groups": []})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-JupyterHub-Version", jupyterhub.__version__)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    do_POST = do_GET
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@as_root
+def test_a_server_run_in_place_is_the_users_own_and_trashes_into_their_home(shared: Path) -> None:
+    """The real single-user server, forked and run in place (not exec'd), as nobody."""
+    hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandInHubAPI)
+    threading.Thread(target=hub.serve_forever, daemon=True).start()
+    home = shared / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    port = free_port()
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),  # the start wrapper's; it drops it
+        "HOME": str(home),
+        "JUPYTERHUB_API_TOKEN": "a-token",
+        "JUPYTERHUB_API_URL": f"http://127.0.0.1:{hub.server_address[1]}/hub/api",
+        "JUPYTERHUB_BASE_URL": "/",
+        "JUPYTERHUB_SERVICE_PREFIX": "/user/a/",
+        "JUPYTERHUB_USER": "a",
+        "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-a",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": "/user/a/oauth_callback",
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}/user/a/",
+        "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps(["access:servers!server=a/"]),
+    }
+    request = {
+        # JupyterHub turns the trash off; a team may turn it on
+        "command": [sys.executable, "-m", "startup.start", "--FileContentsManager.delete_to_trash=True"],
+        "env": env,
+        "account": "nobody",
+        "nice": 5,
+        "cwd": str(home),
+    }
+    url = f"http://127.0.0.1:{port}/user/a/api"
+    headers = {"Authorization": "token a-token"}
+
+    async def scenario() -> None:
+        preloaded = PreloadedServers(sys.executable, env)
+        server = None
+        try:
+            server = await preloaded.spawn(request)
+            deadline = time.monotonic() + 60
+            while True:
+                with contextlib.suppress(requests.ConnectionError):
+                    if requests.get(f"{url}/status", headers=headers, timeout=5).status_code == 200:
+                        break
+                assert server.poll() is None and time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+            proc = Path(f"/proc/{server.pid}")
+            status = (proc / "status").read_text()
+            assert "Uid:\t65534\t65534\t65534\t65534" in status and "CapEff:\t0000000000000000" in status
+            assert (
+                (proc / "cmdline").read_bytes().split(b"\0")[0].endswith(b"jupyterhub-singleuser")
+            )  # in place
+            assert b"\0JUPYTERHUB_USER=a\0" in b"\0" + (proc / "environ").read_bytes()
+            control = os.readlink(f"/proc/{preloaded.process.pid}/fd/{preloaded_fd(preloaded)}")
+            assert control not in {os.readlink(fd) for fd in (proc / "fd").iterdir()}  # not the hub's socket
+            (home / "notes.txt").write_text("x")
+            os.chown(home / "notes.txt", 65534, 65534)
+
+            deleted = requests.delete(f"{url}/contents/notes.txt", headers=headers, timeout=30)
+
+            assert deleted.status_code == 204, deleted.text
+            assert (home / ".local" / "share" / "Trash" / "files" / "notes.txt").exists()  # nobody's trash
+            assert server.signal(signal.SIGTERM)
+            await until_ended(server)
+        finally:
+            if server is not None:
+                server.signal(signal.SIGKILL)
+            preloaded.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        hub.shutdown()
+
+
+def preloaded_fd(preloaded: PreloadedServers) -> str:
+    """The preloaded server's end of its socket with the hub (the descriptor it was given)."""
+    return Path(f"/proc/{preloaded.process.pid}/cmdline").read_bytes().split(b"\0")[3].decode()

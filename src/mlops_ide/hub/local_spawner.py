@@ -10,7 +10,6 @@ import os
 import pwd
 import shlex
 from pathlib import Path
-from subprocess import Popen
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner, set_user_setuid
 from jupyterhub.utils import random_port
@@ -89,14 +88,21 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
                 if self.code_server_cache:
                     uid = pwd.getpwnam(os_accounts.system_name(self.user.name)).pw_uid
                     compile_cache.share_with(Path(self.code_server_cache), uid)
-            ip, port = await (self.start_preloaded() if self.preloaded else super().start())
+            ip, port = await self.start_process()
             if self.return_when_listening:
                 await self.until_listening(ip, port)
         return ip, port
 
-    async def start_preloaded(self) -> tuple[str, int]:
+    async def start_process(self) -> tuple[str, int]:
         """LocalProcessSpawner.start, with the server forked by the preloaded server (as
         Popen with this spawner's preexec would have made it) when it can."""
+        if (
+            not self.preloaded
+            or self.shell_cmd
+            or self.popen_kwargs
+            or self.cmd[1:3] != ["-m", "startup.start"]
+        ):
+            return await super().start()
         if self.port == 0:
             self.port = random_port()
         command = [*self.cmd, *self.get_args()]
@@ -113,26 +119,26 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
         }
         self.log.info("Spawning %s (preloaded)", shlex.join(command))
         try:
-            if command[1:3] != ["-m", "startup.start"] or self.popen_kwargs:
-                raise Unavailable("its command is not the start wrapper's, or it has popen_kwargs")
             self.forked = await LocalVSCodeSpawner.preloaded_servers.spawn(request)
-            self.pid = self.forked.pid
         except Unavailable as why:
             self.log.warning("Starting %s's server without the preloaded server: %s", self.user.name, why)
-            self.proc = Popen(
-                command, preexec_fn=self.make_preexec_fn(self.user.name), start_new_session=True, env=env
-            )
-            self.pid = self.proc.pid
+            return await super().start()
+        self.pid = self.forked.pid
         return (self.ip or "127.0.0.1", self.port)
 
     async def poll(self):
-        if self.forked is not None:  # the preloaded server reports its end
+        if self.forked is not None:  # held by a pidfd; its exit code as the preloaded server saw it
             status = self.forked.poll()
             if status is not None:
                 self.forked = None
                 self.clear_state()
             return status
         return await super().poll()
+
+    async def _signal(self, sig: int) -> bool:
+        if self.forked is not None:  # by its pidfd: never another process that got its pid
+            return self.forked.signal(sig)
+        return await super()._signal(sig)
 
     def process_ended(self) -> bool:
         process = self.forked or self.proc

@@ -1,13 +1,14 @@
 """The hub's end of the preloaded single-user server (startup/preloaded_server.py): one
 process per hub that has imported the server once and forks each user's server from it.
 
-The hub starts it with a socket pair (no path: nobody else can reach it), a minimal
-environment (nothing of the hub's secrets: every server inherits its memory) and room for
-the servers' command lines and environments. For each server: a new socket pair, one end
-sent to it (the fork), the request written on the other (read by the forked child only),
-its answer awaited. Its `PreloadedProcess` is what the spawner polls and signals, as it
-would a Popen. If the preloaded server cannot start or has ended, `Unavailable` says why
-and the spawner starts the server as before.
+The hub starts it with a socket pair (no path: nobody else can reach it), the environment
+every server shares (none of a user's: its memory is every server's) and room for the
+servers' command lines and environments. For each server: a new socket pair, one end sent
+to it (the fork); on the other the child says its pid (held from then on by a pidfd, which
+a reused pid cannot fool), reads its request and answers. A `PreloadedProcess` is what the
+spawner polls and signals. If the preloaded server cannot start or has ended, `Unavailable`
+says why and the spawner starts the server as before; it is started again at the next
+spawn.
 """
 
 from __future__ import annotations
@@ -16,20 +17,34 @@ import asyncio
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-
-from mlops_ide.processes import is_alive
+from dataclasses import dataclass
 
 MODULE = "startup.preloaded_server"
 COMMAND_ROOM = 4096  # bytes for a server's command line, as /proc/PID/cmdline shows it
 ENVIRONMENT_ROOM = 1 << 16  # and for its environment (/proc/PID/environ)
-STARTED_WITH = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "LC_CTYPE")
 READY_TIMEOUT = 120.0  # its imports, on a machine busy with a crowd's logins
 ANSWER_TIMEOUT = 30.0
+# A server's own part of its environment: the rest is every server's, the preloaded
+# server's own, and a server whose rest differs starts afresh.
+OWN_NAMES = {"HOME", "USER", "LOGNAME", "SHELL", "MLOPS_IDE_GIT_USERNAME"}
+OWN_WORDS = ("TOKEN", "SECRET", "PASSWORD")
+
+
+def own_to_the_server(name: str) -> bool:
+    return (
+        name in OWN_NAMES
+        or any(word in name for word in OWN_WORDS)
+        or (name.startswith(("JUPYTERHUB_", "JPY_")) and not name.startswith("JUPYTERHUB_SINGLEUSER_"))
+    )
+
+
+def shared_part(env: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in env.items() if not own_to_the_server(name)}
 
 
 class Unavailable(Exception):
@@ -38,35 +53,49 @@ class Unavailable(Exception):
 
 @dataclass
 class PreloadedProcess:
-    """A server forked by the preloaded server: its pid and poll() (None while it runs,
-    else its exit code), as a Popen's."""
+    """A server forked by the preloaded server, held by a pidfd: poll() (None while it
+    runs, else its exit code as the preloaded server reported it, or 0) and signal()."""
 
     pid: int
-    servers: PreloadedServers = field(repr=False)
+    pidfd: int
     returncode: int | None = None
+    reported: int | None = None
 
     def poll(self) -> int | None:
-        if self.returncode is None and not self.servers.running and not is_alive(self.pid):
-            self.returncode = 0  # its end was not reported (the preloaded server ended first)
+        if self.returncode is None and select.select([self.pidfd], [], [], 0)[0]:
+            self.returncode = self.reported or 0
+            os.close(self.pidfd)
         return self.returncode
+
+    def signal(self, sig: int) -> bool:
+        """Send `sig`; whether it still ran."""
+        if self.poll() is not None:
+            return False
+        try:
+            signal.pidfd_send_signal(self.pidfd, sig)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 class PreloadedServers:
     def __init__(self, python: str, env: Mapping[str, str]):
         self.python = python
-        self.env = {name: env[name] for name in STARTED_WITH if name in env}
+        self.env = shared_part(env)
         self.process: subprocess.Popen | None = None
         self.control: socket.socket | None = None
         self.ready = asyncio.Event()
-        self.running = False
         self.problem = ""
-        self.turn = asyncio.Lock()
-        self.forked: asyncio.Queue[int] = asyncio.Queue()
         self.processes: dict[int, PreloadedProcess] = {}
         self.buffer = b""
 
+    @property
+    def running(self) -> bool:
+        return self.control is not None
+
     def launch(self) -> None:
         """Start it (it imports for about a second) and listen to it."""
+        self.ready, self.problem, self.buffer = asyncio.Event(), "", b""
         ours, theirs = socket.socketpair()
         env = {**self.env, "PRELOADED_SERVER_ROOM": "x" * ENVIRONMENT_ROOM}
         try:
@@ -81,12 +110,12 @@ class PreloadedServers:
         except OSError as error:
             self.problem = f"it could not start: {error}"
             ours.close()
+            self.ready.set()
             return
         finally:
             theirs.close()
         ours.setblocking(False)
         self.control = ours
-        self.running = True
         asyncio.get_running_loop().add_reader(ours.fileno(), self.heard)
 
     def heard(self) -> None:
@@ -102,62 +131,82 @@ class PreloadedServers:
         self.buffer += data
         *lines, self.buffer = self.buffer.split(b"\n")
         for line in lines:
-            word, *rest = line.decode().split()
-            if word == "ready":
+            words = line.decode(errors="replace").split()
+            if words == ["ready"]:
                 self.ready.set()
-            elif word == "forked":
-                self.forked.put_nowait(int(rest[0]))
-            elif word == "exited" and int(rest[0]) in self.processes:
-                self.processes.pop(int(rest[0])).returncode = int(rest[1])
+            elif len(words) == 3 and words[0] == "exited" and words[1].isdigit():
+                process = self.processes.pop(int(words[1]), None)
+                if process is not None:
+                    process.reported = int(words[2]) if words[2].lstrip("-").isdigit() else None
 
     def ended(self, why: str) -> None:
         if self.control is not None:
             asyncio.get_running_loop().remove_reader(self.control.fileno())
             self.control.close()
-        self.running = False
+            self.control = None
         self.problem = why
         if self.process is not None and self.process.poll() is not None:
             self.problem += f" (exit code {self.process.returncode})"
         self.ready.set()  # wakes those waiting for it: it is not running
-        self.forked.put_nowait(0)
 
     async def spawn(self, request: dict) -> PreloadedProcess:
         """Fork a server for `request` (command, env, account, nice, cwd)."""
-        if self.process is None and not self.problem:
+        if not self.running:  # never started, or ended: (re)start it
             self.launch()
         try:
-            await asyncio.wait_for(self.ready.wait(), READY_TIMEOUT)
+            async with asyncio.timeout(READY_TIMEOUT):
+                await self.ready.wait()
         except TimeoutError:
             raise Unavailable(f"it was not ready within {READY_TIMEOUT:.0f} s") from None
         if not self.running:
             raise Unavailable(self.problem)
         ours, theirs = socket.socketpair()
         with ours:
-            async with self.turn:
-                try:
-                    socket.send_fds(self.control, [b"s"], [theirs.fileno()])
-                except OSError as error:
-                    raise Unavailable(f"it could not be asked: {error}") from None
-                finally:
-                    theirs.close()
-                pid = await self.forked.get()
-            if not pid:
-                raise Unavailable(self.problem)
-            process = self.processes[pid] = PreloadedProcess(pid, self)
-            ours.setblocking(False)
-            loop = asyncio.get_running_loop()
-            await loop.sock_sendall(ours, json.dumps(request).encode() + b"\n")
             try:
-                answer = await asyncio.wait_for(loop.sock_recv(ours, 65536), ANSWER_TIMEOUT)
-            except TimeoutError:
-                answer = b""
-        if answer.strip() != b"ok":
-            if not answer:  # stuck before it became the server: it never will
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            said = json.loads(answer).get("error", "") if answer.startswith(b"{") else "no answer"
+                socket.send_fds(self.control, [b"s"], [theirs.fileno()])
+            except OSError as error:
+                raise Unavailable(f"it could not be asked: {error}") from None
+            finally:
+                theirs.close()
+            ours.setblocking(False)
+            try:
+                hello = await self.line(ours)
+            except (TimeoutError, OSError) as error:
+                hello = f"({error or 'nothing within the time'})".encode()
+            if not hello.startswith(b"pid "):  # it ended before it forked, or could not fork
+                raise Unavailable(f"it forked no server: {hello[:100]!r}")
+            pid = int(hello.split()[1])
+            process = PreloadedProcess(pid, os.pidfd_open(pid))  # it waits for us: it is the child
+            try:
+                self.processes[pid] = process
+                with contextlib.suppress(OSError):  # it stopped reading: it says why below
+                    await asyncio.get_running_loop().sock_sendall(
+                        ours, json.dumps({**request, "shared": shared_part(request["env"])}).encode() + b"\n"
+                    )
+                answer = await self.line(ours)
+            except (TimeoutError, OSError) as error:
+                answer = f"({error or 'nothing within the time'})".encode()
+            except BaseException:  # cancelled (the hub's start timeout), or the child is gone
+                process.signal(signal.SIGKILL)
+                raise
+        if answer != b"ok":
+            process.signal(signal.SIGKILL)
+            said = json.loads(answer).get("error", "") if answer.startswith(b"{") else repr(answer[:100])
             raise RuntimeError(f"the preloaded server's child did not become the server: {said}")
         return process
+
+    @staticmethod
+    async def line(channel: socket.socket) -> bytes:
+        """One line from the child (without its newline), or what came before it ended."""
+        data = b""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(ANSWER_TIMEOUT):
+            while not data.endswith(b"\n"):
+                chunk = await loop.sock_recv(channel, 65536)
+                if not chunk:
+                    break
+                data += chunk
+        return data.strip()
 
     def stop(self) -> None:
         """End it (the servers it forked live on, in their own sessions)."""

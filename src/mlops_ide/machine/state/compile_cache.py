@@ -30,6 +30,10 @@ from mlops_ide.processes import end_processes, session_members
 VARIABLE = "NODE_COMPILE_CACHE"
 
 
+class NotFilled(RuntimeError):
+    """The cache could not be filled: code-server or Node did not run as expected."""
+
+
 def cache_folder(code_server_entry: Path) -> Path:
     """Beside the code-server installation that `code_server_entry` (its out/node/entry.js)
     belongs to: another code-server version gets its own."""
@@ -54,19 +58,23 @@ def fill(node: Path, entry: Path, cache: Path, timeout: float = 60.0) -> bool:
     try:
         fcntl.flock(held, fcntl.LOCK_EX)  # two `make up` at once fill it once
         version = node_tag(node)
-        if any(node_version(folder) == version and any(folder.iterdir()) for folder in own_subfolders(cache)):
-            return False
-        with tempfile.TemporaryDirectory(prefix="mlops-ide-compile-cache-") as tmp:
-            serve_workbench_once(node, entry, cache, Path(tmp), timeout)
-        readable_by_all(cache)
+        filled = any(node_version(f) == version and any(f.iterdir()) for f in own_subfolders(cache))
+        if not filled:
+            with tempfile.TemporaryDirectory(prefix="mlops-ide-compile-cache-") as tmp:
+                serve_workbench_once(node, entry, cache, Path(tmp), timeout)
+        readable_by_all(cache)  # each time: a code-server run as root may have added 0600 entries
     finally:
         os.close(held)
-    return True
+    return not filled
 
 
 def node_tag(node: Path) -> str:
     """The Node version as Node names its sub-folders (`v24.21.0`)."""
-    return subprocess.run([str(node), "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        ran = subprocess.run([str(node), "--version"], capture_output=True, text=True, check=True, timeout=30)
+    except subprocess.SubprocessError as error:
+        raise NotFilled(f"{node} --version: {error}") from None
+    return ran.stdout.strip()
 
 
 def node_version(subfolder: Path) -> str:
@@ -92,11 +100,11 @@ def serve_workbench_once(node: Path, entry: Path, cache: Path, tmp: Path, timeou
         while not workbench_served(sock, home):
             if process.poll() is not None:
                 said = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(
+                raise NotFilled(
                     f"code-server ended ({process.returncode}) before serving its workbench: {said}"
                 )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"code-server did not serve its workbench within {timeout:.0f} s")
+                raise NotFilled(f"code-server did not serve its workbench within {timeout:.0f} s")
             time.sleep(0.05)
     finally:
         process.terminate()  # its parent stops its child; Node writes the cache as each exits
