@@ -57,16 +57,7 @@ def one_start(tools: Tools, cache: Path | None, place: Path) -> tuple[float, flo
     account = (
         ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] if os.geteuid() == 0 else []
     )
-    argv = [
-        *account,
-        str(tools.node24),
-        str(tools.code_server),
-        "--auth",
-        "none",
-        "--socket",
-        str(sock),
-        str(place),
-    ]
+    argv = [*account, *compile_cache.code_server_command(tools.node24, tools.code_server, sock, place)]
     started = time.perf_counter()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -60,16 +60,7 @@ def code_server_as_nobody(tools: Tools, cache: Path, place: Path) -> str:
         "CODE_SERVER_CONFIG": str(place / "config.yaml"),
     }
     sock = place / "sock"
-    argv = [
-        *AS_NOBODY,
-        str(tools.node24),
-        str(tools.code_server),
-        "--auth",
-        "none",
-        "--socket",
-        str(sock),
-        str(place),
-    ]
+    argv = [*AS_NOBODY, *compile_cache.code_server_command(tools.node24, tools.code_server, sock, place)]
     with open(log, "wb") as output:
         process = subprocess.Popen(argv, env=env, stdout=output, stderr=output, start_new_session=True)
     try:
@@ -196,6 +187,18 @@ def test_a_code_server_that_cannot_start_says_why(tools: Tools, shared: Path) ->
 
     with pytest.raises(RuntimeError, match="before serving its workbench"):
         compile_cache.fill(broken.node24, broken.code_server, shared / "broken-cache", timeout=30)
+
+
+def test_make_up_goes_on_without_the_cache_and_says_why(tools: Tools, shared: Path) -> None:
+    entry = shared / "broken" / "lib" / "code-server" / "out" / "node" / "entry.js"
+    entry.parent.mkdir(parents=True)  # a code-server whose entry is missing
+    no_node = shared / "no-node"
+
+    said = [compile_cache.fill_or_say_why(node, entry) for node in (tools.node24, no_node)]
+
+    assert said[0].startswith("code-server's compile cache not filled (code-server ended")
+    assert said[1].startswith("code-server's compile cache not filled (") and str(no_node) in said[1]
+    assert said[0].endswith("servers start without it")
 
 
 def test_the_shim_uses_the_cache_unless_the_user_chose_one(tools: Tools, tmp_path: Path) -> None:

@@ -92,12 +92,9 @@ def prepare_state(settings: Settings, tools: Tools) -> tuple[Inputs, bool, dict[
         if problem:
             raise StateError(problem)
     write_code_server_shim(settings, tools)
-    cache = compile_cache.cache_folder(tools.code_server)
-    try:
-        if compile_cache.fill(tools.node24, tools.code_server, cache):
-            say(f"   code-server's compiled JavaScript cached in {cache}")
-    except (OSError, compile_cache.NotFilled) as why:  # an optimisation only
-        say(f"   code-server's compile cache not filled ({why}); servers start without it")
+    said = compile_cache.fill_or_say_why(tools.node24, tools.code_server)
+    if said:
+        say(f"   {said}")
     install_code(settings)
     inputs = Inputs(settings, tools, password, accounts)
     write_user_tools(settings, tools, airflow.dag_settings(inputs))

@@ -68,6 +68,22 @@ def fill(node: Path, entry: Path, cache: Path, timeout: float = 60.0) -> bool:
     return not filled
 
 
+def fill_or_say_why(node: Path, entry: Path) -> str:
+    """`fill` for `make up`: what to tell the operator; never an error (the cache only
+    saves time: servers start without it)."""
+    cache = cache_folder(entry)
+    try:
+        return f"code-server's compiled JavaScript cached in {cache}" if fill(node, entry, cache) else ""
+    except (OSError, NotFilled) as why:
+        return f"code-server's compile cache not filled ({why}); servers start without it"
+
+
+def code_server_command(node: Path, entry: Path, sock: Path, folder: Path) -> list[str]:
+    """code-server without a password on a Unix socket, opening `folder`."""
+    flags = ["--auth", "none", "--disable-telemetry", "--socket", str(sock)]
+    return [str(node), str(entry), *flags, str(folder)]
+
+
 def node_tag(node: Path) -> str:
     """The Node version as Node names its sub-folders (`v24.21.0`)."""
     try:
@@ -92,7 +108,7 @@ def serve_workbench_once(node: Path, entry: Path, cache: Path, tmp: Path, timeou
         "EXTENSIONS_GALLERY": "{}",
         VARIABLE: str(cache),
     }
-    argv = [str(node), str(entry), "--auth", "none", "--disable-telemetry", "--socket", str(sock), str(home)]
+    argv = code_server_command(node, entry, sock, home)
     with open(log, "wb") as output:
         process = subprocess.Popen(argv, env=env, stdout=output, stderr=output, start_new_session=True)
     try:
