@@ -8,9 +8,10 @@ those imports (bench/many_users.py --by-process); a forked one starts from them.
 FD is a Unix stream socket only the hub holds (no path: nobody else reaches it). On it:
   hub -> here   one byte with one descriptor: the new server's own channel
   here -> hub   "ready" once imported; "exited PID CODE" when a server it forked ends
-On the server's own channel the forked child says "pid PID" (the hub holds that process by
-a pidfd from then on), then reads its request: command, environment (with the user's
-tokens), the part of it that is the same for every server, account, niceness, folder.
+On the server's own channel this process sends "pid PID" with a pidfd of the child, opened
+before it can reap the child (the hub holds the server by it); then the child reads its
+request: command, environment (with the user's tokens), the part of it that is the same for
+every server, account, niceness, folder.
 
 Only the forked child reads a request: this process never holds a user's data, so no
 server forked later finds another user's token in the memory it inherits. The child
@@ -64,6 +65,7 @@ PRELOAD = (
     "startup.server_activity",
 )
 PR_SET_DUMPABLE = 4
+LIBC = ctypes.CDLL(None, use_errno=True)
 ROOM = "PRELOADED_SERVER_ROOM"  # the hub's room for show_as in our environment
 
 
@@ -116,7 +118,14 @@ def serve(control: socket.socket, base_path: list[str], started_with: dict[str, 
             for fd in (wake_read, wake_write, control.detach()):
                 os.close(fd)
             return become_server(fds[0], base_path, started_with)
-        os.close(fds[0])
+        with socket.socket(fileno=fds[0]) as channel:
+            pidfd = os.pidfd_open(pid)  # not reaped before report_ended: still this child
+            try:
+                socket.send_fds(channel, [f"pid {pid}\n".encode()], [pidfd])
+            except OSError:  # the hub gave the spawn up: the child finds its channel closed
+                pass
+            finally:
+                os.close(pidfd)
 
 
 def report_ended(control: socket.socket) -> None:
@@ -131,16 +140,14 @@ def report_ended(control: socket.socket) -> None:
 
 
 def become_server(channel_fd: int, base_path: list[str], started_with: dict[str, str]) -> int:
-    """In the forked child: say our pid, take the request, become the user's server; its
-    exit code."""
+    """In the forked child: take the request, become the user's server; its exit code."""
     channel = socket.socket(fileno=channel_fd)
     try:
         os.setsid()
-        channel.sendall(f"pid {os.getpid()}\n".encode())
         request = read_request(channel)
         command, env = request["command"], request["env"]
         take_on(request)
-        show_as([SINGLEUSER, *command[3:]], env)  # found by its JUPYTERHUB_USER while it syncs
+        become_environment([SINGLEUSER, *command[3:]], env)  # found by its JUPYTERHUB_USER while it syncs
         singleuser = shutil.which(SINGLEUSER, path=env.get("PATH"))
         fresh = differs_from_a_fresh_interpreter(request["shared"], started_with, singleuser)
         channel.sendall(b"ok\n")
@@ -206,7 +213,7 @@ def become_account(name: str) -> None:
     # A changed uid makes the kernel hide this process from its own account (not
     # dumpable), which exec would have undone: the user's own tools read it again (its
     # memory holds none but the user's: see the module's docstring).
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
 
 
 def differs_from_a_fresh_interpreter(
@@ -251,6 +258,17 @@ def forget_the_preloaded_account() -> None:
     tempfile.tempdir = None
     if "send2trash.plat_other" in sys.modules:
         importlib.reload(sys.modules["send2trash.plat_other"])
+
+
+def become_environment(argv: list[str], env: dict[str, str]) -> None:
+    """Our environment becomes `env`, for Python and for libc (the children started
+    without one of their own, getenv), and /proc/PID/cmdline and environ show `argv` and
+    `env`. libc's environ points into the memory show_as writes over: it is emptied
+    first."""
+    os.environ.clear()
+    LIBC.clearenv()
+    show_as(argv, env)
+    os.environ.update(env)
 
 
 def show_as(argv: list[str], env: dict[str, str]) -> None:

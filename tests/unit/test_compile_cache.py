@@ -190,7 +190,7 @@ def test_a_code_server_that_cannot_start_says_why(tools: Tools, shared: Path) ->
 
 
 def test_make_up_goes_on_without_the_cache_and_says_why(tools: Tools, shared: Path) -> None:
-    entry = shared / "broken" / "lib" / "code-server" / "out" / "node" / "entry.js"
+    entry = shared / "broken" / "node_modules" / "code-server" / "out" / "node" / "entry.js"
     entry.parent.mkdir(parents=True)  # a code-server whose entry is missing
     no_node = shared / "no-node"
 
@@ -199,6 +199,16 @@ def test_make_up_goes_on_without_the_cache_and_says_why(tools: Tools, shared: Pa
     assert said[0].startswith("code-server's compile cache not filled (code-server ended")
     assert said[1].startswith("code-server's compile cache not filled (") and str(no_node) in said[1]
     assert said[0].endswith("servers start without it")
+
+
+def test_a_code_server_installed_otherwise_has_no_cache(tools: Tools, tmp_path: Path) -> None:
+    elsewhere = Path("/usr/local/bin/code-server")  # as an image may have it
+
+    assert compile_cache.cache_folder(elsewhere) is None
+    assert "not an npm installation" in compile_cache.fill_or_say_why(tools.node24, elsewhere)
+    settings = load({"MLOPS_IDE_HOME": str(tmp_path)})
+    shim = write_code_server_shim(settings, dataclasses.replace(tools, code_server=elsewhere)) / "code-server"
+    assert compile_cache.VARIABLE not in shim.read_text() and str(elsewhere) in shim.read_text()
 
 
 def test_the_shim_uses_the_cache_unless_the_user_chose_one(tools: Tools, tmp_path: Path) -> None:

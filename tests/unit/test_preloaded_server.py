@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -23,7 +24,8 @@ import jupyterhub
 import pytest
 import requests
 
-from mlops_ide.hub.preloaded_servers import PreloadedServers, shared_part
+from mlops_ide.hub import preloaded_servers
+from mlops_ide.hub.preloaded_servers import PreloadedServers, Unavailable, shared_part
 from mlops_ide.processes import descendants
 from startup import preloaded_server
 from tests.support.platform_tools import free_port
@@ -41,8 +43,8 @@ print(json.dumps({
     "cwd": os.getcwd(), "stdin": os.readlink("/proc/self/fd/0"), "secret": os.environ.get("PROBE_SECRET"),
     "pid": os.getpid(),
 }), file=open(sys.argv[1], "w"))
-if int(sys.argv[2]) < 0:  # a server that stays
-    import time; time.sleep(120)
+if int(sys.argv[2]) < 0:  # a server that stays, with a process of its own in its session
+    import subprocess, time; subprocess.Popen(["sleep", "120"]); time.sleep(120)
 sys.exit(int(sys.argv[2]))
 """
 
@@ -56,20 +58,26 @@ def shared() -> Iterator[Path]:
 
 
 class HeardPid(PreloadedServers):
-    """Says when a child has said its pid and been sent its request, then holds the hub's
+    """Says when the hub has its child's pid and has sent its request, then holds the hub's
     reading of its answer back a moment: a moment to give the spawn up at."""
 
     heard_pid: asyncio.Event | None = None
-    answer_next = False
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.pids: list[int] = []
+
+    async def message_with_fds(self, channel):
+        said = await PreloadedServers.message_with_fds(channel)
+        if self.heard_pid is not None:
+            self.pids.append(int(said[0].split()[1]))
+            self.heard_pid.set()
+        return said
 
     async def line(self, channel):
-        if self.heard_pid is not None and self.answer_next:
-            self.answer_next = False
-            self.heard_pid.set()
+        if self.heard_pid is not None and self.heard_pid.is_set():
             await asyncio.sleep(0.5)  # the hub gives up while the child becomes the server
-        said = await PreloadedServers.line(channel)
-        self.answer_next = said.startswith(b"pid ")
-        return said
+        return await PreloadedServers.line(channel)
 
 
 def servers() -> PreloadedServers:
@@ -139,7 +147,9 @@ def test_it_ends_with_the_hubs_end_and_starts_again_at_the_next_spawn(shared: Pa
             preloaded.launch()
             await asyncio.wait_for(preloaded.ready.wait(), 60)
             first = preloaded.process
-            preloaded.ended("the hub's end closed")  # as when the hub goes: its end of the socket closes
+            asyncio.get_running_loop().remove_reader(preloaded.control.fileno())
+            preloaded.control.close()  # as when the hub goes: its end of the socket closes
+            preloaded.control = None
             assert first.wait(30) == 0
 
             process = await preloaded.spawn(probe_request(shared, None))  # a new one forks it
@@ -194,11 +204,68 @@ def test_a_spawn_given_up_leaves_no_server_and_the_next_gets_its_own_pid(shared:
             assert await until_ended(process) == 0
             said = json.loads((shared / "said.json").read_text())
             assert said["pid"] == process.pid  # the process the hub holds is the one it asked for
-            assert descendants(preloaded.process.pid) == []  # every given-up child ended
+            assert descendants(preloaded.process.pid) == []  # every given-up child ended,
+            assert len(preloaded.pids) >= 4 and not in_sessions(preloaded.pids)  # and what they started
         finally:
             preloaded.stop()
 
     asyncio.run(scenario())
+
+
+def in_sessions(sessions: list[int]) -> list[int]:
+    """The processes that run in those sessions (not the ended ones no parent reaped yet)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) in sessions and fields[0] != "Z":
+                found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("hangs", ["before it is ready", "after it is ready"])
+def test_a_preloaded_server_that_hangs_is_ended_and_servers_start_without_it(
+    hangs: str, shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(preloaded_servers, "READY_TIMEOUT", 1.0)
+    monkeypatch.setattr(preloaded_servers, "ANSWER_TIMEOUT", 1.0)
+    python = shared / "python"  # as `python -m MODULE FD ROOM`: says ready or not, then hangs
+    python.write_text(
+        f"#!{sys.executable}\nimport os, sys, time\n"
+        "if os.environ.get('SAY_READY'):\n    os.write(int(sys.argv[3]), b'ready\\n')\n"
+        "time.sleep(600)\n"
+    )
+    python.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], **({"SAY_READY": "1"} if hangs.startswith("after") else {})}
+
+    async def scenario() -> None:
+        preloaded = PreloadedServers(str(python), env)
+        try:
+            with pytest.raises(Unavailable, match="within 1 s"):
+                await preloaded.spawn(probe_request(shared, None))
+            assert preloaded.process.poll() is not None and not preloaded.running  # ended
+        finally:
+            preloaded.stop()
+
+    asyncio.run(scenario())
+
+
+def test_the_server_and_its_children_get_its_environment_and_nothing_else(shared: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "JUPYTERHUB_USER": "a", "LONGER": "x" * 3000}
+    pid = os.fork()
+    if pid == 0:  # as a forked child becomes its server
+        code = 1
+        try:
+            preloaded_server.become_environment(["jupyterhub-singleuser"], env)
+            ran = subprocess.run(["env", "-0"], capture_output=True, check=True)  # no env=: libc's
+            (shared / "env").write_bytes(ran.stdout)
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+    seen = [item.decode(errors="replace") for item in (shared / "env").read_bytes().split(b"\0") if item]
+    assert sorted(seen) == sorted(f"{name}={value}" for name, value in env.items())
 
 
 def test_what_a_fresh_interpreter_would_read_otherwise_sends_the_server_to_exec() -> None:
@@ -296,12 +363,16 @@ def test_a_server_run_in_place_is_the_users_own_and_trashes_into_their_home(shar
             proc = Path(f"/proc/{server.pid}")
             status = (proc / "status").read_text()
             assert "Uid:\t65534\t65534\t65534\t65534" in status and "CapEff:\t0000000000000000" in status
+            assert "Gid:\t65534\t65534\t65534\t65534" in status
             assert (
                 (proc / "cmdline").read_bytes().split(b"\0")[0].endswith(b"jupyterhub-singleuser")
             )  # in place
             assert b"\0JUPYTERHUB_USER=a\0" in b"\0" + (proc / "environ").read_bytes()
             control = os.readlink(f"/proc/{preloaded.process.pid}/fd/{preloaded_fd(preloaded)}")
-            assert control not in {os.readlink(fd) for fd in (proc / "fd").iterdir()}  # not the hub's socket
+            held = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
+            theirs = {os.readlink(fd) for fd in Path(f"/proc/{preloaded.process.pid}/fd").iterdir()}
+            outputs = {os.readlink(f"/proc/self/fd/{n}") for n in (1, 2)}  # the hub's: every server's
+            assert control in theirs and not held & theirs - outputs - {os.devnull}
             (home / "notes.txt").write_text("x")
             os.chown(home / "notes.txt", 65534, 65534)
 

@@ -87,7 +87,10 @@ class LocalVSCodeSpawner(SimpleLocalProcessSpawner):
                 )
                 if self.code_server_cache:
                     uid = pwd.getpwnam(os_accounts.system_name(self.user.name)).pw_uid
-                    compile_cache.share_with(Path(self.code_server_cache), uid)
+                    try:
+                        compile_cache.share_with(Path(self.code_server_cache), uid)
+                    except OSError as error:  # it only saves time
+                        self.log.warning("code-server's compile cache not shared with %s: %s", uid, error)
             ip, port = await self.start_process()
             if self.return_when_listening:
                 await self.until_listening(ip, port)

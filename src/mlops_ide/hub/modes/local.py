@@ -141,7 +141,7 @@ def configure(c: Any, settings: Settings) -> None:
     # (which Jupyter refuses for root unless told).
     c.LocalVSCodeSpawner.os_accounts = os_accounts.enabled()
     c.LocalVSCodeSpawner.preloaded = settings.preloaded_servers
-    c.LocalVSCodeSpawner.code_server_cache = str(compile_cache.cache_folder(tools.code_server))
+    c.LocalVSCodeSpawner.code_server_cache = str(compile_cache.cache_folder(tools.code_server) or "")
     c.Spawner.args = (
         ["--ServerApp.allow_root=True"] if os.geteuid() == 0 and not os_accounts.enabled() else []
     )

@@ -34,10 +34,14 @@ class NotFilled(RuntimeError):
     """The cache could not be filled: code-server or Node did not run as expected."""
 
 
-def cache_folder(code_server_entry: Path) -> Path:
-    """Beside the code-server installation that `code_server_entry` (its out/node/entry.js)
-    belongs to: another code-server version gets its own."""
-    return code_server_entry.parents[4] / "compile-cache"
+def cache_folder(code_server_entry: Path) -> Path | None:
+    """Beside the npm installation of code-server that `code_server_entry` (its
+    node_modules/code-server/out/node/entry.js) belongs to: another code-server version
+    gets its own. None for a code-server installed otherwise (no cache)."""
+    for folder in code_server_entry.parents:
+        if folder.name == "node_modules":
+            return folder.parent / "compile-cache"
+    return None
 
 
 def own_subfolders(cache: Path, uid: int | None = None) -> list[Path]:
@@ -72,6 +76,8 @@ def fill_or_say_why(node: Path, entry: Path) -> str:
     """`fill` for `make up`: what to tell the operator; never an error (the cache only
     saves time: servers start without it)."""
     cache = cache_folder(entry)
+    if cache is None:
+        return f"code-server at {entry} is not an npm installation: no compile cache"
     try:
         return f"code-server's compiled JavaScript cached in {cache}" if fill(node, entry, cache) else ""
     except (OSError, NotFilled) as why:

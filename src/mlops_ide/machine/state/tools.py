@@ -61,12 +61,9 @@ def write_code_server_shim(settings: Settings, tools: Tools) -> Path:
     bin_dir = ensure_folder(code_server_bin(settings), 0o755)
     shim = bin_dir / "code-server"
     cache = compile_cache.cache_folder(tools.code_server)
-    text = (
-        "#!/bin/sh\n"
-        f': "${{{compile_cache.VARIABLE}:={cache}}}"\n'
-        f"export {compile_cache.VARIABLE}\n"
-        f'exec "{tools.node24}" "{tools.code_server}" "$@"\n'
-    )
+    variable = compile_cache.VARIABLE
+    uses_cache = f': "${{{variable}:={cache}}}"\nexport {variable}\n' if cache else ""
+    text = f'#!/bin/sh\n{uses_cache}exec "{tools.node24}" "{tools.code_server}" "$@"\n'
     if not shim.exists() or shim.read_text() != text:
         shim.write_text(text)
         shim.chmod(0o755)
